@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// PART for Swift: pixel-reweighted adversarial training on a oneDNN engine.
+//
+// Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
+// PARTCAM <- PARTTraining <- part (the command-line tool).
+import PackageDescription
+
+let package = Package(
+    name: "PART",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "part", targets: ["part"]),
+        .library(name: "PARTTraining", targets: ["PARTTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian packages (libdnnl-dev, zlib1g-dev).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Tensors, oneDNN kernels with their backward passes, RNG, safetensors I/O.
+        .target(name: "PARTEngine", dependencies: ["CDNNL"]),
+        // Layers with explicit backward, the model zoo, checkpoints.
+        .target(name: "PARTNN", dependencies: ["PARTEngine"]),
+        // Datasets (IDX for Fashion-MNIST/MNIST) and batching.
+        .target(name: "PARTData", dependencies: ["PARTEngine", "CZlib"]),
+        // Attacks under an epsilon map.
+        .target(name: "PARTAttacks", dependencies: ["PARTNN"]),
+        // Class activation maps and the rules that turn them into epsilon maps.
+        .target(name: "PARTCAM", dependencies: ["PARTNN"]),
+        // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
+        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
+        .executableTarget(name: "part", dependencies: [
+            "PARTTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
+        .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
+        .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
+        .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,141 @@
+import CDNNL
+
+/// Batch normalisation over the channels of NHWC activations, on oneDNN.
+///
+///     y = scale * (x - mean) / sqrt(var + eps) + shift
+///
+/// Training mode normalises with the batch's statistics (biased variance) and returns them so
+/// the caller can update its running statistics; evaluation mode uses the running statistics
+/// given (`dnnl_use_global_stats`). Both modes have a backward pass: evaluation-mode backward
+/// is what an attack on a model in eval mode needs.
+public final class BatchNorm {
+    public let channels: Int
+    public let epsilon: Float
+
+    public init(channels: Int, epsilon: Float = 1e-5) {
+        self.channels = channels
+        self.epsilon = epsilon
+    }
+
+    private struct Key: Hashable { let n, h, w: Int; let training: Bool }
+
+    private final class Plan {
+        let forward: DNNLPrimitive
+        var backward: DNNLPrimitive?
+        init(forward: DNNLPrimitive) { self.forward = forward }
+    }
+
+    private var plans: [Key: Plan] = [:]
+
+    private func flags(training: Bool) -> UInt32 {
+        (dnnl_use_scale.rawValue | dnnl_use_shift.rawValue) | (training ? 0 : dnnl_use_global_stats.rawValue)
+    }
+
+    private func dataDesc(_ key: Key) -> dnnl_memory_desc_t { DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc) }
+
+    private func plan(_ key: Key) -> Plan {
+        if let p = plans[key] { return p }
+        var md = dataDesc(key)
+        var desc = dnnl_batch_normalization_desc_t()
+        DNNL.check(dnnl_batch_normalization_forward_desc_init(&desc, dnnl_forward_training, &md, epsilon,
+                                                              flags(training: key.training)),
+                   "describe a batch normalisation")
+        let p = Plan(forward: DNNLPrimitive(&desc, what: "batch normalisation forward"))
+        plans[key] = p
+        return p
+    }
+
+    /// Saved by the forward pass for the backward one.
+    public struct Record {
+        public let training: Bool
+        /// Per-channel mean and biased variance used to normalise (batch or running).
+        public let mean: Tensor
+        public let variance: Tensor
+    }
+
+    /// Forward. `x`: [N, H, W, C]. In training mode `mean`/`variance` are ignored and the
+    /// batch statistics are returned in the record; in evaluation mode they are the running
+    /// statistics.
+    public func forward(_ x: Tensor, scale: Tensor, shift: Tensor, training: Bool,
+                        runningMean: Tensor, runningVariance: Tensor) -> (Tensor, Record) {
+        precondition(x.shape.count == 4 && x.shape[3] == channels,
+                     "batch norm expects [N, H, W, \(channels)], got \(x.shape)")
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: training)
+        let p = plan(key)
+        var y = Tensor.uninitialized(shape: x.shape)
+        var mean = training ? Tensor.uninitialized(shape: [channels]) : runningMean
+        var variance = training ? Tensor.uninitialized(shape: [channels]) : runningVariance
+        y.withUnsafeMutableBufferPointer { yp in
+            mean.withUnsafeMutableBufferPointer { mp in
+                variance.withUnsafeMutableBufferPointer { vp in
+                    p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                                       (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!)),
+                                       (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
+                                       (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
+                                       (DNNL_ARG_MEAN, UnsafeMutableRawPointer(mp.baseAddress!)),
+                                       (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(vp.baseAddress!))])
+                }
+            }
+        }
+        return (y, Record(training: training, mean: mean, variance: variance))
+    }
+
+    /// Backward for the forward call on `x` that produced `record`.
+    /// - Returns: dL/dx, and dL/dscale, dL/dshift when `needParameterGradients`.
+    /// Parameter gradients are computed in training mode only (evaluation-mode passes serve
+    /// attacks and CAMs, which need dL/dx alone).
+    public func backward(_ dy: Tensor, x: Tensor, scale: Tensor, shift: Tensor, record: Record,
+                         needParameterGradients: Bool) -> (input: Tensor, scale: Tensor?, shift: Tensor?) {
+        precondition(record.training || !needParameterGradients,
+                     "batch-norm parameter gradients in evaluation mode are not supported")
+        precondition(dy.shape == x.shape, "batch norm output gradient must be \(x.shape), got \(dy.shape)")
+        if !record.training { return (evaluationBackward(dy, scale: scale, record: record), nil, nil) }
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: true)
+        let p = plan(key)
+        if p.backward == nil {
+            var md = dataDesc(key)
+            var desc = dnnl_batch_normalization_desc_t()
+            DNNL.check(dnnl_batch_normalization_backward_desc_init(&desc, dnnl_backward, &md, &md, epsilon,
+                                                                   flags(training: record.training)),
+                       "describe a batch normalisation backward")
+            p.backward = DNNLPrimitive(&desc, hint: p.forward, what: "batch normalisation backward")
+        }
+        var dx = Tensor.uninitialized(shape: x.shape)
+        var dScale = Tensor.uninitialized(shape: [channels])
+        var dShift = Tensor.uninitialized(shape: [channels])
+        dx.withUnsafeMutableBufferPointer { dxp in
+            dScale.withUnsafeMutableBufferPointer { sp in
+                dShift.withUnsafeMutableBufferPointer { tp in
+                    p.backward!.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                                         (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                                         (DNNL_ARG_MEAN, UnsafeMutableRawPointer(record.mean.readPointer)),
+                                         (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(record.variance.readPointer)),
+                                         (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
+                                         // oneDNN 2.6 counts the shift among the inputs (unused).
+                                         (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
+                                         (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(dxp.baseAddress!)),
+                                         (DNNL_ARG_DIFF_SCALE, UnsafeMutableRawPointer(sp.baseAddress!)),
+                                         (DNNL_ARG_DIFF_SHIFT, UnsafeMutableRawPointer(tp.baseAddress!))])
+                }
+            }
+        }
+        return (dx, needParameterGradients ? dScale : nil, needParameterGradients ? dShift : nil)
+    }
+
+    /// With fixed statistics the op is a per-channel affine map, so dL/dx = dy * scale / sqrt(var + eps).
+    /// (oneDNN 2.6 has no backward-data kernel for global statistics with scale and shift.)
+    private func evaluationBackward(_ dy: Tensor, scale: Tensor, record: Record) -> Tensor {
+        let c = channels
+        let factor = (0..<c).map { scale[flat: $0] / (record.variance[flat: $0] + epsilon).squareRoot() }
+        var dx = Tensor.uninitialized(shape: dy.shape)
+        let g = dy.readPointer
+        dx.withUnsafeMutableBufferPointer { d in
+            factor.withUnsafeBufferPointer { f in
+                for pixel in 0..<(d.count / c) {
+                    for k in 0..<c { d[pixel * c + k] = g[pixel * c + k] * f[k] }
+                }
+            }
+        }
+        return dx
+    }
+}

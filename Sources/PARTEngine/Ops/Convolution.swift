@@ -1,0 +1,165 @@
+import CDNNL
+
+/// 2-D convolution on oneDNN: NHWC activations, OIHW weights (PyTorch's layout), optional bias.
+///
+///     y[n, oh, ow, o] = b[o] + sum_{i, kh, kw} x[n, oh*s - p + kh, ow*s - p + kw, i] * w[o, i, kh, kw]
+///
+/// Primitives (forward, backward-data, backward-weights) are built once per input shape and
+/// cached; each lets oneDNN choose its weight layout (`any`), and the weights are reordered into
+/// it once per weight version.
+public final class Convolution {
+    public let inChannels, outChannels, kernel, stride, padding: Int
+    public let hasBias: Bool
+
+    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool) {
+        precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0)
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.hasBias = bias
+    }
+
+    /// Output spatial size for an input side of `side`.
+    public func outputSide(_ side: Int) -> Int { (side + 2 * padding - kernel) / stride + 1 }
+
+    private struct Key: Hashable { let n, h, w: Int }
+
+    /// Everything built for one input shape.
+    private final class Plan {
+        let forward: DNNLPrimitive
+        let forwardWeights: ReorderedWeights
+        var backwardData: DNNLPrimitive?
+        var backwardDataWeights: ReorderedWeights?
+        var backwardWeights: DNNLPrimitive?
+        var weightGradient: GradientReorder?
+        let outShape: [Int]
+
+        init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights, outShape: [Int]) {
+            self.forward = forward
+            self.forwardWeights = forwardWeights
+            self.outShape = outShape
+        }
+    }
+
+    private var plans: [Key: Plan] = [:]
+
+    private var weightDims: [Int] { [outChannels, inChannels, kernel, kernel] }
+
+    private func descs(_ key: Key) -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
+                                       bias: dnnl_memory_desc_t, outShape: [Int]) {
+        let oh = outputSide(key.h), ow = outputSide(key.w)
+        precondition(oh > 0 && ow > 0, "convolution input \(key.h)x\(key.w) is smaller than its kernel \(kernel)")
+        return (DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc),
+                DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc),
+                DNNL.desc(weightDims, dnnl_format_tag_any),
+                hasBias ? DNNL.desc([outChannels], dnnl_x) : dnnl_memory_desc_t(),
+                [key.n, oh, ow, outChannels])
+    }
+
+    private func plan(_ key: Key) -> Plan {
+        if let p = plans[key] { return p }
+        var d = descs(key)
+        var desc = dnnl_convolution_desc_t()
+        let strides = [dnnl_dim_t(stride), dnnl_dim_t(stride)]
+        let pads = [dnnl_dim_t(padding), dnnl_dim_t(padding)]
+        DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
+                                                      &d.src, &d.weightsAny, &d.bias, &d.dst,
+                                                      strides, pads, pads), "describe a convolution")
+        let fwd = DNNLPrimitive(&desc, what: "convolution forward")
+        let weights = ReorderedWeights(from: DNNL.desc(weightDims, dnnl_oihw), to: fwd.md(dnnl_query_weights_md))
+        let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
+        plans[key] = p
+        return p
+    }
+
+    /// Forward pass. `x`: [N, H, W, inChannels]; `weight`: [out, in, k, k]; `bias`: [out].
+    /// `weightVersion` identifies the weights' values (bump it whenever they change; -1 forces a
+    /// fresh reorder).
+    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int) -> Tensor {
+        precondition(x.shape.count == 4 && x.shape[3] == inChannels,
+                     "convolution expects [N, H, W, \(inChannels)], got \(x.shape)")
+        precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
+        precondition(hasBias == (bias != nil), "convolution bias presence mismatch")
+        let p = plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+        var y = Tensor.uninitialized(shape: p.outShape)
+        let w = p.forwardWeights.pointer(for: weight, version: weightVersion)
+        y.withUnsafeMutableBufferPointer { out in
+            var args: [(Int32, UnsafeMutableRawPointer)] = [
+                (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                (DNNL_ARG_WEIGHTS, w),
+                (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!)),
+            ]
+            if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
+            p.forward.execute(args)
+        }
+        return y
+    }
+
+    /// Backward pass for the forward call on `x`.
+    /// - Returns: dL/dx when `needInputGradient`; dL/dw and dL/db (nil without bias) when
+    ///   `needParameterGradients`.
+    public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
+                         needParameterGradients: Bool) -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2])
+        let p = plan(key)
+        precondition(dy.shape == p.outShape, "convolution output gradient must be \(p.outShape), got \(dy.shape)")
+        var d = descs(key)
+        let strides = [dnnl_dim_t(stride), dnnl_dim_t(stride)]
+        let pads = [dnnl_dim_t(padding), dnnl_dim_t(padding)]
+        var dx: Tensor?
+        if needInputGradient {
+            if p.backwardData == nil {
+                var desc = dnnl_convolution_desc_t()
+                DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                    &d.weightsAny, &d.dst, strides, pads, pads),
+                           "describe a convolution backward-data")
+                let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-data")
+                p.backwardData = prim
+                p.backwardDataWeights = ReorderedWeights(from: DNNL.desc(weightDims, dnnl_oihw),
+                                                         to: prim.md(dnnl_query_weights_md))
+            }
+            var g = Tensor.uninitialized(shape: x.shape)
+            let w = p.backwardDataWeights!.pointer(for: weight, version: weightVersion)
+            g.withUnsafeMutableBufferPointer { out in
+                p.backwardData!.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                                         (DNNL_ARG_WEIGHTS, w),
+                                         (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
+            }
+            dx = g
+        }
+        var dw: Tensor?, db: Tensor?
+        if needParameterGradients {
+            if p.backwardWeights == nil {
+                var desc = dnnl_convolution_desc_t()
+                DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                       &d.weightsAny, &d.bias, &d.dst,
+                                                                       strides, pads, pads),
+                           "describe a convolution backward-weights")
+                let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-weights")
+                p.backwardWeights = prim
+                p.weightGradient = GradientReorder(from: prim.md(dnnl_query_diff_weights_md),
+                                                   to: DNNL.desc(weightDims, dnnl_oihw))
+            }
+            var w = Tensor.uninitialized(shape: weightDims)
+            var b = Tensor.uninitialized(shape: [outChannels])
+            w.withUnsafeMutableBufferPointer { dwp in
+                b.withUnsafeMutableBufferPointer { dbp in
+                    let plain = UnsafeMutableRawPointer(dwp.baseAddress!)
+                    var args: [(Int32, UnsafeMutableRawPointer)] = [
+                        (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                        (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                        (DNNL_ARG_DIFF_WEIGHTS, p.weightGradient!.target(plain)),
+                    ]
+                    if hasBias { args.append((DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))) }
+                    p.backwardWeights!.execute(args)
+                    p.weightGradient!.finish(into: plain)
+                }
+            }
+            dw = w
+            db = hasBias ? b : nil
+        }
+        return (dx, dw, db)
+    }
+}

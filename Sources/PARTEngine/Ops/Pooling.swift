@@ -1,0 +1,97 @@
+import CDNNL
+
+/// Max pooling over NHWC activations on oneDNN (kernel = stride, no padding, as
+/// `F.max_pool2d(x, k)`). The forward pass keeps oneDNN's workspace (the arg-max positions)
+/// for the backward pass, which routes each gradient to the position that won.
+public final class MaxPool {
+    public let kernel: Int
+    public let channels: Int
+
+    public init(kernel: Int, channels: Int) {
+        precondition(kernel > 0 && channels > 0)
+        self.kernel = kernel
+        self.channels = channels
+    }
+
+    private struct Key: Hashable { let n, h, w: Int }
+
+    private final class Plan {
+        let forward: DNNLPrimitive
+        var backward: DNNLPrimitive?
+        let outShape: [Int]
+        init(forward: DNNLPrimitive, outShape: [Int]) {
+            self.forward = forward
+            self.outShape = outShape
+        }
+    }
+
+    private var plans: [Key: Plan] = [:]
+
+    /// What the backward pass needs: the arg-max workspace of the forward call.
+    public struct Record {
+        let workspace: RawBuffer
+        let inputShape: [Int]
+    }
+
+    private func mds(_ key: Key) -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, outShape: [Int]) {
+        let oh = key.h / kernel, ow = key.w / kernel
+        precondition(oh > 0 && ow > 0, "max-pool input \(key.h)x\(key.w) is smaller than its kernel \(kernel)")
+        return (DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc),
+                DNNL.desc([key.n, channels, oh, ow], dnnl_nhwc), [key.n, oh, ow, channels])
+    }
+
+    private var window: (strides: [dnnl_dim_t], kernel: [dnnl_dim_t], dilation: [dnnl_dim_t], padding: [dnnl_dim_t]) {
+        ([dnnl_dim_t(kernel), dnnl_dim_t(kernel)], [dnnl_dim_t(kernel), dnnl_dim_t(kernel)], [0, 0], [0, 0])
+    }
+
+    private func plan(_ key: Key) -> Plan {
+        if let p = plans[key] { return p }
+        var d = mds(key)
+        let w = window
+        var desc = dnnl_pooling_v2_desc_t()
+        DNNL.check(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_training, dnnl_pooling_max, &d.src, &d.dst,
+                                                     w.strides, w.kernel, w.dilation, w.padding, w.padding),
+                   "describe a max-pool")
+        let p = Plan(forward: DNNLPrimitive(&desc, what: "max-pool forward"), outShape: d.outShape)
+        plans[key] = p
+        return p
+    }
+
+    /// Forward. `x`: [N, H, W, C] → [N, H/k, W/k, C] (floor).
+    public func forward(_ x: Tensor) -> (Tensor, Record) {
+        precondition(x.shape.count == 4 && x.shape[3] == channels, "max-pool expects [N, H, W, \(channels)], got \(x.shape)")
+        let p = plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+        var y = Tensor.uninitialized(shape: p.outShape)
+        let workspace = RawBuffer(bytes: p.forward.workspaceBytes)
+        y.withUnsafeMutableBufferPointer { yp in
+            p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                               (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!)),
+                               (DNNL_ARG_WORKSPACE, workspace.pointer)])
+        }
+        return (y, Record(workspace: workspace, inputShape: x.shape))
+    }
+
+    /// Backward: dL/dx from dL/dy.
+    public func backward(_ dy: Tensor, record: Record) -> Tensor {
+        let s = record.inputShape
+        let key = Key(n: s[0], h: s[1], w: s[2])
+        let p = plan(key)
+        precondition(dy.shape == p.outShape, "max-pool output gradient must be \(p.outShape), got \(dy.shape)")
+        if p.backward == nil {
+            var d = mds(key)
+            let w = window
+            var desc = dnnl_pooling_v2_desc_t()
+            DNNL.check(dnnl_pooling_v2_backward_desc_init(&desc, dnnl_pooling_max, &d.src, &d.dst,
+                                                          w.strides, w.kernel, w.dilation, w.padding, w.padding),
+                       "describe a max-pool backward")
+            p.backward = DNNLPrimitive(&desc, hint: p.forward, what: "max-pool backward")
+        }
+        var dx = Tensor.uninitialized(shape: s)
+        dx.withUnsafeMutableBufferPointer { dxp in
+            p.backward!.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                                 (DNNL_ARG_WORKSPACE, record.workspace.pointer),
+                                 (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(dxp.baseAddress!))])
+        }
+        return dx
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+
+/// A dense Float32 tensor: a shape and contiguous, 64-byte aligned storage.
+///
+/// Images and activations are NHWC (`[N, H, W, C]`); parameters keep PyTorch's layouts
+/// (convolution weights OIHW, linear weights `[out, in]`), so checkpoints are plain copies
+/// and oneDNN reorders weights where its kernels want another layout.
+///
+/// `Tensor` has value semantics: storage is shared until a mutation, which copies it if
+/// another tensor still refers to it (copy on write).
+public struct Tensor: @unchecked Sendable {
+    public private(set) var shape: [Int]
+    @usableFromInline var storage: TensorStorage
+
+    /// Number of elements.
+    public var count: Int { storage.count }
+
+    /// A tensor of the given shape filled with `value`.
+    public init(shape: [Int], repeating value: Float = 0) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+        if value == 0 {
+            storage.pointer.initialize(repeating: 0, count: storage.count)
+        } else {
+            storage.pointer.initialize(repeating: value, count: storage.count)
+        }
+    }
+
+    /// A tensor of the given shape holding `values` in row-major order.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count,
+                     "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+        self.shape = shape
+        self.storage = TensorStorage(count: values.count)
+        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    /// A tensor whose storage is left uninitialised, for kernels that overwrite all of it.
+    public static func uninitialized(shape: [Int]) -> Tensor {
+        Tensor(shape: shape, storage: TensorStorage(count: shape.reduce(1, *)))
+    }
+
+    init(shape: [Int], storage: TensorStorage) {
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// The elements in row-major order.
+    public var scalars: [Float] {
+        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// The same elements under another shape with the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, storage: storage)
+    }
+
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        if !isKnownUniquelyReferenced(&storage) {
+            let copy = TensorStorage(count: count)
+            copy.pointer.update(from: storage.pointer, count: count)
+            storage = copy
+        }
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// Read-only base address, for handing to C kernels that only read it.
+    @inlinable public var readPointer: UnsafeMutablePointer<Float> { storage.pointer }
+
+    /// Element access by flat index (slow path; kernels use the buffer pointers).
+    public subscript(flat index: Int) -> Float {
+        get { storage.pointer[index] }
+        set { withUnsafeMutableBufferPointer { $0[index] = newValue } }
+    }
+
+    /// Rows `range` of the first dimension, copied.
+    public func slice(_ range: Range<Int>) -> Tensor {
+        precondition(!shape.isEmpty && range.lowerBound >= 0 && range.upperBound <= shape[0])
+        let inner = shape.isEmpty ? 1 : count / Swift.max(shape[0], 1)
+        var out = Tensor.uninitialized(shape: [range.count] + shape.dropFirst())
+        out.withUnsafeMutableBufferPointer {
+            $0.baseAddress!.update(from: storage.pointer + range.lowerBound * inner, count: range.count * inner)
+        }
+        return out
+    }
+
+    /// Rows of the first dimension picked by `indices`, copied in that order.
+    public func gather(rows indices: [Int]) -> Tensor {
+        let inner = shape.isEmpty ? 1 : count / Swift.max(shape[0], 1)
+        var out = Tensor.uninitialized(shape: [indices.count] + shape.dropFirst())
+        out.withUnsafeMutableBufferPointer { dst in
+            for (r, i) in indices.enumerated() {
+                precondition(i >= 0 && i < shape[0], "row \(i) out of range 0..<\(shape[0])")
+                (dst.baseAddress! + r * inner).update(from: storage.pointer + i * inner, count: inner)
+            }
+        }
+        return out
+    }
+
+    /// Concatenation along the first dimension.
+    public static func concatenate(_ parts: [Tensor]) -> Tensor {
+        precondition(!parts.isEmpty)
+        let tail = Array(parts[0].shape.dropFirst())
+        precondition(parts.allSatisfy { Array($0.shape.dropFirst()) == tail }, "mismatched shapes")
+        var out = Tensor.uninitialized(shape: [parts.reduce(0) { $0 + $1.shape[0] }] + tail)
+        out.withUnsafeMutableBufferPointer { dst in
+            var offset = 0
+            for p in parts {
+                (dst.baseAddress! + offset).update(from: p.storage.pointer, count: p.count)
+                offset += p.count
+            }
+        }
+        return out
+    }
+}
+
+/// Owned, aligned Float storage.
+@usableFromInline final class TensorStorage {
+    @usableFromInline let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+        self.pointer = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let head = scalars.prefix(8).map { String(format: "%.5g", $0) }.joined(separator: ", ")
+        return "Tensor(\(shape): [\(head)\(count > 8 ? ", ..." : "")])"
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import PARTEngine
+
+/// A checkpoint problem, in one sentence that names the file and the tensor.
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The architectures the project builds, by their zoo names (shared/reference/models.py).
+public enum ModelZoo {
+    public static let architectures = ["small-cnn", "resnet18"]
+
+    /// A freshly initialised model (PyTorch's default initialisation, drawn from `rng`).
+    public static func make(_ architecture: String, numClasses: Int, inChannels: Int, imageSize: Int,
+                            rng: inout RNG) throws -> ImageClassifier {
+        switch architecture {
+        case "small-cnn":
+            guard imageSize >= 16 else { throw CheckpointError("small-cnn needs images of at least 16x16, got \(imageSize)") }
+            return SmallCNN(numClasses: numClasses, inChannels: inChannels, imageSize: imageSize, rng: &rng)
+        case "resnet18":
+            guard imageSize >= 8 else { throw CheckpointError("resnet18 needs images of at least 8x8, got \(imageSize)") }
+            return ResNet18(numClasses: numClasses, inChannels: inChannels, imageSize: imageSize, rng: &rng)
+        default:
+            throw CheckpointError("unknown architecture '\(architecture)' (known: \(architectures.joined(separator: ", ")))")
+        }
+    }
+}
+
+/// Model state in safetensors files with PyTorch's names and layouts (conv OIHW, linear
+/// [out, in]), so `models.py` loads what `part` saves and `part` loads what `models.py` saves.
+public enum Checkpoint {
+    /// Metadata keys written by `part` (all values are strings, as safetensors requires).
+    public enum Key {
+        public static let architecture = "architecture"
+        public static let classes = "classes"
+        public static let inputShape = "input_shape"   // "H,W,C"
+        public static let format = "format"
+    }
+
+    /// Copies the tensors of `file` into `model`.
+    ///
+    /// Names may carry the `module.` prefix of a `DataParallel` checkpoint; WideResNet's unused
+    /// `sub_block1` entries are ignored. Any other unknown, missing or mis-shaped tensor is an
+    /// error naming it, and the model is left unchanged.
+    public static func apply(_ file: SafetensorsFile, to model: ImageClassifier, source: String) throws {
+        var tensors = [String: Tensor]()
+        for (name, tensor) in file.tensors {
+            let plain = name.hasPrefix("module.") ? String(name.dropFirst("module.".count)) : name
+            if plain.hasPrefix("sub_block1.") { continue }
+            tensors[plain] = tensor
+        }
+        let entries = model.state
+        let known = Set(entries.map(\.0))
+        if let unknown = tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw CheckpointError("\(source): tensor '\(unknown)' is not part of \(model.architecture)")
+        }
+        for (name, entry) in entries {
+            guard let t = tensors[name] else {
+                throw CheckpointError("\(source): tensor '\(name)' of \(model.architecture) is missing")
+            }
+            let expected = entry.tensor.shape
+            // A scalar buffer may be stored as [] or [1].
+            guard t.shape == expected || (t.count == 1 && expected.isEmpty) else {
+                throw CheckpointError("\(source): tensor '\(name)' has shape \(t.shape), \(model.architecture) needs \(expected)")
+            }
+        }
+        for (name, entry) in entries {
+            let t = tensors[name]!.reshaped(entry.tensor.shape)
+            switch entry {
+            case .parameter(let p): p.assign(t)
+            case .buffer(let b): b.value = t
+            }
+        }
+    }
+
+    /// Reads `url` into `model`; returns the file's metadata.
+    @discardableResult
+    public static func load(_ url: URL, into model: ImageClassifier) throws -> [String: String] {
+        let file = try SafetensorsFile.read(from: url)
+        try apply(file, to: model, source: url.lastPathComponent)
+        return file.metadata
+    }
+
+    /// The model's state as a safetensors file (buffers flagged integer are written as I64).
+    public static func file(of model: ImageClassifier, metadata: [String: String] = [:]) -> SafetensorsFile {
+        var file = SafetensorsFile()
+        for (name, entry) in model.state {
+            file.tensors[name] = entry.tensor
+            if case .buffer(let b) = entry, b.isInteger { file.dtypes[name] = .i64 }
+        }
+        file.metadata = metadata.merging(describe(model)) { mine, _ in mine }
+        return file
+    }
+
+    /// Writes the model's state atomically (temporary file, then rename).
+    public static func save(_ model: ImageClassifier, to url: URL, metadata: [String: String] = [:]) throws {
+        try file(of: model, metadata: metadata).write(to: url)
+    }
+
+    /// Metadata that lets `part eval` rebuild the architecture without flags.
+    public static func describe(_ model: ImageClassifier) -> [String: String] {
+        [Key.format: "pt", Key.architecture: model.architecture, Key.classes: String(model.numClasses),
+         Key.inputShape: "\(model.inputHeight),\(model.inputWidth),\(model.inputChannels)"]
+    }
+
+    /// Builds the architecture a checkpoint describes (metadata first, then the given
+    /// defaults) and loads it.
+    public static func loadModel(_ url: URL, architecture: String?, numClasses: Int?, inputShape: (Int, Int, Int)?,
+                                 rng: inout RNG) throws -> (ImageClassifier, [String: String]) {
+        let file = try SafetensorsFile.read(from: url)
+        let meta = file.metadata
+        guard let arch = architecture ?? meta[Key.architecture] else {
+            throw CheckpointError("\(url.lastPathComponent) does not say its architecture: pass --arch")
+        }
+        let classes = numClasses ?? meta[Key.classes].flatMap(Int.init) ?? 10
+        var shape = inputShape ?? (arch == "small-cnn" ? (28, 28, 1) : (32, 32, 3))
+        if inputShape == nil, let s = meta[Key.inputShape] {
+            let parts = s.split(separator: ",").compactMap { Int($0) }
+            if parts.count == 3 { shape = (parts[0], parts[1], parts[2]) }
+        }
+        guard shape.0 == shape.1 else { throw CheckpointError("only square images are supported, got \(shape.0)x\(shape.1)") }
+        let model = try ModelZoo.make(arch, numClasses: classes, inChannels: shape.2, imageSize: shape.0, rng: &rng)
+        try apply(file, to: model, source: url.lastPathComponent)
+        return (model, meta)
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import PARTEngine
+
+/// PyTorch's default initialisation of a convolution or linear layer: weights and bias uniform
+/// in ±1/sqrt(fan_in) (`kaiming_uniform_(a=sqrt(5))` and the bias rule of `nn.Conv2d` /
+/// `nn.Linear`).
+func defaultInit(shape: [Int], fanIn: Int, rng: inout RNG) -> Tensor {
+    let bound = 1 / Float(fanIn).squareRoot()
+    let values = (0..<shape.reduce(1, *)).map { _ in (rng.uniform() * 2 - 1) * bound }
+    return Tensor(shape: shape, values: values)
+}
+
+/// 2-D convolution, NHWC in and out; weight [out, in, k, k] (OIHW), bias [out].
+public final class Conv2d: Layer {
+    public let op: Convolution
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, rng: inout RNG) {
+        op = Convolution(inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride,
+                         padding: padding, bias: bias)
+        let fanIn = inChannels * kernel * kernel
+        weight = Parameter(defaultInit(shape: [outChannels, inChannels, kernel, kernel], fanIn: fanIn, rng: &rng))
+        self.bias = bias ? Parameter(defaultInit(shape: [outChannels], fanIn: fanIn, rng: &rng)) : nil
+    }
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let y = op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version)
+        if let tape {
+            let needInput = tape.needsInputGradient
+            let params = tape.parameterGradients
+            let version = weight.version
+            let w = weight.value
+            tape.record { [self] dy in
+                let g = op.backward(dy, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
+                                    needParameterGradients: params)
+                if let dw = g.weight { weight.gradient.add(dw) }
+                if let db = g.bias { bias?.gradient.add(db) }
+                return g.input ?? Tensor(shape: [0])
+            }
+        }
+        return y
+    }
+
+    public var state: [(String, StateEntry)] {
+        [("weight", .parameter(weight))] + (bias.map { [("bias", .parameter($0))] } ?? [])
+    }
+}
+
+/// Fully connected layer: [N, in] → [N, out]; weight [out, in], bias [out] (PyTorch layouts).
+///
+/// It runs as a 1x1 convolution on a 1x1 image: [N, 1, 1, in] with an OIHW weight of shape
+/// [out, in, 1, 1] has exactly the memory layout of `nn.Linear`, so one oneDNN path serves both.
+public final class Linear: Layer {
+    public let inFeatures, outFeatures: Int
+    public let op: Convolution
+    public let weight: Parameter
+    public let bias: Parameter
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, rng: inout RNG) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        op = Convolution(inChannels: inFeatures, outChannels: outFeatures, kernel: 1, bias: true)
+        weight = Parameter(defaultInit(shape: [outFeatures, inFeatures], fanIn: inFeatures, rng: &rng))
+        bias = Parameter(defaultInit(shape: [outFeatures], fanIn: inFeatures, rng: &rng))
+    }
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        precondition(x.shape.count == 2 && x.shape[1] == inFeatures,
+                     "linear layer expects [N, \(inFeatures)], got \(x.shape)")
+        let n = x.shape[0]
+        let image = x.reshaped([n, 1, 1, inFeatures])
+        let w = weight.value.reshaped([outFeatures, inFeatures, 1, 1])
+        let version = weight.version
+        let y = op.forward(image, weight: w, bias: bias.value, weightVersion: version)
+        if let tape {
+            let needInput = tape.needsInputGradient
+            let params = tape.parameterGradients
+            tape.record { [self] dy in
+                let g = op.backward(dy.reshaped([n, 1, 1, outFeatures]), x: image, weight: w, weightVersion: version,
+                                    needInputGradient: needInput, needParameterGradients: params)
+                if let dw = g.weight { weight.gradient.add(dw.reshaped([outFeatures, inFeatures])) }
+                if let db = g.bias { bias.gradient.add(db) }
+                return g.input?.reshaped([n, inFeatures]) ?? Tensor(shape: [0])
+            }
+        }
+        return y.reshaped([n, outFeatures])
+    }
+
+    public var state: [(String, StateEntry)] { [("weight", .parameter(weight)), ("bias", .parameter(bias))] }
+}
+
+/// Batch normalisation of NHWC activations with PyTorch's semantics: momentum 0.1, eps 1e-5,
+/// running variance updated with the unbiased batch variance, `num_batches_tracked` counted.
+public final class BatchNorm2d: Layer {
+    public let op: BatchNorm
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Buffer
+    public let runningVar: Buffer
+    public let numBatchesTracked: Buffer
+    public let momentum: Float
+
+    public init(_ channels: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
+        op = BatchNorm(channels: channels, epsilon: epsilon)
+        weight = Parameter(Tensor(shape: [channels], repeating: 1))
+        bias = Parameter(Tensor(shape: [channels]))
+        runningMean = Buffer(Tensor(shape: [channels]))
+        runningVar = Buffer(Tensor(shape: [channels], repeating: 1))
+        numBatchesTracked = Buffer(Tensor(shape: []), isInteger: true)
+        self.momentum = momentum
+    }
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let training = mode == .train
+        let (y, record) = op.forward(x, scale: weight.value, shift: bias.value, training: training,
+                                     runningMean: runningMean.value, runningVariance: runningVar.value)
+        if training { updateRunningStatistics(record, count: x.shape[0] * x.shape[1] * x.shape[2]) }
+        if let tape {
+            let params = tape.parameterGradients
+            let scale = weight.value, shift = bias.value
+            tape.record { [self] dy in
+                let g = op.backward(dy, x: x, scale: scale, shift: shift, record: record, needParameterGradients: params && training)
+                if let ds = g.scale { weight.gradient.add(ds) }
+                if let dt = g.shift { bias.gradient.add(dt) }
+                return g.input
+            }
+        }
+        return y
+    }
+
+    private func updateRunningStatistics(_ record: BatchNorm.Record, count: Int) {
+        let m = momentum
+        let unbias = count > 1 ? Float(count) / Float(count - 1) : 1
+        let mean = record.mean.readPointer, variance = record.variance.readPointer
+        runningMean.value.withUnsafeMutableBufferPointer { rm in
+            for c in 0..<rm.count { rm[c] = (1 - m) * rm[c] + m * mean[c] }
+        }
+        runningVar.value.withUnsafeMutableBufferPointer { rv in
+            for c in 0..<rv.count { rv[c] = (1 - m) * rv[c] + m * variance[c] * unbias }
+        }
+        numBatchesTracked.value[flat: 0] += 1
+    }
+
+    public var state: [(String, StateEntry)] {
+        [("weight", .parameter(weight)), ("bias", .parameter(bias)), ("running_mean", .buffer(runningMean)),
+         ("running_var", .buffer(runningVar)), ("num_batches_tracked", .buffer(numBatchesTracked))]
+    }
+}
+
+/// ReLU as a layer.
+public final class ReLULayer: Layer {
+    public init() {}
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let y = ReLU.forward(x)
+        tape?.record { dy in ReLU.backward(dy, output: y) }
+        return y
+    }
+}
+
+/// Max pooling with kernel = stride (`F.max_pool2d(x, k)`).
+public final class MaxPool2d: Layer {
+    public let op: MaxPool
+
+    public init(kernel: Int, channels: Int) { op = MaxPool(kernel: kernel, channels: channels) }
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let (y, record) = op.forward(x)
+        tape?.record { [op] dy in op.backward(dy, record: record) }
+        return y
+    }
+}
+
+/// [N, H, W, C] → [N, C] mean over positions.
+public final class GlobalAvgPool: Layer {
+    public init() {}
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let shape = x.shape
+        tape?.record { dy in GlobalAveragePool.backward(dy, inputShape: shape) }
+        return GlobalAveragePool.forward(x)
+    }
+}
+
+/// [N, H, W, C] → [N, C*H*W] in PyTorch's flatten order.
+public final class Flatten: Layer {
+    public init() {}
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let shape = x.shape
+        tape?.record { dy in FlattenCHW.backward(dy, inputShape: shape) }
+        return FlattenCHW.forward(x)
+    }
+}

@@ -1,0 +1,91 @@
+import PARTEngine
+
+/// The residual block of CIFAR ResNet-18: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),
+/// where the shortcut is a 1x1 strided convolution with batch norm when the shape changes.
+public final class BasicBlock: Layer {
+    let conv1: Conv2d
+    let bn1: BatchNorm2d
+    let conv2: Conv2d
+    let bn2: BatchNorm2d
+    let shortcut: Sequential?
+    private let main: Sequential
+
+    public init(_ inPlanes: Int, _ planes: Int, stride: Int, rng: inout RNG) {
+        conv1 = Conv2d(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(planes)
+        conv2 = Conv2d(planes, planes, kernel: 3, padding: 1, bias: false, rng: &rng)
+        bn2 = BatchNorm2d(planes)
+        if stride != 1 || inPlanes != planes {
+            shortcut = Sequential([Conv2d(inPlanes, planes, kernel: 1, stride: stride, bias: false, rng: &rng),
+                                   BatchNorm2d(planes)])
+        } else {
+            shortcut = nil
+        }
+        main = Sequential([conv1, bn1, ReLULayer(), conv2, bn2])
+    }
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+        let mainTape = tape?.branch()
+        let shortTape = tape?.branch()
+        var sum = main.forward(x, mode: mode, tape: mainTape)
+        sum.add(shortcut?.forward(x, mode: mode, tape: shortTape) ?? x)
+        let y = ReLU.forward(sum)
+        if let tape, let mainTape, let shortTape {
+            let hasShortcut = shortcut != nil
+            tape.record { dy in
+                let dsum = ReLU.backward(dy, output: y)
+                var dx = mainTape.backward(dsum)
+                dx.add(hasShortcut ? shortTape.backward(dsum) : dsum)
+                return dx
+            }
+        }
+        return y
+    }
+
+    public var state: [(String, StateEntry)] {
+        prefixed("conv1", conv1.state) + prefixed("bn1", bn1.state) + prefixed("conv2", conv2.state)
+            + prefixed("bn2", bn2.state) + (shortcut.map { prefixed("shortcut", $0.state) } ?? [])
+    }
+}
+
+/// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo. CAM layer: `layer4`.
+public final class ResNet18: ImageClassifier {
+    public let architecture = "resnet18"
+    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    let conv1: Conv2d
+    let bn1: BatchNorm2d
+    let layers: [Sequential]
+    let linear: Linear
+    private let stem: Sequential
+    private let headStack: Sequential
+
+    public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
+        self.numClasses = numClasses
+        inputHeight = imageSize
+        inputWidth = imageSize
+        inputChannels = inChannels
+        conv1 = Conv2d(inChannels, 64, kernel: 3, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(64)
+        var planes = 64
+        var built = [Sequential]()
+        for (width, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
+            built.append(Sequential([BasicBlock(planes, width, stride: stride, rng: &rng),
+                                     BasicBlock(width, width, stride: 1, rng: &rng)]))
+            planes = width
+        }
+        layers = built
+        linear = Linear(512, numClasses, rng: &rng)
+        stem = Sequential([conv1, bn1, ReLULayer()] + layers)
+        headStack = Sequential([GlobalAvgPool(), linear])
+    }
+
+    public func features(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor { stem.forward(x, mode: mode, tape: tape) }
+
+    public func head(_ a: Tensor, mode: Mode, tape: Tape?) -> Tensor { headStack.forward(a, mode: mode, tape: tape) }
+
+    public var state: [(String, StateEntry)] {
+        prefixed("conv1", conv1.state) + prefixed("bn1", bn1.state)
+            + layers.enumerated().flatMap { prefixed("layer\($0.offset + 1)", $0.element.state) }
+            + prefixed("linear", linear.state)
+    }
+}

@@ -1,0 +1,55 @@
+import PARTEngine
+import PARTNN
+
+/// Stochastic gradient descent with momentum and weight decay, with PyTorch's semantics
+/// (`torch.optim.SGD`, dampening 0, no Nesterov):
+///
+///     d = grad + weightDecay * w
+///     buf = d                      (first step)
+///     buf = momentum * buf + d     (later steps)
+///     w = w - lr * buf
+public final class SGD {
+    public var learningRate: Float
+    public let momentum: Float
+    public let weightDecay: Float
+    private let parameters: [(String, Parameter)]
+    /// Momentum buffers by parameter name; empty until the first step (as in PyTorch).
+    public private(set) var momentumBuffers: [String: Tensor] = [:]
+
+    public init(parameters: [(String, Parameter)], learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 0) {
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+    }
+
+    /// Applies one update from the parameters' accumulated gradients.
+    public func step() {
+        let lr = learningRate, mu = momentum, wd = weightDecay
+        for (name, p) in parameters {
+            let g = p.gradient.readPointer
+            let firstStep = momentumBuffers[name] == nil
+            var buf = momentumBuffers.removeValue(forKey: name) ?? Tensor.uninitialized(shape: p.value.shape)
+            p.update { w in
+                w.withUnsafeMutableBufferPointer { wp in
+                    buf.withUnsafeMutableBufferPointer { bp in
+                        for i in 0..<wp.count {
+                            let d = g[i] + wd * wp[i]
+                            let b = (mu == 0 || firstStep) ? d : mu * bp[i] + d
+                            bp[i] = b
+                            wp[i] -= lr * b
+                        }
+                    }
+                }
+            }
+            momentumBuffers[name] = buf
+        }
+    }
+
+    public func zeroGradients() {
+        for (_, p) in parameters { p.zeroGradient() }
+    }
+
+    /// Restores momentum buffers saved from `momentumBuffers` (exact resume).
+    public func restore(momentumBuffers: [String: Tensor]) { self.momentumBuffers = momentumBuffers }
+}

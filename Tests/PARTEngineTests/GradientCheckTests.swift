@@ -1,0 +1,143 @@
+import Foundation
+import PARTEngine
+import XCTest
+
+/// Every op's backward against central finite differences of a double-precision reference
+/// forward written here, independently of the engine. For a random projection w, the scalar
+/// L(x) = sum(w * op(x)) has dL/dx = backward(w); the reference differentiates L numerically in
+/// Double, so the comparison measures the engine, not rounding in the check.
+final class GradientCheckTests: XCTestCase {
+    var rng = RNG(seed: 42)
+
+    func random(_ shape: [Int], scale: Float = 1) -> Tensor {
+        Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in (rng.uniform() * 2 - 1) * scale })
+    }
+
+    /// Numerical gradient of `loss` at `x` by central differences in Double.
+    func numericalGradient(_ x: [Double], step: Double = 1e-6, _ loss: ([Double]) -> Double) -> [Double] {
+        var g = [Double](repeating: 0, count: x.count)
+        var p = x
+        for i in 0..<x.count {
+            p[i] = x[i] + step
+            let up = loss(p)
+            p[i] = x[i] - step
+            let down = loss(p)
+            p[i] = x[i]
+            g[i] = (up - down) / (2 * step)
+        }
+        return g
+    }
+
+    func assertGradient(_ analytic: Tensor, _ numeric: [Double], _ what: String, tolerance: Double = 2e-4,
+                        file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(analytic.count, numeric.count, what, file: file, line: line)
+        let scale = max(numeric.map(abs).max() ?? 0, 1e-12)
+        let err = zip(analytic.scalars, numeric).map { abs(Double($0) - $1) }.max() ?? 0
+        XCTAssert(err / scale <= tolerance, "\(what): relative error \(err / scale)", file: file, line: line)
+    }
+
+    func dot(_ a: [Double], _ b: Tensor) -> Double { zip(a, b.scalars).reduce(0) { $0 + $1.0 * Double($1.1) } }
+
+    // MARK: - reference forwards in Double (NHWC)
+
+    func refConv(_ x: [Double], _ xs: [Int], _ w: [Double], _ b: [Double]?, out o: Int, k: Int, stride s: Int,
+                 pad p: Int) -> [Double] {
+        let (n, h, wd, c) = (xs[0], xs[1], xs[2], xs[3])
+        let oh = (h + 2 * p - k) / s + 1, ow = (wd + 2 * p - k) / s + 1
+        var y = [Double](repeating: 0, count: n * oh * ow * o)
+        for b0 in 0..<n { for i in 0..<oh { for j in 0..<ow { for oc in 0..<o {
+            var acc = b?[oc] ?? 0
+            for ic in 0..<c { for u in 0..<k { for v in 0..<k {
+                let r = i * s - p + u, q = j * s - p + v
+                if r < 0 || r >= h || q < 0 || q >= wd { continue }
+                acc += x[((b0 * h + r) * wd + q) * c + ic] * w[((oc * c + ic) * k + u) * k + v]
+            } } }
+            y[((b0 * oh + i) * ow + j) * o + oc] = acc
+        } } } }
+        return y
+    }
+
+    func refBatchNormTrain(_ x: [Double], channels c: Int, scale: [Double], shift: [Double], eps: Double = 1e-5) -> [Double] {
+        let m = x.count / c
+        var y = x
+        for k in 0..<c {
+            var mean = 0.0, v = 0.0
+            for i in 0..<m { mean += x[i * c + k] }
+            mean /= Double(m)
+            for i in 0..<m { v += (x[i * c + k] - mean) * (x[i * c + k] - mean) }
+            v /= Double(m)
+            for i in 0..<m { y[i * c + k] = scale[k] * (x[i * c + k] - mean) / (v + eps).squareRoot() + shift[k] }
+        }
+        return y
+    }
+
+    func d(_ t: Tensor) -> [Double] { t.scalars.map(Double.init) }
+
+    // MARK: - tests
+
+    func testConvolution() {
+        for (stride, pad, bias) in [(1, 0, true), (2, 1, false), (1, 1, true)] {
+            let xs = [2, 7, 6, 3], o = 4, k = 3
+            let x = random(xs), w = random([o, 3, k, k]), b = bias ? random([o]) : nil
+            let conv = Convolution(inChannels: 3, outChannels: o, kernel: k, stride: stride, padding: pad, bias: bias)
+            let y = conv.forward(x, weight: w, bias: b, weightVersion: 1)
+            let ref = refConv(d(x), xs, d(w), b.map(d), out: o, k: k, stride: stride, pad: pad)
+            assertGradient(y, ref, "conv forward s\(stride) p\(pad)", tolerance: 1e-5)
+            let proj = random(y.shape)
+            let g = conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
+            let pd = d(proj)
+            assertGradient(g.input!, numericalGradient(d(x)) { xx in
+                zip(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+            }, "conv dx s\(stride) p\(pad)")
+            assertGradient(g.weight!, numericalGradient(d(w)) { ww in
+                zip(refConv(self.d(x), xs, ww, b.map(self.d), out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+            }, "conv dw s\(stride) p\(pad)")
+            if let b {
+                assertGradient(g.bias!, numericalGradient(d(b)) { bb in
+                    zip(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+                }, "conv db")
+            }
+        }
+    }
+
+    func testBatchNormTraining() {
+        let xs = [3, 4, 5, 6], c = 6
+        let x = random(xs, scale: 2), scale = random([c]).map { $0 + 1.5 }, shift = random([c])
+        let bn = BatchNorm(channels: c)
+        let (y, record) = bn.forward(x, scale: scale, shift: shift, training: true,
+                                     runningMean: Tensor(shape: [c]), runningVariance: Tensor(shape: [c], repeating: 1))
+        assertGradient(y, refBatchNormTrain(d(x), channels: c, scale: d(scale), shift: d(shift)), "bn forward", tolerance: 1e-5)
+        let proj = random(xs)
+        let pd = d(proj)
+        let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: true)
+        assertGradient(g.input, numericalGradient(d(x)) { xx in
+            zip(self.refBatchNormTrain(xx, channels: c, scale: self.d(scale), shift: self.d(shift)), pd).reduce(0) { $0 + $1.0 * $1.1 }
+        }, "bn dx")
+        assertGradient(g.scale!, numericalGradient(d(scale)) { ss in
+            zip(self.refBatchNormTrain(self.d(x), channels: c, scale: ss, shift: self.d(shift)), pd).reduce(0) { $0 + $1.0 * $1.1 }
+        }, "bn dscale")
+        assertGradient(g.shift!, numericalGradient(d(shift)) { tt in
+            zip(self.refBatchNormTrain(self.d(x), channels: c, scale: self.d(scale), shift: tt), pd).reduce(0) { $0 + $1.0 * $1.1 }
+        }, "bn dshift")
+    }
+
+    func testBatchNormEvaluation() {
+        let xs = [2, 3, 3, 4], c = 4
+        let x = random(xs), scale = random([c]), shift = random([c])
+        let mean = random([c]), variance = random([c]).map { $0 + 1.2 }
+        let bn = BatchNorm(channels: c)
+        func ref(_ xx: [Double]) -> [Double] {
+            xx.enumerated().map { i, v in
+                let k = i % c
+                return Double(scale[flat: k]) * (v - Double(mean[flat: k])) / (Double(variance[flat: k]) + 1e-5).squareRoot()
+                    + Double(shift[flat: k])
+            }
+        }
+        let (y, record) = bn.forward(x, scale: scale, shift: shift, training: false, runningMean: mean, runningVariance: variance)
+        assertGradient(y, ref(d(x)), "bn eval forward", tolerance: 1e-5)
+        XCTAssertEqual(record.mean.scalars, mean.scalars)
+        let proj = random(xs)
+        let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: false)
+        assertGradient(g.input, numericalGradient(d(x)) { zip(ref($0), self.d(proj)).reduce(0) { $0 + $1.0 * $1.1 } }, "bn eval dx")
+    }
+}

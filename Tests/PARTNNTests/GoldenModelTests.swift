@@ -1,0 +1,105 @@
+import Foundation
+import PARTEngine
+import PARTNN
+import PARTTraining
+import XCTest
+
+/// Parity with PyTorch on a fixed batch (fixtures from scripts/make_golden.py): logits, loss,
+/// input gradient, every parameter gradient, batch-norm running statistics, two SGD steps.
+final class GoldenModelTests: XCTestCase {
+    static let logitTolerance = 1e-4
+    static let gradientTolerance = 1e-3
+
+    func model(_ arch: String) throws -> ImageClassifier {
+        var rng = RNG(seed: 0)
+        let m = arch == "small-cnn"
+            ? try ModelZoo.make(arch, numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
+            : try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)
+        setFormulaParameters(m)
+        return m
+    }
+
+    func testSmallCNN() throws { try checkModel("small-cnn") }
+
+    func testResNet18() throws { try checkModel("resnet18") }
+
+    func checkModel(_ arch: String) throws {
+        let g = try fixture("golden_\(arch).safetensors")
+        let m = try model(arch)
+        let x = Layout.nchwToNHWC(g.tensors["input"]!)
+        let labels = g.tensors["labels"]!.scalars.map { Int32($0) }
+
+        // Evaluation mode: logits, loss, input gradient only.
+        let evalTape = Tape(parameterGradients: false)
+        let logitsEval = m.forward(x, mode: .eval, tape: evalTape)
+        assertClose(logitsEval.scalars, g.tensors["logits_eval"]!.scalars, tolerance: Self.logitTolerance, "logits_eval")
+        let (lossEval, dEval) = CrossEntropy.forwardBackward(logits: logitsEval, labels: labels)
+        assertClose([lossEval], g.tensors["loss_eval"]!.scalars, tolerance: Self.logitTolerance, "loss_eval")
+        let gxEval = Layout.nhwcToNCHW(evalTape.backward(dEval))
+        assertClose(gxEval.scalars, g.tensors["grad_input_eval"]!.scalars, tolerance: Self.gradientTolerance,
+                    "grad_input_eval")
+        for (name, p) in m.parameters {
+            XCTAssertEqual(p.gradient.maxAbs(), 0, "\(name): an input-only backward must not touch parameter gradients")
+        }
+        for (name, b) in m.buffers where name.hasSuffix("num_batches_tracked") {
+            XCTAssertEqual(b.value[flat: 0], 0, "\(name): evaluation must not update running statistics")
+        }
+
+        // Training mode: parameter gradients and running statistics.
+        let tape = Tape(parameterGradients: true)
+        let logits = m.forward(x, mode: .train, tape: tape)
+        assertClose(logits.scalars, g.tensors["logits_train"]!.scalars, tolerance: Self.logitTolerance, "logits_train")
+        let (loss, dLogits) = CrossEntropy.forwardBackward(logits: logits, labels: labels)
+        assertClose([loss], g.tensors["loss_train"]!.scalars, tolerance: Self.logitTolerance, "loss_train")
+        let gx = Layout.nhwcToNCHW(tape.backward(dLogits))
+        assertClose(gx.scalars, g.tensors["grad_input"]!.scalars, tolerance: Self.gradientTolerance, "grad_input")
+        for (name, p) in m.parameters {
+            compareFullOrSampled(p.gradient, name: name, full: "grad", sampled: "gradsample", in: g,
+                                 tolerance: Self.gradientTolerance)
+        }
+        for (name, b) in m.buffers {
+            guard let ref = g.tensors["running.\(name)"] else { XCTFail("fixture lacks running.\(name)"); continue }
+            assertClose(b.value.scalars, ref.scalars, tolerance: 1e-5, "running.\(name)")
+        }
+
+        // Two SGD steps (the second uses the momentum buffer). Weights are compared tightly and
+        // the updates (after - before) loosely, so an error in the update rule cannot hide
+        // behind the size of the weights.
+        let before = m.parameters.map { $0.1.value }
+        let sgd = SGD(parameters: m.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
+        sgd.step()
+        sgd.zeroGradients()
+        let tape2 = Tape(parameterGradients: true, inputGradient: false)
+        let logits2 = m.forward(x, mode: .train, tape: tape2)
+        let (loss2, d2) = CrossEntropy.forwardBackward(logits: logits2, labels: labels)
+        assertClose([loss2], g.tensors["loss_train2"]!.scalars, tolerance: Self.logitTolerance, "loss_train2")
+        tape2.backward(d2)
+        sgd.step()
+        let initial = try model(arch)
+        for ((name, p), w0) in zip(m.parameters, before) {
+            compareFullOrSampled(p.value, name: name, full: "sgd", sampled: "sgdsample", in: g, tolerance: 1e-5)
+            var update = p.value
+            update.add(w0, scaledBy: -1)
+            // The fixture's update: its weights minus the (formula) initial weights.
+            var reference = SafetensorsFile()
+            for prefix in ["sgd", "sgdsample"] {
+                guard let ref = g.tensors["\(prefix).\(name)"] else { continue }
+                let start = initial.parameters.first { $0.0 == name }!.1.value
+                let picked = prefix == "sgd" ? start.scalars : (0..<512).map { start[flat: $0 * start.count / 512] }
+                reference.tensors["\(prefix).\(name)"] = Tensor(shape: [ref.count], values: zip(ref.scalars, picked).map { $0 - $1 })
+            }
+            compareFullOrSampled(update.reshaped([update.count]), name: name, full: "sgd", sampled: "sgdsample",
+                                 in: reference, tolerance: 1e-2)
+        }
+    }
+
+    /// A state_dict written by PyTorch (safetensors.torch.save_file) loads and gives PyTorch's logits.
+    func testLoadsPyTorchStateDict() throws {
+        var rng = RNG(seed: 5)
+        let m = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
+        try Checkpoint.apply(try fixture("smallcnn_torch_init.safetensors"), to: m, source: "smallcnn_torch_init")
+        let ref = try fixture("smallcnn_torch_init_logits.safetensors")
+        let logits = m.forward(Layout.nchwToNHWC(ref.tensors["input"]!), mode: .eval)
+        assertClose(logits.scalars, ref.tensors["logits"]!.scalars, tolerance: Self.logitTolerance, "logits")
+    }
+}
