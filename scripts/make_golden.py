@@ -24,13 +24,14 @@ Keys per golden file (PyTorch layouts, NCHW):
       map, printed by this script), so compare it with a tolerance scaled to that range.
   logits_train, loss_train, grad_input, grad.<p> | gradsample.<p>  (train mode)
   running.<buffer>                                                 (after that forward)
-  sgd.<p> | sgdsample.<p>, loss_train2       (two SGD steps lr 0.1, momentum 0.9, wd 5e-4)
+  sgd.<p> | sgdsample.<p>, loss_train2       (two SGD steps lr 0.01, momentum 0.9, wd 5e-4)
 Tensors with more than 20000 entries are stored as 512 samples of the flattened tensor
 at indices floor(j * numel / 512), j = 0..511 (`gradsample.` / `sgdsample.`).
 
 Also writes smallcnn_torch_init.safetensors (a default-initialised SmallCNN under
 torch.manual_seed(1), plain state_dict) and smallcnn_torch_init_logits.safetensors
-(input = torch.rand(3,1,28,28) under seed 2, its eval-mode logits).
+(input = torch.rand(3,1,28,28) under seed 2, its eval-mode logits, and the Grad-CAM keys
+cam, cam_raw, cam_up, epsmap of that model, which unlike the formula SmallCNN has non-zero CAMs).
 """
 import argparse
 import datetime
@@ -244,11 +245,21 @@ def main():
     xin = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         logits = model(xin)
+    # The formula-parameter SmallCNN above gives all-zero CAMs (its raw map is negative
+    # everywhere); this PyTorch-initialised model gives non-trivial ones, so its CAM pipeline
+    # (same keys and rules as in the golden files) is stored here as well.
+    _, cam_i = gradcam(model, model.act4, xin)
+    _, raw_i = gradcam_raw(model, model.act4, xin)
+    up_i = upsample_square(cam_i, 28, 28)
+    emap_i = zscore_epsmap(up_i, EPS, EPS_LOW)
     path2 = os.path.join(args.out, "smallcnn_torch_init_logits.safetensors")
-    size2 = write(path2, {"input": xin, "logits": logits}, metadata("small-cnn", {
-        "weights": "smallcnn_torch_init.safetensors (torch.manual_seed(1), default init)", "input_seed": "2"}))
+    size2 = write(path2, {"input": xin, "logits": logits, "cam": cam_i, "cam_raw": raw_i, "cam_up": up_i,
+                          "epsmap": emap_i}, metadata("small-cnn", {
+        "weights": "smallcnn_torch_init.safetensors (torch.manual_seed(1), default init)", "input_seed": "2",
+        "epsmap": f"zscore eps={EPS} eps_low={EPS_LOW}"}))
     print(f"{os.path.relpath(path)}: {size} bytes, {len(state)} tensors")
-    print(f"{os.path.relpath(path2)}: {size2} bytes; logits[0] {[round(v, 5) for v in logits[0].tolist()]}")
+    print(f"{os.path.relpath(path2)}: {size2} bytes; logits[0] {[round(v, 5) for v in logits[0].tolist()]}; "
+          f"cam full-eps fraction per image {[round(v, 4) for v in (emap_i >= EPS).float().mean((1, 2)).tolist()]}")
     if args.list:
         for k, v in state.items():
             print(f"    {k:48s} {str(list(v.shape)):18s} {str(v.dtype).replace('torch.', '')}")

@@ -87,14 +87,14 @@ final class GradientCheckTests: XCTestCase {
             let g = conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
             let pd = d(proj)
             assertGradient(g.input!, numericalGradient(d(x)) { xx in
-                zip(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+                self.dot(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
             }, "conv dx s\(stride) p\(pad)")
             assertGradient(g.weight!, numericalGradient(d(w)) { ww in
-                zip(refConv(self.d(x), xs, ww, b.map(self.d), out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+                self.dot(refConv(self.d(x), xs, ww, b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
             }, "conv dw s\(stride) p\(pad)")
             if let b {
                 assertGradient(g.bias!, numericalGradient(d(b)) { bb in
-                    zip(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad), pd).reduce(0) { $0 + $1.0 * $1.1 }
+                    self.dot(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad), proj)
                 }, "conv db")
             }
         }
@@ -111,13 +111,13 @@ final class GradientCheckTests: XCTestCase {
         let pd = d(proj)
         let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: true)
         assertGradient(g.input, numericalGradient(d(x)) { xx in
-            zip(self.refBatchNormTrain(xx, channels: c, scale: self.d(scale), shift: self.d(shift)), pd).reduce(0) { $0 + $1.0 * $1.1 }
+            self.dot(self.refBatchNormTrain(xx, channels: c, scale: self.d(scale), shift: self.d(shift)), proj)
         }, "bn dx")
         assertGradient(g.scale!, numericalGradient(d(scale)) { ss in
-            zip(self.refBatchNormTrain(self.d(x), channels: c, scale: ss, shift: self.d(shift)), pd).reduce(0) { $0 + $1.0 * $1.1 }
+            self.dot(self.refBatchNormTrain(self.d(x), channels: c, scale: ss, shift: self.d(shift)), proj)
         }, "bn dscale")
         assertGradient(g.shift!, numericalGradient(d(shift)) { tt in
-            zip(self.refBatchNormTrain(self.d(x), channels: c, scale: self.d(scale), shift: tt), pd).reduce(0) { $0 + $1.0 * $1.1 }
+            self.dot(self.refBatchNormTrain(self.d(x), channels: c, scale: self.d(scale), shift: tt), proj)
         }, "bn dshift")
     }
 
@@ -138,6 +138,98 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(record.mean.scalars, mean.scalars)
         let proj = random(xs)
         let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: false)
-        assertGradient(g.input, numericalGradient(d(x)) { zip(ref($0), self.d(proj)).reduce(0) { $0 + $1.0 * $1.1 } }, "bn eval dx")
+        assertGradient(g.input, numericalGradient(d(x)) { self.dot(ref($0), proj) }, "bn eval dx")
+    }
+
+    func testMaxPool() {
+        let xs = [2, 6, 4, 3]
+        let x = random(xs)
+        let pool = MaxPool(kernel: 2, channels: 3)
+        func ref(_ xx: [Double]) -> [Double] {
+            var y = [Double]()
+            for b in 0..<2 { for i in 0..<3 { for j in 0..<2 { for c in 0..<3 {
+                var m = -Double.infinity
+                for u in 0..<2 { for v in 0..<2 { m = max(m, xx[((b * 6 + 2 * i + u) * 4 + 2 * j + v) * 3 + c]) } }
+                y.append(m)
+            } } } }
+            return y
+        }
+        let (y, record) = pool.forward(x)
+        assertGradient(y, ref(d(x)), "max-pool forward", tolerance: 0)
+        let proj = random(y.shape)
+        assertGradient(pool.backward(proj, record: record),
+                       numericalGradient(d(x)) { self.dot(ref($0), proj) }, "max-pool dx")
+    }
+
+    func testReLU() {
+        // Keep entries away from the kink, where the derivative is undefined.
+        let x = random([3, 7]).map { $0 > 0 ? $0 + 0.01 : $0 - 0.01 }
+        let y = ReLU.forward(x)
+        let proj = random(y.shape)
+        assertGradient(ReLU.backward(proj, output: y),
+                       numericalGradient(d(x)) { xx in self.dot(xx.map { max($0, 0) }, proj) }, "relu dx")
+    }
+
+    func testGlobalAveragePoolAndFlatten() {
+        let xs = [2, 3, 4, 5]
+        let x = random(xs)
+        func refPool(_ xx: [Double]) -> [Double] {
+            var y = [Double](repeating: 0, count: 10)
+            for b in 0..<2 { for p in 0..<12 { for c in 0..<5 { y[b * 5 + c] += xx[(b * 12 + p) * 5 + c] / 12 } } }
+            return y
+        }
+        let y = GlobalAveragePool.forward(x)
+        assertGradient(y, refPool(d(x)), "avg-pool forward", tolerance: 1e-6)
+        let proj = random(y.shape)
+        assertGradient(GlobalAveragePool.backward(proj, inputShape: xs),
+                       numericalGradient(d(x)) { self.dot(refPool($0), proj) }, "avg-pool dx")
+
+        // Flatten is a permutation to C, H, W order: forward then backward is the identity.
+        let f = FlattenCHW.forward(x)
+        XCTAssertEqual(f[flat: 1], x[flat: 5], "second element of a CHW flatten is (c0, h0, w1)")
+        XCTAssertEqual(FlattenCHW.backward(f, inputShape: xs).scalars, x.scalars)
+        XCTAssertEqual(Layout.nchwToNHWC(Layout.nhwcToNCHW(x)).scalars, x.scalars)
+    }
+
+    func testCrossEntropy() {
+        let logits = random([4, 6], scale: 3)
+        let labels: [Int32] = [0, 5, 2, 2]
+        func ref(_ z: [Double]) -> Double {
+            (0..<4).reduce(0.0) { acc, b in
+                let row = Array(z[(b * 6)..<(b * 6 + 6)])
+                let m = row.max()!
+                return acc + (m + log(row.reduce(0) { $0 + exp($1 - m) }) - row[Int(labels[b])]) / 4
+            }
+        }
+        let (loss, grad) = CrossEntropy.forwardBackward(logits: logits, labels: labels)
+        XCTAssertEqual(Double(loss), ref(d(logits)), accuracy: 1e-6)
+        assertGradient(grad, numericalGradient(d(logits), ref), "cross-entropy dlogits")
+    }
+
+    /// Linear layers run as 1x1 convolutions on [N, 1, 1, in]: check that path against a
+    /// double matrix product.
+    func testInnerProductAsConvolution() {
+        let x = random([3, 1, 1, 5]), w = random([4, 5, 1, 1]), b = random([4])
+        let conv = Convolution(inChannels: 5, outChannels: 4, kernel: 1, bias: true)
+        func ref(_ xx: [Double], _ ww: [Double]) -> [Double] {
+            (0..<3).flatMap { n in (0..<4).map { o in (0..<5).reduce(Double(b[flat: o])) { $0 + xx[n * 5 + $1] * ww[o * 5 + $1] } } }
+        }
+        let y = conv.forward(x, weight: w, bias: b, weightVersion: 7)
+        assertGradient(y, ref(d(x), d(w)), "linear forward", tolerance: 1e-6)
+        let proj = random(y.shape), pd = d(proj)
+        let g = conv.backward(proj, x: x, weight: w, weightVersion: 7, needInputGradient: true, needParameterGradients: true)
+        assertGradient(g.input!, numericalGradient(d(x)) { self.dot(ref($0, self.d(w)), proj) }, "linear dx")
+        assertGradient(g.weight!, numericalGradient(d(w)) { self.dot(ref(self.d(x), $0), proj) }, "linear dw")
+    }
+
+    /// Reordered weights are refreshed when the version changes and reused otherwise.
+    func testWeightVersionControlsTheReorderedCopy() {
+        let x = random([1, 5, 5, 8]), w1 = random([16, 8, 3, 3]), w2 = random([16, 8, 3, 3])
+        let conv = Convolution(inChannels: 8, outChannels: 16, kernel: 3, bias: false)
+        let a = conv.forward(x, weight: w1, bias: nil, weightVersion: 1)
+        let b = conv.forward(x, weight: w2, bias: nil, weightVersion: 2)
+        let fresh = Convolution(inChannels: 8, outChannels: 16, kernel: 3, bias: false)
+        XCTAssertEqual(b.scalars, fresh.forward(x, weight: w2, bias: nil, weightVersion: 1).scalars)
+        XCTAssertNotEqual(a.scalars, b.scalars)
     }
 }

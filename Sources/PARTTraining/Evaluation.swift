@@ -1,0 +1,38 @@
+import PARTAttacks
+import PARTData
+import PARTEngine
+import PARTNN
+
+/// Clean and robust accuracy of a model on a dataset.
+public struct EvaluationResult: Sendable {
+    public let count: Int
+    public let cleanCorrect: Int
+    public let robustCorrect: Int?
+    public var cleanAccuracy: Double { count == 0 ? 0 : Double(cleanCorrect) / Double(count) }
+    public var robustAccuracy: Double? { robustCorrect.map { count == 0 ? 0 : Double($0) / Double(count) } }
+}
+
+public enum Evaluation {
+    /// Clean accuracy and, when `attack` is given, accuracy on its adversarial examples under a
+    /// constant `epsilon`, over `dataset` in batches. An example counts as robust when the model
+    /// classifies its adversarial version correctly (re-evaluated on the returned examples).
+    public static func run(_ model: ImageClassifier, on dataset: ImageDataset, attack: Attack?, epsilon: Float,
+                           batchSize: Int, rng: inout RNG, progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
+        var clean = 0, robust = 0
+        var start = 0
+        while start < dataset.count {
+            let indices = Array(start..<min(start + batchSize, dataset.count))
+            let (x, y) = dataset.batch(indices)
+            let predictions = model.forward(x, mode: .eval).argmaxRows()
+            clean += zip(predictions, y).filter { $0 == $1 }.count
+            if let attack {
+                let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
+                let adversarial = try attack.perturb(model, images: x, labels: y, budget: budget, rng: &rng)
+                robust += zip(model.forward(adversarial, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
+            }
+            start += indices.count
+            progress?(start, dataset.count)
+        }
+        return EvaluationResult(count: dataset.count, cleanCorrect: clean, robustCorrect: attack == nil ? nil : robust)
+    }
+}

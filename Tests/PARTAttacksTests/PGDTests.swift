@@ -1,0 +1,138 @@
+import PARTAttacks
+import PARTData
+import PARTEngine
+import PARTNN
+import PARTTraining
+import XCTest
+
+/// PGD's invariants under an epsilon map (SPEC sections 1, 4 and 9).
+final class PGDTests: XCTestCase {
+    var rng = RNG(seed: 11)
+
+    func randomImages(_ n: Int, side: Int = 16, channels: Int = 1) -> Tensor {
+        Tensor(shape: [n, side, side, channels], values: (0..<(n * side * side * channels)).map { _ in rng.uniform() })
+    }
+
+    /// A map whose budgets vary per entry, with some zeros.
+    func randomMap(_ shape: [Int]) throws -> EpsilonMap {
+        try EpsilonMap(Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in
+            let u = rng.uniform()
+            return u < 0.2 ? 0 : u * 0.2
+        }))
+    }
+
+    func smallCNN() throws -> ImageClassifier {
+        try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 16, rng: &rng)
+    }
+
+    func testStaysInsideTheMapAndTheUnitBox() throws {
+        let model = try smallCNN()
+        let x = randomImages(6)
+        let map = try randomMap(x.shape)
+        let labels: [Int32] = [0, 1, 2, 3, 4, 5]
+        let adv = try PGD(steps: 7, stepSize: 0.05).perturb(model, images: x, labels: labels, budget: map, rng: &rng)
+        var moved = 0
+        for i in 0..<x.count {
+            let d = abs(adv[flat: i] - x[flat: i])
+            XCTAssertLessThanOrEqual(d, map.values[flat: i] * (1 + 1e-6) + 1e-7, "entry \(i) leaves the map")
+            XCTAssert(adv[flat: i] >= 0 && adv[flat: i] <= 1, "entry \(i) leaves [0, 1]")
+            if d > 0 { moved += 1 }
+        }
+        XCTAssertGreaterThan(moved, x.count / 2, "the attack should move most entries with a budget")
+    }
+
+    func testZeroBudgetReturnsTheInputBitForBit() throws {
+        let model = try smallCNN()
+        let x = randomImages(3)
+        let adv = try PGD(steps: 5, stepSize: 0.1).perturb(model, images: x, labels: [1, 2, 3],
+                                                           budget: try .constant(0, shape: x.shape), rng: &rng)
+        XCTAssertEqual(adv.scalars.map(\.bitPattern), x.scalars.map(\.bitPattern))
+    }
+
+    func testRandomStartIsAddedAndInsideTheMap() throws {
+        let model = try smallCNN()
+        let x = randomImages(2)
+        let map = try EpsilonMap.constant(0.1, shape: x.shape)
+        let start = try PGD(steps: 0, stepSize: 0.1).perturb(model, images: x, labels: [0, 1], budget: map, rng: &rng)
+        let diffs = (0..<x.count).map { abs(start[flat: $0] - x[flat: $0]) }
+        XCTAssertGreaterThan(diffs.max()!, 0.05)
+        XCTAssertLessThanOrEqual(diffs.max()!, 0.1 + 1e-6)
+        XCTAssert(start.scalars.allSatisfy { $0 >= 0 && $0 <= 1 })
+    }
+
+    func testLeavesTheModelUntouched() throws {
+        let model = try ModelZoo.make("resnet18", numClasses: 10, inChannels: 3, imageSize: 16, rng: &rng)
+        let x = randomImages(2, channels: 3)
+        let before = model.state.map { $0.1.tensor.scalars }
+        _ = try PGD(steps: 2, stepSize: 0.01).perturb(model, images: x, labels: [3, 4],
+                                                      budget: try .constant(0.03, shape: x.shape), rng: &rng)
+        XCTAssertEqual(model.state.map { $0.1.tensor.scalars }, before, "weights and batch-norm statistics must not change")
+        for (name, p) in model.parameters { XCTAssertEqual(p.gradient.maxAbs(), 0, "\(name) gradient touched") }
+    }
+
+    func testPerExampleResultDoesNotDependOnTheBatch() throws {
+        let model = try smallCNN()
+        let x = randomImages(4)
+        let labels: [Int32] = [2, 7, 1, 9]
+        let map = try EpsilonMap.constant(0.1, shape: x.shape)
+        let pgd = PGD(steps: 5, stepSize: 0.02, randomStart: false)
+        let together = try pgd.perturb(model, images: x, labels: labels, budget: map, rng: &rng)
+        for i in 0..<4 {
+            let alone = try pgd.perturb(model, images: x.slice(i..<(i + 1)), labels: [labels[i]],
+                                        budget: map.slice(i..<(i + 1)), rng: &rng)
+            let mine = together.slice(i..<(i + 1))
+            let mismatches = zip(alone.scalars, mine.scalars).filter { abs($0 - $1) > 1e-5 }.count
+            // A gradient entry within rounding of zero may flip its sign; allow a handful.
+            XCTAssertLessThan(mismatches, 3, "image \(i): \(mismatches) entries differ")
+        }
+    }
+
+    func testRejectsImagesOutsideTheUnitBox() throws {
+        let model = try smallCNN()
+        var x = randomImages(1)
+        x[flat: 3] = 1.5
+        XCTAssertThrowsError(try PGD(steps: 1, stepSize: 0.1).perturb(model, images: x, labels: [0],
+                                                                     budget: try .constant(0.1, shape: x.shape), rng: &rng)) {
+            XCTAssert("\($0)".contains("[0, 1]"))
+        }
+    }
+
+    /// On a model trained to separate two easy classes, PGD raises the loss and lowers accuracy.
+    func testLowersTheAccuracyOfATrainedModel() throws {
+        // Class 0: bright left half; class 1: bright right half; noise everywhere.
+        let n = 256, side = 16
+        var pixels = [UInt8](), labels = [Int32]()
+        for i in 0..<n {
+            let label = Int32(i % 2)
+            for _ in 0..<side { for c in 0..<side {
+                let bright = (c < side / 2) == (label == 0)
+                pixels.append(UInt8(min(255, (bright ? 150 : 60) + Int(rng.uniform() * 60))))
+            } }
+            labels.append(label)
+        }
+        let data = try ImageDataset(name: "halves", images: pixels, labels: labels, height: side, width: side,
+                                    channels: 1, classes: 2)
+        let model = try ModelZoo.make("small-cnn", numClasses: 2, inChannels: 1, imageSize: side, rng: &rng)
+        let sgd = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
+        for _ in 0..<4 {
+            for indices in BatchSampler(count: n, batchSize: 32, shuffle: true, rng: &rng) {
+                let (x, y) = data.batch(indices)
+                sgd.zeroGradients()
+                let tape = Tape(parameterGradients: true, inputGradient: false)
+                let (_, g) = CrossEntropy.forwardBackward(logits: model.forward(x, mode: .train, tape: tape), labels: y)
+                tape.backward(g)
+                sgd.step()
+            }
+        }
+        let (x, y) = data.batch(Array(0..<64))
+        let clean = zip(model.forward(x, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
+        XCTAssertGreaterThan(clean, 60, "the model should learn the easy task")
+        let budget = try EpsilonMap.constant(0.3, shape: x.shape)
+        let adv = try PGD(steps: 10, stepSize: 0.05).perturb(model, images: x, labels: y, budget: budget, rng: &rng)
+        let robust = zip(model.forward(adv, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
+        XCTAssertLessThan(robust, clean / 2, "PGD should break most predictions (clean \(clean), robust \(robust))")
+        let lossClean = CrossEntropy.forwardBackward(logits: model.forward(x, mode: .eval), labels: y).loss
+        let lossAdv = CrossEntropy.forwardBackward(logits: model.forward(adv, mode: .eval), labels: y).loss
+        XCTAssertGreaterThan(lossAdv, lossClean)
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import PARTCAM
+import PARTEngine
+import PARTNN
+import XCTest
+
+/// Grad-CAM maps, PIL-bicubic upsampling and the zscore rule against PyTorch + PIL.
+final class GoldenCAMTests: XCTestCase {
+    func testSmallCNN() throws { try check("small-cnn") }
+
+    func testResNet18() throws { try check("resnet18") }
+
+    func check(_ arch: String) throws {
+        let g = try fixture("golden_\(arch).safetensors")
+        var rng = RNG(seed: 0)
+        let m = arch == "small-cnn"
+            ? try ModelZoo.make(arch, numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
+            : try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)
+        setFormulaParameters(m)
+        let x = Layout.nchwToNHWC(g.tensors["input"]!)
+        let before = m.state.map { $0.1.tensor.scalars }
+
+        let (maps, predictions) = ClassActivation.maps(m, images: x, method: GradCAM())
+        XCTAssertEqual(predictions, g.tensors["logits_eval"]!.argmaxRows())
+        assertClose(maps.scalars, g.tensors["cam"]!.scalars, tolerance: 1e-4, "cam")
+
+        let budget = CAMBudget(method: GradCAM(), rule: ZScoreRule())
+        let up = budget.importance(m, images: x)
+        assertClose(up.scalars, g.tensors["cam_up"]!.scalars, tolerance: 1e-4, "cam_up")
+
+        let eps = try budget.budgets(m, images: x, epsilon: 0.1, epsilonLow: 0.0875)
+        let expected = g.tensors["epsmap"]!.scalars, z = g.tensors["cam_z"]!.scalars
+        let c = x.shape[3]
+        for (p, e) in expected.enumerated() {
+            for k in 0..<c where eps[flat: p * c + k] != e {
+                // Only a pixel whose z-score sits on the threshold may fall either way.
+                XCTAssertLessThan(abs(z[p] - 1), 1e-4, "epsmap pixel \(p) channel \(k): \(eps[flat: p * c + k]) vs \(e)")
+            }
+        }
+
+        // Computing CAMs leaves the model exactly as it was.
+        XCTAssertEqual(m.state.map { $0.1.tensor.scalars }, before)
+        for (name, p) in m.parameters { XCTAssertEqual(p.gradient.maxAbs(), 0, name) }
+    }
+
+    /// The same maps for an image alone and inside a batch.
+    func testMapsDoNotDependOnTheBatch() throws {
+        var rng = RNG(seed: 3)
+        let m = try ModelZoo.make("resnet18", numClasses: 10, inChannels: 3, imageSize: 16, rng: &rng)
+        let x = Tensor(shape: [3, 16, 16, 3], values: (0..<(3 * 16 * 16 * 3)).map { _ in rng.uniform() })
+        let all = ClassActivation.maps(m, images: x, method: GradCAM()).maps
+        for i in 0..<3 {
+            let alone = ClassActivation.maps(m, images: x.slice(i..<(i + 1)), method: GradCAM()).maps
+            assertClose(alone.scalars, all.slice(i..<(i + 1)).scalars, tolerance: 1e-4, "image \(i)")
+        }
+    }
+
+    func testConstantMapNormalisesToZeros() {
+        let flat = ClassActivation.normalise(Tensor(shape: [2, 2, 2], values: [3, 3, 3, 3, 0, 1, 2, 4]))
+        XCTAssertEqual(flat.scalars, [0, 0, 0, 0, 0, 0.25, 0.5, 1])
+    }
+
+    /// Upsampling a constant keeps it (weights renormalise at the borders, as PIL does).
+    func testBicubicKeepsConstants() {
+        let up = Bicubic.resize(Tensor(shape: [1, 4, 4], repeating: 0.7), height: 32, width: 32)
+        XCTAssertLessThan(up.scalars.map { abs($0 - 0.7) }.max()!, 1e-6)
+    }
+}
