@@ -24,6 +24,7 @@ final class GoldenModelTests: XCTestCase {
     func testResNet18() throws { try checkModel("resnet18") }
 
     func checkModel(_ arch: String) throws {
+        defer { ParityLog.flush(arch) }
         let g = try fixture("golden_\(arch).safetensors")
         let m = try model(arch)
         let x = Layout.nchwToNHWC(g.tensors["input"]!)
@@ -82,13 +83,13 @@ final class GoldenModelTests: XCTestCase {
             update.add(w0, scaledBy: -1)
             // The fixture's update: its weights minus the (formula) initial weights.
             var reference = SafetensorsFile()
-            for prefix in ["sgd", "sgdsample"] {
+            for (prefix, renamed) in [("sgd", "update"), ("sgdsample", "updatesample")] {
                 guard let ref = g.tensors["\(prefix).\(name)"] else { continue }
                 let start = initial.parameters.first { $0.0 == name }!.1.value
                 let picked = prefix == "sgd" ? start.scalars : (0..<512).map { start[flat: $0 * start.count / 512] }
-                reference.tensors["\(prefix).\(name)"] = Tensor(shape: [ref.count], values: zip(ref.scalars, picked).map { $0 - $1 })
+                reference.tensors["\(renamed).\(name)"] = Tensor(shape: [ref.count], values: zip(ref.scalars, picked).map { $0 - $1 })
             }
-            compareFullOrSampled(update.reshaped([update.count]), name: name, full: "sgd", sampled: "sgdsample",
+            compareFullOrSampled(update.reshaped([update.count]), name: name, full: "update", sampled: "updatesample",
                                  in: reference, tolerance: 1e-2)
         }
     }

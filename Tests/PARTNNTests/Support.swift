@@ -21,6 +21,23 @@ func relativeError(_ actual: [Float], _ expected: [Float]) -> Double {
     return scale == 0 ? diff : diff / scale
 }
 
+/// The worst relative error seen per kind of value ("grad", "logits_eval", ...), printed by the
+/// golden tests so that a run shows how close to PyTorch the engine is, not only that it passed.
+enum ParityLog {
+    nonisolated(unsafe) static var worst: [String: Double] = [:]
+
+    static func record(_ what: String, _ error: Double) {
+        let kind = String(what.split(separator: ".").first ?? Substring(what))
+        worst[kind] = max(worst[kind] ?? 0, error)
+    }
+
+    static func flush(_ title: String) {
+        let line = worst.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1e", $0.value))" }
+        print("parity with PyTorch, \(title) (max relative error): " + line.joined(separator: ", "))
+        worst = [:]
+    }
+}
+
 /// Fails (at the caller's line) unless the relative error is within `tolerance`.
 func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Double, _ what: String,
                  file: StaticString = #filePath, line: UInt = #line) {
@@ -29,6 +46,7 @@ func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Double, _ wh
         return
     }
     let err = relativeError(actual, expected)
+    ParityLog.record(what, err)
     XCTAssert(err <= tolerance, "\(what): relative error \(err) > \(tolerance)", file: file, line: line)
 }
 

@@ -55,22 +55,6 @@ extension Tensor {
     }
 }
 
-/// Rectified linear unit, y = max(x, 0); backward passes dy where y > 0.
-public enum ReLU {
-    public static func forward(_ x: Tensor) -> Tensor { x.map { $0 > 0 ? $0 : 0 } }
-
-    /// dL/dx from dL/dy and the forward's output `y`.
-    public static func backward(_ dy: Tensor, output y: Tensor) -> Tensor {
-        precondition(dy.shape == y.shape)
-        var dx = Tensor.uninitialized(shape: y.shape)
-        let g = dy.readPointer, o = y.readPointer
-        dx.withUnsafeMutableBufferPointer { d in
-            for i in 0..<d.count { d[i] = o[i] > 0 ? g[i] : 0 }
-        }
-        return dx
-    }
-}
-
 /// Global average pooling [N, H, W, C] → [N, C] (as `adaptive_avg_pool2d(x, 1).flatten(1)`).
 public enum GlobalAveragePool {
     public static func forward(_ x: Tensor) -> Tensor {
