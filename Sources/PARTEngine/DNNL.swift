@@ -141,21 +141,30 @@ final class RawBuffer {
     deinit { pointer.deallocate() }
 }
 
-/// A copy of a weight tensor in the layout a primitive chose, refreshed only when the
-/// weights' version changes (once per optimiser step, not once per call).
-final class ReorderedWeights {
-    private let reorder: DNNLPrimitive?
-    private let buffer: RawBuffer?
-    private var version = -1
+/// A reorder between a plain layout and the layout a primitive chose, with a buffer for the
+/// chosen-layout copy; both are nil when the layouts agree (nothing to do).
+class LayoutBridge {
+    let reorder: DNNLPrimitive?
+    let buffer: RawBuffer?
 
-    init(from plain: dnnl_memory_desc_t, to chosen: dnnl_memory_desc_t) {
-        if DNNL.equal(plain, chosen) {
+    init(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t) {
+        if DNNL.equal(src, dst) {
             reorder = nil
             buffer = nil
         } else {
-            reorder = DNNLPrimitive(reorderFrom: plain, to: chosen)
+            reorder = DNNLPrimitive(reorderFrom: src, to: dst)
             buffer = RawBuffer(bytes: DNNL.bytes(chosen))
         }
+    }
+}
+
+/// A copy of a weight tensor in the layout a primitive chose, refreshed only when the
+/// weights' version changes (once per optimiser step, not once per call).
+final class ReorderedWeights: LayoutBridge {
+    private var version = -1
+
+    init(from plain: dnnl_memory_desc_t, to chosen: dnnl_memory_desc_t) {
+        super.init(from: plain, to: chosen, chosen: chosen)
     }
 
     /// A pointer to the weights in the chosen layout.
@@ -171,18 +180,9 @@ final class ReorderedWeights {
 }
 
 /// Brings a gradient produced in a primitive's chosen layout back to the plain layout.
-final class GradientReorder {
-    private let reorder: DNNLPrimitive?
-    private let buffer: RawBuffer?
-
+final class GradientReorder: LayoutBridge {
     init(from chosen: dnnl_memory_desc_t, to plain: dnnl_memory_desc_t) {
-        if DNNL.equal(plain, chosen) {
-            reorder = nil
-            buffer = nil
-        } else {
-            reorder = DNNLPrimitive(reorderFrom: chosen, to: plain)
-            buffer = RawBuffer(bytes: DNNL.bytes(chosen))
-        }
+        super.init(from: chosen, to: plain, chosen: chosen)
     }
 
     /// Where the primitive should write: the plain output itself when layouts agree.
