@@ -104,14 +104,23 @@ public enum Checkpoint {
          Key.inputShape: "\(model.inputHeight),\(model.inputWidth),\(model.inputChannels)"]
     }
 
-    /// Builds the architecture a checkpoint describes (metadata first, then the given
-    /// defaults) and loads it.
+    /// The zoo architecture whose parameter names a plain PyTorch `state_dict` carries.
+    static func inferArchitecture(_ names: Set<String>) -> String? {
+        let plain = Set(names.map { $0.hasPrefix("module.") ? String($0.dropFirst("module.".count)) : $0 })
+        if plain.isSuperset(of: ["conv4.weight", "fc1.weight", "fc3.weight"]) { return "small-cnn" }
+        if plain.isSuperset(of: ["layer4.1.bn2.weight", "linear.weight"]) { return "resnet18" }
+        return nil
+    }
+
+    /// Builds the architecture a checkpoint describes (the given architecture first, then the
+    /// file's metadata, then its tensor names) and loads it.
     public static func loadModel(_ url: URL, architecture: String?, numClasses: Int?, inputShape: (Int, Int, Int)?,
                                  rng: inout RNG) throws -> (ImageClassifier, [String: String]) {
         let file = try SafetensorsFile.read(from: url)
         let meta = file.metadata
-        guard let arch = architecture ?? meta[Key.architecture] else {
-            throw CheckpointError("\(url.lastPathComponent) does not say its architecture: pass --arch")
+        guard let arch = architecture ?? meta[Key.architecture] ?? inferArchitecture(Set(file.tensors.keys)) else {
+            throw CheckpointError("\(url.lastPathComponent) does not say its architecture and its tensor names match none "
+                                  + "of \(ModelZoo.architectures.joined(separator: ", ")): pass --arch")
         }
         let classes = numClasses ?? meta[Key.classes].flatMap(Int.init) ?? 10
         var shape = inputShape ?? (arch == "small-cnn" ? (28, 28, 1) : (32, 32, 3))

@@ -97,8 +97,12 @@ final class GoldenModelTests: XCTestCase {
     /// A state_dict written by PyTorch (safetensors.torch.save_file) loads and gives PyTorch's logits.
     func testLoadsPyTorchStateDict() throws {
         var rng = RNG(seed: 5)
-        let m = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
-        try Checkpoint.apply(try fixture("smallcnn_torch_init.safetensors"), to: m, source: "smallcnn_torch_init")
+        // No metadata in a PyTorch file: the architecture is recognised from the tensor names.
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/smallcnn_torch_init.safetensors")
+        let (m, meta) = try Checkpoint.loadModel(url, architecture: nil, numClasses: nil, inputShape: nil, rng: &rng)
+        XCTAssertEqual(m.architecture, "small-cnn")
+        XCTAssertNil(meta["architecture"])
         let ref = try fixture("smallcnn_torch_init_logits.safetensors")
         let logits = m.forward(Layout.nchwToNHWC(ref.tensors["input"]!), mode: .eval)
         assertClose(logits.scalars, ref.tensors["logits"]!.scalars, tolerance: Self.logitTolerance, "logits")
