@@ -105,8 +105,8 @@ public final class Trainer {
 
     /// Trains for `config.epochs` epochs.
     /// - Parameters:
-    ///   - runDirectory: where `last.safetensors` (model) and `last.state.safetensors` (optimiser
-    ///     and RNG) are written after every epoch.
+    ///   - runDirectory: where `last.safetensors` (model), `last.state.safetensors` (optimiser
+    ///     and RNG) and a line of `log.jsonl` are written after every epoch.
     ///   - progress: called after every batch with (epoch, batches done, batches in epoch).
     ///   - report: called after every epoch.
     public func train(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
@@ -141,13 +141,30 @@ public final class Trainer {
             let path = runDirectory.appendingPathComponent("last.safetensors")
             try Checkpoint.save(model, to: path, metadata: ["epoch": String(epoch), "method": config.method.rawValue])
             try saveState(epoch: epoch, to: runDirectory.appendingPathComponent("last.state.safetensors"))
-            report(EpochReport(epoch: epoch, epochs: config.epochs, budget: provider.name,
+            let epochReport = EpochReport(epoch: epoch, epochs: config.epochs, budget: provider.name,
                                learningRate: optimizer.learningRate, loss: lossSum / Double(max(seen, 1)),
                                trainAccuracy: Double(correct) / Double(max(seen, 1)),
                                cleanAccuracy: check.cleanAccuracy, robustAccuracy: check.robustAccuracy ?? 0,
                                evalCount: check.count, fullEpsilonFraction: entries > 0 ? fullEntries / entries : 0,
                                imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
-                               checkpoint: path.path))
+                               checkpoint: path.path)
+            try appendLog(epochReport, to: runDirectory.appendingPathComponent("log.jsonl"))
+            report(epochReport)
+        }
+    }
+
+    /// One JSON line per epoch in the run directory, so a run keeps its own record.
+    private func appendLog(_ report: EpochReport, to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let line = try encoder.encode(report) + Data("\n".utf8)
+        if !FileManager.default.fileExists(atPath: url.path) {
+            try line.write(to: url)
+        } else {
+            let handle = try FileHandle(forWritingTo: url)
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: line)
         }
     }
 

@@ -76,8 +76,33 @@ struct Train: ParsableCommand {
     @Option(help: "PGD steps of the per-epoch robustness check.")
     var evalSteps: Int = 20
 
-    @Option(help: ArgumentHelp("Directory for checkpoints and the log.", valueName: "dir"))
-    var out: String = "runs/part-fashion-mnist"
+    @Option(help: ArgumentHelp("Directory for checkpoints and the log (default: runs/<method>-<dataset>, "
+                               + "numbered so that no earlier run is overwritten).", valueName: "dir"))
+    var out: String?
+
+    @Flag(help: "Allow --out to name a directory that already holds a run (its files are replaced).")
+    var overwrite = false
+
+    /// The run directory: --out, or the first free runs/<method>-<dataset>[-N].
+    func runDirectory(dataset: String) throws -> URL {
+        let fm = FileManager.default
+        func holdsRun(_ url: URL) -> Bool { fm.fileExists(atPath: url.appendingPathComponent("last.safetensors").path) }
+        if let out {
+            let url = URL(fileURLWithPath: out)
+            if holdsRun(url) && !overwrite {
+                throw ValidationError("\(out) already holds a run (last.safetensors); choose another --out or pass --overwrite")
+            }
+            return url
+        }
+        let base = "runs/\(method.rawValue)-\(dataset)"
+        var candidate = URL(fileURLWithPath: base)
+        var n = 2
+        while holdsRun(candidate) {
+            candidate = URL(fileURLWithPath: "\(base)-\(n)")
+            n += 1
+        }
+        return candidate
+    }
 
     var config: TrainingConfig {
         var c = TrainingConfig()
@@ -119,11 +144,12 @@ struct Train: ParsableCommand {
             let model = try ModelZoo.make(arch, numClasses: train.classes, inChannels: train.channels,
                                           imageSize: train.height, rng: &initRng)
             let trainer = Trainer(config: config, model: model, rng: rng)
-            let runDirectory = URL(fileURLWithPath: out)
+            let runDirectory = try self.runDirectory(dataset: train.name)
             if !output.json {
                 print("PART for Swift: \(method.rawValue) on \(train.name) (\(train.count) training images, "
                       + "\(heldOut.count) held-out), \(arch), eps \(epsilon), eps-low \(epsilonLow), "
-                      + "alpha \(stepSize), PGD-\(steps); \(epochs) epochs, burn-in \(config.burnIn)")
+                      + "alpha \(stepSize), PGD-\(steps); \(epochs) epochs, burn-in \(config.burnIn); "
+                      + "writing \(runDirectory.path)")
             }
             var progress = Progress()
             let started = Date()

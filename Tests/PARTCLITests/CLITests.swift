@@ -126,6 +126,12 @@ final class CLITests: XCTestCase {
         let fraction = reports[1]["fullEpsilonFraction"] as! Double
         XCTAssert(fraction < 0.5, "PART keeps full eps on a minority of pixels (z > 1), got \(fraction)")
 
+        let log = try String(contentsOf: out.appendingPathComponent("log.jsonl"), encoding: .utf8)
+        XCTAssertEqual(log.split(separator: "\n").count, 2, "the run keeps one log line per epoch")
+        let again = try part(["train", "--data", dir.path, "--epochs", "1", "--burn-in", "0", "--out", out.path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssert(again.stderr.contains("already holds a run"), "an earlier run must not be overwritten: \(again.stderr)")
+
         let checkpoint = out.appendingPathComponent("last.safetensors")
         let eval = try part(["eval", checkpoint.path, "--data", dir.path, "--limit", "16", "--pgd-steps", "3", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
