@@ -41,6 +41,7 @@ let package = Package(
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
+        .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
     ],
