@@ -20,11 +20,7 @@ public struct Tensor: @unchecked Sendable {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
         self.storage = TensorStorage(count: shape.reduce(1, *))
-        if value == 0 {
-            storage.pointer.initialize(repeating: 0, count: storage.count)
-        } else {
-            storage.pointer.initialize(repeating: value, count: storage.count)
-        }
+        storage.pointer.initialize(repeating: value, count: storage.count)
     }
 
     /// A tensor of the given shape holding `values` in row-major order.
