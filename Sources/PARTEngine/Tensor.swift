@@ -87,35 +87,6 @@ public struct Tensor: @unchecked Sendable {
         }
         return out
     }
-
-    /// Rows of the first dimension picked by `indices`, copied in that order.
-    public func gather(rows indices: [Int]) -> Tensor {
-        let inner = shape.isEmpty ? 1 : count / Swift.max(shape[0], 1)
-        var out = Tensor.uninitialized(shape: [indices.count] + shape.dropFirst())
-        out.withUnsafeMutableBufferPointer { dst in
-            for (r, i) in indices.enumerated() {
-                precondition(i >= 0 && i < shape[0], "row \(i) out of range 0..<\(shape[0])")
-                (dst.baseAddress! + r * inner).update(from: storage.pointer + i * inner, count: inner)
-            }
-        }
-        return out
-    }
-
-    /// Concatenation along the first dimension.
-    public static func concatenate(_ parts: [Tensor]) -> Tensor {
-        precondition(!parts.isEmpty)
-        let tail = Array(parts[0].shape.dropFirst())
-        precondition(parts.allSatisfy { Array($0.shape.dropFirst()) == tail }, "mismatched shapes")
-        var out = Tensor.uninitialized(shape: [parts.reduce(0) { $0 + $1.shape[0] }] + tail)
-        out.withUnsafeMutableBufferPointer { dst in
-            var offset = 0
-            for p in parts {
-                (dst.baseAddress! + offset).update(from: p.storage.pointer, count: p.count)
-                offset += p.count
-            }
-        }
-        return out
-    }
 }
 
 /// Owned, aligned Float storage.

@@ -46,7 +46,7 @@ public enum Checkpoint {
     public static func apply(_ file: SafetensorsFile, to model: ImageClassifier, source: String) throws {
         var tensors = [String: Tensor]()
         for (name, tensor) in file.tensors {
-            let plain = name.hasPrefix("module.") ? String(name.dropFirst("module.".count)) : name
+            let plain = withoutDataParallelPrefix(name)
             if plain.hasPrefix("sub_block1.") { continue }
             tensors[plain] = tensor
         }
@@ -104,9 +104,14 @@ public enum Checkpoint {
          Key.inputShape: "\(model.inputHeight),\(model.inputWidth),\(model.inputChannels)"]
     }
 
+    /// `name` without the `module.` prefix that `nn.DataParallel` checkpoints carry.
+    static func withoutDataParallelPrefix(_ name: String) -> String {
+        name.hasPrefix("module.") ? String(name.dropFirst("module.".count)) : name
+    }
+
     /// The zoo architecture whose parameter names a plain PyTorch `state_dict` carries.
     static func inferArchitecture(_ names: Set<String>) -> String? {
-        let plain = Set(names.map { $0.hasPrefix("module.") ? String($0.dropFirst("module.".count)) : $0 })
+        let plain = Set(names.map(withoutDataParallelPrefix))
         if plain.isSuperset(of: ["conv4.weight", "fc1.weight", "fc3.weight"]) { return "small-cnn" }
         if plain.isSuperset(of: ["layer4.1.bn2.weight", "linear.weight"]) { return "resnet18" }
         return nil

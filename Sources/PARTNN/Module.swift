@@ -105,8 +105,6 @@ public final class Tape {
         while let step = steps.popLast() { g = step(g) }
         return g
     }
-
-    public var isEmpty: Bool { steps.isEmpty }
 }
 
 /// A network piece with a forward pass that records its backward on a tape.

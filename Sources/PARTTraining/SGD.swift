@@ -49,7 +49,4 @@ public final class SGD {
     public func zeroGradients() {
         for (_, p) in parameters { p.zeroGradient() }
     }
-
-    /// Restores momentum buffers saved from `momentumBuffers` (exact resume).
-    public func restore(momentumBuffers: [String: Tensor]) { self.momentumBuffers = momentumBuffers }
 }

@@ -47,6 +47,11 @@ public final class Convolution {
 
     private var weightDims: [Int] { [outChannels, inChannels, kernel, kernel] }
 
+    /// Strides and (symmetric) paddings in oneDNN's form.
+    private var window: (strides: [dnnl_dim_t], pads: [dnnl_dim_t]) {
+        ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(padding), dnnl_dim_t(padding)])
+    }
+
     private func descs(_ key: Key) -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
                                        bias: dnnl_memory_desc_t, outShape: [Int]) {
         let oh = outputSide(key.h), ow = outputSide(key.w)
@@ -62,11 +67,9 @@ public final class Convolution {
         if let p = plans[key] { return p }
         var d = descs(key)
         var desc = dnnl_convolution_desc_t()
-        let strides = [dnnl_dim_t(stride), dnnl_dim_t(stride)]
-        let pads = [dnnl_dim_t(padding), dnnl_dim_t(padding)]
         DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
                                                       &d.src, &d.weightsAny, &d.bias, &d.dst,
-                                                      strides, pads, pads), "describe a convolution")
+                                                      window.strides, window.pads, window.pads), "describe a convolution")
         let fwd = DNNLPrimitive(&desc, what: "convolution forward")
         let weights = ReorderedWeights(from: DNNL.desc(weightDims, dnnl_oihw), to: fwd.md(dnnl_query_weights_md))
         let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
@@ -105,15 +108,14 @@ public final class Convolution {
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2])
         let p = plan(key)
         precondition(dy.shape == p.outShape, "convolution output gradient must be \(p.outShape), got \(dy.shape)")
-        var d = descs(key)
-        let strides = [dnnl_dim_t(stride), dnnl_dim_t(stride)]
-        let pads = [dnnl_dim_t(padding), dnnl_dim_t(padding)]
         var dx: Tensor?
         if needInputGradient {
             if p.backwardData == nil {
+                var d = descs(key)
                 var desc = dnnl_convolution_desc_t()
                 DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                    &d.weightsAny, &d.dst, strides, pads, pads),
+                                                                    &d.weightsAny, &d.dst, window.strides, window.pads,
+                                                                    window.pads),
                            "describe a convolution backward-data")
                 let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-data")
                 p.backwardData = prim
@@ -132,10 +134,11 @@ public final class Convolution {
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
             if p.backwardWeights == nil {
+                var d = descs(key)
                 var desc = dnnl_convolution_desc_t()
                 DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
                                                                        &d.weightsAny, &d.bias, &d.dst,
-                                                                       strides, pads, pads),
+                                                                       window.strides, window.pads, window.pads),
                            "describe a convolution backward-weights")
                 let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-weights")
                 p.backwardWeights = prim

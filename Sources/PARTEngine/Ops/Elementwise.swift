@@ -22,13 +22,6 @@ extension Tensor {
         }
     }
 
-    /// Element-wise sum of two tensors of the same shape.
-    public static func + (lhs: Tensor, rhs: Tensor) -> Tensor {
-        var out = lhs
-        out.add(rhs)
-        return out
-    }
-
     /// A new tensor with `transform` applied to every element.
     public func map(_ transform: (Float) -> Float) -> Tensor {
         var out = Tensor.uninitialized(shape: shape)
@@ -42,11 +35,6 @@ extension Tensor {
     /// Sets every element to `value`.
     public mutating func fill(_ value: Float) {
         withUnsafeMutableBufferPointer { $0.update(repeating: value) }
-    }
-
-    /// Sum of all elements, accumulated in Double.
-    public func sum() -> Double {
-        withUnsafeBufferPointer { b in b.reduce(0.0) { $0 + Double($1) } }
     }
 
     /// Largest absolute element (0 for an empty tensor).
@@ -135,8 +123,7 @@ public enum Layout {
     public static func nchwToNHWC(_ x: Tensor) -> Tensor {
         precondition(x.shape.count == 4)
         let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-        let flat = FlattenCHW.backward(x.reshaped([n, c * h * w]), inputShape: [n, h, w, c])
-        return flat
+        return FlattenCHW.backward(x.reshaped([n, c * h * w]), inputShape: [n, h, w, c])
     }
 
     /// [N, H, W, C] → [N, C, H, W].

@@ -37,10 +37,6 @@ extension ImageClassifier {
         }
     }
 
-    public func zeroGradients() {
-        for (_, p) in parameters { p.zeroGradient() }
-    }
-
     /// Batch-norm running statistics and counters, by name.
     public var buffers: [(String, Buffer)] {
         state.compactMap { name, entry in
