@@ -1,48 +1,121 @@
 import PARTEngine
 import PARTNN
 
-/// An attack: adversarial examples for a batch inside an epsilon map.
+/// What an attack works on: images, their labels, each row's dataset index and its budget.
 ///
-/// Contract shared by every attack (SPEC sections 4 and 9): the model is run in evaluation mode
+/// Rows stay aligned under `subset`, so an attack in a sequence can work on the points that are
+/// still robust and scatter its results back. The dataset index is the key of every random
+/// draw that belongs to the row (CONVENTIONS section 2), so a row's result does not depend on
+/// the batch it sits in.
+public struct AttackBatch {
+    /// [N, H, W, C] in [0, 1].
+    public var images: Tensor
+    public var labels: [Int32]
+    /// Each row's index in its dataset.
+    public var indices: [Int]
+    public var budget: EpsilonMap
+    /// Clean logits [N, K] when a loss compares against them (TRADES generation's KL).
+    public var reference: Tensor?
+
+    public init(images: Tensor, labels: [Int32], indices: [Int], budget: EpsilonMap, reference: Tensor? = nil) {
+        self.images = images
+        self.labels = labels
+        self.indices = indices
+        self.budget = budget
+        self.reference = reference
+    }
+
+    public var count: Int { labels.count }
+
+    /// Rows `rows` (positions in this batch), in that order.
+    public func subset(_ rows: [Int]) -> AttackBatch {
+        AttackBatch(images: images.gatherRows(rows), labels: rows.map { labels[$0] }, indices: rows.map { indices[$0] },
+                    budget: budget.gatherRows(rows), reference: reference?.gatherRows(rows))
+    }
+}
+
+/// An attack: adversarial examples for a batch inside its epsilon map.
+///
+/// Contract shared by every attack (SPEC sections 4 and 9): the model runs in evaluation mode
 /// whatever the caller was doing and its state (weights, gradients, batch-norm statistics) is
 /// left untouched; results lie inside the map and inside [0, 1]; a zero map returns the input
-/// bit for bit; each example's result does not depend on the others in its batch.
+/// bit for bit; a row's result depends on its own image, label, index and `seed` only.
 public protocol Attack {
     /// A short name for logs ("pgd-20").
     var name: String { get }
-    func perturb(_ model: ImageClassifier, images: Tensor, labels: [Int32], budget: EpsilonMap,
-                 rng: inout RNG) throws -> Tensor
+    /// Adversarial examples [N, H, W, C] for `batch`; random draws come from streams keyed by
+    /// (seed, purpose, row's dataset index, restart).
+    func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor
 }
 
-/// A loss an attack ascends, given as its gradient with respect to the logits.
+/// A loss an attack ascends, per example.
 public protocol AttackLoss {
-    /// d(sum over the batch of per-example losses) / d logits, [N, K].
-    func logitGradient(logits: Tensor, labels: [Int32]) -> Tensor
+    var name: String { get }
+    /// Per-example loss values and d loss_i / d logits_i ([N, K]) for the batch's rows; `targets`
+    /// are the target classes of a targeted loss (nil for untargeted ones).
+    func evaluate(logits: Tensor, batch: AttackBatch, targets: [Int32]?) throws -> (values: [Float], gradient: Tensor)
 }
 
-/// Cross-entropy of the true label (untargeted PGD).
+/// Cross-entropy of the true label (untargeted), or, with targets, minus the cross-entropy of
+/// the target (ascending it moves towards the target class).
 public struct CrossEntropyLoss: AttackLoss {
     public init() {}
-    public func logitGradient(logits: Tensor, labels: [Int32]) -> Tensor {
-        CrossEntropy.perExample(logits: logits, labels: labels).gradient
+    public var name: String { "ce" }
+
+    public func evaluate(logits: Tensor, batch: AttackBatch, targets: [Int32]?) throws -> (values: [Float], gradient: Tensor) {
+        guard let targets else {
+            let r = CrossEntropy.perExample(logits: logits, labels: batch.labels)
+            return (r.losses, r.gradient)
+        }
+        var (values, gradient) = CrossEntropy.perExample(logits: logits, labels: targets)
+        gradient.scale(by: -1)
+        return (values.map { -$0 }, gradient)
+    }
+}
+
+/// A loss evaluated at a point: logits, per-example values and dLoss/dx.
+public struct LossGradient {
+    public let logits: Tensor
+    public let values: [Float]
+    public let gradient: Tensor
+}
+
+/// How attacks run the model: evaluation mode, input gradients only, never a parameter
+/// gradient or a batch-norm statistic touched. Every attack goes through these two calls, so a
+/// change of how attack passes run (lower precision, folded batch norm) is made here once.
+public enum AttackPass {
+    /// Logits [N, K] at x.
+    public static func logits(_ model: ImageClassifier, _ x: Tensor) throws -> Tensor {
+        try model.forward(x, mode: .eval)
+    }
+
+    /// The loss's per-example values and the gradient of their sum with respect to x.
+    public static func lossGradient(_ model: ImageClassifier, at x: Tensor, batch: AttackBatch, loss: AttackLoss,
+                                    targets: [Int32]? = nil) throws -> LossGradient {
+        let tape = Tape(parameterGradients: false)
+        let logits = try model.forward(x, mode: .eval, tape: tape)
+        let (values, dLogits) = try loss.evaluate(logits: logits, batch: batch, targets: targets)
+        let gradient = try tape.backward(dLogits)
+        return LossGradient(logits: logits, values: values, gradient: gradient)
     }
 }
 
 /// Checks shared by all attacks: images [N, H, W, C] in [0, 1] matching the model, one label
-/// per image, a map of the images' shape.
-public func validateAttackInput(_ model: ImageClassifier, images: Tensor, labels: [Int32], budget: EpsilonMap) throws {
+/// and one dataset index per image, a map of the images' shape.
+public func validateAttackInput(_ model: ImageClassifier, _ batch: AttackBatch) throws {
+    let images = batch.images
     let expected = [images.shape.first ?? 0, model.inputHeight, model.inputWidth, model.inputChannels]
     guard images.shape == expected else {
         throw AttackError("images have shape \(images.shape), the model takes \(expected)")
     }
-    guard labels.count == images.shape[0] else {
-        throw AttackError("\(labels.count) labels for \(images.shape[0]) images")
+    guard batch.labels.count == images.shape[0], batch.indices.count == images.shape[0] else {
+        throw AttackError("\(batch.labels.count) labels and \(batch.indices.count) indices for \(images.shape[0]) images")
     }
-    guard labels.allSatisfy({ $0 >= 0 && Int($0) < model.numClasses }) else {
+    guard batch.labels.allSatisfy({ $0 >= 0 && Int($0) < model.numClasses }) else {
         throw AttackError("labels must lie in 0..<\(model.numClasses)")
     }
-    guard budget.values.shape == images.shape else {
-        throw AttackError("the epsilon map has shape \(budget.values.shape), the images \(images.shape)")
+    guard batch.budget.values.shape == images.shape else {
+        throw AttackError("the epsilon map has shape \(batch.budget.values.shape), the images \(images.shape)")
     }
     let inRange = images.withUnsafeBufferPointer { $0.allSatisfy { $0 >= 0 && $0 <= 1 } }
     guard inRange else {
@@ -50,22 +123,7 @@ public func validateAttackInput(_ model: ImageClassifier, images: Tensor, labels
     }
 }
 
-/// dLoss/dx at `x` with the model in evaluation mode; parameter gradients are not touched.
-public func inputGradient(_ model: ImageClassifier, at x: Tensor, labels: [Int32], loss: AttackLoss) -> (logits: Tensor, gradient: Tensor) {
-    let tape = Tape(parameterGradients: false)
-    let logits = model.forward(x, mode: .eval, tape: tape)
-    let g = tape.backward(loss.logitGradient(logits: logits, labels: labels))
-    return (logits, g)
-}
-
-/// Projects `adversarial` onto {x' : |x' - x| <= eps} ∩ [0, 1], in place.
-/// Always around the original input `x`, never the last iterate.
+/// Projects `adversarial` onto {x' : |x' - x| <= map} ∩ [0, 1], in place, around the original x.
 public func project(_ adversarial: inout Tensor, around x: Tensor, budget: EpsilonMap) {
-    let o = x.readPointer, e = budget.values.readPointer
-    adversarial.withUnsafeMutableBufferPointer { a in
-        for i in 0..<a.count {
-            let lo = Swift.max(o[i] - e[i], 0), hi = Swift.min(o[i] + e[i], 1)
-            a[i] = Swift.min(Swift.max(a[i], lo), hi)
-        }
-    }
+    Perturbation.project(&adversarial, around: x, map: budget.values)
 }

@@ -8,31 +8,43 @@ import PARTEngine
 public struct EpsilonMap: Sendable {
     /// Per-entry budgets, the images' shape [N, H, W, C], all >= 0.
     public let values: Tensor
+    /// The budget of every entry when the map is constant (nil for a varying map): attacks that
+    /// cannot honour a varying map (L2) read it.
+    public let constantValue: Float?
 
     public init(_ values: Tensor) throws {
         guard values.withUnsafeBufferPointer({ $0.allSatisfy { $0 >= 0 && $0.isFinite } }) else {
             throw AttackError("an epsilon map must hold finite values >= 0")
         }
+        let first = values.count > 0 ? values[flat: 0] : 0
+        let constant = values.withUnsafeBufferPointer { $0.allSatisfy { $0 == first } }
+        self.init(checked: values, constant: constant ? first : nil)
+    }
+
+    private init(checked values: Tensor, constant: Float?) {
         self.values = values
+        self.constantValue = constant
     }
 
     /// The same budget for every entry.
     public static func constant(_ epsilon: Float, shape: [Int]) throws -> EpsilonMap {
         guard epsilon >= 0 && epsilon.isFinite else { throw AttackError("epsilon must be finite and >= 0, got \(epsilon)") }
-        return try EpsilonMap(Tensor(shape: shape, repeating: epsilon))
+        return EpsilonMap(checked: Tensor(shape: shape, repeating: epsilon), constant: epsilon)
     }
 
     /// Fraction of entries whose budget is at least `epsilon` (the "full eps" share logged in training).
     public func fraction(atLeast epsilon: Float) -> Double {
-        guard values.count > 0 else { return 0 }
-        let n = values.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1 >= epsilon ? 1 : 0) } }
-        return Double(n) / Double(values.count)
+        Perturbation.fraction(of: values, atLeast: epsilon)
     }
 
     /// Budgets of the rows `range` (a sub-batch).
     public func slice(_ range: Range<Int>) -> EpsilonMap {
-        // Values were validated when the full map was built.
-        try! EpsilonMap(values.slice(range))
+        EpsilonMap(checked: values.slice(range), constant: constantValue)
+    }
+
+    /// Budgets of the rows `rows`, in that order.
+    public func gatherRows(_ rows: [Int]) -> EpsilonMap {
+        EpsilonMap(checked: values.gatherRows(rows), constant: constantValue)
     }
 }
 

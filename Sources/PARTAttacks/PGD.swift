@@ -3,13 +3,14 @@ import PARTNN
 
 /// Projected gradient descent under an L-inf epsilon map (Madry et al. 2018).
 ///
-///     x_0     = clip(x + eps ⊙ U(-1, 1))              (random start, inside the map)
+///     x_0     = clip(x + map ⊙ U(-1, 1))              (random start, inside the map)
 ///     x_{t+1} = clip(x_t + alpha * sign(∇ loss(x_t)))
 ///
-/// where clip projects onto |x' - x| <= eps (the map) and [0, 1]. With a constant map this is
-/// the PGD of the official PART code; its random start draws uniform(-eps, eps) with the scalar
-/// eps, which differs only in entries whose budget is lower than eps: here every start lies
-/// inside the map.
+/// where clip projects onto |x' - x| <= map and [0, 1]. With a constant map this is the PGD of
+/// the official PART code; its random start draws uniform(-eps, eps) with the scalar eps,
+/// which differs only in entries whose budget is lower than eps: here every start lies inside
+/// the map. Each row's start is drawn from the stream keyed by (seed, random start, the row's
+/// dataset index), so it does not depend on the batch.
 public struct PGD: Attack {
     public let steps: Int
     /// Step size alpha, the same for every entry.
@@ -27,26 +28,18 @@ public struct PGD: Attack {
 
     public var name: String { "pgd-\(steps)" }
 
-    public func perturb(_ model: ImageClassifier, images: Tensor, labels: [Int32], budget: EpsilonMap,
-                        rng: inout RNG) throws -> Tensor {
-        try validateAttackInput(model, images: images, labels: labels, budget: budget)
+    public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
+        try validateAttackInput(model, batch)
+        let images = batch.images, map = batch.budget.values
         var x = images
         if randomStart {
-            let e = budget.values.readPointer
-            x.withUnsafeMutableBufferPointer { a in
-                for i in 0..<a.count { a[i] += e[i] * (rng.uniform() * 2 - 1) }
-            }
-            project(&x, around: images, budget: budget)
+            x = Perturbation.uniformStart(images, map: map, seed: seed, indices: batch.indices)
+            Perturbation.project(&x, around: images, map: map)
         }
-        let alpha = stepSize
         for _ in 0..<steps {
-            let gradient = inputGradient(model, at: x, labels: labels, loss: loss).gradient
-            gradient.withUnsafeBufferPointer { g in
-                x.withUnsafeMutableBufferPointer { a in
-                    for i in 0..<a.count { a[i] += g[i] > 0 ? alpha : (g[i] < 0 ? -alpha : 0) }
-                }
-            }
-            project(&x, around: images, budget: budget)
+            let g = try AttackPass.lossGradient(model, at: x, batch: batch, loss: loss).gradient
+            Perturbation.signStep(&x, gradient: g, alpha: stepSize)
+            Perturbation.project(&x, around: images, map: map)
         }
         return x
     }

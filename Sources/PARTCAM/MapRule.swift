@@ -17,27 +17,7 @@ public struct ZScoreRule: MapRule {
     public var name: String { "zscore" }
 
     public func budgets(_ upsampled: Tensor, channels: Int, epsilon: Float, epsilonLow: Float) throws -> Tensor {
-        let (n, h, w) = (upsampled.shape[0], upsampled.shape[1], upsampled.shape[2])
-        let hw = h * w
-        var out = Tensor.uninitialized(shape: [n, h, w, channels])
-        let u = upsampled.readPointer
-        out.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                let img = u + b * hw
-                var mean = 0.0
-                for p in 0..<hw { mean += Double(img[p]) }
-                mean /= Double(hw)
-                var variance = 0.0
-                for p in 0..<hw { variance += (Double(img[p]) - mean) * (Double(img[p]) - mean) }
-                let std = (variance / Double(hw)).squareRoot()
-                for p in 0..<hw {
-                    let important = std > 0 && (Double(img[p]) - mean) / std > 1
-                    let e = important ? epsilon : epsilonLow
-                    for c in 0..<channels { dst[(b * hw + p) * channels + c] = e }
-                }
-            }
-        }
-        return out
+        BudgetMaps.zscore(upsampled, channels: channels, epsilon: epsilon, epsilonLow: epsilonLow)
     }
 }
 
@@ -53,14 +33,14 @@ public struct CAMBudget: Sendable {
     }
 
     /// The upsampled, squared importance maps [N, H, W] of a batch.
-    public func importance(_ model: ImageClassifier, images: Tensor) -> Tensor {
-        let maps = ClassActivation.maps(model, images: images, method: method).maps
-        return Bicubic.resize(maps, height: images.shape[1], width: images.shape[2]).map { $0 * $0 }
+    public func importance(_ model: ImageClassifier, images: Tensor) throws -> Tensor {
+        let maps = try ClassActivation.maps(model, images: images, method: method).maps
+        return Bicubic.resize(maps, height: images.shape[1], width: images.shape[2]).squared()
     }
 
     /// Per-entry budgets [N, H, W, C] for a batch of images [N, H, W, C].
     public func budgets(_ model: ImageClassifier, images: Tensor, epsilon: Float, epsilonLow: Float) throws -> Tensor {
-        try rule.budgets(importance(model, images: images), channels: images.shape[3], epsilon: epsilon,
+        try rule.budgets(try importance(model, images: images), channels: images.shape[3], epsilon: epsilon,
                          epsilonLow: epsilonLow)
     }
 }

@@ -9,32 +9,55 @@ import Foundation
 /// Primitives are built once per shape by the ops' plan caches and executed many times, with
 /// data pointers bound just before each execution.
 enum DNNL {
-    /// The CPU engine and the in-order stream every primitive runs on.
-    static let engine: dnnl_engine_t = {
+    /// The CPU engine and the in-order stream every primitive runs on (nil if oneDNN could not
+    /// create them; every op then fails with an `EngineError`).
+    private static let handles: Result<(dnnl_engine_t, dnnl_stream_t), EngineError> = {
         var e: dnnl_engine_t?
-        check(dnnl_engine_create(&e, dnnl_cpu, 0), "create the CPU engine")
-        return e!
-    }()
-
-    static let stream: dnnl_stream_t = {
+        var status = dnnl_engine_create(&e, dnnl_cpu, 0)
+        guard status == dnnl_success, let engine = e else {
+            return .failure(EngineError("oneDNN failed to create the CPU engine: \(name(status))"))
+        }
         var s: dnnl_stream_t?
-        check(dnnl_stream_create(&s, engine, dnnl_stream_default_flags.rawValue), "create a stream")
-        return s!
+        status = dnnl_stream_create(&s, engine, dnnl_stream_default_flags.rawValue)
+        guard status == dnnl_success, let stream = s else {
+            return .failure(EngineError("oneDNN failed to create a stream: \(name(status))"))
+        }
+        return .success((engine, stream))
     }()
 
-    /// oneDNN failures here are programming errors (shapes were validated before), so they stop
-    /// the process with the operation that failed.
-    static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
+    static func engine() throws -> dnnl_engine_t { try handles.get().0 }
+    static func stream() throws -> dnnl_stream_t { try handles.get().1 }
+
+    /// Serialises executions: oneDNN already spreads each primitive over every core, and a
+    /// primitive's cached memory objects are re-bound per call.
+    static let executionLock = NSLock()
+
+    /// Turns a oneDNN failure (an unsupported shape, memory exhausted) into an error that names
+    /// the operation.
+    static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) throws {
         if status != dnnl_success {
-            fatalError("oneDNN failed to \(what()): status \(status.rawValue)")
+            throw EngineError("oneDNN failed to \(what()): \(name(status))")
+        }
+    }
+
+    static func name(_ status: dnnl_status_t) -> String {
+        switch status {
+        case dnnl_out_of_memory: return "out of memory"
+        case dnnl_invalid_arguments: return "invalid arguments"
+        case dnnl_unimplemented: return "no implementation for this shape or data type on this CPU"
+        case dnnl_iterator_ends: return "iterator ends"
+        case dnnl_runtime_error: return "runtime error"
+        case dnnl_not_required: return "not required"
+        default: return "status \(status.rawValue)"
         }
     }
 
     /// A plain memory descriptor with logical dims `dims` and physical layout `tag`.
-    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) throws
+        -> dnnl_memory_desc_t {
         var md = dnnl_memory_desc_t()
         let d = dims.map { dnnl_dim_t($0) }
-        check(dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, dnnl_f32, tag), "describe memory \(dims)")
+        try check(dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, type, tag), "describe memory \(dims)")
         return md
     }
 
@@ -56,63 +79,86 @@ final class DNNLPrimitive {
 
     /// Builds from an operation descriptor (any of oneDNN's `*_desc_t`), with an optional
     /// forward hint for backward primitives.
-    init<Desc>(_ opDesc: inout Desc, hint: DNNLPrimitive? = nil, what: String) {
+    /// What the primitive computes, for error messages ("convolution forward [128, 28, 28, 1]").
+    let what: String
+
+    init<Desc>(_ opDesc: inout Desc, hint: DNNLPrimitive? = nil, attributes: dnnl_primitive_attr_t? = nil,
+               what: String) throws {
+        self.what = what
         var pd: dnnl_primitive_desc_t?
+        let engine = try DNNL.engine()
         let status = withUnsafePointer(to: &opDesc) {
-            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), nil, DNNL.engine, hint?.pd)
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attributes, engine, hint?.pd)
         }
-        DNNL.check(status, "create the primitive descriptor for \(what)")
-        self.pd = pd!
+        try DNNL.check(status, "create the primitive descriptor for \(what)")
+        guard let made = pd else { throw EngineError("oneDNN returned no primitive descriptor for \(what)") }
+        self.pd = made
         var p: dnnl_primitive_t?
-        DNNL.check(dnnl_primitive_create(&p, pd), "create the primitive for \(what)")
-        self.primitive = p!
+        let created = dnnl_primitive_create(&p, made)
+        guard created == dnnl_success, let primitive = p else {
+            dnnl_primitive_desc_destroy(made)
+            throw EngineError("oneDNN failed to create the primitive for \(what): \(DNNL.name(created))")
+        }
+        self.primitive = primitive
     }
 
     /// A reorder between two layouts of the same logical tensor.
-    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t) {
+    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, what: String) throws {
+        self.what = "reorder for \(what)"
         var pd: dnnl_primitive_desc_t?
         var s = src, d = dst
-        DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &s, DNNL.engine, &d, DNNL.engine, nil), "create a reorder")
-        self.pd = pd!
+        let engine = try DNNL.engine()
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, nil),
+                       "create a reorder for \(what)")
+        guard let made = pd else { throw EngineError("oneDNN returned no reorder for \(what)") }
+        self.pd = made
         var p: dnnl_primitive_t?
-        DNNL.check(dnnl_primitive_create(&p, pd), "create a reorder primitive")
-        self.primitive = p!
+        let created = dnnl_primitive_create(&p, made)
+        guard created == dnnl_success, let primitive = p else {
+            dnnl_primitive_desc_destroy(made)
+            throw EngineError("oneDNN failed to create a reorder for \(what): \(DNNL.name(created))")
+        }
+        self.primitive = primitive
     }
 
     /// The memory descriptor the primitive chose for `query` (e.g. `dnnl_query_weights_md`).
-    func md(_ query: dnnl_query_t, _ index: Int32 = 0) -> dnnl_memory_desc_t {
+    func md(_ query: dnnl_query_t, _ index: Int32 = 0) throws -> dnnl_memory_desc_t {
         guard let p = dnnl_primitive_desc_query_md(pd, query, index) else {
-            fatalError("oneDNN primitive has no memory descriptor for query \(query.rawValue)")
+            throw EngineError("oneDNN primitive for \(what) has no memory descriptor for query \(query.rawValue)")
         }
         return p.pointee
     }
 
     /// Runs the primitive with `(argument, pointer)` pairs, binding each pointer to a memory
     /// object cached per argument, and waits for completion.
-    func execute(_ bindings: [(Int32, UnsafeMutableRawPointer)]) {
+    func execute(_ bindings: [(Int32, UnsafeMutableRawPointer)]) throws {
+        DNNL.executionLock.lock()
+        defer { DNNL.executionLock.unlock() }
         var args = [dnnl_exec_arg_t]()
         args.reserveCapacity(bindings.count)
         for (arg, pointer) in bindings {
-            let memory = memoryObject(arg)
-            DNNL.check(dnnl_memory_set_data_handle(memory, pointer), "bind memory")
+            let memory = try memoryObject(arg)
+            try DNNL.check(dnnl_memory_set_data_handle(memory, pointer), "bind memory for \(what)")
             args.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
-        DNNL.check(dnnl_primitive_execute(primitive, DNNL.stream, Int32(args.count), args), "execute a primitive")
-        DNNL.check(dnnl_stream_wait(DNNL.stream), "wait for the stream")
+        let stream = try DNNL.stream()
+        try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(args.count), args), "execute \(what)")
+        try DNNL.check(dnnl_stream_wait(stream), "wait for \(what)")
     }
 
+    /// Guarded by `DNNL.executionLock`.
     private var memories: [Int32: dnnl_memory_t] = [:]
 
-    private func memoryObject(_ arg: Int32) -> dnnl_memory_t {
+    private func memoryObject(_ arg: Int32) throws -> dnnl_memory_t {
         if let m = memories[arg] { return m }
-        guard let mdp = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg) else {
-            fatalError("oneDNN primitive takes no argument \(arg)")
+        guard let mdp = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg), mdp.pointee.ndims > 0 else {
+            throw EngineError("oneDNN primitive for \(what) takes no argument \(arg)")
         }
-        if mdp.pointee.ndims == 0 { fatalError("oneDNN primitive has an empty descriptor for argument \(arg)") }
         var m: dnnl_memory_t?
-        DNNL.check(dnnl_memory_create(&m, mdp, DNNL.engine, nil), "create a memory object")
-        memories[arg] = m!
-        return m!
+        try DNNL.check(dnnl_memory_create(&m, mdp, try DNNL.engine(), nil), "create a memory object for \(what)")
+        guard let memory = m else { throw EngineError("oneDNN returned no memory object for \(what)") }
+        memories[arg] = memory
+        return memory
     }
 
     /// Bytes of the workspace this primitive needs (max-pool training), 0 if none.
@@ -147,12 +193,12 @@ class LayoutBridge {
     let reorder: DNNLPrimitive?
     let buffer: RawBuffer?
 
-    init(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t) {
+    init(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t, what: String) throws {
         if DNNL.equal(src, dst) {
             reorder = nil
             buffer = nil
         } else {
-            reorder = DNNLPrimitive(reorderFrom: src, to: dst)
+            reorder = try DNNLPrimitive(reorderFrom: src, to: dst, what: what)
             buffer = RawBuffer(bytes: DNNL.bytes(chosen))
         }
     }
@@ -161,19 +207,21 @@ class LayoutBridge {
 /// A copy of a weight tensor in the layout a primitive chose, refreshed only when the
 /// weights' version changes (once per optimiser step, not once per call).
 final class ReorderedWeights: LayoutBridge {
-    private var version = -1
+    private let version = Locked(-1)
 
-    init(from plain: dnnl_memory_desc_t, to chosen: dnnl_memory_desc_t) {
-        super.init(from: plain, to: chosen, chosen: chosen)
+    init(from plain: dnnl_memory_desc_t, to chosen: dnnl_memory_desc_t, what: String) throws {
+        try super.init(from: plain, to: chosen, chosen: chosen, what: what)
     }
 
     /// A pointer to the weights in the chosen layout.
-    func pointer(for weights: Tensor, version: Int) -> UnsafeMutableRawPointer {
+    func pointer(for weights: Tensor, version: Int) throws -> UnsafeMutableRawPointer {
         guard let reorder, let buffer else { return UnsafeMutableRawPointer(weights.readPointer) }
-        if version != self.version || version < 0 {
-            reorder.execute([(DNNL_ARG_FROM, UnsafeMutableRawPointer(weights.readPointer)),
-                             (DNNL_ARG_TO, buffer.pointer)])
-            self.version = version
+        try self.version.withLock { current in
+            if version != current || version < 0 {
+                try reorder.execute([(DNNL_ARG_FROM, UnsafeMutableRawPointer(weights.readPointer)),
+                                     (DNNL_ARG_TO, buffer.pointer)])
+                current = version
+            }
         }
         return buffer.pointer
     }
@@ -181,16 +229,23 @@ final class ReorderedWeights: LayoutBridge {
 
 /// Brings a gradient produced in a primitive's chosen layout back to the plain layout.
 final class GradientReorder: LayoutBridge {
-    init(from chosen: dnnl_memory_desc_t, to plain: dnnl_memory_desc_t) {
-        super.init(from: chosen, to: plain, chosen: chosen)
+    init(from chosen: dnnl_memory_desc_t, to plain: dnnl_memory_desc_t, what: String) throws {
+        try super.init(from: chosen, to: plain, chosen: chosen, what: what)
     }
 
     /// Where the primitive should write: the plain output itself when layouts agree.
     func target(_ plain: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer { buffer?.pointer ?? plain }
 
     /// Completes the transfer into `plain` (a no-op when layouts agree).
-    func finish(into plain: UnsafeMutableRawPointer) {
+    func finish(into plain: UnsafeMutableRawPointer) throws {
         guard let reorder, let buffer else { return }
-        reorder.execute([(DNNL_ARG_FROM, buffer.pointer), (DNNL_ARG_TO, plain)])
+        try reorder.execute([(DNNL_ARG_FROM, buffer.pointer), (DNNL_ARG_TO, plain)])
     }
+}
+
+/// A failure inside the engine (oneDNN could not build or run an operation), naming the
+/// operation and its shape.
+public struct EngineError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The run's one source of randomness: xoshiro256** seeded through SplitMix64.
+/// The run's sequential source of randomness (shuffling, initialisation): xoshiro256** seeded through SplitMix64.
 ///
 /// Its whole state is four words, so a run's randomness can be saved in a checkpoint and
 /// restored exactly (`state`, `init(state:)`). Every random decision of the project (weight
@@ -41,18 +41,6 @@ public struct RNG: RandomNumberGenerator, Sendable, Equatable {
         return result
     }
 
-    /// Uniform in [0, 1) with 24 random bits.
-    public mutating func uniform() -> Float {
-        Float(next() >> 40) * (1.0 / 16_777_216.0)
-    }
-
-    /// Standard normal (Box-Muller on two uniforms).
-    public mutating func normal() -> Float {
-        let u1 = Double((next() >> 11) + 1) * (1.0 / 9_007_199_254_740_993.0)
-        let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
-    }
-
     /// A fresh generator for a sub-task, derived from this one's stream.
     public mutating func split() -> RNG { RNG(seed: next()) }
 
@@ -70,5 +58,5 @@ public struct RNG: RandomNumberGenerator, Sendable, Equatable {
     private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 }
 
-@inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
-@inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }
+@inline(__always) func _logD(_ x: Double) -> Double { Foundation.log(x) }
+@inline(__always) func _cosD(_ x: Double) -> Double { Foundation.cos(x) }

@@ -25,15 +25,15 @@ public final class Conv2d: Layer {
         self.bias = bias ? Parameter(defaultInit(shape: [outChannels], fanIn: fanIn, rng: &rng)) : nil
     }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        let y = op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version)
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
             let version = weight.version
             let w = weight.value
             tape.record { [self] dy in
-                let g = op.backward(dy, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
+                let g = try op.backward(dy, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
                                     needParameterGradients: params)
                 if let dw = g.weight { weight.gradient.add(dw) }
                 if let db = g.bias { bias?.gradient.add(db) }
@@ -66,19 +66,20 @@ public final class Linear: Layer {
         bias = Parameter(defaultInit(shape: [outFeatures], fanIn: inFeatures, rng: &rng))
     }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        precondition(x.shape.count == 2 && x.shape[1] == inFeatures,
-                     "linear layer expects [N, \(inFeatures)], got \(x.shape)")
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        guard x.shape.count == 2 && x.shape[1] == inFeatures else {
+            throw EngineError("linear layer expects [N, \(inFeatures)], got \(x.shape)")
+        }
         let n = x.shape[0]
         let image = x.reshaped([n, 1, 1, inFeatures])
         let w = weight.value.reshaped([outFeatures, inFeatures, 1, 1])
         let version = weight.version
-        let y = op.forward(image, weight: w, bias: bias.value, weightVersion: version)
+        let y = try op.forward(image, weight: w, bias: bias.value, weightVersion: version)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
             tape.record { [self] dy in
-                let g = op.backward(dy.reshaped([n, 1, 1, outFeatures]), x: image, weight: w, weightVersion: version,
+                let g = try op.backward(dy.reshaped([n, 1, 1, outFeatures]), x: image, weight: w, weightVersion: version,
                                     needInputGradient: needInput, needParameterGradients: params)
                 if let dw = g.weight { weight.gradient.add(dw.reshaped([outFeatures, inFeatures])) }
                 if let db = g.bias { bias.gradient.add(db) }
@@ -112,16 +113,16 @@ public final class BatchNorm2d: Layer {
         self.momentum = momentum
     }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let training = mode == .train
-        let (y, record) = op.forward(x, scale: weight.value, shift: bias.value, training: training,
+        let (y, record) = try op.forward(x, scale: weight.value, shift: bias.value, training: training,
                                      runningMean: runningMean.value, runningVariance: runningVar.value)
         if training { updateRunningStatistics(record, count: x.shape[0] * x.shape[1] * x.shape[2]) }
         if let tape {
             let params = tape.parameterGradients
             let scale = weight.value, shift = bias.value
             tape.record { [self] dy in
-                let g = op.backward(dy, x: x, scale: scale, shift: shift, record: record, needParameterGradients: params && training)
+                let g = try op.backward(dy, x: x, scale: scale, shift: shift, record: record, needParameterGradients: params && training)
                 if let ds = g.scale { weight.gradient.add(ds) }
                 if let dt = g.shift { bias.gradient.add(dt) }
                 return g.input
@@ -131,15 +132,9 @@ public final class BatchNorm2d: Layer {
     }
 
     private func updateRunningStatistics(_ record: BatchNorm.Record, count: Int) {
-        let m = momentum
         let unbias = count > 1 ? Float(count) / Float(count - 1) : 1
-        let mean = record.mean.readPointer, variance = record.variance.readPointer
-        runningMean.value.withUnsafeMutableBufferPointer { rm in
-            for c in 0..<rm.count { rm[c] = (1 - m) * rm[c] + m * mean[c] }
-        }
-        runningVar.value.withUnsafeMutableBufferPointer { rv in
-            for c in 0..<rv.count { rv[c] = (1 - m) * rv[c] + m * variance[c] * unbias }
-        }
+        runningMean.value.blend(toward: record.mean, weight: momentum)
+        runningVar.value.blend(toward: record.variance, weight: momentum, factor: unbias)
         numBatchesTracked.value[flat: 0] += 1
     }
 
@@ -153,9 +148,9 @@ public final class BatchNorm2d: Layer {
 public final class ReLULayer: Layer {
     public init() {}
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        let y = ReLU.forward(x)
-        tape?.record { dy in ReLU.backward(dy, output: y) }
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        let y = try ReLU.forward(x)
+        tape?.record { dy in try ReLU.backward(dy, output: y) }
         return y
     }
 }
@@ -166,9 +161,9 @@ public final class MaxPool2d: Layer {
 
     public init(kernel: Int, channels: Int) { op = MaxPool(kernel: kernel, channels: channels) }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        let (y, record) = op.forward(x)
-        tape?.record { [op] dy in op.backward(dy, record: record) }
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        let (y, record) = try op.forward(x)
+        tape?.record { [op] dy in try op.backward(dy, record: record) }
         return y
     }
 }
@@ -177,7 +172,7 @@ public final class MaxPool2d: Layer {
 public final class GlobalAvgPool: Layer {
     public init() {}
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let shape = x.shape
         tape?.record { dy in GlobalAveragePool.backward(dy, inputShape: shape) }
         return GlobalAveragePool.forward(x)
@@ -188,7 +183,7 @@ public final class GlobalAvgPool: Layer {
 public final class Flatten: Layer {
     public init() {}
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let shape = x.shape
         tape?.record { dy in FlattenCHW.backward(dy, inputShape: shape) }
         return FlattenCHW.forward(x)

@@ -32,10 +32,12 @@ public final class Parameter {
         version = Parameter.nextVersion()
     }
 
-    nonisolated(unsafe) private static var counter = 0
+    private static let counter = Locked(0)
     private static func nextVersion() -> Int {
-        counter += 1
-        return counter
+        counter.withLock { c in
+            c += 1
+            return c
+        }
     }
 }
 
@@ -83,7 +85,7 @@ public final class Tape {
     /// When false, the first recorded op skips its input gradient (a training step does not
     /// need dL/dx of the images).
     public let inputGradient: Bool
-    private var steps: [(Tensor) -> Tensor] = []
+    private var steps: [(Tensor) throws -> Tensor] = []
 
     public init(parameterGradients: Bool, inputGradient: Bool = true) {
         self.parameterGradients = parameterGradients
@@ -93,16 +95,16 @@ public final class Tape {
     /// True when the op about to be recorded must produce an input gradient.
     public var needsInputGradient: Bool { inputGradient || !steps.isEmpty }
 
-    public func record(_ step: @escaping (Tensor) -> Tensor) { steps.append(step) }
+    public func record(_ step: @escaping (Tensor) throws -> Tensor) { steps.append(step) }
 
     /// A tape for a branch inside a composite op, with the same gradient settings.
     public func branch() -> Tape { Tape(parameterGradients: parameterGradients, inputGradient: true) }
 
     /// Runs the recorded steps in reverse and returns dL/d(input). The tape is consumed.
     @discardableResult
-    public func backward(_ gradient: Tensor) -> Tensor {
+    public func backward(_ gradient: Tensor) throws -> Tensor {
         var g = gradient
-        while let step = steps.popLast() { g = step(g) }
+        while let step = steps.popLast() { g = try step(g) }
         return g
     }
 }
@@ -110,7 +112,7 @@ public final class Tape {
 /// A network piece with a forward pass that records its backward on a tape.
 public protocol Layer: AnyObject {
     /// Forward. `x` is NHWC for image layers, [N, features] for linear ones.
-    func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor
+    func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
     /// Parameters and buffers with names relative to this layer, in `state_dict` order.
     var state: [(String, StateEntry)] { get }
 }
@@ -135,8 +137,8 @@ public final class Sequential: Layer {
         self.names = names ?? layers.indices.map(String.init)
     }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        layers.reduce(x) { $1.forward($0, mode: mode, tape: tape) }
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try layers.reduce(x) { try $1.forward($0, mode: mode, tape: tape) }
     }
 
     public var state: [(String, StateEntry)] {

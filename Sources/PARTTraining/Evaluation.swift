@@ -16,19 +16,21 @@ public enum Evaluation {
     /// Clean accuracy and, when `attack` is given, accuracy on its adversarial examples under a
     /// constant `epsilon`, over `dataset` in batches. An example counts as robust when the model
     /// classifies its adversarial version correctly (re-evaluated on the returned examples).
+    /// Random starts are keyed by (seed, dataset index): the result does not depend on `batchSize`.
     public static func run(_ model: ImageClassifier, on dataset: ImageDataset, attack: Attack?, epsilon: Float,
-                           batchSize: Int, rng: inout RNG, progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
+                           batchSize: Int, seed: UInt64, progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
         var clean = 0, robust = 0
         var start = 0
         while start < dataset.count {
             let indices = Array(start..<min(start + batchSize, dataset.count))
             let (x, y) = dataset.batch(indices)
-            let predictions = model.forward(x, mode: .eval).argmaxRows()
+            let predictions = try model.forward(x, mode: .eval).argmaxRows()
             clean += zip(predictions, y).filter { $0 == $1 }.count
             if let attack {
                 let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
-                let adversarial = try attack.perturb(model, images: x, labels: y, budget: budget, rng: &rng)
-                robust += zip(model.forward(adversarial, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
+                let batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
+                let adversarial = try attack.perturb(model, batch, seed: seed)
+                robust += zip(try model.forward(adversarial, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
             }
             start += indices.count
             progress?(start, dataset.count)

@@ -25,22 +25,12 @@ public final class SGD {
 
     /// Applies one update from the parameters' accumulated gradients.
     public func step() {
-        let lr = learningRate, mu = momentum, wd = weightDecay
         for (name, p) in parameters {
-            let g = p.gradient.readPointer
             let firstStep = momentumBuffers[name] == nil
             var buf = momentumBuffers.removeValue(forKey: name) ?? Tensor.uninitialized(shape: p.value.shape)
             p.update { w in
-                w.withUnsafeMutableBufferPointer { wp in
-                    buf.withUnsafeMutableBufferPointer { bp in
-                        for i in 0..<wp.count {
-                            let d = g[i] + wd * wp[i]
-                            let b = (mu == 0 || firstStep) ? d : mu * bp[i] + d
-                            bp[i] = b
-                            wp[i] -= lr * b
-                        }
-                    }
-                }
+                OptimizerKernels.sgd(weights: &w, gradient: p.gradient, momentumBuffer: &buf, learningRate: learningRate,
+                                     momentum: momentum, weightDecay: weightDecay, firstStep: firstStep)
             }
             momentumBuffers[name] = buf
         }

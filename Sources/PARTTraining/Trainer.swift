@@ -84,7 +84,8 @@ public final class Trainer {
     public let objective: Objective
     public let partBudget: BudgetProvider
     public let optimizer: SGD
-    /// The run's randomness (shuffling, random starts); saved with every checkpoint.
+    /// The run's sequential randomness (shuffling); saved with every checkpoint. Draws that
+    /// belong to an example (random starts) are keyed by (seed, epoch, dataset index) instead.
     public private(set) var rng: RNG
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG,
@@ -111,7 +112,7 @@ public final class Trainer {
     ///   - report: called after every epoch.
     public func train(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
                       progress: (Int, Int, Int) -> Void = { _, _, _ in },
-                      report: (EpochReport) -> Void) throws {
+                      report: (EpochReport) throws -> Void) throws {
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         for epoch in 1...config.epochs {
             optimizer.learningRate = config.learningRate(epoch: epoch)
@@ -125,9 +126,11 @@ public final class Trainer {
                 let budget = try provider.budget(model, images: x)
                 fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
                 entries += Double(budget.values.count)
-                let adversarial = try objective.adversarialExamples(model, images: x, labels: y, budget: budget, rng: &rng)
+                let batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
+                let adversarial = try objective.adversarialExamples(model, batch,
+                                                                    seed: KeyedStream.derivedSeed(config.seed, epoch))
                 optimizer.zeroGradients()
-                let step = objective.accumulateGradients(model, images: x, adversarial: adversarial, labels: y)
+                let step = try objective.accumulateGradients(model, images: x, adversarial: adversarial, labels: y)
                 optimizer.step()
                 lossSum += Double(step.loss) * Double(indices.count)
                 correct += step.correct
@@ -135,9 +138,10 @@ public final class Trainer {
                 progress(epoch, b + 1, batches.count)
             }
             let seconds = Date().timeIntervalSince(start)
-            var evalRng = RNG(seed: config.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            // The same held-out starts every epoch, so epochs are compared on equal terms.
             let check = try Evaluation.run(model, on: heldOut, attack: PGD(steps: config.evalSteps, stepSize: config.stepSize),
-                                           epsilon: config.epsilon, batchSize: 256, rng: &evalRng)
+                                           epsilon: config.epsilon, batchSize: 256,
+                                           seed: KeyedStream.derivedSeed(config.seed, -1))
             let path = runDirectory.appendingPathComponent("last.safetensors")
             try Checkpoint.save(model, to: path, metadata: ["epoch": String(epoch), "method": config.method.rawValue])
             try saveState(epoch: epoch, to: runDirectory.appendingPathComponent("last.state.safetensors"))
@@ -149,15 +153,13 @@ public final class Trainer {
                                imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
                                checkpoint: path.path)
             try appendLog(epochReport, to: runDirectory.appendingPathComponent("log.jsonl"))
-            report(epochReport)
+            try report(epochReport)
         }
     }
 
     /// One JSON line per epoch in the run directory, so a run keeps its own record.
     private func appendLog(_ report: EpochReport, to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let line = try encoder.encode(report) + Data("\n".utf8)
+        let line = Data((try JSONOutput.line(report) + "\n").utf8)
         if !FileManager.default.fileExists(atPath: url.path) {
             try line.write(to: url)
         } else {
@@ -172,12 +174,10 @@ public final class Trainer {
     private func saveState(epoch: Int, to url: URL) throws {
         var file = SafetensorsFile()
         for (name, buffer) in optimizer.momentumBuffers { file.tensors["momentum.\(name)"] = buffer }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         file.metadata = [
             "epoch": String(epoch),
             "rng_state": rng.state.map { String($0) }.joined(separator: ","),
-            "config": String(decoding: try encoder.encode(config), as: UTF8.self),
+            "config": try JSONOutput.line(config),
         ]
         try file.write(to: url)
     }

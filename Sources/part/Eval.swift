@@ -62,22 +62,21 @@ struct Eval: ParsableCommand {
             }
             var test = try MNISTFormat.load(directory: URL(fileURLWithPath: data.directory), split: .test)
             if limit > 0 { test = test.prefix(limit) }
-            var rng = RNG(seed: output.seed)
-            var initRng = rng.split()
+            var initRng = RNG(seed: output.seed)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)
             let pgd = PGD(steps: attack.steps, stepSize: attack.alpha)
             var progress = Progress()
             let started = Date()
             let result = try Evaluation.run(model, on: test, attack: pgd, epsilon: attack.epsilon, batchSize: batchSize,
-                                            rng: &rng) { done, total in progress.update("evaluated \(done)/\(total)") }
+                                            seed: output.seed) { done, total in progress.update("evaluated \(done)/\(total)") }
             progress.clear()
             let r = Result(checkpoint: checkpoint, architecture: model.architecture, dataset: test.name, count: result.count,
                            seed: output.seed, cleanAccuracy: result.cleanAccuracy, attack: pgd.name,
                            epsilon: attack.epsilon, alpha: attack.alpha, robustAccuracy: result.robustAccuracy ?? 0,
                            seconds: Date().timeIntervalSince(started))
             if output.json {
-                printJSON(r)
+                try printJSON(r)
             } else {
                 print("\(r.architecture) on \(r.dataset) test (\(r.count) images, seed \(r.seed)): "
                       + String(format: "clean %.2f%%, %@ (eps %g, alpha %g) %.2f%%  [%.1fs]", 100 * r.cleanAccuracy,

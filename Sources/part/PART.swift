@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PARTTraining
 
 @main
 struct PART: ParsableCommand {
@@ -55,10 +56,9 @@ func fail(_ error: Error) -> ExitCode {
     return ExitCode(1)
 }
 
-func printJSON<T: Encodable>(_ value: T) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    print(String(decoding: try! encoder.encode(value), as: UTF8.self))
+/// Prints `value` as one line of JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    print(try JSONOutput.line(value))
 }
 
 /// A progress line on standard error, redrawn in place on a terminal.

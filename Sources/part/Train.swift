@@ -158,7 +158,7 @@ struct Train: ParsableCommand {
             }, report: { r in
                 progress.clear()
                 if output.json {
-                    printJSON(r)
+                    try printJSON(r)
                 } else {
                     print(String(format: "epoch %d/%d  %@  lr %.4g  loss %.4f  train-adv-acc %.2f%%  clean %.2f%%  pgd-%d %.2f%%  full-eps %.1f%%  %.0f img/s  %.0fs",
                                  r.epoch, r.epochs, r.budget as NSString, r.learningRate, r.loss, 100 * r.trainAccuracy,

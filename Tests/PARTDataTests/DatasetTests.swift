@@ -17,7 +17,7 @@ final class DatasetTests: XCTestCase {
 
     // MARK: ImageDataset
 
-    func testInitValidatesCounts() {
+    func testInitValidatesCounts() throws {
         assertDatasetError(try ImageDataset(name: "toy", images: [UInt8](repeating: 0, count: 10), labels: [0, 1],
                                             height: 2, width: 2, channels: 1, classes: 2),
                            contains: ["toy", "2 labels", "10 image bytes"])
@@ -25,7 +25,7 @@ final class DatasetTests: XCTestCase {
                            contains: ["toy", "positive"])
     }
 
-    func testInitValidatesLabelRange() {
+    func testInitValidatesLabelRange() throws {
         assertDatasetError(try ImageDataset(name: "toy", images: [UInt8](repeating: 0, count: 12), labels: [0, 3, 1],
                                             height: 2, width: 2, channels: 1, classes: 3),
                            contains: ["toy", "label 3", "example 1", "0..<3"])
@@ -150,7 +150,7 @@ final class DatasetTests: XCTestCase {
 
     // MARK: BatchSampler
 
-    func testSamplerCoversEveryIndexOnce() {
+    func testSamplerCoversEveryIndexOnce() throws {
         var rng = RNG(seed: 1)
         let sampler = BatchSampler(count: 103, batchSize: 10, shuffle: true, rng: &rng)
         let batches = Array(sampler)
@@ -165,7 +165,7 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(Array(sampler), batches)
     }
 
-    func testSamplerDropLastAndSequential() {
+    func testSamplerDropLastAndSequential() throws {
         var rng = RNG(seed: 1)
         let before = rng
         let sequential = BatchSampler(count: 7, batchSize: 3, shuffle: false, rng: &rng, dropLast: true)
@@ -177,7 +177,7 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(Array(BatchSampler(count: 2, batchSize: 3, shuffle: true, rng: &rng, dropLast: true)), [])
     }
 
-    func testSamplerSeeds() {
+    func testSamplerSeeds() throws {
         func epoch(_ seed: UInt64) -> [[Int]] {
             var rng = RNG(seed: seed)
             return Array(BatchSampler(count: 50, batchSize: 8, shuffle: true, rng: &rng))

@@ -100,35 +100,35 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(out, first + second)
     }
 
-    func testBadMagic() {
+    func testBadMagic() throws {
         var bytes = makeIDX(dims: [2])
         bytes[0] = 0x12
         assertIDXError(try IDX.parse(bytes, source: "f.idx"), contains: ["f.idx", "bad magic"])
     }
 
-    func testWrongTypeByte() {
+    func testWrongTypeByte() throws {
         let bytes = makeIDX(dims: [2], data: [0, 0, 0, 0, 0, 0, 0, 0], type: 0x0D)
         assertIDXError(try IDX.parse(bytes, source: "f.idx"), contains: ["f.idx", "0x0D", "unsupported element type"])
     }
 
-    func testTruncatedHeader() {
+    func testTruncatedHeader() throws {
         assertIDXError(try IDX.parse([0, 0, 8], source: "f.idx"), contains: ["f.idx", "truncated header"])
         let bytes = Array(makeIDX(dims: [2, 3, 4]).prefix(10))
         assertIDXError(try IDX.parse(bytes, source: "f.idx"), contains: ["f.idx", "truncated header", "16-byte"])
     }
 
-    func testTruncatedData() {
+    func testTruncatedData() throws {
         let bytes = Array(makeIDX(dims: [10, 28, 28]).prefix(16 + 1000))
         assertIDXError(try IDX.parse(bytes, source: "train-images-idx3-ubyte.gz"),
                        contains: ["train-images-idx3-ubyte.gz: truncated: header says 7840 bytes of data, file has 1000"])
     }
 
-    func testHugeDimensionsDoNotOverflow() {
+    func testHugeDimensionsDoNotOverflow() throws {
         let bytes = makeIDX(dims: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], data: [1, 2, 3])
         assertIDXError(try IDX.parse(bytes, source: "f.idx"), contains: ["truncated"])
     }
 
-    func testTrailingBytes() {
+    func testTrailingBytes() throws {
         let bytes = makeIDX(dims: [4]) + [9, 9]
         assertIDXError(try IDX.parse(bytes, source: "f.idx"), contains: ["f.idx", "2 trailing bytes"])
     }
@@ -141,13 +141,13 @@ final class IDXTests: XCTestCase {
         assertIDXError(try IDX.read(contentsOf: url), contains: ["empty-idx1-ubyte", "empty file"])
     }
 
-    func testWrongDimensionCountForImages() {
+    func testWrongDimensionCountForImages() throws {
         // A label file (magic 2049) where an image file (2051) is expected.
         assertIDXError(try IDX.parse(makeIDX(dims: [6]), source: "t10k-images-idx3-ubyte", expectedDimensions: 3),
                        contains: ["t10k-images-idx3-ubyte", "magic number 2049", "expected 3", "2051"])
     }
 
-    func testZeroDimensions() {
+    func testZeroDimensions() throws {
         assertIDXError(try IDX.parse([0, 0, 8, 0, 1], source: "f.idx"), contains: ["no dimensions"])
     }
 
@@ -178,7 +178,7 @@ final class IDXTests: XCTestCase {
         assertIDXError(try IDX.read(contentsOf: url), contains: ["cut.gz", "truncated gzip stream"])
     }
 
-    func testMissingFile() {
+    func testMissingFile() throws {
         let url = URL(fileURLWithPath: "/nonexistent-\(UUID().uuidString)/labels-idx1-ubyte")
         assertIDXError(try IDX.read(contentsOf: url), contains: ["labels-idx1-ubyte", "no such file"])
     }

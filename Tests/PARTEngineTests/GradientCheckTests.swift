@@ -75,16 +75,16 @@ final class GradientCheckTests: XCTestCase {
 
     // MARK: - tests
 
-    func testConvolution() {
+    func testConvolution() throws {
         for (stride, pad, bias) in [(1, 0, true), (2, 1, false), (1, 1, true)] {
             let xs = [2, 7, 6, 3], o = 4, k = 3
             let x = random(xs), w = random([o, 3, k, k]), b = bias ? random([o]) : nil
             let conv = Convolution(inChannels: 3, outChannels: o, kernel: k, stride: stride, padding: pad, bias: bias)
-            let y = conv.forward(x, weight: w, bias: b, weightVersion: 1)
+            let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1)
             let ref = refConv(d(x), xs, d(w), b.map(d), out: o, k: k, stride: stride, pad: pad)
             assertGradient(y, ref, "conv forward s\(stride) p\(pad)", tolerance: 1e-5)
             let proj = random(y.shape)
-            let g = conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
+            let g = try conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
             let pd = d(proj)
             assertGradient(g.input!, numericalGradient(d(x)) { xx in
                 self.dot(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
@@ -100,16 +100,16 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    func testBatchNormTraining() {
+    func testBatchNormTraining() throws {
         let xs = [3, 4, 5, 6], c = 6
         let x = random(xs, scale: 2), scale = random([c]).map { $0 + 1.5 }, shift = random([c])
         let bn = BatchNorm(channels: c)
-        let (y, record) = bn.forward(x, scale: scale, shift: shift, training: true,
+        let (y, record) = try bn.forward(x, scale: scale, shift: shift, training: true,
                                      runningMean: Tensor(shape: [c]), runningVariance: Tensor(shape: [c], repeating: 1))
         assertGradient(y, refBatchNormTrain(d(x), channels: c, scale: d(scale), shift: d(shift)), "bn forward", tolerance: 1e-5)
         let proj = random(xs)
         let pd = d(proj)
-        let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: true)
+        let g = try bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: true)
         assertGradient(g.input, numericalGradient(d(x)) { xx in
             self.dot(self.refBatchNormTrain(xx, channels: c, scale: self.d(scale), shift: self.d(shift)), proj)
         }, "bn dx")
@@ -121,7 +121,7 @@ final class GradientCheckTests: XCTestCase {
         }, "bn dshift")
     }
 
-    func testBatchNormEvaluation() {
+    func testBatchNormEvaluation() throws {
         let xs = [2, 3, 3, 4], c = 4
         let x = random(xs), scale = random([c]), shift = random([c])
         let mean = random([c]), variance = random([c]).map { $0 + 1.2 }
@@ -133,15 +133,15 @@ final class GradientCheckTests: XCTestCase {
                     + Double(shift[flat: k])
             }
         }
-        let (y, record) = bn.forward(x, scale: scale, shift: shift, training: false, runningMean: mean, runningVariance: variance)
+        let (y, record) = try bn.forward(x, scale: scale, shift: shift, training: false, runningMean: mean, runningVariance: variance)
         assertGradient(y, ref(d(x)), "bn eval forward", tolerance: 1e-5)
         XCTAssertEqual(record.mean.scalars, mean.scalars)
         let proj = random(xs)
-        let g = bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: false)
+        let g = try bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: false)
         assertGradient(g.input, numericalGradient(d(x)) { self.dot(ref($0), proj) }, "bn eval dx")
     }
 
-    func testMaxPool() {
+    func testMaxPool() throws {
         let xs = [2, 6, 4, 3]
         let x = random(xs)
         let pool = MaxPool(kernel: 2, channels: 3)
@@ -154,23 +154,23 @@ final class GradientCheckTests: XCTestCase {
             } } } }
             return y
         }
-        let (y, record) = pool.forward(x)
+        let (y, record) = try pool.forward(x)
         assertGradient(y, ref(d(x)), "max-pool forward", tolerance: 0)
         let proj = random(y.shape)
-        assertGradient(pool.backward(proj, record: record),
+        assertGradient(try pool.backward(proj, record: record),
                        numericalGradient(d(x)) { self.dot(ref($0), proj) }, "max-pool dx")
     }
 
-    func testReLU() {
+    func testReLU() throws {
         // Keep entries away from the kink, where the derivative is undefined.
         let x = random([3, 7]).map { $0 > 0 ? $0 + 0.01 : $0 - 0.01 }
-        let y = ReLU.forward(x)
+        let y = try ReLU.forward(x)
         let proj = random(y.shape)
-        assertGradient(ReLU.backward(proj, output: y),
+        assertGradient(try ReLU.backward(proj, output: y),
                        numericalGradient(d(x)) { xx in self.dot(xx.map { max($0, 0) }, proj) }, "relu dx")
     }
 
-    func testGlobalAveragePoolAndFlatten() {
+    func testGlobalAveragePoolAndFlatten() throws {
         let xs = [2, 3, 4, 5]
         let x = random(xs)
         func refPool(_ xx: [Double]) -> [Double] {
@@ -191,7 +191,7 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(Layout.nchwToNHWC(Layout.nhwcToNCHW(x)).scalars, x.scalars)
     }
 
-    func testCrossEntropy() {
+    func testCrossEntropy() throws {
         let logits = random([4, 6], scale: 3)
         let labels: [Int32] = [0, 5, 2, 2]
         func ref(_ z: [Double]) -> Double {
@@ -208,28 +208,28 @@ final class GradientCheckTests: XCTestCase {
 
     /// Linear layers run as 1x1 convolutions on [N, 1, 1, in]: check that path against a
     /// double matrix product.
-    func testInnerProductAsConvolution() {
+    func testInnerProductAsConvolution() throws {
         let x = random([3, 1, 1, 5]), w = random([4, 5, 1, 1]), b = random([4])
         let conv = Convolution(inChannels: 5, outChannels: 4, kernel: 1, bias: true)
         func ref(_ xx: [Double], _ ww: [Double]) -> [Double] {
             (0..<3).flatMap { n in (0..<4).map { o in (0..<5).reduce(Double(b[flat: o])) { $0 + xx[n * 5 + $1] * ww[o * 5 + $1] } } }
         }
-        let y = conv.forward(x, weight: w, bias: b, weightVersion: 7)
+        let y = try conv.forward(x, weight: w, bias: b, weightVersion: 7)
         assertGradient(y, ref(d(x), d(w)), "linear forward", tolerance: 1e-6)
         let proj = random(y.shape), pd = d(proj)
-        let g = conv.backward(proj, x: x, weight: w, weightVersion: 7, needInputGradient: true, needParameterGradients: true)
+        let g = try conv.backward(proj, x: x, weight: w, weightVersion: 7, needInputGradient: true, needParameterGradients: true)
         assertGradient(g.input!, numericalGradient(d(x)) { self.dot(ref($0, self.d(w)), proj) }, "linear dx")
         assertGradient(g.weight!, numericalGradient(d(w)) { self.dot(ref(self.d(x), $0), proj) }, "linear dw")
     }
 
     /// Reordered weights are refreshed when the version changes and reused otherwise.
-    func testWeightVersionControlsTheReorderedCopy() {
+    func testWeightVersionControlsTheReorderedCopy() throws {
         let x = random([1, 5, 5, 8]), w1 = random([16, 8, 3, 3]), w2 = random([16, 8, 3, 3])
         let conv = Convolution(inChannels: 8, outChannels: 16, kernel: 3, bias: false)
-        let a = conv.forward(x, weight: w1, bias: nil, weightVersion: 1)
-        let b = conv.forward(x, weight: w2, bias: nil, weightVersion: 2)
+        let a = try conv.forward(x, weight: w1, bias: nil, weightVersion: 1)
+        let b = try conv.forward(x, weight: w2, bias: nil, weightVersion: 2)
         let fresh = Convolution(inChannels: 8, outChannels: 16, kernel: 3, bias: false)
-        XCTAssertEqual(b.scalars, fresh.forward(x, weight: w2, bias: nil, weightVersion: 1).scalars)
+        XCTAssertEqual(b.scalars, try fresh.forward(x, weight: w2, bias: nil, weightVersion: 1).scalars)
         XCTAssertNotEqual(a.scalars, b.scalars)
     }
 }

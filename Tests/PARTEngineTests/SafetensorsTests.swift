@@ -153,22 +153,22 @@ final class SafetensorsTests: XCTestCase {
 
     // MARK: Corrupt files
 
-    func testTruncatedFile() {
+    func testTruncatedFile() throws {
         assertError([], contains: ["truncated file"])
         assertError([1, 0, 0], contains: ["truncated file", "3 bytes"])
     }
 
-    func testHeaderLengthLargerThanFile() {
+    func testHeaderLengthLargerThanFile() throws {
         assertError(le(UInt64(1000)) + Array("{}".utf8), contains: ["truncated file", "header length 1000"])
         assertError(le(UInt64.max), contains: ["truncated file"])
     }
 
-    func testHeaderNotJSON() {
+    func testHeaderNotJSON() throws {
         assertError(buildFile(headerText: Array("{not json".utf8), data: []), contains: ["not valid JSON"])
         assertError(buildFile(headerText: [0xFF, 0xFE, 0x7B], data: []), contains: ["not valid JSON"])
     }
 
-    func testHeaderNotObject() {
+    func testHeaderNotObject() throws {
         assertError(buildFile(headerText: Array("[1, 2]".utf8), data: []), contains: ["not a JSON object"])
     }
 
@@ -219,7 +219,7 @@ final class SafetensorsTests: XCTestCase {
         assertError(try buildFile(header: ["__metadata__": "x"], data: []), contains: ["__metadata__"])
     }
 
-    func testReadMissingFileNamesIt() {
+    func testReadMissingFileNamesIt() throws {
         let url = URL(fileURLWithPath: "/nonexistent/dir/model.safetensors")
         XCTAssertThrowsError(try SafetensorsFile.read(from: url)) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent/dir/model.safetensors"), "\(error)")
@@ -241,7 +241,7 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(loaded.metadata, ["v": "2"])
     }
 
-    func testWriteIntoMissingDirectoryFails() {
+    func testWriteIntoMissingDirectoryFails() throws {
         let url = URL(fileURLWithPath: "/nonexistent-\(UUID().uuidString)/x.safetensors")
         XCTAssertThrowsError(try SafetensorsFile(tensors: ["a": Tensor(shape: [1], values: [1])]).write(to: url)) { error in
             XCTAssertTrue(error is SafetensorsError)

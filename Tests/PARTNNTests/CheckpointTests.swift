@@ -72,7 +72,7 @@ final class CheckpointTests: XCTestCase {
         expectError(misshaped, mentioning: "'linear.weight' has shape [10, 256], resnet18 needs [10, 512]")
     }
 
-    func testUnknownArchitectureIsAClearError() {
+    func testUnknownArchitectureIsAClearError() throws {
         XCTAssertThrowsError(try ModelZoo.make("vgg", numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)) {
             XCTAssert("\($0)".contains("unknown architecture 'vgg'"), "\($0)")
         }

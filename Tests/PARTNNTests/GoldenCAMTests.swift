@@ -21,12 +21,12 @@ final class GoldenCAMTests: XCTestCase {
         let x = Layout.nchwToNHWC(g.tensors["input"]!)
         let before = m.state.map { $0.1.tensor.scalars }
 
-        let (maps, predictions) = ClassActivation.maps(m, images: x, method: GradCAM())
+        let (maps, predictions) = try ClassActivation.maps(m, images: x, method: GradCAM())
         XCTAssertEqual(predictions, g.tensors["logits_eval"]!.argmaxRows())
         assertClose(maps.scalars, g.tensors["cam"]!.scalars, tolerance: 1e-4, "cam")
 
         let budget = CAMBudget(method: GradCAM(), rule: ZScoreRule())
-        let up = budget.importance(m, images: x)
+        let up = try budget.importance(m, images: x)
         assertClose(up.scalars, g.tensors["cam_up"]!.scalars, tolerance: 1e-4, "cam_up")
 
         let eps = try budget.budgets(m, images: x, epsilon: 0.1, epsilonLow: 0.0875)
@@ -53,11 +53,11 @@ final class GoldenCAMTests: XCTestCase {
         try Checkpoint.apply(try fixture("smallcnn_torch_init.safetensors"), to: m, source: "smallcnn_torch_init")
         let g = try fixture("smallcnn_torch_init_logits.safetensors")
         let x = Layout.nchwToNHWC(g.tensors["input"]!)
-        let maps = ClassActivation.maps(m, images: x, method: GradCAM()).maps
+        let maps = try ClassActivation.maps(m, images: x, method: GradCAM()).maps
         XCTAssertGreaterThan(maps.maxAbs(), 0.5, "the fixture's maps are not degenerate")
         assertClose(maps.scalars, g.tensors["cam"]!.scalars, tolerance: 1e-4, "cam")
         let budget = CAMBudget(method: GradCAM(), rule: ZScoreRule())
-        let up = budget.importance(m, images: x)
+        let up = try budget.importance(m, images: x)
         assertClose(up.scalars, g.tensors["cam_up"]!.scalars, tolerance: 1e-4, "cam_up")
         let eps = try budget.budgets(m, images: x, epsilon: 0.1, epsilonLow: 0.0875)
         let expected = g.tensors["epsmap"]!.scalars
@@ -79,20 +79,20 @@ final class GoldenCAMTests: XCTestCase {
         var rng = RNG(seed: 3)
         let m = try ModelZoo.make("resnet18", numClasses: 10, inChannels: 3, imageSize: 16, rng: &rng)
         let x = Tensor(shape: [3, 16, 16, 3], values: (0..<(3 * 16 * 16 * 3)).map { _ in rng.uniform() })
-        let all = ClassActivation.maps(m, images: x, method: GradCAM()).maps
+        let all = try ClassActivation.maps(m, images: x, method: GradCAM()).maps
         for i in 0..<3 {
-            let alone = ClassActivation.maps(m, images: x.slice(i..<(i + 1)), method: GradCAM()).maps
+            let alone = try ClassActivation.maps(m, images: x.slice(i..<(i + 1)), method: GradCAM()).maps
             XCTAssertLessThan(relativeError(alone.scalars, all.slice(i..<(i + 1)).scalars), 1e-4, "image \(i)")
         }
     }
 
-    func testConstantMapNormalisesToZeros() {
+    func testConstantMapNormalisesToZeros() throws {
         let flat = ClassActivation.normalise(Tensor(shape: [2, 2, 2], values: [3, 3, 3, 3, 0, 1, 2, 4]))
         XCTAssertEqual(flat.scalars, [0, 0, 0, 0, 0, 0.25, 0.5, 1])
     }
 
     /// Upsampling a constant keeps it (weights renormalise at the borders, as PIL does).
-    func testBicubicKeepsConstants() {
+    func testBicubicKeepsConstants() throws {
         let up = Bicubic.resize(Tensor(shape: [1, 4, 4], repeating: 0.7), height: 32, width: 32)
         XCTAssertLessThan(up.scalars.map { abs($0 - 0.7) }.max()!, 1e-6)
     }

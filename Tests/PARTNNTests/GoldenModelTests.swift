@@ -32,11 +32,11 @@ final class GoldenModelTests: XCTestCase {
 
         // Evaluation mode: logits, loss, input gradient only.
         let evalTape = Tape(parameterGradients: false)
-        let logitsEval = m.forward(x, mode: .eval, tape: evalTape)
+        let logitsEval = try m.forward(x, mode: .eval, tape: evalTape)
         assertClose(logitsEval.scalars, g.tensors["logits_eval"]!.scalars, tolerance: Self.logitTolerance, "logits_eval")
         let (lossEval, dEval) = CrossEntropy.forwardBackward(logits: logitsEval, labels: labels)
         assertClose([lossEval], g.tensors["loss_eval"]!.scalars, tolerance: Self.logitTolerance, "loss_eval")
-        let gxEval = Layout.nhwcToNCHW(evalTape.backward(dEval))
+        let gxEval = Layout.nhwcToNCHW(try evalTape.backward(dEval))
         assertClose(gxEval.scalars, g.tensors["grad_input_eval"]!.scalars, tolerance: Self.gradientTolerance,
                     "grad_input_eval")
         for (name, p) in m.parameters {
@@ -48,11 +48,11 @@ final class GoldenModelTests: XCTestCase {
 
         // Training mode: parameter gradients and running statistics.
         let tape = Tape(parameterGradients: true)
-        let logits = m.forward(x, mode: .train, tape: tape)
+        let logits = try m.forward(x, mode: .train, tape: tape)
         assertClose(logits.scalars, g.tensors["logits_train"]!.scalars, tolerance: Self.logitTolerance, "logits_train")
         let (loss, dLogits) = CrossEntropy.forwardBackward(logits: logits, labels: labels)
         assertClose([loss], g.tensors["loss_train"]!.scalars, tolerance: Self.logitTolerance, "loss_train")
-        let gx = Layout.nhwcToNCHW(tape.backward(dLogits))
+        let gx = Layout.nhwcToNCHW(try tape.backward(dLogits))
         assertClose(gx.scalars, g.tensors["grad_input"]!.scalars, tolerance: Self.gradientTolerance, "grad_input")
         for (name, p) in m.parameters {
             compareFullOrSampled(p.gradient, name: name, full: "grad", sampled: "gradsample", in: g,
@@ -71,10 +71,10 @@ final class GoldenModelTests: XCTestCase {
         sgd.step()
         sgd.zeroGradients()
         let tape2 = Tape(parameterGradients: true, inputGradient: false)
-        let logits2 = m.forward(x, mode: .train, tape: tape2)
+        let logits2 = try m.forward(x, mode: .train, tape: tape2)
         let (loss2, d2) = CrossEntropy.forwardBackward(logits: logits2, labels: labels)
         assertClose([loss2], g.tensors["loss_train2"]!.scalars, tolerance: Self.logitTolerance, "loss_train2")
-        tape2.backward(d2)
+        try tape2.backward(d2)
         sgd.step()
         let initial = try model(arch)
         for ((name, p), w0) in zip(m.parameters, before) {
@@ -104,7 +104,7 @@ final class GoldenModelTests: XCTestCase {
         XCTAssertEqual(m.architecture, "small-cnn")
         XCTAssertNil(meta["architecture"])
         let ref = try fixture("smallcnn_torch_init_logits.safetensors")
-        let logits = m.forward(Layout.nchwToNHWC(ref.tensors["input"]!), mode: .eval)
+        let logits = try m.forward(Layout.nchwToNHWC(ref.tensors["input"]!), mode: .eval)
         assertClose(logits.scalars, ref.tensors["logits"]!.scalars, tolerance: Self.logitTolerance, "logits")
     }
 }

@@ -73,7 +73,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(leftovers, [], "atomic writes leave no temporary files")
     }
 
-    func testLearningRateMilestones() {
+    func testLearningRateMilestones() throws {
         var config = TrainingConfig()
         config.learningRate = 0.1
         config.milestones = [2, 4]
@@ -81,7 +81,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual((1...5).map { config.learningRate(epoch: $0) }, [0.1, 0.1, 0.05, 0.05, 0.025])
     }
 
-    func testInvalidSettingsAreNamed() {
+    func testInvalidSettingsAreNamed() throws {
         var config = TrainingConfig()
         config.epsilonLow = 0.2
         XCTAssertEqual(config.problem(), "--eps-low must be in [0, eps]")

@@ -25,24 +25,32 @@ public final class BatchNorm {
         init(forward: DNNLPrimitive) { self.forward = forward }
     }
 
-    private var plans: [Key: Plan] = [:]
+    private let plans = Locked([Key: Plan]())
 
     private func flags(training: Bool) -> UInt32 {
         (dnnl_use_scale.rawValue | dnnl_use_shift.rawValue) | (training ? 0 : dnnl_use_global_stats.rawValue)
     }
 
-    private func dataDesc(_ key: Key) -> dnnl_memory_desc_t { DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc) }
+    private func dataDesc(_ key: Key) throws -> dnnl_memory_desc_t {
+        try DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc)
+    }
 
-    private func plan(_ key: Key) -> Plan {
-        if let p = plans[key] { return p }
-        var md = dataDesc(key)
-        var desc = dnnl_batch_normalization_desc_t()
-        DNNL.check(dnnl_batch_normalization_forward_desc_init(&desc, dnnl_forward_training, &md, epsilon,
-                                                              flags(training: key.training)),
-                   "describe a batch normalisation")
-        let p = Plan(forward: DNNLPrimitive(&desc, what: "batch normalisation forward"))
-        plans[key] = p
-        return p
+    private func describe(_ key: Key) -> String {
+        "batch normalisation (\(key.training ? "train" : "eval")) of [\(key.n), \(key.h), \(key.w), \(channels)]"
+    }
+
+    private func plan(_ key: Key) throws -> Plan {
+        try plans.withLock { plans in
+            if let p = plans[key] { return p }
+            var md = try dataDesc(key)
+            var desc = dnnl_batch_normalization_desc_t()
+            try DNNL.check(dnnl_batch_normalization_forward_desc_init(&desc, dnnl_forward_training, &md, epsilon,
+                                                                      flags(training: key.training)),
+                           "describe a \(describe(key))")
+            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward"))
+            plans[key] = p
+            return p
+        }
     }
 
     /// Saved by the forward pass for the backward one.
@@ -57,18 +65,18 @@ public final class BatchNorm {
     /// batch statistics are returned in the record; in evaluation mode they are the running
     /// statistics.
     public func forward(_ x: Tensor, scale: Tensor, shift: Tensor, training: Bool,
-                        runningMean: Tensor, runningVariance: Tensor) -> (Tensor, Record) {
+                        runningMean: Tensor, runningVariance: Tensor) throws -> (Tensor, Record) {
         precondition(x.shape.count == 4 && x.shape[3] == channels,
                      "batch norm expects [N, H, W, \(channels)], got \(x.shape)")
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: training)
-        let p = plan(key)
+        let p = try plan(key)
         var y = Tensor.uninitialized(shape: x.shape)
         var mean = training ? Tensor.uninitialized(shape: [channels]) : runningMean
         var variance = training ? Tensor.uninitialized(shape: [channels]) : runningVariance
-        y.withUnsafeMutableBufferPointer { yp in
-            mean.withUnsafeMutableBufferPointer { mp in
-                variance.withUnsafeMutableBufferPointer { vp in
-                    p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+        try y.withUnsafeMutableBufferPointer { yp in
+            try mean.withUnsafeMutableBufferPointer { mp in
+                try variance.withUnsafeMutableBufferPointer { vp in
+                    try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
                                        (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!)),
                                        (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
                                        (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
@@ -85,28 +93,31 @@ public final class BatchNorm {
     /// Parameter gradients are computed in training mode only (evaluation-mode passes serve
     /// attacks and CAMs, which need dL/dx alone).
     public func backward(_ dy: Tensor, x: Tensor, scale: Tensor, shift: Tensor, record: Record,
-                         needParameterGradients: Bool) -> (input: Tensor, scale: Tensor?, shift: Tensor?) {
+                         needParameterGradients: Bool) throws -> (input: Tensor, scale: Tensor?, shift: Tensor?) {
         precondition(record.training || !needParameterGradients,
                      "batch-norm parameter gradients in evaluation mode are not supported")
         precondition(dy.shape == x.shape, "batch norm output gradient must be \(x.shape), got \(dy.shape)")
         if !record.training { return (evaluationBackward(dy, scale: scale, record: record), nil, nil) }
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: true)
-        let p = plan(key)
-        if p.backward == nil {
-            var md = dataDesc(key)
+        let p = try plan(key)
+        let backward: DNNLPrimitive = try plans.withLock { _ in
+            if let b = p.backward { return b }
+            var md = try dataDesc(key)
             var desc = dnnl_batch_normalization_desc_t()
-            DNNL.check(dnnl_batch_normalization_backward_desc_init(&desc, dnnl_backward, &md, &md, epsilon,
-                                                                   flags(training: record.training)),
-                       "describe a batch normalisation backward")
-            p.backward = DNNLPrimitive(&desc, hint: p.forward, what: "batch normalisation backward")
+            try DNNL.check(dnnl_batch_normalization_backward_desc_init(&desc, dnnl_backward, &md, &md, epsilon,
+                                                                       flags(training: record.training)),
+                           "describe a \(describe(key)) backward")
+            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward")
+            p.backward = b
+            return b
         }
         var dx = Tensor.uninitialized(shape: x.shape)
         var dScale = Tensor.uninitialized(shape: [channels])
         var dShift = Tensor.uninitialized(shape: [channels])
-        dx.withUnsafeMutableBufferPointer { dxp in
-            dScale.withUnsafeMutableBufferPointer { sp in
-                dShift.withUnsafeMutableBufferPointer { tp in
-                    p.backward!.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+        try dx.withUnsafeMutableBufferPointer { dxp in
+            try dScale.withUnsafeMutableBufferPointer { sp in
+                try dShift.withUnsafeMutableBufferPointer { tp in
+                    try backward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
                                          (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
                                          (DNNL_ARG_MEAN, UnsafeMutableRawPointer(record.mean.readPointer)),
                                          (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(record.variance.readPointer)),
@@ -125,17 +136,7 @@ public final class BatchNorm {
     /// With fixed statistics the op is a per-channel affine map, so dL/dx = dy * scale / sqrt(var + eps).
     /// (oneDNN 2.6 has no backward-data kernel for global statistics with scale and shift.)
     private func evaluationBackward(_ dy: Tensor, scale: Tensor, record: Record) -> Tensor {
-        let c = channels
-        let factor = (0..<c).map { scale[flat: $0] / (record.variance[flat: $0] + epsilon).squareRoot() }
-        var dx = Tensor.uninitialized(shape: dy.shape)
-        let g = dy.readPointer
-        dx.withUnsafeMutableBufferPointer { d in
-            factor.withUnsafeBufferPointer { f in
-                for pixel in 0..<(d.count / c) {
-                    for k in 0..<c { d[pixel * c + k] = g[pixel * c + k] * f[k] }
-                }
-            }
-        }
-        return dx
+        let factors = (0..<channels).map { scale[flat: $0] / (record.variance[flat: $0] + epsilon).squareRoot() }
+        return Channels.scaled(dy, by: factors)
     }
 }

@@ -43,7 +43,7 @@ public final class Convolution {
         }
     }
 
-    private var plans: [Key: Plan] = [:]
+    private let plans = Locked([Key: Plan]())
 
     private var weightDims: [Int] { [outChannels, inChannels, kernel, kernel] }
 
@@ -52,50 +52,62 @@ public final class Convolution {
         ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(padding), dnnl_dim_t(padding)])
     }
 
-    private func descs(_ key: Key) -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
+    private func descs(_ key: Key) throws -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
                                        bias: dnnl_memory_desc_t, outShape: [Int]) {
         let oh = outputSide(key.h), ow = outputSide(key.w)
-        precondition(oh > 0 && ow > 0, "convolution input \(key.h)x\(key.w) is smaller than its kernel \(kernel)")
-        return (DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc),
-                DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc),
-                DNNL.desc(weightDims, dnnl_format_tag_any),
-                hasBias ? DNNL.desc([outChannels], dnnl_x) : dnnl_memory_desc_t(),
+        guard oh > 0 && ow > 0 else {
+            throw EngineError("convolution input \(key.h)x\(key.w) is smaller than its \(kernel)x\(kernel) kernel")
+        }
+        return (try DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc),
+                try DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc),
+                try DNNL.desc(weightDims, dnnl_format_tag_any),
+                hasBias ? try DNNL.desc([outChannels], dnnl_x) : dnnl_memory_desc_t(),
                 [key.n, oh, ow, outChannels])
     }
 
-    private func plan(_ key: Key) -> Plan {
-        if let p = plans[key] { return p }
-        var d = descs(key)
-        var desc = dnnl_convolution_desc_t()
-        DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
-                                                      &d.src, &d.weightsAny, &d.bias, &d.dst,
-                                                      window.strides, window.pads, window.pads), "describe a convolution")
-        let fwd = DNNLPrimitive(&desc, what: "convolution forward")
-        let weights = ReorderedWeights(from: DNNL.desc(weightDims, dnnl_oihw), to: fwd.md(dnnl_query_weights_md))
-        let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
-        plans[key] = p
-        return p
+    /// "convolution 1->32 3x3 stride 1 pad 0 on [128, 28, 28, 1]", for error messages.
+    private func describe(_ key: Key) -> String {
+        "convolution \(inChannels)->\(outChannels) \(kernel)x\(kernel) stride \(stride) pad \(padding) "
+            + "on [\(key.n), \(key.h), \(key.w), \(inChannels)]"
+    }
+
+    private func plan(_ key: Key) throws -> Plan {
+        try plans.withLock { plans in
+            if let p = plans[key] { return p }
+            var d = try descs(key)
+            var desc = dnnl_convolution_desc_t()
+            try DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
+                                                              &d.src, &d.weightsAny, &d.bias, &d.dst,
+                                                              window.strides, window.pads, window.pads),
+                           "describe a \(describe(key))")
+            let fwd = try DNNLPrimitive(&desc, what: "\(describe(key)) forward")
+            let weights = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
+                                               to: try fwd.md(dnnl_query_weights_md), what: describe(key))
+            let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
+            plans[key] = p
+            return p
+        }
     }
 
     /// Forward pass. `x`: [N, H, W, inChannels]; `weight`: [out, in, k, k]; `bias`: [out].
     /// `weightVersion` identifies the weights' values (bump it whenever they change; -1 forces a
     /// fresh reorder).
-    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int) -> Tensor {
+    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int) throws -> Tensor {
         precondition(x.shape.count == 4 && x.shape[3] == inChannels,
                      "convolution expects [N, H, W, \(inChannels)], got \(x.shape)")
         precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
         precondition(hasBias == (bias != nil), "convolution bias presence mismatch")
-        let p = plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
         var y = Tensor.uninitialized(shape: p.outShape)
-        let w = p.forwardWeights.pointer(for: weight, version: weightVersion)
-        y.withUnsafeMutableBufferPointer { out in
+        let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
+        try y.withUnsafeMutableBufferPointer { out in
             var args: [(Int32, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
                 (DNNL_ARG_WEIGHTS, w),
                 (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!)),
             ]
             if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
-            p.forward.execute(args)
+            try p.forward.execute(args)
         }
         return y
     }
@@ -104,65 +116,81 @@ public final class Convolution {
     /// - Returns: dL/dx when `needInputGradient`; dL/dw and dL/db (nil without bias) when
     ///   `needParameterGradients`.
     public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
-                         needParameterGradients: Bool) -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+                         needParameterGradients: Bool) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2])
-        let p = plan(key)
+        let p = try plan(key)
         precondition(dy.shape == p.outShape, "convolution output gradient must be \(p.outShape), got \(dy.shape)")
         var dx: Tensor?
         if needInputGradient {
-            if p.backwardData == nil {
-                var d = descs(key)
-                var desc = dnnl_convolution_desc_t()
-                DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                    &d.weightsAny, &d.dst, window.strides, window.pads,
-                                                                    window.pads),
-                           "describe a convolution backward-data")
-                let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-data")
-                p.backwardData = prim
-                p.backwardDataWeights = ReorderedWeights(from: DNNL.desc(weightDims, dnnl_oihw),
-                                                         to: prim.md(dnnl_query_weights_md))
-            }
+            let (prim, weights) = try backwardData(p, key)
             var g = Tensor.uninitialized(shape: x.shape)
-            let w = p.backwardDataWeights!.pointer(for: weight, version: weightVersion)
-            g.withUnsafeMutableBufferPointer { out in
-                p.backwardData!.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
-                                         (DNNL_ARG_WEIGHTS, w),
-                                         (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
+            let w = try weights.pointer(for: weight, version: weightVersion)
+            try g.withUnsafeMutableBufferPointer { out in
+                try prim.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                                  (DNNL_ARG_WEIGHTS, w),
+                                  (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
             }
             dx = g
         }
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
-            if p.backwardWeights == nil {
-                var d = descs(key)
-                var desc = dnnl_convolution_desc_t()
-                DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                       &d.weightsAny, &d.bias, &d.dst,
-                                                                       window.strides, window.pads, window.pads),
-                           "describe a convolution backward-weights")
-                let prim = DNNLPrimitive(&desc, hint: p.forward, what: "convolution backward-weights")
-                p.backwardWeights = prim
-                p.weightGradient = GradientReorder(from: prim.md(dnnl_query_diff_weights_md),
-                                                   to: DNNL.desc(weightDims, dnnl_oihw))
-            }
+            let (prim, reorder) = try backwardWeights(p, key)
             var w = Tensor.uninitialized(shape: weightDims)
             var b = Tensor.uninitialized(shape: [outChannels])
-            w.withUnsafeMutableBufferPointer { dwp in
-                b.withUnsafeMutableBufferPointer { dbp in
+            try w.withUnsafeMutableBufferPointer { dwp in
+                try b.withUnsafeMutableBufferPointer { dbp in
                     let plain = UnsafeMutableRawPointer(dwp.baseAddress!)
                     var args: [(Int32, UnsafeMutableRawPointer)] = [
                         (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
                         (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
-                        (DNNL_ARG_DIFF_WEIGHTS, p.weightGradient!.target(plain)),
+                        (DNNL_ARG_DIFF_WEIGHTS, reorder.target(plain)),
                     ]
                     if hasBias { args.append((DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))) }
-                    p.backwardWeights!.execute(args)
-                    p.weightGradient!.finish(into: plain)
+                    try prim.execute(args)
+                    try reorder.finish(into: plain)
                 }
             }
             dw = w
             db = hasBias ? b : nil
         }
         return (dx, dw, db)
+    }
+
+    /// The backward-data primitive of a plan and its weight copy, built on first use.
+    private func backwardData(_ p: Plan, _ key: Key) throws -> (DNNLPrimitive, ReorderedWeights) {
+        try plans.withLock { _ in
+            if let prim = p.backwardData, let w = p.backwardDataWeights { return (prim, w) }
+            var d = try descs(key)
+            var desc = dnnl_convolution_desc_t()
+            try DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                    &d.weightsAny, &d.dst, window.strides, window.pads,
+                                                                    window.pads),
+                           "describe a \(describe(key)) backward-data")
+            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-data")
+            let w = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
+                                         to: try prim.md(dnnl_query_weights_md), what: describe(key))
+            p.backwardData = prim
+            p.backwardDataWeights = w
+            return (prim, w)
+        }
+    }
+
+    /// The backward-weights primitive of a plan and its gradient reorder, built on first use.
+    private func backwardWeights(_ p: Plan, _ key: Key) throws -> (DNNLPrimitive, GradientReorder) {
+        try plans.withLock { _ in
+            if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
+            var d = try descs(key)
+            var desc = dnnl_convolution_desc_t()
+            try DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                       &d.weightsAny, &d.bias, &d.dst,
+                                                                       window.strides, window.pads, window.pads),
+                           "describe a \(describe(key)) backward-weights")
+            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights")
+            let r = try GradientReorder(from: try prim.md(dnnl_query_diff_weights_md),
+                                        to: try DNNL.desc(weightDims, dnnl_oihw), what: describe(key))
+            p.backwardWeights = prim
+            p.weightGradient = r
+            return (prim, r)
+        }
     }
 }

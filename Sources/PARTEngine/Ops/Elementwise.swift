@@ -1,45 +1,120 @@
 import Foundation
 
-// Element-wise and layout ops in plain Swift: memory-bound loops the compiler vectorises.
-// They run between oneDNN calls, never concurrently with them (oneDNN owns the cores).
+// Element-wise and layout ops: the one place where loops over tensor elements live, so that
+// vectorising, threading and a later port touch one layer. Loops are simple enough for the
+// compiler to vectorise; `Parallel` spreads them over the engine's workers between oneDNN calls.
 
 extension Tensor {
+    /// A mutable base address after making the storage unique (copy on write).
+    mutating func uniquePointer() -> UnsafeMutablePointer<Float> {
+        withUnsafeMutableBufferPointer { $0.baseAddress! }
+    }
+
     /// self += other (same shape).
     public mutating func add(_ other: Tensor) {
         precondition(shape == other.shape, "cannot add \(other.shape) to \(shape)")
-        let src = other.readPointer
-        withUnsafeMutableBufferPointer { dst in
-            for i in 0..<dst.count { dst[i] += src[i] }
-        }
+        let src = other.readPointer, dst = uniquePointer()
+        Parallel.forEach(count) { r in for i in r { dst[i] += src[i] } }
     }
 
-    /// self += alpha * other (same shape).
+    /// self += alpha * other (same shape): axpy.
     public mutating func add(_ other: Tensor, scaledBy alpha: Float) {
         precondition(shape == other.shape, "cannot add \(other.shape) to \(shape)")
-        let src = other.readPointer
-        withUnsafeMutableBufferPointer { dst in
-            for i in 0..<dst.count { dst[i] += alpha * src[i] }
-        }
+        let src = other.readPointer, dst = uniquePointer()
+        Parallel.forEach(count) { r in for i in r { dst[i] += alpha * src[i] } }
     }
 
-    /// A new tensor with `transform` applied to every element.
+    /// self *= factor.
+    public mutating func scale(by factor: Float) {
+        let dst = uniquePointer()
+        Parallel.forEach(count) { r in for i in r { dst[i] *= factor } }
+    }
+
+    /// self *= other, element by element (same shape).
+    public mutating func multiply(by other: Tensor) {
+        precondition(shape == other.shape, "cannot multiply \(shape) by \(other.shape)")
+        let src = other.readPointer, dst = uniquePointer()
+        Parallel.forEach(count) { r in for i in r { dst[i] *= src[i] } }
+    }
+
+    /// self = a - b (same shapes), as a new tensor.
+    public static func difference(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.shape == b.shape, "cannot subtract \(b.shape) from \(a.shape)")
+        var out = Tensor.uninitialized(shape: a.shape)
+        let x = a.readPointer, y = b.readPointer, d = out.uniquePointer()
+        Parallel.forEach(a.count) { r in for i in r { d[i] = x[i] - y[i] } }
+        return out
+    }
+
+    /// Every element squared, as a new tensor.
+    public func squared() -> Tensor {
+        var out = Tensor.uninitialized(shape: shape)
+        let s = readPointer, d = out.uniquePointer()
+        Parallel.forEach(count) { r in for i in r { d[i] = s[i] * s[i] } }
+        return out
+    }
+
+    /// Clamps every element to `lower...upper`.
+    public mutating func clamp(_ lower: Float, _ upper: Float) {
+        let d = uniquePointer()
+        Parallel.forEach(count) { r in for i in r { d[i] = Swift.min(Swift.max(d[i], lower), upper) } }
+    }
+
+    /// A new tensor with `transform` applied to every element (single-threaded; for tests and
+    /// rare paths: hot loops get a named op).
     public func map(_ transform: (Float) -> Float) -> Tensor {
         var out = Tensor.uninitialized(shape: shape)
-        let src = readPointer
-        out.withUnsafeMutableBufferPointer { dst in
-            for i in 0..<dst.count { dst[i] = transform(src[i]) }
-        }
+        let src = readPointer, dst = out.uniquePointer()
+        for i in 0..<count { dst[i] = transform(src[i]) }
         return out
     }
 
     /// Sets every element to `value`.
     public mutating func fill(_ value: Float) {
-        withUnsafeMutableBufferPointer { $0.update(repeating: value) }
+        let d = uniquePointer()
+        Parallel.forEach(count) { r in (d + r.lowerBound).update(repeating: value, count: r.count) }
     }
 
     /// Largest absolute element (0 for an empty tensor).
     public func maxAbs() -> Float {
-        withUnsafeBufferPointer { b in b.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) } }
+        let p = readPointer
+        var chunkMax = [Float](repeating: 0, count: (count + 32_767) / 32_768)
+        chunkMax.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            Parallel.forEach(out.count, grain: 1) { chunks in
+                for c in chunks {
+                    var m: Float = 0
+                    for i in (c * 32_768)..<Swift.min(count, (c + 1) * 32_768) { m = Swift.max(m, Swift.abs(p[i])) }
+                    o[c] = m
+                }
+            }
+        }
+        return chunkMax.max() ?? 0
+    }
+
+    /// Sum of all elements, accumulated in double precision (deterministic for any thread count).
+    public func sum() -> Double {
+        let p = readPointer
+        return Parallel.sum(count) { r in
+            var s = 0.0
+            for i in r { s += Double(p[i]) }
+            return s
+        }
+    }
+
+    /// The flat index of the first NaN or infinite element, nil when all are finite.
+    public func firstNonFinite() -> Int? {
+        let p = readPointer
+        for i in 0..<count where !p[i].isFinite { return i }
+        return nil
+    }
+
+    /// Copies `other`'s elements into this tensor's storage (same element count), keeping this
+    /// tensor's shape: reuses a buffer instead of allocating.
+    public mutating func copy(from other: Tensor) {
+        precondition(count == other.count, "cannot copy \(other.shape) into \(shape)")
+        let s = other.readPointer, d = uniquePointer()
+        Parallel.forEach(count) { r in (d + r.lowerBound).update(from: s + r.lowerBound, count: r.count) }
     }
 }
 
@@ -47,20 +122,8 @@ extension Tensor {
 public enum GlobalAveragePool {
     public static func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.count == 4, "global average pool expects [N, H, W, C], got \(x.shape)")
-        let n = x.shape[0], hw = x.shape[1] * x.shape[2], c = x.shape[3]
-        var y = Tensor(shape: [n, c])
-        let src = x.readPointer
-        let inv = 1 / Float(hw)
-        y.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                let row = dst.baseAddress! + b * c
-                for p in 0..<hw {
-                    let pix = src + (b * hw + p) * c
-                    for k in 0..<c { row[k] += pix[k] }
-                }
-                for k in 0..<c { row[k] *= inv }
-            }
-        }
+        var y = Channels.sums(x)
+        y.scale(by: 1 / Float(x.shape[1] * x.shape[2]))
         return y
     }
 
@@ -69,15 +132,11 @@ public enum GlobalAveragePool {
         let n = inputShape[0], hw = inputShape[1] * inputShape[2], c = inputShape[3]
         precondition(dy.shape == [n, c])
         var dx = Tensor.uninitialized(shape: inputShape)
-        let g = dy.readPointer
+        let g = dy.readPointer, dst = dx.uniquePointer()
         let inv = 1 / Float(hw)
-        dx.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                for p in 0..<hw {
-                    let pix = dst.baseAddress! + (b * hw + p) * c
-                    for k in 0..<c { pix[k] = g[b * c + k] * inv }
-                }
-            }
+        Parallel.forEachIndex(n * hw, cost: c) { p in
+            let b = p / hw
+            for k in 0..<c { dst[p * c + k] = g[b * c + k] * inv }
         }
         return dx
     }
@@ -90,14 +149,7 @@ public enum FlattenCHW {
         precondition(x.shape.count == 4)
         let n = x.shape[0], hw = x.shape[1] * x.shape[2], c = x.shape[3]
         var y = Tensor.uninitialized(shape: [n, c * hw])
-        let src = x.readPointer
-        y.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                for p in 0..<hw {
-                    for k in 0..<c { dst[b * c * hw + k * hw + p] = src[(b * hw + p) * c + k] }
-                }
-            }
-        }
+        transpose(x.readPointer, y.uniquePointer(), n: n, rows: hw, columns: c)
         return y
     }
 
@@ -105,15 +157,20 @@ public enum FlattenCHW {
         let n = inputShape[0], hw = inputShape[1] * inputShape[2], c = inputShape[3]
         precondition(dy.shape == [n, c * hw])
         var dx = Tensor.uninitialized(shape: inputShape)
-        let g = dy.readPointer
-        dx.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                for p in 0..<hw {
-                    for k in 0..<c { dst[(b * hw + p) * c + k] = g[b * c * hw + k * hw + p] }
-                }
+        transpose(dy.readPointer, dx.uniquePointer(), n: n, rows: c, columns: hw)
+        return dx
+    }
+
+    /// `n` independent [rows, columns] → [columns, rows] transposes.
+    static func transpose(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, n: Int, rows: Int,
+                          columns: Int) {
+        let size = rows * columns
+        Parallel.forEachIndex(n, cost: size) { b in
+            let s = src + b * size, d = dst + b * size
+            for r in 0..<rows {
+                for k in 0..<columns { d[k * rows + r] = s[r * columns + k] }
             }
         }
-        return dx
     }
 }
 
@@ -130,57 +187,5 @@ public enum Layout {
     public static func nhwcToNCHW(_ x: Tensor) -> Tensor {
         precondition(x.shape.count == 4)
         return FlattenCHW.forward(x).reshaped([x.shape[0], x.shape[3], x.shape[1], x.shape[2]])
-    }
-}
-
-/// Softmax cross-entropy averaged over the batch (`F.cross_entropy`, reduction "mean").
-public enum CrossEntropy {
-    /// Loss and dL/dlogits for logits [N, K] and integer labels.
-    public static func forwardBackward(logits: Tensor, labels: [Int32]) -> (loss: Float, gradient: Tensor) {
-        let (losses, grad) = perExample(logits: logits, labels: labels)
-        let n = labels.count
-        let scaled = grad.map { $0 / Float(n) }
-        return (Float(losses.reduce(0.0) { $0 + Double($1) } / Double(n)), scaled)
-    }
-
-    /// Per-example losses and, per example, d loss_i / d logits_i (not divided by N).
-    public static func perExample(logits: Tensor, labels: [Int32]) -> (losses: [Float], gradient: Tensor) {
-        precondition(logits.shape.count == 2 && logits.shape[0] == labels.count,
-                     "logits \(logits.shape) do not match \(labels.count) labels")
-        let n = logits.shape[0], k = logits.shape[1]
-        var grad = Tensor.uninitialized(shape: logits.shape)
-        var losses = [Float](repeating: 0, count: n)
-        let z = logits.readPointer
-        grad.withUnsafeMutableBufferPointer { g in
-            for b in 0..<n {
-                let row = z + b * k
-                let y = Int(labels[b])
-                precondition(y >= 0 && y < k, "label \(y) outside 0..<\(k)")
-                var m = row[0]
-                for j in 1..<k { m = Swift.max(m, row[j]) }
-                var s = 0.0
-                for j in 0..<k { s += Foundation.exp(Double(row[j] - m)) }
-                let logSum = Double(m) + Foundation.log(s)
-                losses[b] = Float(logSum - Double(row[y]))
-                for j in 0..<k {
-                    g[b * k + j] = Float(Foundation.exp(Double(row[j]) - logSum)) - (j == y ? 1 : 0)
-                }
-            }
-        }
-        return (losses, grad)
-    }
-}
-
-extension Tensor {
-    /// Per-row arg-max of a [N, K] tensor.
-    public func argmaxRows() -> [Int32] {
-        precondition(shape.count == 2)
-        let n = shape[0], k = shape[1]
-        let p = readPointer
-        return (0..<n).map { b in
-            var best = 0
-            for j in 1..<k where p[b * k + j] > p[b * k + best] { best = j }
-            return Int32(best)
-        }
     }
 }

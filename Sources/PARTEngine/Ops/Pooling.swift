@@ -25,7 +25,7 @@ public final class MaxPool {
         }
     }
 
-    private var plans: [Key: Plan] = [:]
+    private let plans = Locked([Key: Plan]())
 
     /// What the backward pass needs: the arg-max workspace of the forward call.
     public struct Record {
@@ -33,38 +33,47 @@ public final class MaxPool {
         let inputShape: [Int]
     }
 
-    private func mds(_ key: Key) -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, outShape: [Int]) {
+    private func mds(_ key: Key) throws -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, outShape: [Int]) {
         let oh = key.h / kernel, ow = key.w / kernel
-        precondition(oh > 0 && ow > 0, "max-pool input \(key.h)x\(key.w) is smaller than its kernel \(kernel)")
-        return (DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc),
-                DNNL.desc([key.n, channels, oh, ow], dnnl_nhwc), [key.n, oh, ow, channels])
+        guard oh > 0 && ow > 0 else {
+            throw EngineError("max-pool input \(key.h)x\(key.w) is smaller than its \(kernel)x\(kernel) window")
+        }
+        return (try DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc),
+                try DNNL.desc([key.n, channels, oh, ow], dnnl_nhwc), [key.n, oh, ow, channels])
+    }
+
+    private func describe(_ key: Key) -> String {
+        "max-pool \(kernel)x\(kernel) of [\(key.n), \(key.h), \(key.w), \(channels)]"
     }
 
     private var window: (strides: [dnnl_dim_t], kernel: [dnnl_dim_t], dilation: [dnnl_dim_t], padding: [dnnl_dim_t]) {
         ([dnnl_dim_t(kernel), dnnl_dim_t(kernel)], [dnnl_dim_t(kernel), dnnl_dim_t(kernel)], [0, 0], [0, 0])
     }
 
-    private func plan(_ key: Key) -> Plan {
-        if let p = plans[key] { return p }
-        var d = mds(key)
-        let w = window
-        var desc = dnnl_pooling_v2_desc_t()
-        DNNL.check(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_training, dnnl_pooling_max, &d.src, &d.dst,
-                                                     w.strides, w.kernel, w.dilation, w.padding, w.padding),
-                   "describe a max-pool")
-        let p = Plan(forward: DNNLPrimitive(&desc, what: "max-pool forward"), outShape: d.outShape)
-        plans[key] = p
-        return p
+    private func plan(_ key: Key) throws -> Plan {
+        try plans.withLock { plans in
+            if let p = plans[key] { return p }
+            var d = try mds(key)
+            let w = window
+            var desc = dnnl_pooling_v2_desc_t()
+            try DNNL.check(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_training, dnnl_pooling_max, &d.src,
+                                                             &d.dst, w.strides, w.kernel, w.dilation, w.padding,
+                                                             w.padding),
+                           "describe a \(describe(key))")
+            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward"), outShape: d.outShape)
+            plans[key] = p
+            return p
+        }
     }
 
     /// Forward. `x`: [N, H, W, C] → [N, H/k, W/k, C] (floor).
-    public func forward(_ x: Tensor) -> (Tensor, Record) {
+    public func forward(_ x: Tensor) throws -> (Tensor, Record) {
         precondition(x.shape.count == 4 && x.shape[3] == channels, "max-pool expects [N, H, W, \(channels)], got \(x.shape)")
-        let p = plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
         var y = Tensor.uninitialized(shape: p.outShape)
         let workspace = RawBuffer(bytes: p.forward.workspaceBytes)
-        y.withUnsafeMutableBufferPointer { yp in
-            p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+        try y.withUnsafeMutableBufferPointer { yp in
+            try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
                                (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!)),
                                (DNNL_ARG_WORKSPACE, workspace.pointer)])
         }
@@ -72,23 +81,26 @@ public final class MaxPool {
     }
 
     /// Backward: dL/dx from dL/dy.
-    public func backward(_ dy: Tensor, record: Record) -> Tensor {
+    public func backward(_ dy: Tensor, record: Record) throws -> Tensor {
         let s = record.inputShape
         let key = Key(n: s[0], h: s[1], w: s[2])
-        let p = plan(key)
+        let p = try plan(key)
         precondition(dy.shape == p.outShape, "max-pool output gradient must be \(p.outShape), got \(dy.shape)")
-        if p.backward == nil {
-            var d = mds(key)
+        let backward: DNNLPrimitive = try plans.withLock { _ in
+            if let b = p.backward { return b }
+            var d = try mds(key)
             let w = window
             var desc = dnnl_pooling_v2_desc_t()
-            DNNL.check(dnnl_pooling_v2_backward_desc_init(&desc, dnnl_pooling_max, &d.src, &d.dst,
-                                                          w.strides, w.kernel, w.dilation, w.padding, w.padding),
-                       "describe a max-pool backward")
-            p.backward = DNNLPrimitive(&desc, hint: p.forward, what: "max-pool backward")
+            try DNNL.check(dnnl_pooling_v2_backward_desc_init(&desc, dnnl_pooling_max, &d.src, &d.dst,
+                                                              w.strides, w.kernel, w.dilation, w.padding, w.padding),
+                           "describe a \(describe(key)) backward")
+            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward")
+            p.backward = b
+            return b
         }
         var dx = Tensor.uninitialized(shape: s)
-        dx.withUnsafeMutableBufferPointer { dxp in
-            p.backward!.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+        try dx.withUnsafeMutableBufferPointer { dxp in
+            try backward.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
                                  (DNNL_ARG_WORKSPACE, record.workspace.pointer),
                                  (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(dxp.baseAddress!))])
         }

@@ -13,20 +13,22 @@ public protocol ImageClassifier: AnyObject {
     var inputWidth: Int { get }
     var inputChannels: Int { get }
     /// Activations of the CAM layer, [N, h, w, K].
-    func features(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor
+    func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
     /// Logits [N, classes] from the CAM layer's activations.
-    func head(_ a: Tensor, mode: Mode, tape: Tape?) -> Tensor
+    func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
     /// Parameters and buffers under their PyTorch names, in `state_dict` order.
     var state: [(String, StateEntry)] { get }
 }
 
 extension ImageClassifier {
     /// Logits [N, classes].
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape? = nil) -> Tensor {
-        precondition(x.shape.count == 4 && x.shape[1] == inputHeight && x.shape[2] == inputWidth
-                     && x.shape[3] == inputChannels,
-                     "\(architecture) expects images [N, \(inputHeight), \(inputWidth), \(inputChannels)], got \(x.shape)")
-        return head(features(x, mode: mode, tape: tape), mode: mode, tape: tape)
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape? = nil) throws -> Tensor {
+        guard x.shape.count == 4 && x.shape[1] == inputHeight && x.shape[2] == inputWidth
+                && x.shape[3] == inputChannels else {
+            throw EngineError("\(architecture) takes images [N, \(inputHeight), \(inputWidth), \(inputChannels)], "
+                              + "got \(x.shape)")
+        }
+        return try head(try features(x, mode: mode, tape: tape), mode: mode, tape: tape)
     }
 
     /// The trainable parameters in `state_dict` order.

@@ -24,18 +24,18 @@ public final class BasicBlock: Layer {
         main = Sequential([conv1, bn1, ReLULayer(), conv2, bn2])
     }
 
-    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let mainTape = tape?.branch()
         let shortTape = tape?.branch()
-        var sum = main.forward(x, mode: mode, tape: mainTape)
-        sum.add(shortcut?.forward(x, mode: mode, tape: shortTape) ?? x)
-        let y = ReLU.forward(sum)
+        var sum = try main.forward(x, mode: mode, tape: mainTape)
+        sum.add(try shortcut?.forward(x, mode: mode, tape: shortTape) ?? x)
+        let y = try ReLU.forward(sum)
         if let tape, let mainTape, let shortTape {
             let hasShortcut = shortcut != nil
             tape.record { dy in
-                let dsum = ReLU.backward(dy, output: y)
-                var dx = mainTape.backward(dsum)
-                dx.add(hasShortcut ? shortTape.backward(dsum) : dsum)
+                let dsum = try ReLU.backward(dy, output: y)
+                var dx = try mainTape.backward(dsum)
+                dx.add(hasShortcut ? try shortTape.backward(dsum) : dsum)
                 return dx
             }
         }
@@ -79,9 +79,13 @@ public final class ResNet18: ImageClassifier {
         headStack = Sequential([GlobalAvgPool(), linear])
     }
 
-    public func features(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor { stem.forward(x, mode: mode, tape: tape) }
+    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try stem.forward(x, mode: mode, tape: tape)
+    }
 
-    public func head(_ a: Tensor, mode: Mode, tape: Tape?) -> Tensor { headStack.forward(a, mode: mode, tape: tape) }
+    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try headStack.forward(a, mode: mode, tape: tape)
+    }
 
     public var state: [(String, StateEntry)] {
         prefixed("conv1", conv1.state) + prefixed("bn1", bn1.state)

@@ -31,12 +31,12 @@ public final class SmallCNN: ImageClassifier {
         headStack = Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3])
     }
 
-    public func features(_ x: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        featureStack.forward(x, mode: mode, tape: tape)
+    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try featureStack.forward(x, mode: mode, tape: tape)
     }
 
-    public func head(_ a: Tensor, mode: Mode, tape: Tape?) -> Tensor {
-        headStack.forward(a, mode: mode, tape: tape)
+    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try headStack.forward(a, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

@@ -1,0 +1,108 @@
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process-wide engine settings: how many threads the kernels use.
+///
+/// oneDNN threads with OpenMP (Debian's build links libgomp); the element-wise ops of this
+/// engine split their loops over the same number of workers with Dispatch. The two never run
+/// at the same time: every op waits for its oneDNN primitive before returning, and element-wise
+/// loops run between primitives.
+public enum Engine {
+    /// Worker threads of every op; defaults to the machine's active cores.
+    public static var threads: Int {
+        get { Parallel.width.value }
+    }
+
+    /// Sets the thread count of oneDNN (through OpenMP's `omp_set_num_threads`) and of the
+    /// element-wise ops. Results are identical for a given count; reductions are also
+    /// identical across counts, because their partial sums follow fixed chunks.
+    public static func setThreads(_ n: Int) {
+        let count = Swift.max(1, n)
+        Parallel.width.value = count
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") {
+            typealias SetThreads = @convention(c) (Int32) -> Void
+            unsafeBitCast(symbol, to: SetThreads.self)(Int32(count))
+        }
+    }
+
+    /// Cores the process may run on.
+    public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
+}
+
+/// A value behind a lock, for the few process-wide counters and caches of the engine.
+public final class Locked<Value>: @unchecked Sendable {
+    private var stored: Value
+    private let lock = NSLock()
+
+    public init(_ value: Value) { stored = value }
+
+    public var value: Value {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+
+    /// Runs `body` with exclusive access to the value.
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&stored)
+    }
+}
+
+/// Splits loops over the engine's workers.
+///
+/// Work is cut into chunks of a fixed `grain` (never depending on the thread count), so a
+/// reduction that sums its chunks' partial results in chunk order gives the same bits whatever
+/// the number of threads.
+public enum Parallel {
+    static let width = Locked(ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Calls `body` on consecutive sub-ranges of `0..<count` of at most `grain` elements, on
+    /// all workers when there is more than one chunk.
+    public static func forEach(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let g = Swift.max(1, grain)
+        let chunks = (count + g - 1) / g
+        let workers = Swift.min(width.value, chunks)
+        if workers <= 1 {
+            body(0..<count)
+            return
+        }
+        // Each worker takes a contiguous run of chunks: fewer wake-ups than one task per chunk.
+        let perWorker = (chunks + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = w * perWorker * g
+            let hi = Swift.min(count, (w + 1) * perWorker * g)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    /// Calls `body(i)` for every `i` in `0..<count` (rows, images), spread over the workers
+    /// when `count * cost` (an estimate of elements touched) is worth it.
+    public static func forEachIndex(_ count: Int, cost: Int = 1, _ body: (Int) -> Void) {
+        let grain = Swift.max(1, 32_768 / Swift.max(cost, 1))
+        forEach(count, grain: grain) { range in
+            for i in range { body(i) }
+        }
+    }
+
+    /// Sum over `0..<count` of per-chunk partial sums, added in chunk order (deterministic for
+    /// any thread count).
+    public static func sum(_ count: Int, grain: Int = 32_768, _ partial: (Range<Int>) -> Double) -> Double {
+        guard count > 0 else { return 0 }
+        let chunks = (count + grain - 1) / grain
+        var partials = [Double](repeating: 0, count: chunks)
+        partials.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            forEach(chunks, grain: 1) { range in
+                for c in range {
+                    base[c] = partial((c * grain)..<Swift.min(count, (c + 1) * grain))
+                }
+            }
+        }
+        return partials.reduce(0, +)
+    }
+}
