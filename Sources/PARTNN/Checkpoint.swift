@@ -14,11 +14,11 @@ public enum ModelZoo {
     public static let architectures = ["small-cnn", "resnet18", "preact-resnet18", "wrn-34-10"]
 
     /// Whether `make` builds `architecture`: a named one or "wrn-<depth>-<widen>" with depth
-    /// 6n + 4 (n >= 1) and widen >= 1.
+    /// 6n + 4 in 10...250 and widen in 1...32.
     public static func recognises(_ architecture: String) -> Bool {
         if architectures.contains(architecture) { return true }
         guard let (depth, widen) = wideResNetShape(architecture) else { return false }
-        return depth >= 10 && (depth - 4) % 6 == 0 && widen >= 1
+        return (10...250).contains(depth) && (depth - 4) % 6 == 0 && (1...32).contains(widen)
     }
 
     /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.

@@ -93,8 +93,10 @@ final class ModelCheckpointTests: XCTestCase {
 
     func testWideResNetShapesAreChecked() throws {
         var rng = RNG(seed: 0)
-        for (name, message) in [("wrn-35-10", "depth must be 6n + 4"), ("wrn-34-0", "widen factor must be at least 1"),
-                                ("wrn-4-1", "depth must be 6n + 4"), ("wrn-34", "unknown architecture 'wrn-34'")] {
+        for (name, message) in [("wrn-35-10", "depth must be 6n + 4"), ("wrn-34-0", "widen factor must be between 1 and 32"),
+                                ("wrn-4-1", "depth must be 6n + 4"), ("wrn-9994-10", "depth must be 6n + 4 between 10 and 250"),
+                                ("wrn-34-1000", "widen factor must be between 1 and 32"),
+                                ("wrn-34", "unknown architecture 'wrn-34'")] {
             XCTAssertThrowsError(try ModelZoo.make(name, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)) {
                 XCTAssert("\($0)".contains(message), "\(name): \($0)")
             }
@@ -102,6 +104,7 @@ final class ModelCheckpointTests: XCTestCase {
         XCTAssert(ModelZoo.recognises("wrn-28-10"))
         XCTAssertFalse(ModelZoo.recognises("wrn-28"))
         XCTAssertFalse(ModelZoo.recognises("wrn-35-10"))
+        XCTAssertFalse(ModelZoo.recognises("wrn-34-64"))
         XCTAssertEqual(ModelZoo.architectures, ["small-cnn", "resnet18", "preact-resnet18", "wrn-34-10"])
     }
 }

@@ -25,13 +25,18 @@ public final class WideResNet: ImageClassifier {
     /// The zoo name of a WideResNet of this depth and width, "wrn-34-10".
     public static func architectureName(depth: Int, widenFactor: Int) -> String { "wrn-\(depth)-\(widenFactor)" }
 
-    /// Throws unless depth = 6n + 4 with n >= 1 and the widen factor is at least 1.
+    /// Throws unless depth = 6n + 4 with n >= 1 and the widen factor is at least 1. Depth and
+    /// width are capped (250, 32: WRN-70-16, the largest in common use, is far inside) so that
+    /// a malformed name in a checkpoint cannot ask for terabytes.
     public init(depth: Int = 34, widenFactor: Int = 10, numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32,
                 rng: inout RNG) throws {
-        guard depth >= 10 && (depth - 4) % 6 == 0 else {
-            throw CheckpointError("a WideResNet's depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, ...), got \(depth)")
+        guard depth >= 10 && depth <= 250 && (depth - 4) % 6 == 0 else {
+            throw CheckpointError("a WideResNet's depth must be 6n + 4 between 10 and 250 (10, 16, 22, 28, 34, ...), "
+                                  + "got \(depth)")
         }
-        guard widenFactor >= 1 else { throw CheckpointError("a WideResNet's widen factor must be at least 1, got \(widenFactor)") }
+        guard widenFactor >= 1 && widenFactor <= 32 else {
+            throw CheckpointError("a WideResNet's widen factor must be between 1 and 32, got \(widenFactor)")
+        }
         let name = WideResNet.architectureName(depth: depth, widenFactor: widenFactor)
         architecture = name
         self.depth = depth
