@@ -57,6 +57,12 @@ public struct AttackCatalog {
         public let cost: Double
         public var isNatural: Bool { attack is NaturalPass }
 
+        /// What the attack substitutes for a model of `classes` classes (CONVENTIONS section 3),
+        /// for the log.
+        public func notes(_ classes: Int) -> [String] {
+            (attack as? ClassCountNotes)?.notes(classes: classes).map { "\(name): \($0)" } ?? []
+        }
+
         public init(name: String, description: String, attack: Attack, cost: Double) {
             self.name = name
             self.description = description
@@ -259,6 +265,18 @@ public struct AttackCatalog {
         var parameters = Parameters(attack: entry.name, given: given)
         let (attack, cost) = try entry.build(&parameters, defaults)
         return Stage(name: display, description: parameters.description, attack: attack, cost: cost)
+    }
+}
+
+/// An attack whose behaviour changes with the number of classes (fewer targets, a substituted
+/// loss) says so here, and evaluation logs it.
+public protocol ClassCountNotes {
+    func notes(classes: Int) -> [String]
+}
+
+extension MMA: ClassCountNotes {
+    public func notes(classes: Int) -> [String] {
+        classes - 1 < k ? ["\(classes) classes: \(classes - 1) target(s) instead of k = \(k)"] : []
     }
 }
 
