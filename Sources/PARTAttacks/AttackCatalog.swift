@@ -163,12 +163,13 @@ public struct AttackCatalog {
                                  randomStart: try p.bool("random", true))
             return (attack, Double(attack.k * (3 * steps + 1) + 1))
         },
-        Entry("pgd-l2", "L2 PGD, random start; eps is the L2 radius (default --eps); constant maps only",
-              keys: ["eps", "steps", "alpha", "random"], quick: "steps=2") { p, d in
-            let radius = try p.float("eps", d.epsilon)
+        Entry("pgd-l2", "L2 PGD, random start; eps is the L2 radius (default: the constant map's value, --eps); "
+              + "constant maps only", keys: ["eps", "steps", "alpha", "random"], quick: "steps=2") { p, d in
+            let radius: Float? = p.given["eps"] == nil ? nil : try p.float("eps", d.epsilon)
             let steps = try p.int("steps", 20)
             // Madry et al.'s rule of thumb for the step: 2.5 * radius / steps.
-            let alpha = try p.float("alpha", steps > 0 ? 2.5 * radius / Float(steps) : radius)
+            let r = radius ?? d.epsilon
+            let alpha = try p.float("alpha", steps > 0 ? 2.5 * r / Float(steps) : r)
             let attack = try PGDL2(steps: steps, stepSize: alpha, radius: radius, randomStart: try p.bool("random", true))
             return (attack, Double(3 * steps + 1))
         },
