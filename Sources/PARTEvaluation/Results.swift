@@ -194,6 +194,7 @@ final class ResultsFile {
                     throw EvaluationError("\(url.path) holds results of another evaluation (\(differences.joined(separator: "; "))): "
                                           + "rerun with the same settings to resume, or choose another --save-results file")
                 }
+                var ends = [data.startIndex.distance(to: first.endIndex) + 1]   // byte offset after each line
                 for (n, line) in lines.dropFirst().enumerated() {
                     guard let outcome = ExampleOutcome(line: Substring(decoding: line, as: UTF8.self), columns: header.columns),
                           outcome.index == n, outcome.robust.count == header.columns.count else {
@@ -201,11 +202,17 @@ final class ResultsFile {
                                               + "(delete it to start over)")
                     }
                     outcomes.append(outcome)
+                    ends.append(data.startIndex.distance(to: line.endIndex) + 1)
                 }
                 guard outcomes.count <= header.count else {
                     throw EvaluationError("\(url.path) holds \(outcomes.count) records for \(header.count) points; the file is corrupt")
                 }
-                keep = whole
+                // A batch's lines are appended in one write; a run killed during it leaves some of
+                // them: keep whole batches only (they are redone).
+                if outcomes.count < header.count {
+                    outcomes.removeLast(outcomes.count % header.batchSize)
+                }
+                keep = ends[outcomes.count]
             }
         } else {
             guard fm.createFile(atPath: url.path, contents: nil) else {
