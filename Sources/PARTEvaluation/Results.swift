@@ -184,6 +184,11 @@ final class ResultsFile {
             // Only whole lines count: a run killed while appending leaves a partial last line.
             let whole = data.lastIndex(of: UInt8(ascii: "\n")).map { data.startIndex.distance(to: $0) + 1 } ?? 0
             let lines = data.prefix(whole).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
+            // A header cut short by a crash is rewritten; any other content without a whole line
+            // is not ours to overwrite.
+            if lines.isEmpty && !data.isEmpty && !Data(headerLine.utf8).starts(with: data) {
+                throw EvaluationError("\(url.path) exists and is not a results file of part eval: choose another --save-results file")
+            }
             if let first = lines.first {
                 guard let existing = try? JSONDecoder().decode(EvaluationHeader.self, from: Data(first)) else {
                     throw EvaluationError("\(url.path) is not a results file of part eval (its first line is not a header): "

@@ -165,7 +165,12 @@ struct Eval: ParsableCommand {
             var (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)
             if let (mean, std) = try normalization() {
-                model = try Normalized(model, mean: mean, std: std)
+                do {
+                    model = try Normalized(model, mean: mean, std: std)
+                } catch {
+                    FileHandle.standardError.write(Data("part: error: --normalize: \(error)\n".utf8))
+                    throw ExitCode.validationFailure
+                }
             }
             let stages = try self.stages()
             let header = EvaluationHeader(
@@ -226,6 +231,8 @@ struct Eval: ParsableCommand {
                 throw EvaluationError("re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
                                       + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust")
             }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw fail(error)
         }

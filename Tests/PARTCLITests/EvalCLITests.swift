@@ -126,4 +126,22 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(other.stderr.contains("--seed: the file has 0, this command 2"), other.stderr)
         XCTAssertEqual(other.stderr.split(separator: "\n").count, 1, other.stderr)
     }
+
+    func testNormalizeNeedsOneValuePerChannelAndForeignFilesAreNotOverwritten() throws {
+        let (dir, checkpoint) = try setUpFiles()
+        let three = try part(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.1,0.2,0.3/1,1,1", "--quiet"])
+        XCTAssertEqual(three.status, 64, three.stderr)
+        XCTAssert(three.stderr.contains("--normalize") && three.stderr.contains("1 channels"), three.stderr)
+        let one = try part(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.5/0.25", "--attacks", "natural",
+                            "--json", "--quiet"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssert(one.stdout.contains("\"normalize\":\"0.5\\/0.25\"") || one.stdout.contains("\"normalize\":\"0.5/0.25\""), one.stdout)
+        // --save-results never overwrites a file that is not its own.
+        let foreign = dir.appendingPathComponent("notes.txt")
+        try Data("important".utf8).write(to: foreign)
+        let r = try part(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural", "--quiet", "--save-results", foreign.path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("is not a results file"), r.stderr)
+        XCTAssertEqual(try String(contentsOf: foreign, encoding: .utf8), "important")
+    }
 }
