@@ -169,7 +169,11 @@ public final class EvaluationRunner {
         }
 
         var sanity = Sanity()
-        var disagreements = [(index: Int, stage: String, reason: String)]()
+        /// Records the batch in progress (nil: none) and the time per stage beside the results.
+        func saveProgress(_ batch: BatchProgress?) throws {
+            if let file = results { try file.writeProgress(EvaluationProgressState(header: file.headerLine, seconds: seconds, batch: batch)) }
+        }
+        var refusals = [Refusal: String]()   // this run's re-verification refusals and their reasons
         let batches = (n + options.batchSize - 1) / options.batchSize
         let totalCost = stages.reduce(0) { $0 + $1.cost }
         var start = resumed
@@ -207,8 +211,7 @@ public final class EvaluationRunner {
                 }
                 stagesDone = 1
                 seconds[0] += Date().timeIntervalSince(t0)
-                try results?.writeProgress(EvaluationProgressState(header: results!.headerLine, seconds: seconds,
-                                                                   batch: BatchProgress(start: start, end: end, stagesDone: 1, outcomes: current)))
+                try saveProgress(BatchProgress(start: start, end: end, stagesDone: 1, outcomes: current))
             }
             let finishedRobust = outcomes.filter(\.robustAtTheEnd).count
             func report(_ s: Int) {
@@ -220,56 +223,17 @@ public final class EvaluationRunner {
             report(stagesDone - 1)
             for s in stagesDone..<stageCount {
                 let t0 = Date()
-                let eligible = current.indices.filter { options.independent ? current[$0].robust[0] : current[$0].robust[s - 1] }
-                var successes = Set<Int>()
-                if !eligible.isEmpty {
-                    let sub = full.subset(eligible)
-                    let result = try stages[s].attack.perturb(model, sub, seed: seed(ofStage: s))
-                    guard result.shape == sub.images.shape else {
-                        throw EvaluationError("\(stages[s].name) returned examples of shape \(result.shape) for \(sub.images.shape)")
-                    }
-                    let predictions = try AttackPass.logits(model, result).argmaxRows()
-                    let claimed = eligible.indices.filter { predictions[$0] != sub.labels[$0] }
-                    if !claimed.isEmpty {
-                        let candidates = result.gatherRows(claimed)
-                        let inside = try self.inside(stages[s].attack, candidates, origin: sub.images.gatherRows(claimed),
-                                                     budget: sub.budget.gatherRows(claimed))
-                        for (j, c) in claimed.enumerated() {
-                            let r = eligible[c]
-                            let row = candidates.gatherRows([j])
-                            // Re-verification: alone, in a batch of its own.
-                            let alone = try AttackPass.logits(model, row).argmaxRows()[0]
-                            if inside[j] && alone != y[r] {
-                                successes.insert(r)
-                                if current[r].brokenBy == nil {
-                                    current[r].brokenBy = s
-                                    current[r].adversarialPrediction = alone
-                                    best?.scatterRows(row, to: [r])
-                                    sanity.add(row, origin: x.gatherRows([r]))
-                                }
-                            } else {
-                                current[r].unverified.append(s)
-                                let reason = !inside[j] ? "outside the budget or [0, 1]" : "correctly classified alone (predicted \(alone))"
-                                disagreements.append((indices[r], stages[s].name, reason))
-                                log?("re-verification: point \(indices[r]), \(stages[s].name): the claimed success is \(reason)")
-                            }
-                        }
-                    }
-                }
-                for r in current.indices {
-                    let before = options.independent ? current[r].robust[0] : current[r].robust[s - 1]
-                    current[r].robust[s] = before && !successes.contains(r)
-                }
-                if let file = adversarial {
-                    let newly = successes.sorted().filter { current[$0].brokenBy == s }
-                    if !newly.isEmpty, let best {
+                let successes = try attack(stage: s, batch: full, outcomes: &current, best: &best, sanity: &sanity,
+                                           refusals: &refusals)
+                if let file = adversarial, let best {
+                    let newly = successes.filter { current[$0].brokenBy == s }
+                    if !newly.isEmpty {
                         try file.write(best.gatherRows(newly), at: newly.map { indices[$0] })
                         try file.synchronize()
                     }
                 }
                 seconds[s] += Date().timeIntervalSince(t0)
-                try results?.writeProgress(EvaluationProgressState(header: results!.headerLine, seconds: seconds,
-                                                                   batch: BatchProgress(start: start, end: end, stagesDone: s + 1, outcomes: current)))
+                try saveProgress(BatchProgress(start: start, end: end, stagesDone: s + 1, outcomes: current))
                 report(s)
             }
             if let file = adversarial, let best {
@@ -277,7 +241,7 @@ public final class EvaluationRunner {
                 try file.synchronize()
             }
             try results?.append(current)
-            try results?.writeProgress(EvaluationProgressState(header: results!.headerLine, seconds: seconds, batch: nil))
+            try saveProgress(nil)
             outcomes += current
             log?("batch \(batchNumber)/\(batches) (points \(start)..<\(end)): " + stages.indices.map { s in
                 String(format: "%@ %.1f%%", stages[s].name as NSString,
@@ -285,11 +249,10 @@ public final class EvaluationRunner {
             }.joined(separator: ", "))
             start = end
         }
-        // Disagreements of earlier runs are in the file's records.
-        if disagreements.isEmpty {
-            for o in outcomes.prefix(resumed) {
-                for s in o.unverified { disagreements.append((o.index, stages[s].name, "refused by re-verification (earlier run)")) }
-            }
+        // Every refusal is in the outcomes, those of an interrupted earlier run included.
+        let disagreements = outcomes.flatMap { o in
+            o.unverified.map { (index: o.index, stage: stages[$0].name,
+                                reason: refusals[Refusal(index: o.index, stage: $0)] ?? "refused by re-verification in an earlier run") }
         }
 
         let summaries = stages.indices.map { s -> StageSummary in
@@ -304,6 +267,56 @@ public final class EvaluationRunner {
                                  outcomes: outcomes, resumed: resumed, disagreements: disagreements,
                                  largestPerturbation: sanity.largest, minimum: sanity.minimum, maximum: sanity.maximum,
                                  nonFinite: sanity.nonFinite)
+    }
+
+    /// A claimed success that re-verification refused: the point's dataset index and the stage.
+    struct Refusal: Hashable {
+        let index: Int
+        let stage: Int
+    }
+
+    /// Runs stage `s` on the rows of `batch` still eligible (robust after the stage before, or
+    /// correctly classified with `independent`), re-verifies every claimed success alone, and
+    /// updates the rows' outcomes; returns the rows it broke, in order.
+    func attack(stage s: Int, batch: AttackBatch, outcomes current: inout [ExampleOutcome], best: inout Tensor?,
+                sanity: inout Sanity, refusals: inout [Refusal: String]) throws -> [Int] {
+        func before(_ r: Int) -> Bool { options.independent ? current[r].robust[0] : current[r].robust[s - 1] }
+        let eligible = current.indices.filter(before)
+        var successes = Set<Int>()
+        if !eligible.isEmpty {
+            let sub = batch.subset(eligible)
+            let result = try stages[s].attack.perturb(model, sub, seed: seed(ofStage: s))
+            guard result.shape == sub.images.shape else {
+                throw EvaluationError("\(stages[s].name) returned examples of shape \(result.shape) for \(sub.images.shape)")
+            }
+            let predictions = try AttackPass.logits(model, result).argmaxRows()
+            let claimed = eligible.indices.filter { predictions[$0] != sub.labels[$0] }
+            let candidates = result.gatherRows(claimed)
+            let inside = try self.inside(stages[s].attack, candidates, origin: sub.images.gatherRows(claimed),
+                                         budget: sub.budget.gatherRows(claimed))
+            for (j, c) in claimed.enumerated() {
+                let r = eligible[c]
+                let row = candidates.gatherRows([j])
+                // Re-verification: alone, in a batch of its own.
+                let alone = try AttackPass.logits(model, row).argmaxRows()[0]
+                if inside[j] && alone != batch.labels[r] {
+                    successes.insert(r)
+                    if current[r].brokenBy == nil {
+                        current[r].brokenBy = s
+                        current[r].adversarialPrediction = alone
+                        best?.scatterRows(row, to: [r])
+                        sanity.add(row, origin: batch.images.gatherRows([r]))
+                    }
+                } else {
+                    current[r].unverified.append(s)
+                    let reason = !inside[j] ? "outside the budget or [0, 1]" : "correctly classified alone (predicted \(alone))"
+                    refusals[Refusal(index: batch.indices[r], stage: s)] = reason
+                    log?("re-verification: point \(batch.indices[r]), \(stages[s].name): the claimed success is \(reason)")
+                }
+            }
+        }
+        for r in current.indices { current[r].robust[s] = before(r) && !successes.contains(r) }
+        return successes.sorted()
     }
 
     /// Per row: inside the stage's threat model (the L-inf map, or an L2 attack's ball) and [0, 1].
