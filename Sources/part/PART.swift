@@ -13,7 +13,7 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self])
+        subcommands: [Train.self, Eval.self, Bench.self])
 }
 
 /// Where the data is.
