@@ -5,29 +5,6 @@ import XCTest
 
 /// `part eval`'s flags, errors and outputs as a user meets them.
 final class EvalCLITests: XCTestCase {
-    var binary: URL {
-        let candidates = [Bundle.main.bundleURL] + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-        for dir in candidates {
-            let url = dir.appendingPathComponent("part")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        return Bundle.main.bundleURL.appendingPathComponent("part")
-    }
-
-    func part(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-
     /// A directory with 16 MNIST-format test images (28x28, labels 0-3) and a SmallCNN checkpoint.
     func setUpFiles() throws -> (dir: URL, checkpoint: URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("part-eval-cli-\(UUID().uuidString)")
@@ -50,7 +27,7 @@ final class EvalCLITests: XCTestCase {
     }
 
     func testHelpDescribesTheAttackList() throws {
-        let r = try part(["eval", "--help"])
+        let r = try runPart(["eval", "--help"])
         XCTAssertEqual(r.status, 0)
         for flag in ["--attacks", "--independent", "--save-results", "--save-adversarial", "--normalize", "--quiet", "8/255"] {
             XCTAssert(r.stdout.contains(flag), "help lacks \(flag)")
@@ -71,7 +48,7 @@ final class EvalCLITests: XCTestCase {
             (["--pgd-steps", "3", "--attacks", "pgd"], "--pgd-steps"),
         ]
         for (arguments, message) in cases {
-            let r = try part(["eval", "model.safetensors"] + arguments)
+            let r = try runPart(["eval", "model.safetensors"] + arguments)
             XCTAssertEqual(r.status, 64, "\(arguments): \(r.stderr)")
             XCTAssert(r.stderr.contains(message), "\(arguments): \(r.stderr)")
             XCTAssertLessThanOrEqual(r.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.hasPrefix("  See") && !$0.hasPrefix("Help:") && !$0.hasPrefix("  ") }.count, 1,
@@ -82,7 +59,7 @@ final class EvalCLITests: XCTestCase {
     func testJSONNamesEveryFigureAndFractionsAreAccepted() throws {
         let (dir, checkpoint) = try setUpFiles()
         let npy = dir.appendingPathComponent("adv.npy")
-        let r = try part(["eval", checkpoint.path, "--data", dir.path, "--eps", "8/255", "--alpha", "2/255",
+        let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--eps", "8/255", "--alpha", "2/255",
                           "--attacks", "natural,fgsm,pgd:steps=2,mma:steps=1", "--independent", "--json", "--quiet",
                           "--save-adversarial", npy.path])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -109,7 +86,7 @@ final class EvalCLITests: XCTestCase {
 
     func testTableOnStandardOutputAndStageLogOnStandardError() throws {
         let (dir, checkpoint) = try setUpFiles()
-        let r = try part(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--seed", "3"])
+        let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--seed", "3"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssert(r.stdout.contains("small-cnn on \(dir.lastPathComponent) test, 16 points, eps 0.1 (alpha 0.025), seed 3, fp32"), r.stdout)
         XCTAssert(r.stdout.contains("worst case"), r.stdout)
@@ -120,8 +97,8 @@ final class EvalCLITests: XCTestCase {
         let (dir, checkpoint) = try setUpFiles()
         let results = dir.appendingPathComponent("r.jsonl")
         let base = ["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--quiet", "--save-results", results.path]
-        XCTAssertEqual(try part(base).status, 0)
-        let other = try part(base + ["--seed", "2"])
+        XCTAssertEqual(try runPart(base).status, 0)
+        let other = try runPart(base + ["--seed", "2"])
         XCTAssertEqual(other.status, 1)
         XCTAssert(other.stderr.contains("--seed: the file has 0, this command 2"), other.stderr)
         XCTAssertEqual(other.stderr.split(separator: "\n").count, 1, other.stderr)
@@ -129,17 +106,17 @@ final class EvalCLITests: XCTestCase {
 
     func testNormalizeNeedsOneValuePerChannelAndForeignFilesAreNotOverwritten() throws {
         let (dir, checkpoint) = try setUpFiles()
-        let three = try part(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.1,0.2,0.3/1,1,1", "--quiet"])
+        let three = try runPart(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.1,0.2,0.3/1,1,1", "--quiet"])
         XCTAssertEqual(three.status, 64, three.stderr)
         XCTAssert(three.stderr.contains("--normalize") && three.stderr.contains("1 channels"), three.stderr)
-        let one = try part(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.5/0.25", "--attacks", "natural",
+        let one = try runPart(["eval", checkpoint.path, "--data", dir.path, "--normalize", "0.5/0.25", "--attacks", "natural",
                             "--json", "--quiet"])
         XCTAssertEqual(one.status, 0, one.stderr)
         XCTAssert(one.stdout.contains("\"normalize\":\"0.5\\/0.25\"") || one.stdout.contains("\"normalize\":\"0.5/0.25\""), one.stdout)
         // --save-results never overwrites a file that is not its own.
         let foreign = dir.appendingPathComponent("notes.txt")
         try Data("important".utf8).write(to: foreign)
-        let r = try part(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural", "--quiet", "--save-results", foreign.path])
+        let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural", "--quiet", "--save-results", foreign.path])
         XCTAssertEqual(r.status, 1)
         XCTAssert(r.stderr.contains("is not a results file"), r.stderr)
         XCTAssertEqual(try String(contentsOf: foreign, encoding: .utf8), "important")
