@@ -57,10 +57,10 @@ public struct AttackCatalog {
         public let cost: Double
         public var isNatural: Bool { attack is NaturalPass }
 
-        /// What the attack substitutes for a model of `classes` classes (CONVENTIONS section 3),
-        /// for the log.
-        public func notes(_ classes: Int) -> [String] {
-            (attack as? ClassCountNotes)?.notes(classes: classes).map { "\(name): \($0)" } ?? []
+        /// What the attack substitutes on `model` (fewer targets, another loss: CONVENTIONS
+        /// section 3), for the log.
+        public func notes(for model: ImageClassifier) -> [String] {
+            (attack as? ClassCountNotes)?.notes(for: model).map { "\(name): \($0)" } ?? []
         }
 
         public init(name: String, description: String, attack: Attack, cost: Double) {
@@ -272,12 +272,14 @@ public struct AttackCatalog {
 /// An attack whose behaviour changes with the number of classes (fewer targets, a substituted
 /// loss) says so here, and evaluation logs it.
 public protocol ClassCountNotes {
-    func notes(classes: Int) -> [String]
+    /// One sentence per note; empty when the attack runs as configured.
+    func notes(for model: ImageClassifier) -> [String]
 }
 
 extension MMA: ClassCountNotes {
-    public func notes(classes: Int) -> [String] {
-        classes - 1 < k ? ["\(classes) classes: \(classes - 1) target(s) instead of k = \(k)"] : []
+    public func notes(for model: ImageClassifier) -> [String] {
+        let classes = model.numClasses
+        return classes - 1 < k ? ["the model has \(classes) classes, so \(classes - 1) target(s) instead of k = \(k)"] : []
     }
 }
 

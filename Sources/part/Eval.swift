@@ -191,7 +191,7 @@ struct Eval: ParsableCommand {
                 + (independent ? ", each attack independently" : "")
             progress.log("part eval: \(title)")
             progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
-            for note in stages.flatMap({ $0.notes(test.classes) }) { progress.log("part eval: \(note)") }
+            for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
             runner.log = { progress.log("part eval: \($0)") }
             runner.progress = { p in
                 progress.update(done: p.done, total: p.total, unit: "points",
