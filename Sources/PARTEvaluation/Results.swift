@@ -78,7 +78,7 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
 
     func line() throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
@@ -150,8 +150,11 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
     }
 }
 
+/// `s` as a JSON string literal.
 func jsonString(_ s: String) -> String {
-    String(decoding: (try? JSONEncoder().encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes]
+    return String(decoding: (try? encoder.encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
 }
 
 /// The per-example results file: JSON lines, the header first, then one line per point in
@@ -266,7 +269,7 @@ final class ResultsFile {
     /// Replaces the progress file atomically (written aside, flushed, renamed).
     func writeProgress(_ state: EvaluationProgressState) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(state)
         let temporary = URL(fileURLWithPath: progressURL.path + ".tmp")
         guard FileManager.default.createFile(atPath: temporary.path, contents: data) else {
