@@ -178,6 +178,11 @@ struct Eval: ParsableCommand {
                 normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
                 columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
                 precision: precision.rawValue, batchSize: batchSize)
+            // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made.
+            for path in [saveResults, saveAdversarial].compactMap({ $0 }) {
+                try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
+                                                        withIntermediateDirectories: true)
+            }
             let options = EvaluationOptions(batchSize: batchSize, seed: output.seed, independent: independent,
                                             resultsFile: saveResults.map { URL(fileURLWithPath: $0) },
                                             adversarialFile: saveAdversarial.map { URL(fileURLWithPath: $0) })
