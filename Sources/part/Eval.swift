@@ -212,8 +212,7 @@ struct Eval: ParsableCommand {
                 progress.log(String(format: "part eval: %@: %.2f%% (%.1f s)", what as NSString, 100 * stage.accuracy, stage.seconds))
             }
             progress.log(String(format: "part eval: worst case: %.2f%% of %d points", 100 * summary.robustAccuracy, summary.count))
-            let confirmed = summary.outcomes.filter { $0.brokenBy != nil }.count
-            if confirmed > summary.resumed || summary.resumed == 0, summary.largestPerturbation > 0 || summary.nonFinite > 0 {
+            if summary.minimum <= summary.maximum {   // this run confirmed at least one adversarial example
                 progress.log(String(format: "part eval: adversarial examples of this run: max L-inf perturbation %.5f, non-finite %d, "
                                     + "min %.5f, max %.5f", summary.largestPerturbation, summary.nonFinite, summary.minimum, summary.maximum))
             }
