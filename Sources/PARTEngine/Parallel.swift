@@ -117,6 +117,8 @@ public enum Optimizations {
         case fuse
         /// Freed large buffers kept for reuse instead of returned to the system.
         case pool
+        /// Backward-data of convolutions with few input channels as a matrix product + col2im.
+        case narrow
     }
 
     private static let disabled = Locked(Set<Name>())

@@ -27,6 +27,9 @@ public final class Convolution {
         2 * Double(n) * Double(outputSide(h) * outputSide(w)) * Double(outChannels * inChannels * kernel * kernel)
     }
 
+    /// Input channel counts up to which backward-data runs as a matrix product and col2im.
+    static let narrowInput = 4
+
     /// Output spatial size for an input side of `side`.
     public func outputSide(_ side: Int) -> Int { (side + 2 * padding - kernel) / stride + 1 }
 
@@ -144,7 +147,14 @@ public final class Convolution {
         let p = try plan(key)
         precondition(dy.shape == p.outShape, "convolution output gradient must be \(p.outShape), got \(dy.shape)")
         var dx: Tensor?
-        if needInputGradient {
+        if needInputGradient && inChannels <= Convolution.narrowInput && Optimizations.isEnabled(.narrow) {
+            // dx = col2im(dy · W): dy [N*OH*OW, O] is the NHWC gradient as it lies in memory and
+            // W [O, I*K*K] the OIHW weight; oneDNN's direct backward-data kernels are slow for
+            // the one or three input channels of a first layer.
+            let columns = try MatMul.product(dy, rows: dy.count / outChannels, weight, columns: inChannels * kernel * kernel)
+            dx = Col2Im.fold(columns, n: key.n, height: key.h, width: key.w, channels: inChannels, kernel: kernel,
+                             stride: stride, padding: padding)
+        } else if needInputGradient {
             let (prim, weights) = try backwardData(p, key)
             var g = Tensor.uninitialized(shape: x.shape)
             let w = try weights.pointer(for: weight, version: weightVersion)
