@@ -2,13 +2,14 @@ import CDNNL
 
 /// Row-major matrix products on oneDNN: C [M, N] = A [M, K] · B [K, N], f32, plain layouts.
 public enum MatMul {
-    private struct Key: Hashable { let m, k, n: Int }
+    private struct Key: Hashable { let m, k, n: Int; let dtype: DType }
     private static let plans = Locked([Key: DNNLPrimitive]())
 
     private static func plan(_ key: Key) throws -> DNNLPrimitive {
         try plans.withLock { plans in
             if let p = plans[key] { return p }
-            var a = try DNNL.desc([key.m, key.k], dnnl_ab), b = try DNNL.desc([key.k, key.n], dnnl_ab)
+            let t = DNNL.type(key.dtype)
+            var a = try DNNL.desc([key.m, key.k], dnnl_ab, t), b = try DNNL.desc([key.k, key.n], dnnl_ab, t)
             var c = try DNNL.desc([key.m, key.n], dnnl_ab)
             var desc = dnnl_matmul_desc_t()
             let what = "matrix product [\(key.m), \(key.k)] x [\(key.k), \(key.n)]"
@@ -19,17 +20,15 @@ public enum MatMul {
         }
     }
 
-    /// a [M, K] · b [K, N] with the operands given as flat row-major tensors.
+    /// a [M, K] · b [K, N] with the operands given as flat row-major tensors of one type (f32
+    /// or bf16); the product is f32.
     public static func product(_ a: Tensor, rows m: Int, _ b: Tensor, columns n: Int) throws -> Tensor {
         let k = a.count / Swift.max(m, 1)
-        precondition(a.count == m * k && b.count == k * n, "matrix product of \(a.count) and \(b.count) elements")
+        precondition(a.count == m * k && b.count == k * n && a.dtype == b.dtype,
+                     "matrix product of \(a.count) \(a.dtype) and \(b.count) \(b.dtype) elements")
         var c = Tensor.uninitialized(shape: [m, n])
-        let p = try plan(Key(m: m, k: k, n: n))
-        try c.withUnsafeMutableBufferPointer { out in
-            try p.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(a.readPointer)),
-                           (DNNL_ARG_WEIGHTS, UnsafeMutableRawPointer(b.readPointer)),
-                           (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!))])
-        }
+        let p = try plan(Key(m: m, k: k, n: n, dtype: a.dtype))
+        try p.execute([(DNNL_ARG_SRC, a.rawPointer), (DNNL_ARG_WEIGHTS, b.rawPointer), (DNNL_ARG_DST, c.mutableRawPointer())])
         Profile.addFlops(2 * Double(m) * Double(k) * Double(n))
         return c
     }
