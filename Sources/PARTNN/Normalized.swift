@@ -39,13 +39,16 @@ public final class Normalized: ImageClassifier {
     public var state: [(String, StateEntry)] { model.state }
 
     public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let z = ChannelNormalization.forward(x, mean: mean, std: std)
+        // Reduced-precision passes hand in bf16 images: normalise in f32, pass on the input's type.
+        let z = try ChannelNormalization.forward(try x.converted(to: .f32), mean: mean, std: std).converted(to: x.dtype)
         // Recorded first, so it runs last in the backward pass; a tape that needs no input
         // gradient (a training step) gets nothing, so the wrapped model's first layer still
         // skips its own input gradient.
         if let tape, tape.needsInputGradient {
             let std = self.std
-            tape.record { dz in ChannelNormalization.backward(dz, std: std) }
+            tape.record { dz in
+                try ChannelNormalization.backward(try dz.converted(to: .f32), std: std).converted(to: dz.dtype)
+            }
         }
         return try model.features(z, mode: mode, tape: tape)
     }

@@ -31,6 +31,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
     var attacks: String?
@@ -53,9 +54,6 @@ struct Eval: ParsableCommand {
                                valueName: "mean/std"))
     var normalize: String?
 
-    @Option(help: "Arithmetic of attack passes (recorded with every result).")
-    var precision: Precision = .fp32
-
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
 
@@ -71,10 +69,6 @@ struct Eval: ParsableCommand {
 
     @Option(help: ArgumentHelp("Write the worst-case examples here (.npy, float32, [N, H, W, C]).", valueName: "file.npy"))
     var saveAdversarial: String?
-
-    enum Precision: String, ExpressibleByArgument, CaseIterable {
-        case fp32
-    }
 
     var alpha: Float { stepSize?.value ?? epsilon.value / 4 }
 
@@ -155,6 +149,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         do {
             let started = Date()
+            engine.apply()
             let url = URL(fileURLWithPath: checkpoint)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
@@ -177,7 +172,7 @@ struct Eval: ParsableCommand {
                 checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
                 normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
                 columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
-                precision: precision.rawValue, batchSize: batchSize)
+                precision: engine.precision.rawValue, batchSize: batchSize)
             // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made.
             for path in [saveResults, saveAdversarial].compactMap({ $0 }) {
                 try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
@@ -192,7 +187,7 @@ struct Eval: ParsableCommand {
             }
             var progress = Progress(quiet: progressOptions.quiet)
             let title = "\(model.architecture) on \(test.name) test, \(test.count) points, eps \(epsilon) (alpha \(alpha)), "
-                + "seed \(output.seed), \(precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
+                + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
                 + (independent ? ", each attack independently" : "")
             progress.log("part eval: \(title)")
             progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
@@ -222,7 +217,7 @@ struct Eval: ParsableCommand {
                 try printJSON(Output(
                     checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: test.name,
                     split: "test", count: summary.count, seed: output.seed, epsilon: eps, alpha: alpha,
-                    precision: precision.rawValue, independent: independent, attacks: summary.stages,
+                    precision: engine.precision.rawValue, independent: independent, attacks: summary.stages,
                     cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
                     resumed: summary.resumed, unverified: summary.disagreements.count, seconds: seconds,
                     resultsFile: saveResults, adversarialFile: saveAdversarial))

@@ -108,7 +108,20 @@ final class RunnerTests: XCTestCase {
         for i in 0..<x.count {
             XCTAssertEqual(outer[flat: i], wrapped[flat: i] / (i % 2 == 0 ? 0.2 : 0.5), accuracy: 1e-6 * max(1, abs(outer[flat: i])))
         }
+        // Reduced-precision attack passes hand bf16 images to the wrapper.
+        if Engine.supportsBF16 {
+            Engine.attackPrecision = .bf16
+            defer { Engine.attackPrecision = .f32 }
+            let low = try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss())
+            XCTAssertLessThan(relativeDifference(low.logits.scalars, try model.forward(x, mode: .eval).scalars), 0.05)
+            XCTAssertLessThan(relativeDifference(low.gradient.scalars, outer.scalars), 0.2)
+        }
         XCTAssertThrowsError(try Normalized(inner, mean: [0.1, 0.2, 0.3], std: [1, 1, 1]))
         XCTAssertThrowsError(try Normalized(inner, mean: [0.1], std: [0]))
     }
+}
+
+/// max |a - b| / max |b|.
+func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).map { abs($0 - $1) }.max()! / max(b.map(abs).max()!, 1e-12)
 }
