@@ -72,7 +72,7 @@ final class AttackInvariantTests: XCTestCase {
     }
 
     func testLeavesTheModelUntouched() throws {
-        let model = try ModelZoo.make("resnet18", numClasses: 10, inChannels: 3, imageSize: 8, rng: &rng)
+        let model = try TinyBatchNormNet(rng: &rng)
         let before = model.state.map { $0.1.tensor.scalars }
         for (name, attack) in try attacks() {
             let x = images(1, side: 8, channels: 3)
@@ -152,6 +152,33 @@ final class AttackInvariantTests: XCTestCase {
             XCTAssertLessThan(robust, clean, "\(item) should lower the accuracy (clean \(clean), robust \(robust))")
         }
     }
+}
+
+/// conv-batchnorm-relu, global pooling, linear: the smallest model with batch-norm statistics
+/// that an attack must leave alone.
+final class TinyBatchNormNet: ImageClassifier {
+    let architecture = "tiny-bn"
+    let numClasses = 10, inputHeight = 8, inputWidth = 8, inputChannels = 3
+    let body: Sequential
+    let pool = GlobalAvgPool()
+    let linear: Linear
+
+    init(rng: inout RNG) throws {
+        body = Sequential([Conv2d(3, 8, kernel: 3, padding: 1, rng: &rng), BatchNorm2d(8), ReLULayer()],
+                          names: ["conv", "bn", "relu"])
+        linear = Linear(8, 10, rng: &rng)
+        // Statistics that differ from the initial ones, so that a change would show.
+        for (_, buffer) in body.state.compactMap({ e -> (String, Buffer)? in
+            if case .buffer(let b) = e.1 { return (e.0, b) } else { return nil } }) where !buffer.isInteger {
+            buffer.value = Tensor(shape: buffer.value.shape, values: (0..<buffer.value.count).map { 0.5 + Float($0) * 0.1 })
+        }
+    }
+
+    func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor { try body.forward(x, mode: mode, tape: tape) }
+    func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try linear.forward(try pool.forward(a, mode: mode, tape: tape), mode: mode, tape: tape)
+    }
+    var state: [(String, StateEntry)] { prefixed("body", body.state) + prefixed("linear", linear.state) }
 }
 
 /// A SmallCNN trained (clean) to tell which quadrant of a 20x20 image is bright, trained once

@@ -13,7 +13,7 @@ final class KillResumeTests: XCTestCase {
         try Checkpoint.save(model, to: checkpoint, metadata: Checkpoint.describe(model))
         func arguments(_ name: String) -> [String] {
             ["eval", checkpoint.path, "--data", dir.path, "--limit", "32", "--batch-size", "16", "--eps", "0.1",
-             "--attacks", "natural,pgd:steps=10,cw:steps=10,mma:steps=3", "--json", "--quiet",
+             "--attacks", "natural,pgd:steps=6,cw:steps=6,mma:steps=2", "--json", "--quiet",
              "--save-results", dir.appendingPathComponent("\(name).jsonl").path,
              "--save-adversarial", dir.appendingPathComponent("\(name).npy").path]
         }
