@@ -39,6 +39,23 @@ final class NamedLayerTests: XCTestCase {
             XCTAssert("\($0)".contains("wrn-16-2 takes images [N, 8, 8, 3]"), "\($0)")
         }
     }
+
+    /// A classifier that implements only the single split (here the normalising wrapper) has
+    /// one CAM layer, "features", through the protocol's defaults.
+    func testASingleSplitClassifierHasOneLayer() throws {
+        var rng = RNG(seed: 3)
+        let small = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 16, rng: &rng)
+        let wrapped = try Normalized(small, mean: [0.5], std: [0.25])
+        XCTAssertEqual(wrapped.camLayers, ["features"])
+        XCTAssertEqual(wrapped.defaultCAMLayer, "features")
+        let x = Tensor(shape: [1, 16, 16, 1], values: (0..<256).map { Float($0 % 17) / 16 })
+        let a = try wrapped.features(x, upTo: "features", mode: .eval, tape: nil)
+        XCTAssert(try wrapped.head(a, from: "features", mode: .eval, tape: nil).scalars
+                  == (try wrapped.forward(x, mode: .eval)).scalars)
+        XCTAssertThrowsError(try wrapped.features(x, upTo: "act4", mode: .eval, tape: nil)) {
+            XCTAssertEqual("\($0)", "small-cnn has no layer 'act4'; its CAM layers are features")
+        }
+    }
 }
 
 extension GoldenModelTests {

@@ -7,6 +7,12 @@ import PARTEngine
 /// method needs one forward and a backward through the head only. Layer names are the PyTorch
 /// module names of shared/reference/models.py, so a CAM at a named layer can be reproduced
 /// there with a forward hook on that module.
+///
+/// A conforming type implements either the named split (`camLayers`, `defaultCAMLayer`,
+/// `features(_:upTo:mode:tape:)`, `head(_:from:mode:tape:)`), as the zoo's models do, or only
+/// the single split `features(_:mode:tape:)` / `head(_:mode:tape:)`, which then is its one CAM
+/// layer, named "features" (wrappers and test models). Each pair has a default in terms of the
+/// other, so a type that implements neither recurses forever.
 public protocol ImageClassifier: AnyObject {
     /// The architecture's name in the model zoo ("small-cnn", "resnet18", "preact-resnet18",
     /// "wrn-34-10").
@@ -25,6 +31,10 @@ public protocol ImageClassifier: AnyObject {
     func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor
     /// Logits [N, classes] from the activations of `layer`, one of `camLayers`.
     func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor
+    /// Activations [N, h, w, K] of the default CAM layer.
+    func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
+    /// Logits [N, classes] from the activations of the default CAM layer.
+    func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
     /// Parameters and buffers under their PyTorch names, in `state_dict` order.
     var state: [(String, StateEntry)] { get }
 }
@@ -41,14 +51,31 @@ public struct UnknownLayerError: Error, CustomStringConvertible {
 }
 
 extension ImageClassifier {
-    /// Activations [N, h, w, K] of the default CAM layer.
     public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         try features(x, upTo: defaultCAMLayer, mode: mode, tape: tape)
     }
 
-    /// Logits [N, classes] from the activations of the default CAM layer.
     public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         try head(a, from: defaultCAMLayer, mode: mode, tape: tape)
+    }
+
+    /// A single-split model's one CAM layer.
+    public var defaultCAMLayer: String { "features" }
+
+    public var camLayers: [String] { [defaultCAMLayer] }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        guard layer == defaultCAMLayer else {
+            throw UnknownLayerError(architecture: architecture, layer: layer, known: camLayers)
+        }
+        return try features(x, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        guard layer == defaultCAMLayer else {
+            throw UnknownLayerError(architecture: architecture, layer: layer, known: camLayers)
+        }
+        return try head(a, mode: mode, tape: tape)
     }
 
     /// Logits [N, classes].

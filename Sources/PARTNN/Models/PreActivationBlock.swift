@@ -38,22 +38,18 @@ public final class PreActivationBlock: Layer {
         let residualTape = tape?.branch()
         let shortcutTape = tape?.branch()
         let o = try preActivation.forward(x, mode: mode, tape: preTape)
-        var y = try residual.forward(o, mode: mode, tape: residualTape)
-        if let shortcut {
-            y.add(try shortcut.forward(o, mode: mode, tape: shortcutTape))
-        } else {
-            y.add(x)
-        }
+        // Tensor.sum: f32 in place, bf16 (reduced-precision attack passes) on oneDNN.
+        let y = try Tensor.sum(try residual.forward(o, mode: mode, tape: residualTape),
+                               try shortcut?.forward(o, mode: mode, tape: shortcutTape) ?? x)
         if let tape, let preTape, let residualTape, let shortcutTape {
             let projected = shortcut != nil
             tape.record { dy in
                 // dL/do collects the residual branch and, with a projection, the shortcut;
                 // an identity shortcut adds dy to dL/dx directly.
                 var dO = try residualTape.backward(dy)
-                if projected { dO.add(try shortcutTape.backward(dy)) }
-                var dx = try preTape.backward(dO)
-                if !projected { dx.add(dy) }
-                return dx
+                if projected { dO = try Tensor.sum(dO, try shortcutTape.backward(dy)) }
+                let dx = try preTape.backward(dO)
+                return projected ? dx : try Tensor.sum(dx, dy)
             }
         }
         return y
