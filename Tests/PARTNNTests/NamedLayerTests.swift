@@ -40,6 +40,28 @@ final class NamedLayerTests: XCTestCase {
         }
     }
 
+    /// The pre-activation models run the reduced-precision (bf16) passes of attacks and CAMs:
+    /// logits close to the f32 ones, and an input gradient at every named layer's split.
+    func testPreActivationModelsRunInBFloat16() throws {
+        try XCTSkipUnless(Engine.supportsBF16, "this CPU has no bfloat16 kernels")
+        for arch in ["preact-resnet18", "wrn-16-2"] {
+            var rng = RNG(seed: 6)
+            let m = try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 8, rng: &rng)
+            let x = Tensor(shape: [2, 8, 8, 3], values: (0..<384).map { _ in rng.uniform() })
+            let f32 = try m.forward(x, mode: .eval)
+            for layer in m.camLayers {
+                let tape = Tape(parameterGradients: false)
+                let a = try m.features(try x.converted(to: .bf16), upTo: layer, mode: .eval, tape: tape)
+                XCTAssertEqual(a.dtype, .bf16, "\(arch) \(layer)")
+                let logits = try m.head(a, from: layer, mode: .eval, tape: tape)
+                XCTAssertLessThan(relativeError(try logits.converted(to: .f32).scalars, f32.scalars), 0.03, "\(arch) \(layer)")
+                let g = try tape.backward(try Tensor(shape: logits.shape, repeating: 1).converted(to: logits.dtype))
+                XCTAssertEqual(g.shape, x.shape, "\(arch) \(layer)")
+                XCTAssert(try g.converted(to: .f32).scalars.allSatisfy(\.isFinite), "\(arch) \(layer)")
+            }
+        }
+    }
+
     /// A classifier that implements only the single split (here the normalising wrapper) has
     /// one CAM layer, "features", through the protocol's defaults.
     func testASingleSplitClassifierHasOneLayer() throws {
