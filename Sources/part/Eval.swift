@@ -60,8 +60,9 @@ struct Eval: ParsableCommand {
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
             }
-            var test = try MNISTFormat.load(directory: URL(fileURLWithPath: data.directory), split: .test)
+            var test = try data.load(.test)
             if limit > 0 { test = test.prefix(limit) }
+            try CheckpointFit.check(url, fits: test)
             var initRng = RNG(seed: output.seed)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)
