@@ -13,6 +13,7 @@ torchvision's own crop and flip for the augmentation cases. Nothing here is real
 SVHN or TinyImageNet data: the images are synthetic, with the real formats' layouts.
 """
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -366,6 +367,10 @@ def fixtures():
     out["npy"] = expected_npy(d)
 
     out["augmentation"] = expected_augmentation(rng)
+    out["md5"] = {}
+    for name in ["data_svhn/train_32x32.mat", "data_cifar10/cifar-10-binary.tar.gz", "data_npy/test.npz"]:
+        with open(os.path.join(FIXTURES, name), "rb") as f:
+            out["md5"][name] = hashlib.md5(f.read()).hexdigest()
     with open(os.path.join(FIXTURES, "data_expected.json"), "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

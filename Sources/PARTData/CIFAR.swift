@@ -182,7 +182,7 @@ public enum CIFAR {
             throw DatasetError("\(source.describe(list[odd].name)): \(counts[odd]) records where \(list[most].name) has \(counts[most]): the file is truncated")
         }
         for (file, n) in zip(list, counts) where n != file.officialCount {
-            warn("\(source.describe(file.name)): \(n) records, the official file has \(file.officialCount) (not the original CIFAR files?)")
+            warn("\(source.describe(file.name)): \(n) records, the official file has \(file.officialCount): truncated, or not the original CIFAR file")
         }
         let total = counts.reduce(0, +)
         let storage = try ByteBuffer.allocate(total * imageBytes)

@@ -44,7 +44,8 @@ public enum SVHN {
         for i in 0..<n {
             let v = y.value(i)
             guard v == v.rounded(), v >= 1, v <= 10 else {
-                throw DatasetError("\(source): label \(v) of image \(i); SVHN labels are 1...10 (10 is the digit 0)")
+                let text = v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(v)
+                throw DatasetError("\(source): label \(text) of image \(i); SVHN labels are 1...10 (10 is the digit 0)")
             }
             labels[i] = v == 10 ? 0 : Int32(v)
         }
@@ -63,7 +64,7 @@ public enum SVHN {
                 for i in 0..<x.count {
                     let v = x.value(i)
                     guard v == v.rounded(), v >= 0, v <= 255 else {
-                        throw DatasetError("\(source): X holds \(v) (value \(i)); SVHN pixels are whole numbers 0...255")
+                        throw DatasetError("\(source): X holds \(v) (its value \(i)); SVHN pixels are whole numbers 0...255")
                     }
                     out[i] = UInt8(v)
                 }
