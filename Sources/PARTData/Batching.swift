@@ -1,5 +1,8 @@
 import Foundation
 import PARTEngine
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Mini-batches over a dataset in an order shuffled by the run's RNG (or sequential).
 ///
@@ -67,6 +70,9 @@ public final class Batcher: Sequence, IteratorProtocol {
     /// off to measure the difference).
     public static let prefetchByDefault = Locked(true)
 
+    /// The nice value of the producer thread (0: the same priority as training).
+    public static var producerNice: Int32 { 10 }
+
     /// Time the consumers of all batchers spent waiting for (or, without prefetching,
     /// building) batches, and how many batches they took.
     public static let waitStatistics = Locked((batches: 0, seconds: 0.0))
@@ -106,6 +112,12 @@ public final class Batcher: Sequence, IteratorProtocol {
             let make = self.maker(threaded: false)
             let count = batches.count
             let thread = Thread {
+                // A lower scheduling priority for this thread only (Linux keeps nice values per
+                // thread): when the cores are busy training, the engine's workers go first and
+                // this thread fills their idle moments; it has a whole training step to finish.
+                #if os(Linux)
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Batcher.producerNice)
+                #endif
                 for k in 0..<count {
                     let built = make(k)
                     pipe.condition.lock()

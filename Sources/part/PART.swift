@@ -18,7 +18,7 @@ struct PART: ParsableCommand {
 
 /// Which dataset, where its files are, and the options of its format (the dataset registry).
 struct DataOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Dataset: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "name"))
+    @Option(help: ArgumentHelp("The dataset (see README, Datasets).", valueName: "name"))
     var dataset: DatasetName = .fashionMNIST
 
     @Option(name: .customLong("data"), help: ArgumentHelp(
