@@ -74,7 +74,8 @@ public final class Batcher: Sequence, IteratorProtocol {
     public static var producerNice: Int32 { 10 }
 
     /// Time the consumers of all batchers spent waiting for (or, without prefetching,
-    /// building) batches, and how many batches they took.
+    /// building) batches, and how many batches they took; the first batch of each batcher,
+    /// which nothing can build ahead, is left out.
     public static let waitStatistics = Locked((batches: 0, seconds: 0.0))
 
     private let dataset: ImageDataset
@@ -176,8 +177,10 @@ public final class Batcher: Sequence, IteratorProtocol {
             batch = maker(threaded: true)(position)
         }
         position += 1
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        Batcher.waitStatistics.withLock { $0.batches += 1; $0.seconds += seconds }
+        if position > 1 {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            Batcher.waitStatistics.withLock { $0.batches += 1; $0.seconds += seconds }
+        }
         return batch
     }
 }

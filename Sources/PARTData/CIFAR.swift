@@ -146,7 +146,11 @@ public enum CIFAR {
         guard fm.fileExists(atPath: location.path, isDirectory: &isDirectory) else {
             throw DatasetError("\(location.path): no such file or folder; --data should name the extracted \(folder) folder or \(archive) (from https://www.cs.toronto.edu/~kriz/cifar.html)")
         }
-        if !isDirectory.boolValue { return (try TarSource(url: location), location) }
+        if !isDirectory.boolValue {
+            // One of the .bin files: read its folder.
+            if location.pathExtension == "bin" { return (FolderSource(directory: location.deletingLastPathComponent()), nil) }
+            return (try TarSource(url: location), location)
+        }
         let candidates = [location, location.appendingPathComponent(folder)]
         for c in candidates where FolderSource(directory: c).contains(probe) {
             return (FolderSource(directory: c), nil)

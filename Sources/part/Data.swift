@@ -92,7 +92,8 @@ extension DataCommand {
             the prefetching thread does it, and spread over the cores as without prefetching), and, with \
             --train-batches N, the images/s of N batches of adversarial training (AT, PGD-10, eps 8/255, \
             alpha 2/255) with prefetching off and on, alternated --rounds times after a warm-up batch, and \
-            the time the training loop waited for its data.
+            the time the training loop waited for its data (after the first batch of each epoch, which \
+            nothing can build ahead).
             """)
 
         @OptionGroup var data: DataOptions
@@ -241,7 +242,7 @@ extension DataCommand {
                 for f in figures {
                     let mean = f.imagesPerSecond.reduce(0, +) / Double(f.imagesPerSecond.count)
                     let wait = f.waitMillisecondsPerBatch.reduce(0, +) / Double(f.waitMillisecondsPerBatch.count)
-                    print(String(format: "training (%@ AT, PGD-%d), prefetch %@: %.2f images/s (%@), waited %.3f ms per batch for data",
+                    print(String(format: "training (%@ AT, PGD-%d), prefetch %@: %.2f images/s (%@), waited %.3f ms per batch for data after the first",
                                  arch, steps, f.prefetch ? "on " : "off", mean,
                                  f.imagesPerSecond.map { String(format: "%.2f", $0) }.joined(separator: ", "), wait))
                 }

@@ -108,7 +108,7 @@ final class BatcherTests: XCTestCase {
         }
         let before = Batcher.waitStatistics.value.batches
         _ = Array(Batcher(d, batches: Array(batches.prefix(3)), seed: 1, epoch: 1, prefetch: true))
-        XCTAssertGreaterThanOrEqual(Batcher.waitStatistics.value.batches - before, 3)
+        XCTAssertGreaterThanOrEqual(Batcher.waitStatistics.value.batches - before, 2, "all batches but the first are timed")
     }
 
     func testFloatDatasetsAugmentToo() throws {

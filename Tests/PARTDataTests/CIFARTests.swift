@@ -7,7 +7,8 @@ final class CIFARTests: XCTestCase {
 
     func testCIFAR10FolderMatchesNumPy() throws {
         let warnings = Warnings()
-        for location in [Fixtures.url("data_cifar10"), Fixtures.url("data_cifar10/cifar-10-batches-bin")] {
+        for location in [Fixtures.url("data_cifar10"), Fixtures.url("data_cifar10/cifar-10-batches-bin"),
+                         Fixtures.url("data_cifar10/cifar-10-batches-bin/test_batch.bin")] {
             for split in DatasetSplit.allCases {
                 let d = try DatasetRegistry.load(request(.cifar10, location), split: split, warn: warnings.callAsFunction)
                 assertMatches(d, Fixtures.value("cifar10", split.rawValue))
