@@ -4,8 +4,9 @@ import PARTEngine
 /// Users' arrays as NumPy files: images uint8 (0...255) or float32 in [0, 1] (so adversarial
 /// examples saved as arrays read back without rounding), with integer labels.
 ///
-/// `--data` names either one `.npz` file (every split reads it: the way to evaluate saved
-/// adversarial examples) or a folder holding, per split, `<split>.npz` or the pair
+/// `--data` names either one file that every split reads (the way to evaluate saved
+/// adversarial examples): an `.npz`, or an `.npy` of images with `<name>_labels.npy` (or
+/// `<name>_y.npy`) beside it; or a folder holding, per split, `<split>.npz` or the pair
 /// `<split>_x.npy` and `<split>_y.npy` (the test split may be called `val`). An `.npz` holds
 /// the images under `x` or `images` and the labels under `y` or `labels`.
 ///
@@ -30,8 +31,17 @@ public enum NumPyData {
             throw DatasetError("\(location.path): no such file or folder; --data should name an .npz file or a folder with train.npz and test.npz (or train_x.npy, train_y.npy, test_x.npy, test_y.npy)")
         }
         if !isDirectory.boolValue {
+            if location.pathExtension.lowercased() == "npy" {
+                // Images alone (as `part eval --save-adversarial` writes them): the labels beside them.
+                let stem = location.deletingPathExtension().lastPathComponent
+                for suffix in ["_labels", "_y"] {
+                    let labels = location.deletingLastPathComponent().appendingPathComponent("\(stem)\(suffix).npy")
+                    if FileManager.default.fileExists(atPath: labels.path) { return .pair(images: location, labels: labels) }
+                }
+                throw DatasetError("\(location.path): images without labels; save the labels beside them as \(stem)_labels.npy (numpy.save), or give an .npz holding both (x or images, y or labels)")
+            }
             guard location.pathExtension.lowercased() == "npz" else {
-                throw DatasetError("\(location.path): a single file must be an .npz holding the images (x or images) and labels (y or labels); for .npy files give the folder with <split>_x.npy and <split>_y.npy")
+                throw DatasetError("\(location.path): a single file must be an .npz holding the images (x or images) and labels (y or labels), or an .npy of images with <name>_labels.npy beside it")
             }
             return .npz(location)
         }

@@ -79,9 +79,16 @@ public struct DatasetRequest: Sendable {
         return nil
     }
 
-    /// The dataset's display name: the registry name, or the folder or file name of users' data.
+    /// The dataset's display name: the registry name, or the folder or file name of users' data
+    /// (image folders, NumPy files, IDX files outside the default folder).
     public var displayName: String {
         switch name {
+        case .fashionMNIST, .mnist:
+            // Users' own IDX files are named after their folder.
+            guard let location, location.standardizedFileURL != name.defaultLocation?.standardizedFileURL else {
+                return name.rawValue
+            }
+            return location.standardizedFileURL.lastPathComponent
         case .imagefolder, .npy:
             let last = (location ?? URL(fileURLWithPath: ".")).standardizedFileURL
             return last.pathExtension.isEmpty ? last.lastPathComponent : last.deletingPathExtension().lastPathComponent

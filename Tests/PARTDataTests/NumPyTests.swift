@@ -138,8 +138,14 @@ final class NumPyTests: XCTestCase {
         try write(try bytes(Fixtures.url("data_npy/train.npz")).map { $0 }, to: odd)
         XCTAssertNoThrow(try DatasetRegistry.load(request(odd), split: .train))
         assertFails(try DatasetRegistry.load(self.request(dir.appendingPathComponent("x.npy")), split: .train), "no such file")
-        try write(npy(descr: "|u1", shape: [1], data: [1]), to: dir.appendingPathComponent("x.npy"))
+        try write(npy(descr: "|u1", shape: [1, 2, 2], data: [1, 2, 3, 4]), to: dir.appendingPathComponent("x.npy"))
         assertFails(try DatasetRegistry.load(self.request(dir.appendingPathComponent("x.npy")), split: .train),
-                    "a single file must be an .npz")
+                    "images without labels", "x_labels.npy")
+        // Images alone, as part eval --save-adversarial writes them, with their labels beside them.
+        try write(npy(descr: "<i8", shape: [1], data: [2, 0, 0, 0, 0, 0, 0, 0]), to: dir.appendingPathComponent("x_labels.npy"))
+        let lone = try DatasetRegistry.load(request(dir.appendingPathComponent("x.npy")), split: .test)
+        XCTAssertEqual(lone.labels, [2])
+        XCTAssertEqual(lone.images, [1, 2, 3, 4])
+        XCTAssertEqual(lone.name, "x")
     }
 }
