@@ -49,8 +49,8 @@ struct Bench: ParsableCommand {
     var without: [String] = []
 
     func validate() throws {
-        guard ModelZoo.architectures.contains(arch) else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+        guard ModelZoo.recognises(arch) else {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
