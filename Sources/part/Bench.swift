@@ -133,7 +133,7 @@ struct Bench: ParsableCommand {
         let data = try ImageDataset(name: "synthetic", images: pixels, labels: (0..<(4 * n)).map { Int32($0 % 10) },
                                     height: side, width: side, channels: channels, classes: 10)
         let order = rng.permutation(4 * n)
-        let tData = try timed { _ = data.batch(Array(order[0..<n])) }
+        let tData = timed { _ = data.batch(Array(order[0..<n])) }
 
         // The machine's peak for this model: each convolution alone, forward, same batch.
         Profile.reset()
