@@ -2,7 +2,8 @@
 // PART for Swift: pixel-reweighted adversarial training on a oneDNN engine.
 //
 // Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
-// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool).
+// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool); PARTDistributed (the
+// ranks of a data-parallel job) stands apart and PARTTraining uses it.
 import PackageDescription
 
 let package = Package(
@@ -35,8 +36,11 @@ let package = Package(
         .target(name: "PARTCAM", dependencies: ["PARTNN"]),
         // The evaluation protocol: attack sequences, re-verification, results files and resume.
         .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
+        // The ranks of a data-parallel job: one process, or Open MPI loaded at run time (dlopen), so
+        // that nothing needs MPI to build or run alone.
+        .target(name: "PARTDistributed"),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
-        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
+        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
@@ -53,6 +57,9 @@ let package = Package(
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
+        // when Open MPI is installed.
+        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "part"]),
     ],
     swiftLanguageModes: [.v5]
 )
