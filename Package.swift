@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
+            "PARTDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -59,7 +60,7 @@ let package = Package(
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
         // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
         // when Open MPI is installed.
-        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "part"]),
+        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
     ],
     swiftLanguageModes: [.v5]
 )

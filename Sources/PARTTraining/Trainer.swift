@@ -87,6 +87,8 @@ public final class Trainer {
     /// The run's sequential randomness (shuffling); saved with every checkpoint. Draws that
     /// belong to an example (random starts) are keyed by (seed, epoch, dataset index) instead.
     public private(set) var rng: RNG
+    /// The data-parallel job this trainer is one rank of (nil: one process). See DataParallel.swift.
+    public var parallel: DataParallel?
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG,
                 cam: CAMBudget = CAMBudget(method: GradCAM(), rule: ZScoreRule())) {
@@ -113,39 +115,59 @@ public final class Trainer {
     public func train(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
                       progress: (Int, Int, Int) -> Void = { _, _, _ in },
                       report: (EpochReport) throws -> Void) throws {
-        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        let isRoot = parallel?.isRoot ?? true
+        try parallel?.checkAgreement(configuration: try JSONOutput.line(config), data: data, model: model)
+        parallel?.attach()
+        defer { parallel?.detach() }
+        if isRoot { try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true) }
         for epoch in 1...config.epochs {
             optimizer.learningRate = config.learningRate(epoch: epoch)
             let provider = budgetProvider(epoch: epoch)
             let sampler = BatchSampler(count: data.count, batchSize: config.batchSize, shuffle: true, rng: &rng)
-            let batches = Array(sampler)
+            let global = Array(sampler)
+            // This rank's contiguous share of every global batch (all of it in one process).
+            let batches = try parallel?.localBatches(global) ?? global
             var lossSum = 0.0, correct = 0, seen = 0, fullEntries = 0.0, entries = 0.0
             let start = Date()
             // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
             for (b, batch) in Batcher(data, batches: batches, seed: config.seed, epoch: epoch).enumerated() {
                 let (x, y, indices) = (batch.images, batch.labels, batch.indices)
-                let budget = try provider.budget(model, images: x)
-                fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
-                entries += Double(budget.values.count)
-                let batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
-                let adversarial = try objective.adversarialExamples(model, batch,
-                                                                    seed: KeyedStream.derivedSeed(config.seed, epoch))
+                parallel?.beginStep(localCount: indices.count, globalCount: global[b].count)
                 optimizer.zeroGradients()
-                let step = try objective.accumulateGradients(model, images: x, adversarial: adversarial, labels: y)
+                // A rank whose share of a short last batch is empty adds zero gradients.
+                if !indices.isEmpty {
+                    let budget = try provider.budget(model, images: x)
+                    fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
+                    entries += Double(budget.values.count)
+                    let batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
+                    let adversarial = try objective.adversarialExamples(model, batch,
+                                                                        seed: KeyedStream.derivedSeed(config.seed, epoch))
+                    let step = try objective.accumulateGradients(model, images: x, adversarial: adversarial, labels: y)
+                    lossSum += Double(step.loss) * Double(indices.count)
+                    correct += step.correct
+                }
+                try parallel?.reduceGradients(model)
                 optimizer.step()
-                lossSum += Double(step.loss) * Double(indices.count)
-                correct += step.correct
                 seen += indices.count
                 progress(epoch, b + 1, batches.count)
             }
             let seconds = Date().timeIntervalSince(start)
+            if let parallel {
+                let t = try parallel.totals([lossSum, Double(correct), Double(seen), fullEntries, entries])
+                (lossSum, correct, seen, fullEntries, entries) = (t[0], Int(t[1]), Int(t[2]), t[3], t[4])
+            }
             // The same held-out starts every epoch, so epochs are compared on equal terms.
-            let check = try Evaluation.run(model, on: heldOut, attack: PGD(steps: config.evalSteps, stepSize: config.stepSize),
-                                           epsilon: config.epsilon, batchSize: 256,
-                                           seed: KeyedStream.derivedSeed(config.seed, -1))
+            let evalAttack = PGD(steps: config.evalSteps, stepSize: config.stepSize)
+            let evalSeed = KeyedStream.derivedSeed(config.seed, -1)
+            let check = try parallel?.evaluate(model, on: heldOut, attack: evalAttack, epsilon: config.epsilon,
+                                               batchSize: 256, seed: evalSeed)
+                ?? Evaluation.run(model, on: heldOut, attack: evalAttack, epsilon: config.epsilon, batchSize: 256,
+                                  seed: evalSeed)
             let path = runDirectory.appendingPathComponent("last.safetensors")
-            try Checkpoint.save(model, to: path, metadata: ["epoch": String(epoch), "method": config.method.rawValue])
-            try saveState(epoch: epoch, to: runDirectory.appendingPathComponent("last.state.safetensors"))
+            if isRoot {
+                try Checkpoint.save(model, to: path, metadata: ["epoch": String(epoch), "method": config.method.rawValue])
+                try saveState(epoch: epoch, to: runDirectory.appendingPathComponent("last.state.safetensors"))
+            }
             let epochReport = EpochReport(epoch: epoch, epochs: config.epochs, budget: provider.name,
                                learningRate: optimizer.learningRate, loss: lossSum / Double(max(seen, 1)),
                                trainAccuracy: Double(correct) / Double(max(seen, 1)),
@@ -153,8 +175,10 @@ public final class Trainer {
                                evalCount: check.count, fullEpsilonFraction: entries > 0 ? fullEntries / entries : 0,
                                imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
                                checkpoint: path.path)
-            try appendLog(epochReport, to: runDirectory.appendingPathComponent("log.jsonl"))
-            try report(epochReport)
+            if isRoot {
+                try appendLog(epochReport, to: runDirectory.appendingPathComponent("log.jsonl"))
+                try report(epochReport)
+            }
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PARTCAM
 import PARTData
+import PARTDistributed
 import PARTEngine
 import PARTNN
 import PARTTraining
@@ -25,6 +26,8 @@ struct Train: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var parallel: DistributedOptions
 
     @Option(help: "Training method.")
     var method: TrainingMethod = .part
@@ -135,6 +138,11 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        engine.apply()
+        let communicator: Communicator?
+        do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
+        // Rank 0 alone prints (and writes the run's files).
+        let printing = communicator?.isRoot ?? true
         do {
             var train = try data.load(.train, augmentation: augmentation.policy)
             if trainLimit > 0 { train = train.prefix(trainLimit) }
@@ -145,17 +153,19 @@ struct Train: ParsableCommand {
             let model = try ModelZoo.make(arch, numClasses: train.classes, inChannels: train.channels,
                                           imageSize: train.height, rng: &initRng)
             let trainer = Trainer(config: config, model: model, rng: rng)
+            trainer.parallel = communicator.map { DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm) }
             let runDirectory = try self.runDirectory(dataset: train.name)
-            if !output.json {
+            if !output.json && printing {
                 print("PART for Swift: \(method.rawValue) on \(train.name) (\(train.count) training images, "
                       + "\(heldOut.count) held-out), \(arch), eps \(epsilon), eps-low \(epsilonLow), "
                       + "alpha \(stepSize), PGD-\(steps); \(epochs) epochs, burn-in \(config.burnIn); "
-                      + "writing \(runDirectory.path)")
+                      + "writing \(runDirectory.path)"
+                      + (communicator.map { " (\($0.size) ranks, \($0.name))" } ?? ""))
             }
             var progress = Progress()
             let started = Date()
             try trainer.train(on: train, heldOut: heldOut, runDirectory: runDirectory, progress: { epoch, done, total in
-                progress.update("epoch \(epoch)/\(epochs): batch \(done)/\(total)")
+                if printing { progress.update("epoch \(epoch)/\(epochs): batch \(done)/\(total)") }
             }, report: { r in
                 progress.clear()
                 if output.json {
@@ -168,11 +178,13 @@ struct Train: ParsableCommand {
                 }
                 fflush(stdout)
             })
-            if !output.json {
+            if !output.json && printing {
                 print(String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                              runDirectory.appendingPathComponent("last.safetensors").path as NSString))
             }
+            communicator?.finalize()
         } catch {
+            if let communicator { throw failRank(error, communicator) }
             throw fail(error)
         }
     }
