@@ -124,9 +124,13 @@ struct MPICheck: ParsableCommand {
                 } else {
                     print("\(result.transport): \(size) rank\(size == 1 ? "" : "s") on \(Set(hosts).sorted().joined(separator: ", ")); "
                           + "all-reduce, broadcast and all-gather checked")
-                    print(String(format: "all-reduce of %d floats (%.1f MB, %@ gradients): median %.2f ms over %d, %.2f GB/s",
-                                 floats, Double(4 * floats) / 1e6, arch as NSString, 1000 * median, repeats,
-                                 result.algorithmBandwidthGBs))
+                    if size == 1 {
+                        print("one process: no all-reduce to time (start it with mpirun -np R part mpi)")
+                    } else {
+                        print(String(format: "all-reduce of %d floats (%.1f MB, %@ gradients): median %.2f ms over %d, "
+                                     + "%.2f GB/s", floats, Double(4 * floats) / 1e6, arch as NSString, 1000 * median,
+                                     repeats, result.algorithmBandwidthGBs))
+                    }
                 }
             }
             communicator.finalize()

@@ -159,6 +159,15 @@ final class MPIRunTests: XCTestCase {
         XCTAssertLessThan(difference.buffers, 1e-4)
     }
 
+    /// `part mpi` checks the collectives of two ranks and reports from rank 0 only.
+    func testPartMPIChecksTheCollectives() throws {
+        let r = try runToEnd(launcher, mpi(2) + ["mpi", "--arch", "small-cnn", "--repeats", "2"], in: dir, name: "check")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("2 ranks on"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("all-reduce, broadcast and all-gather checked"), r.stdout)
+        XCTAssertEqual(r.stdout.split(separator: "\n").count, 2, r.stdout)
+    }
+
     /// Rank 1 is killed (SIGKILL) while the job trains: the launcher stops rank 0, which says why,
     /// and the job exits non-zero within a minute instead of hanging.
     func testAJobWhoseRankIsKilledStopsWithAMessage() throws {
