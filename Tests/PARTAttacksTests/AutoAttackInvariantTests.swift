@@ -58,7 +58,7 @@ final class AutoAttackInvariantTests: XCTestCase {
         let x = data.images(1, channels: 3)
         let labels = try model.forward(x, mode: .eval).argmaxRows()
         let before = model.state.map { $0.1.tensor.scalars }
-        for attack in reducedAutoAttack(iterations: 2, targets: 2, queries: 3) {
+        for attack in reducedAutoAttack(iterations: 1, targets: 1, queries: 2) {
             _ = try runAttack(attack, model, images: x, labels: labels, budget: try .constant(0.03, shape: x.shape))
             XCTAssertEqual(model.state.map { $0.1.tensor.scalars }, before,
                            "\(attack.name) changed weights or batch-norm statistics")
@@ -177,8 +177,8 @@ final class AutoAttackInvariantTests: XCTestCase {
         let cleanCount = clean.filter { $0 }.count
         XCTAssertGreaterThan(cleanCount, 28, "the model should learn the easy task")
         let budget = try EpsilonMap.constant(0.3, shape: x.shape)
-        let attacks: [Attack] = [APGD(iterations: 15), APGDTargeted(targets: 3, iterations: 10),
-                                 FABTargeted(targets: 3, iterations: 15), Square(queries: 150)]
+        let attacks: [Attack] = [APGD(iterations: 10), APGDTargeted(targets: 3, iterations: 8),
+                                 FABTargeted(targets: 3, iterations: 10), Square(queries: 100)]
         var alone: [[Bool]] = []
         for attack in attacks {
             let adv = try runAttack(attack, model, images: x, labels: y, budget: budget)
