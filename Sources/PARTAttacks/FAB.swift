@@ -16,7 +16,7 @@ import PARTNN
 /// in the map-weighted norm ||d||_m = max_i |d_i| / map_i (`FABKernels`), whose unit ball is the
 /// map's box: so the L-inf box is the per-entry map box ∩ [0, 1], entries with map 0 never move,
 /// and a misclassified point with ||x' - x||_m <= 1 is an adversarial example within the budget.
-/// With a constant map this is the reference algorithm exactly (alpha_max 0.1, eta 1.05,
+/// With a constant map these are the reference algorithm's steps (alpha_max 0.1, eta 1.05,
 /// beta 0.9).
 ///
 /// Targets are the min(targets, classes - 1) highest non-true classes of the clean logits, in
