@@ -24,7 +24,7 @@ import PARTNN
 /// from the stream keyed by (seed, random start, dataset index, r); the first checkpoint counts
 /// the first step as an increase when it raised the loss above the start's (the reference compares
 /// it with an uninitialised 0).
-public struct APGD: Attack, AttackNotes {
+public struct APGD: Attack, ClassCountNotes {
     /// The loss ascended: cross-entropy, Difference of Logits Ratio, or the CW margin.
     public enum Loss: String, Sendable {
         case ce, dlr, cw
@@ -78,7 +78,7 @@ public struct APGD: Attack, AttackNotes {
 
     public func notes(for model: ImageClassifier) -> [String] {
         guard loss == .dlr && model.numClasses < 3 else { return [] }
-        return ["\(name): DLR needs at least 3 classes and the model has \(model.numClasses), so cross-entropy is used"]
+        return ["DLR needs at least 3 classes and the model has \(model.numClasses), so cross-entropy is used"]
     }
 
     func validateSettings() throws {

@@ -14,7 +14,7 @@ import PARTNN
 /// ascended instead, and with 2 classes the one other class is the only target (CONVENTIONS
 /// section 3); `notes(for:)` says so. The random start of target rank k (0-based) and restart r
 /// is keyed by (seed, random start, dataset index, k * restarts + r).
-public struct APGDTargeted: Attack, AttackNotes {
+public struct APGDTargeted: Attack, ClassCountNotes {
     public let targets: Int
     public let iterations: Int
     public let restarts: Int
@@ -31,9 +31,9 @@ public struct APGDTargeted: Attack, AttackNotes {
 
     public func notes(for model: ImageClassifier) -> [String] {
         var out: [String] = []
-        if let note = targetNote(name, asked: targets, classes: model.numClasses) { out.append(note) }
+        if let note = targetNote(asked: targets, classes: model.numClasses) { out.append(note) }
         if model.numClasses < 4 {
-            out.append("\(name): targeted DLR needs at least 4 classes and the model has \(model.numClasses), "
+            out.append("targeted DLR needs at least 4 classes and the model has \(model.numClasses), "
                        + "so targeted cross-entropy is used")
         }
         return out
@@ -48,7 +48,7 @@ public struct APGDTargeted: Attack, AttackNotes {
         let (rows, cleanLogits) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         guard let cleanLogits else { return outcome.images }
         let used = targetCount(asked: targets, classes: model.numClasses)
-        let ranked = cleanLogits.rankedOtherClasses(labels: rows.map { batch.labels[$0] }, count: used)
+        let ranked = rankedTargets(cleanLogits: cleanLogits, labels: rows.map { batch.labels[$0] }, count: used)
         let loss: AttackLoss = model.numClasses >= 4 ? DLRLoss() : CrossEntropyLoss()
         let run = APGDRun(iterations: iterations, rho: rho, loss: loss)
         for rank in 0..<used {

@@ -26,7 +26,7 @@ import PARTNN
 /// A row is dropped once it has an adversarial example within the budget (the reference keeps
 /// shrinking it, which changes no robust-accuracy figure). FAB has no loss to keep a best point
 /// of: a row never fooled within its budget returns its clean image.
-public struct FABTargeted: Attack, AttackNotes {
+public struct FABTargeted: Attack, ClassCountNotes {
     public let targets: Int
     public let iterations: Int
     public let restarts: Int
@@ -46,7 +46,7 @@ public struct FABTargeted: Attack, AttackNotes {
     public var name: String { "fab-t" }
 
     public func notes(for model: ImageClassifier) -> [String] {
-        targetNote(name, asked: targets, classes: model.numClasses).map { [$0] } ?? []
+        targetNote(asked: targets, classes: model.numClasses).map { [$0] } ?? []
     }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
@@ -58,7 +58,7 @@ public struct FABTargeted: Attack, AttackNotes {
         let (rows, cleanLogits) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         guard let cleanLogits else { return outcome.images }
         let used = targetCount(asked: targets, classes: model.numClasses)
-        let ranked = cleanLogits.rankedOtherClasses(labels: rows.map { batch.labels[$0] }, count: used)
+        let ranked = rankedTargets(cleanLogits: cleanLogits, labels: rows.map { batch.labels[$0] }, count: used)
         for rank in 0..<used {
             var targetOfRow = [Int32](repeating: 0, count: batch.count)
             for (j, row) in rows.enumerated() { targetOfRow[row] = ranked[j][rank] }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import PARTAttacks
+import PARTData
 import PARTTraining
 
 @main
@@ -12,33 +14,107 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self])
+        subcommands: [Train.self, Eval.self, Bench.self, DataCommand.self])
 }
 
-/// Where the data is.
+/// Which dataset, where its files are, and the options of its format (the dataset registry).
 struct DataOptions: ParsableArguments {
-    @Option(name: .customLong("data"), help: ArgumentHelp("Directory with the dataset's files (MNIST-format IDX, raw or .gz).", valueName: "dir"))
-    var directory: String = "/usr/share/datasets/fashion-mnist"
-}
+    @Option(help: ArgumentHelp("The dataset (see README, Datasets).", valueName: "name"))
+    var dataset: DatasetName = .fashionMNIST
 
-/// The attack used for robust accuracy.
-struct AttackOptions: ParsableArguments {
-    @Option(name: .customLong("eps"), help: "L-inf budget of the evaluation attack.")
-    var epsilon: Float = 0.1
+    @Option(name: .customLong("data"), help: ArgumentHelp(
+        "The dataset's files (default for fashion-mnist: /usr/share/datasets/fashion-mnist). cifar10/cifar100: the "
+            + "extracted folder or the .tar.gz; svhn: the folder of the .mat files; tinyimagenet: the tiny-imagenet-200 "
+            + "folder; imagefolder: a folder with train/ and test/ (or val/) of class folders; npy: an .npz, or a "
+            + "folder with train.npz and test.npz.", valueName: "dir"))
+    var directory: String?
 
-    @Option(name: .customLong("alpha"), help: "PGD step size (default: eps / 4).")
-    var stepSize: Float?
+    @Option(help: "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).")
+    var labelMode: CIFAR.LabelMode = .fine
 
-    @Option(name: .customLong("pgd-steps"), help: "PGD steps of the evaluation attack.")
-    var steps: Int = 20
+    @Flag(help: "SVHN: add extra_32x32.mat (531,131 images) to the training split.")
+    var svhnExtra = false
 
-    func validate() throws {
-        guard epsilon >= 0 && epsilon <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
-        if let stepSize, !(stepSize >= 0) { throw ValidationError("--alpha must be >= 0") }
-        guard steps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
+    @Option(help: "NumPy images: nhwc or nchw, when the shape does not tell (a channel axis of size 1 or 3).")
+    var layout: NumPyData.Layout?
+
+    @Option(help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
+    var classes: Int?
+
+    @Option(help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
+    var channels: Int = 3
+
+    @Option(help: ArgumentHelp("Folder for decoded-image caches of tinyimagenet and imagefolder (default: "
+                               + ".part-cache beside the data when writable, else ~/.cache/part).", valueName: "dir"))
+    var cache: String?
+
+    var request: DatasetRequest {
+        var r = DatasetRequest(name: dataset, location: directory.map { URL(fileURLWithPath: $0) })
+        r.labelMode = labelMode
+        r.svhnExtra = svhnExtra
+        r.layout = layout
+        r.classes = classes
+        r.channels = channels
+        r.cache = cache.map { URL(fileURLWithPath: $0) }
+        return r
     }
 
-    var alpha: Float { stepSize ?? epsilon / 4 }
+    func validate() throws {
+        if let problem = request.problem() { throw ValidationError(problem) }
+    }
+
+    /// Loads a split through the registry; warnings go to standard error.
+    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil) throws -> ImageDataset {
+        var r = request
+        r.augmentation = augmentation
+        return try DatasetRegistry.load(r, split: split) { warning in
+            FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8))
+        }
+    }
+}
+
+/// The training augmentation (`part train`, `part data bench`).
+struct AugmentOptions: ParsableArguments {
+    enum Choice: String, ExpressibleByArgument, CaseIterable {
+        case auto, none, cropFlip = "crop-flip"
+    }
+
+    @Option(help: ArgumentHelp("Training augmentation: auto (the dataset's recipe: random crop with 4-pixel zero padding "
+                               + "and horizontal flip for cifar10, cifar100 and tinyimagenet, none otherwise), none, or "
+                               + "crop-flip."))
+    var augment: Choice = .auto
+
+    /// nil keeps the dataset's own policy.
+    var policy: Augmentation? {
+        switch augment {
+        case .auto: return nil
+        case .none: return Augmentation.none
+        case .cropFlip: return .cropFlip
+        }
+    }
+}
+
+extension DatasetName: ExpressibleByArgument {}
+extension CIFAR.LabelMode: ExpressibleByArgument {}
+extension NumPyData.Layout: ExpressibleByArgument {}
+
+/// A budget or step size: a decimal ("0.1") or a fraction ("8/255").
+struct Fraction: ExpressibleByArgument, CustomStringConvertible {
+    let value: Float
+    let text: String
+
+    init(_ value: Float) {
+        self.value = value
+        self.text = String(value)
+    }
+
+    init?(argument: String) {
+        guard let v = AttackCatalog.number(argument) else { return nil }
+        value = v
+        text = argument
+    }
+
+    var description: String { text }
 }
 
 /// Output format and randomness.
@@ -59,23 +135,4 @@ func fail(_ error: Error) -> ExitCode {
 /// Prints `value` as one line of JSON on standard output.
 func printJSON<T: Encodable>(_ value: T) throws {
     print(try JSONOutput.line(value))
-}
-
-/// A progress line on standard error, redrawn in place on a terminal.
-struct Progress {
-    let isTerminal = isatty(2) == 1
-    private var lastPrinted = Date.distantPast
-
-    mutating func update(_ text: @autoclosure () -> String, final: Bool = false) {
-        let now = Date()
-        guard final || now.timeIntervalSince(lastPrinted) >= (isTerminal ? 0.2 : 30) else { return }
-        lastPrinted = now
-        let line = text()
-        FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K\(line)" : "\(line)\n").utf8))
-        if final && isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-
-    func clear() {
-        if isTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-    }
 }

@@ -93,27 +93,4 @@ extension Tensor {
             }
         }
     }
-
-    /// For each row of logits [N, K], the classes other than `labels[row]` ordered by decreasing
-    /// logit (lowest index first on ties), the first `count` of them: the targets of targeted
-    /// attacks, "the highest non-true classes of the clean logits".
-    public func rankedOtherClasses(labels: [Int32], count: Int) -> [[Int32]] {
-        precondition(shape.count == 2 && shape[0] == labels.count, "ranking \(shape) logits for \(labels.count) labels")
-        let k = shape[1]
-        let take = Swift.max(0, Swift.min(count, k - 1))
-        let z = readPointer
-        var out = [[Int32]](repeating: [], count: labels.count)
-        out.withUnsafeMutableBufferPointer { o in
-            let base = o.baseAddress!
-            Parallel.forEachIndex(labels.count, cost: k * 8) { b in
-                let row = z + b * k, label = Int(labels[b])
-                // A NaN logit ranks last, so the ordering stays total.
-                func value(_ j: Int) -> Float { row[j].isNaN ? -Float.infinity : row[j] }
-                var classes = (0..<k).filter { $0 != label }
-                classes.sort { value($0) > value($1) || (value($0) == value($1) && $0 < $1) }
-                base[b] = classes.prefix(take).map { Int32($0) }
-            }
-        }
-        return out
-    }
 }
