@@ -168,6 +168,40 @@ final class AutoAttackInvariantTests: XCTestCase {
         XCTAssertEqual(Square().name, "square")
     }
 
+    /// `aa` is AutoAttack standard with its settings; keys given to a composite reach each of its
+    /// attacks that takes them; bad values are errors at parse time.
+    func testCatalogExpandsAutoAttack() throws {
+        let catalog = AttackCatalog.standard
+        let defaults = AttackCatalog.Defaults(epsilon: 0.1, alpha: 0.025)
+        let aa = try catalog.stages("aa", defaults: defaults)
+        XCTAssertEqual(aa.map(\.name), ["natural", "apgd-ce", "apgd-t", "fab-t", "square"])
+        XCTAssertEqual(aa.map(\.description), ["natural", "apgd-ce:steps=100:restarts=1:rho=0.75",
+                                               "apgd-t:targets=9:steps=100:restarts=1", "fab-t:targets=9:steps=100:restarts=1",
+                                               "square:queries=5000:p=0.8:restarts=1"])
+        let ce = try XCTUnwrap(aa[1].attack as? APGD), t = try XCTUnwrap(aa[2].attack as? APGDTargeted)
+        let fab = try XCTUnwrap(aa[3].attack as? FABTargeted), square = try XCTUnwrap(aa[4].attack as? Square)
+        XCTAssertEqual([ce.iterations, ce.restarts, t.targets, t.iterations, fab.targets, fab.iterations, square.queries],
+                       [100, 1, 9, 100, 9, 100, 5000])
+        XCTAssertEqual(ce.loss, .ce)
+        XCTAssertEqual(square.pInit, 0.8)
+        XCTAssertEqual(try catalog.stages("aa-fast", defaults: defaults).map(\.name), ["natural", "apgd-ce", "apgd-t"])
+        XCTAssertEqual(try catalog.stages("apgd-dlr:steps=7", defaults: defaults).map(\.description),
+                       ["natural", "apgd-dlr:steps=7:restarts=1:rho=0.75"])
+        let quick = try catalog.stages("aa:steps=3:targets=2:queries=50", defaults: defaults).map(\.description)
+        XCTAssertEqual(quick, ["natural", "apgd-ce:steps=3:restarts=1:rho=0.75", "apgd-t:targets=2:steps=3:restarts=1",
+                               "fab-t:targets=2:steps=3:restarts=1", "square:queries=50:p=0.8:restarts=1"])
+        for (list, message) in [("aa:alpha=0.1", "unknown key 'alpha' for aa"), ("square:p=0", "p must lie in (0, 1]"),
+                                ("apgd-ce:rho=1.5", "rho must lie in [0, 1]"), ("fab-t:targets=0", "targets must be an integer >= 1"),
+                                ("aa:steps=2:steps=3", "steps is given twice"), ("apgd-t:restarts=0", "restarts must be an integer >= 1")] {
+            XCTAssertThrowsError(try catalog.stages(list, defaults: defaults), list) {
+                XCTAssert("\($0)".contains(message), "\(list): \($0)")
+            }
+        }
+        for name in ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square"] {
+            XCTAssert(catalog.knownNames.contains(name), name)
+        }
+    }
+
     /// On a model trained inside the test, each attack lowers the accuracy; run as AutoAttack
     /// runs them (each on the rows still robust), the four are at least as strong as the
     /// strongest alone, and exactly as strong as all four per example.
