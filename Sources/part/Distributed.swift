@@ -42,6 +42,20 @@ func failRank(_ error: Error, _ communicator: Communicator) -> ExitCode {
     return ExitCode(1)
 }
 
+/// Stops a command that does not split its work over MPI ranks yet when `mpirun` started it,
+/// rather than have every rank repeat the whole job and write the same files (exit code 64).
+func refuseMPILaunch(_ command: String) throws {
+    guard Distributed.launchedByMPI else { return }
+    let environment = ProcessInfo.processInfo.environment
+    if (environment["OMPI_COMM_WORLD_SIZE"] ?? environment["PMIX_SIZE"]).flatMap(Int.init) == 1 { return }
+    if (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"] ?? "0") == "0" {
+        let message = "part: error: \(command) does not split its work over MPI ranks yet: run it without mpirun "
+            + "(or with -np 1)\n"
+        FileHandle.standardError.write(Data(message.utf8))
+    }
+    throw ExitCode.validationFailure
+}
+
 /// `part mpi`: checks a job's collectives and times the gradient all-reduce of a model.
 struct MPICheck: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -178,6 +178,9 @@ struct Train: ParsableCommand {
                 }
                 fflush(stdout)
             })
+            if printing, let line = trainer.parallel?.communicationSummary(model) {
+                FileHandle.standardError.write(Data("part train: \(line)\n".utf8))
+            }
             if !output.json && printing {
                 print(String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                              runDirectory.appendingPathComponent("last.safetensors").path as NSString))

@@ -168,6 +168,15 @@ final class MPIRunTests: XCTestCase {
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 2, r.stdout)
     }
 
+    /// `part eval` does not split its points over ranks yet: under mpirun it stops at once rather
+    /// than have both ranks evaluate everything into the same files.
+    func testPartEvalUnderMPIStopsWithAMessage() throws {
+        let r = try runToEnd(launcher, mpi(2) + ["eval", dir.appendingPathComponent("absent.safetensors").path],
+                             in: dir, name: "eval")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("part eval does not split its work over MPI ranks yet"), r.stderr)
+    }
+
     /// Rank 1 is killed (SIGKILL) while the job trains: the launcher stops rank 0, which says why,
     /// and the job exits non-zero within a minute instead of hanging.
     func testAJobWhoseRankIsKilledStopsWithAMessage() throws {
