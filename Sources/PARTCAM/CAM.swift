@@ -6,7 +6,7 @@ import PARTNN
 public protocol CAMMethod: Sendable {
     /// The name used on the command line ("gradcam").
     var name: String { get }
-    /// Maps [N, h, w] (before normalisation) from A and G, both [N, h, w, K].
+    /// Maps [N, h, w] (before normalisation, after the final ReLU) from A and G, both [N, h, w, K].
     func combine(activations: Tensor, gradients: Tensor) -> Tensor
 }
 
@@ -18,9 +18,100 @@ public struct GradCAM: CAMMethod {
     public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
         var weights = Channels.sums(gradients)
         weights.scale(by: 1 / Float(activations.shape[1] * activations.shape[2]))
-        var cam = Channels.weightedSum(activations, weights: weights)
+        return weightedMap(activations, weights)
+    }
+}
+
+/// XGrad-CAM (Fu et al. 2020): w_k = sum_ij(A_kij G_kij) / (sum_ij A_kij + 1e-7);
+/// cam = ReLU(sum_k w_k A_k).
+public struct XGradCAM: CAMMethod {
+    public init() {}
+    public var name: String { "xgradcam" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        weightedMap(activations, CAMKernels.xgradWeights(activations: activations, gradients: gradients))
+    }
+}
+
+/// Layer-CAM (Jiang et al. 2021): cam = ReLU(sum_k ReLU(G_k) ⊙ A_k), a weight per position.
+public struct LayerCAM: CAMMethod {
+    public init() {}
+    public var name: String { "layercam" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        var cam = CAMKernels.layerCAM(activations: activations, gradients: gradients)
         cam.clamp(0, .infinity)
         return cam
+    }
+}
+
+/// Grad-CAM++ (Chattopadhyay et al. 2018): w_k = sum_ij alpha_kij ReLU(G_kij) with
+/// alpha = G^2 / (2 G^2 + (sum_ab A_kab) G^3); cam = ReLU(sum_k w_k A_k). See
+/// `CAMKernels.gradCAMPlusPlusWeights`.
+public struct GradCAMPlusPlus: CAMMethod {
+    public init() {}
+    public var name: String { "gradcam++" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        weightedMap(activations, CAMKernels.gradCAMPlusPlusWeights(activations: activations, gradients: gradients))
+    }
+}
+
+/// ReLU(sum_k w_k A_k) for weights [N, K].
+private func weightedMap(_ activations: Tensor, _ weights: Tensor) -> Tensor {
+    var cam = Channels.weightedSum(activations, weights: weights)
+    cam.clamp(0, .infinity)
+    return cam
+}
+
+/// The CAM methods by their command-line names.
+public enum CAMMethodName: String, CaseIterable, Codable, Sendable {
+    case gradcam, xgradcam, layercam
+    case gradcamPlusPlus = "gradcam++"
+
+    public var method: CAMMethod {
+        switch self {
+        case .gradcam: return GradCAM()
+        case .xgradcam: return XGradCAM()
+        case .layercam: return LayerCAM()
+        case .gradcamPlusPlus: return GradCAMPlusPlus()
+        }
+    }
+}
+
+/// A problem with a CAM request, in a sentence the user can act on.
+public struct CAMError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The layer whose activations a CAM reads.
+///
+/// Each architecture has a default (shared/reference/models.py `CAM_LAYER`): SmallCNN `act4`,
+/// ResNet-18 and PreAct-ResNet-18 `layer4`, WRN-34-10 `block3`. This build splits every model at
+/// its default layer only (`ImageClassifier.features` / `head`), so another name is refused with
+/// the list of names that work.
+public enum CAMLayer {
+    public static let defaults = ["small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4",
+                                  "wrn-34-10": "block3"]
+
+    /// The layers a CAM of `architecture` can read.
+    public static func available(for architecture: String) -> [String] {
+        defaults[architecture].map { [$0] } ?? []
+    }
+
+    /// The layer to use: `requested`, or the architecture's default when nil.
+    public static func resolve(_ requested: String?, architecture: String) throws -> String {
+        let available = available(for: architecture)
+        guard let fallback = available.first else {
+            throw CAMError("\(architecture) has no known CAM layer")
+        }
+        guard let requested else { return fallback }
+        guard available.contains(requested) else {
+            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(architecture) "
+                           + "(available: \(available.joined(separator: ", ")))")
+        }
+        return requested
     }
 }
 
@@ -31,8 +122,10 @@ public enum ClassActivation {
     ///
     /// The model runs in evaluation mode with an input-only tape, so its weights, gradients and
     /// batch-norm statistics are untouched, and each image's map does not depend on the others.
-    public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod) throws
+    /// `layer` names the CAM layer (nil: the architecture's default).
+    public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod, layer: String? = nil) throws
         -> (maps: Tensor, predictions: [Int32]) {
+        _ = try CAMLayer.resolve(layer, architecture: model.architecture)
         let activations = try model.features(images, mode: .eval, tape: nil)
         let tape = Tape(parameterGradients: false)
         let logits = try model.head(activations, mode: .eval, tape: tape)
