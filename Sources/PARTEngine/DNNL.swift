@@ -81,10 +81,13 @@ final class DNNLPrimitive {
     /// forward hint for backward primitives.
     /// What the primitive computes, for error messages ("convolution forward [128, 28, 28, 1]").
     let what: String
+    /// The kind of kernel, for `Profile`'s per-kind times ("convolution forward").
+    let kind: String
 
     init<Desc>(_ opDesc: inout Desc, hint: DNNLPrimitive? = nil, attributes: dnnl_primitive_attr_t? = nil,
-               what: String) throws {
+               what: String, kind: String) throws {
         self.what = what
+        self.kind = kind
         var pd: dnnl_primitive_desc_t?
         let engine = try DNNL.engine()
         let status = withUnsafePointer(to: &opDesc) {
@@ -105,6 +108,7 @@ final class DNNLPrimitive {
     /// A reorder between two layouts of the same logical tensor.
     init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, what: String) throws {
         self.what = "reorder for \(what)"
+        self.kind = "reorder"
         var pd: dnnl_primitive_desc_t?
         var s = src, d = dst
         let engine = try DNNL.engine()
@@ -142,8 +146,10 @@ final class DNNLPrimitive {
             args.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
         let stream = try DNNL.stream()
-        try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(args.count), args), "execute \(what)")
-        try DNNL.check(dnnl_stream_wait(stream), "wait for \(what)")
+        try Profile.measure(kind) {
+            try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(args.count), args), "execute \(what)")
+            try DNNL.check(dnnl_stream_wait(stream), "wait for \(what)")
+        }
     }
 
     /// Guarded by `DNNL.executionLock`.

@@ -106,3 +106,26 @@ public enum Parallel {
         return partials.reduce(0, +)
     }
 }
+
+/// Switches for the engine's optimisations, all on by default, so that each can be measured
+/// on its own (`part bench --without NAME`) and checked against the plain path in tests.
+public enum Optimizations {
+    public enum Name: String, CaseIterable, Sendable {
+        /// Batch norm folded into the preceding convolution in evaluation-mode passes.
+        case fold
+        /// ReLU (and residual additions) fused into convolution and inner-product kernels.
+        case fuse
+        /// Freed large buffers kept for reuse instead of returned to the system.
+        case pool
+    }
+
+    private static let disabled = Locked(Set<Name>())
+
+    public static func isEnabled(_ name: Name) -> Bool { !disabled.value.contains(name) }
+
+    public static func set(_ name: Name, enabled: Bool) {
+        disabled.withLock { d in
+            if enabled { d.remove(name) } else { d.insert(name) }
+        }
+    }
+}

@@ -89,18 +89,80 @@ public struct Tensor: @unchecked Sendable {
     }
 }
 
-/// Owned, aligned Float storage.
+/// Owned, aligned Float storage, drawn from `BufferPool`.
 @usableFromInline final class TensorStorage {
     @usableFromInline let pointer: UnsafeMutablePointer<Float>
     let count: Int
 
     init(count: Int) {
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+        let raw = BufferPool.shared.take(bytes: Swift.max(count, 1) * 4)
         self.pointer = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: Swift.max(count, 1) * 4) }
+}
+
+/// Keeps freed large buffers for reuse, by exact size.
+///
+/// A training or attack step allocates the same activation and gradient sizes every step.
+/// Buffers above the C allocator's mmap threshold (32 MiB at most in glibc, which ResNet
+/// activations at batch 128 exceed) would otherwise be unmapped when freed and mapped again,
+/// page-faulting on every first touch; reusing them makes the steady state allocation-free.
+/// The pool holds at most `limit` bytes and only buffers of at least 64 KiB.
+public final class BufferPool: @unchecked Sendable {
+    public static let shared = BufferPool()
+
+    private let lock = NSLock()
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var pooledBytes = 0
+    /// Most bytes kept for reuse (default 2 GiB).
+    public var limit = 2 << 30
+    private static let smallest = 64 << 10
+
+    /// Bytes currently held for reuse.
+    public var heldBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return pooledBytes
+    }
+
+    func take(bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes >= BufferPool.smallest && Optimizations.isEnabled(.pool) {
+            lock.lock()
+            if let p = free[bytes]?.popLast() {
+                pooledBytes -= bytes
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    }
+
+    func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        if bytes >= BufferPool.smallest && Optimizations.isEnabled(.pool) {
+            lock.lock()
+            if pooledBytes + bytes <= limit {
+                free[bytes, default: []].append(pointer)
+                pooledBytes += bytes
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        pointer.deallocate()
+    }
+
+    /// Returns every held buffer to the system.
+    public func drain() {
+        lock.lock()
+        let all = free
+        free = [:]
+        pooledBytes = 0
+        lock.unlock()
+        for (_, pointers) in all { for p in pointers { p.deallocate() } }
+    }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -25,15 +25,24 @@ public final class Conv2d: Layer {
         self.bias = bias ? Parameter(defaultInit(shape: [outChannels], fanIn: fanIn, rng: &rng)) : nil
     }
 
+    /// Batch norm folded into this convolution for evaluation-mode passes (see Fusion.swift).
+    let folding = Locked<FoldedConvolution?>(nil)
+
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version)
+        try forward(x, relu: false, tape: tape)
+    }
+
+    /// The convolution, optionally followed by a ReLU fused into the kernel.
+    func forward(_ x: Tensor, relu: Bool, tape: Tape?) throws -> Tensor {
+        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version, relu: relu)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
             let version = weight.version
             let w = weight.value
             tape.record { [self] dy in
-                let g = try op.backward(dy, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
+                let dz = relu ? try ReLU.backward(dy, output: y) : dy
+                let g = try op.backward(dz, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
                                     needParameterGradients: params)
                 if let dw = g.weight { weight.gradient.add(dw) }
                 if let db = g.bias { bias?.gradient.add(db) }
@@ -48,45 +57,46 @@ public final class Conv2d: Layer {
     }
 }
 
-/// Fully connected layer: [N, in] → [N, out]; weight [out, in], bias [out] (PyTorch layouts).
-///
-/// It runs as a 1x1 convolution on a 1x1 image: [N, 1, 1, in] with an OIHW weight of shape
-/// [out, in, 1, 1] has exactly the memory layout of `nn.Linear`, so one oneDNN path serves both.
+/// Fully connected layer: [N, in] → [N, out]; weight [out, in], bias [out] (PyTorch layouts), on
+/// oneDNN's inner-product kernels.
 public final class Linear: Layer {
     public let inFeatures, outFeatures: Int
-    public let op: Convolution
+    public let op: InnerProduct
     public let weight: Parameter
     public let bias: Parameter
 
     public init(_ inFeatures: Int, _ outFeatures: Int, rng: inout RNG) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        op = Convolution(inChannels: inFeatures, outChannels: outFeatures, kernel: 1, bias: true)
+        op = InnerProduct(inFeatures: inFeatures, outFeatures: outFeatures)
         weight = Parameter(defaultInit(shape: [outFeatures, inFeatures], fanIn: inFeatures, rng: &rng))
         bias = Parameter(defaultInit(shape: [outFeatures], fanIn: inFeatures, rng: &rng))
     }
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try forward(x, relu: false, tape: tape)
+    }
+
+    /// The layer, optionally followed by a ReLU fused into the kernel.
+    func forward(_ x: Tensor, relu: Bool, tape: Tape?) throws -> Tensor {
         guard x.shape.count == 2 && x.shape[1] == inFeatures else {
             throw EngineError("linear layer expects [N, \(inFeatures)], got \(x.shape)")
         }
-        let n = x.shape[0]
-        let image = x.reshaped([n, 1, 1, inFeatures])
-        let w = weight.value.reshaped([outFeatures, inFeatures, 1, 1])
-        let version = weight.version
-        let y = try op.forward(image, weight: w, bias: bias.value, weightVersion: version)
+        let w = weight.value, version = weight.version
+        let y = try op.forward(x, weight: w, bias: bias.value, weightVersion: version, relu: relu)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
             tape.record { [self] dy in
-                let g = try op.backward(dy.reshaped([n, 1, 1, outFeatures]), x: image, weight: w, weightVersion: version,
-                                    needInputGradient: needInput, needParameterGradients: params)
-                if let dw = g.weight { weight.gradient.add(dw.reshaped([outFeatures, inFeatures])) }
+                let dz = relu ? try ReLU.backward(dy, output: y) : dy
+                let g = try op.backward(dz, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
+                                        needParameterGradients: params)
+                if let dw = g.weight { weight.gradient.add(dw) }
                 if let db = g.bias { bias.gradient.add(db) }
-                return g.input?.reshaped([n, inFeatures]) ?? Tensor(shape: [0])
+                return g.input ?? Tensor(shape: [0])
             }
         }
-        return y.reshaped([n, outFeatures])
+        return y
     }
 
     public var state: [(String, StateEntry)] { [("weight", .parameter(weight)), ("bias", .parameter(bias))] }

@@ -14,7 +14,7 @@ public final class Parameter {
     public init(_ value: Tensor) {
         self.value = value
         self.gradient = Tensor(shape: value.shape)
-        self.version = Parameter.nextVersion()
+        self.version = Versions.next()
     }
 
     public func zeroGradient() { gradient.fill(0) }
@@ -22,18 +22,24 @@ public final class Parameter {
     /// Mutates the value in place (no copy) and marks it changed.
     public func update(_ body: (inout Tensor) -> Void) {
         body(&value)
-        version = Parameter.nextVersion()
+        version = Versions.next()
     }
 
     /// Replaces the value (same shape) and marks it changed.
     public func assign(_ newValue: Tensor) {
         precondition(newValue.shape == value.shape, "parameter shape \(value.shape), got \(newValue.shape)")
         value = newValue
-        version = Parameter.nextVersion()
+        version = Versions.next()
     }
+}
 
+/// Process-wide version numbers: every change of a parameter's or buffer's value (and every
+/// derived tensor such as folded weights) gets a new one, so caches keyed by versions (weights
+/// reordered into a kernel's layout, batch norm folded into a convolution) know when to refresh.
+public enum Versions {
     private static let counter = Locked(0)
-    private static func nextVersion() -> Int {
+
+    public static func next() -> Int {
         counter.withLock { c in
             c += 1
             return c
@@ -43,13 +49,18 @@ public final class Parameter {
 
 /// A non-trainable tensor saved with the model (batch-norm running statistics).
 public final class Buffer {
-    public var value: Tensor
+    public var value: Tensor {
+        didSet { version = Versions.next() }
+    }
+    /// Changes with the value (see `Versions`).
+    public private(set) var version: Int
     /// Stored as an integer in checkpoints (PyTorch's `num_batches_tracked` is int64).
     public let isInteger: Bool
 
     public init(_ value: Tensor, isInteger: Bool = false) {
         self.value = value
         self.isInteger = isInteger
+        self.version = Versions.next()
     }
 }
 
@@ -138,7 +149,7 @@ public final class Sequential: Layer {
     }
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try layers.reduce(x) { try $1.forward($0, mode: mode, tape: tape) }
+        try fusedForward(x, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

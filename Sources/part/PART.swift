@@ -12,7 +12,7 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self, PresetsCommand.self])
+        subcommands: [Train.self, Eval.self, Bench.self, PresetsCommand.self])
 }
 
 /// Where the data is.

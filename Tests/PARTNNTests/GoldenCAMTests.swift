@@ -6,6 +6,16 @@ import XCTest
 
 /// Grad-CAM maps, PIL-bicubic upsampling and the zscore rule against PyTorch + PIL.
 final class GoldenCAMTests: XCTestCase {
+    // Golden comparisons run on the plain fp32 path; FusionTests checks the fused and folded
+    // passes against it.
+    override func setUp() {
+        for name in Optimizations.Name.allCases where name != .pool { Optimizations.set(name, enabled: false) }
+    }
+
+    override func tearDown() {
+        for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) }
+    }
+
     func testSmallCNN() throws { try check("small-cnn") }
 
     func testResNet18() throws { try check("resnet18") }

@@ -7,6 +7,16 @@ import XCTest
 /// Parity with PyTorch on a fixed batch (fixtures from scripts/make_golden.py): logits, loss,
 /// input gradient, every parameter gradient, batch-norm running statistics, two SGD steps.
 final class GoldenModelTests: XCTestCase {
+    // Golden comparisons run on the plain fp32 path; FusionTests checks the fused and folded
+    // passes against it.
+    override func setUp() {
+        for name in Optimizations.Name.allCases where name != .pool { Optimizations.set(name, enabled: false) }
+    }
+
+    override func tearDown() {
+        for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) }
+    }
+
     static let logitTolerance = 1e-4
     static let gradientTolerance = 1e-3
 

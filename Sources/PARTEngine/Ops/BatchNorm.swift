@@ -47,7 +47,7 @@ public final class BatchNorm {
             try DNNL.check(dnnl_batch_normalization_forward_desc_init(&desc, dnnl_forward_training, &md, epsilon,
                                                                       flags(training: key.training)),
                            "describe a \(describe(key))")
-            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward"))
+            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward", kind: "batch norm forward"))
             plans[key] = p
             return p
         }
@@ -107,7 +107,8 @@ public final class BatchNorm {
             try DNNL.check(dnnl_batch_normalization_backward_desc_init(&desc, dnnl_backward, &md, &md, epsilon,
                                                                        flags(training: record.training)),
                            "describe a \(describe(key)) backward")
-            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward")
+            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward",
+                                      kind: "batch norm backward")
             p.backward = b
             return b
         }

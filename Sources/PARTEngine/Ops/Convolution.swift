@@ -21,10 +21,19 @@ public final class Convolution {
         self.hasBias = bias
     }
 
+    /// Multiply-adds x 2 of one pass (forward, backward-data or backward-weights) on an input
+    /// [n, h, w, inChannels].
+    public func flops(n: Int, h: Int, w: Int) -> Double {
+        2 * Double(n) * Double(outputSide(h) * outputSide(w)) * Double(outChannels * inChannels * kernel * kernel)
+    }
+
     /// Output spatial size for an input side of `side`.
     public func outputSide(_ side: Int) -> Int { (side + 2 * padding - kernel) / stride + 1 }
 
-    private struct Key: Hashable { let n, h, w: Int }
+    private struct Key: Hashable {
+        let n, h, w: Int
+        var relu = false, sum = false
+    }
 
     /// Everything built for one input shape.
     private final class Plan {
@@ -80,7 +89,9 @@ public final class Convolution {
                                                               &d.src, &d.weightsAny, &d.bias, &d.dst,
                                                               window.strides, window.pads, window.pads),
                            "describe a \(describe(key))")
-            let fwd = try DNNLPrimitive(&desc, what: "\(describe(key)) forward")
+            let attributes = try PostOps(relu: key.relu, sum: key.sum)
+            let fwd = try DNNLPrimitive(&desc, attributes: attributes.handle, what: "\(describe(key)) forward",
+                                        kind: "convolution forward")
             let weights = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
                                                to: try fwd.md(dnnl_query_weights_md), what: describe(key))
             let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
@@ -91,14 +102,24 @@ public final class Convolution {
 
     /// Forward pass. `x`: [N, H, W, inChannels]; `weight`: [out, in, k, k]; `bias`: [out].
     /// `weightVersion` identifies the weights' values (bump it whenever they change; -1 forces a
-    /// fresh reorder).
-    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int) throws -> Tensor {
+    /// fresh reorder). Fused into the kernel: `accumulate` (a tensor of the output's shape)
+    /// is added to the convolution's output, then `relu` applies max(0, .):
+    ///
+    ///     y = relu?(conv(x) + b + accumulate?)
+    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int, relu: Bool = false,
+                        accumulate: Tensor? = nil) throws -> Tensor {
         precondition(x.shape.count == 4 && x.shape[3] == inChannels,
                      "convolution expects [N, H, W, \(inChannels)], got \(x.shape)")
         precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
         precondition(hasBias == (bias != nil), "convolution bias presence mismatch")
-        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
-        var y = Tensor.uninitialized(shape: p.outShape)
+        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], relu: relu, sum: accumulate != nil))
+        var y: Tensor
+        if let accumulate {
+            precondition(accumulate.shape == p.outShape, "accumulated tensor must be \(p.outShape), got \(accumulate.shape)")
+            y = accumulate
+        } else {
+            y = Tensor.uninitialized(shape: p.outShape)
+        }
         let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
         try y.withUnsafeMutableBufferPointer { out in
             var args: [(Int32, UnsafeMutableRawPointer)] = [
@@ -108,6 +129,8 @@ public final class Convolution {
             ]
             if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
             try p.forward.execute(args)
+            Profile.addFlops(flops(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+            Profile.trace(self, x.shape)
         }
         return y
     }
@@ -130,6 +153,7 @@ public final class Convolution {
                                   (DNNL_ARG_WEIGHTS, w),
                                   (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
             }
+            Profile.addFlops(flops(n: key.n, h: key.h, w: key.w))
             dx = g
         }
         var dw: Tensor?, db: Tensor?
@@ -148,6 +172,7 @@ public final class Convolution {
                     if hasBias { args.append((DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))) }
                     try prim.execute(args)
                     try reorder.finish(into: plain)
+                    Profile.addFlops(flops(n: key.n, h: key.h, w: key.w))
                 }
             }
             dw = w
@@ -166,7 +191,8 @@ public final class Convolution {
                                                                     &d.weightsAny, &d.dst, window.strides, window.pads,
                                                                     window.pads),
                            "describe a \(describe(key)) backward-data")
-            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-data")
+            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-data",
+                                     kind: "convolution backward-data")
             let w = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
                                          to: try prim.md(dnnl_query_weights_md), what: describe(key))
             p.backwardData = prim
@@ -185,7 +211,8 @@ public final class Convolution {
                                                                        &d.weightsAny, &d.bias, &d.dst,
                                                                        window.strides, window.pads, window.pads),
                            "describe a \(describe(key)) backward-weights")
-            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights")
+            let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights",
+                                     kind: "convolution backward-weights")
             let r = try GradientReorder(from: try prim.md(dnnl_query_diff_weights_md),
                                         to: try DNNL.desc(weightDims, dnnl_oihw), what: describe(key))
             p.backwardWeights = prim

@@ -60,7 +60,7 @@ public final class MaxPool {
                                                              &d.dst, w.strides, w.kernel, w.dilation, w.padding,
                                                              w.padding),
                            "describe a \(describe(key))")
-            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward"), outShape: d.outShape)
+            let p = Plan(forward: try DNNLPrimitive(&desc, what: "\(describe(key)) forward", kind: "max-pool forward"), outShape: d.outShape)
             plans[key] = p
             return p
         }
@@ -94,7 +94,8 @@ public final class MaxPool {
             try DNNL.check(dnnl_pooling_v2_backward_desc_init(&desc, dnnl_pooling_max, &d.src, &d.dst,
                                                               w.strides, w.kernel, w.dilation, w.padding, w.padding),
                            "describe a \(describe(key)) backward")
-            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward")
+            let b = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward",
+                                      kind: "max-pool backward")
             p.backward = b
             return b
         }

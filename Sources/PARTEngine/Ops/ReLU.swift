@@ -14,11 +14,12 @@ public enum ReLU {
             try DNNL.check(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_training,
                                                           dnnl_eltwise_relu_use_dst_for_bwd, &md, 0, 0),
                            "describe a ReLU of \(count) elements")
-            forward = try DNNLPrimitive(&desc, what: "ReLU forward of \(count) elements")
+            forward = try DNNLPrimitive(&desc, what: "ReLU forward of \(count) elements", kind: "relu forward")
             var back = dnnl_eltwise_desc_t()
             try DNNL.check(dnnl_eltwise_backward_desc_init(&back, dnnl_eltwise_relu_use_dst_for_bwd, &md, &md, 0, 0),
                            "describe a ReLU backward of \(count) elements")
-            backward = try DNNLPrimitive(&back, hint: forward, what: "ReLU backward of \(count) elements")
+            backward = try DNNLPrimitive(&back, hint: forward, what: "ReLU backward of \(count) elements",
+                                     kind: "relu backward")
         }
     }
 

@@ -25,6 +25,10 @@ public final class BasicBlock: Layer {
     }
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        if mode == .eval && !(tape?.parameterGradients ?? false) && Optimizations.isEnabled(.fold)
+            && Optimizations.isEnabled(.fuse) {
+            return try foldedForward(x, tape: tape)
+        }
         let mainTape = tape?.branch()
         let shortTape = tape?.branch()
         var sum = try main.forward(x, mode: mode, tape: mainTape)
@@ -36,6 +40,30 @@ public final class BasicBlock: Layer {
                 let dsum = try ReLU.backward(dy, output: y)
                 var dx = try mainTape.backward(dsum)
                 dx.add(hasShortcut ? try shortTape.backward(dsum) : dsum)
+                return dx
+            }
+        }
+        return y
+    }
+
+    /// Evaluation mode with batch norm folded: conv1+bn1+ReLU as one kernel, then conv2+bn2
+    /// with the shortcut's output accumulated and the final ReLU fused, as a second.
+    private func foldedForward(_ x: Tensor, tape: Tape?) throws -> Tensor {
+        let shortTape = tape?.branch()
+        let innerTape = tape?.branch()
+        let residual = try shortcut?.forward(x, mode: .eval, tape: shortTape) ?? x
+        let h = try conv1.forwardFolded(x, batchNorm: bn1, relu: true, tape: innerTape)
+        var residualGradient: Tensor?
+        let outTape = tape.map { _ in Tape(parameterGradients: false, inputGradient: true) }
+        let y = try conv2.forwardFolded(h, batchNorm: bn2, relu: true, accumulate: residual, tape: outTape,
+                                        residualGradient: { residualGradient = $0 })
+        if let tape, let shortTape, let innerTape, let outTape {
+            let hasShortcut = shortcut != nil
+            tape.record { dy in
+                let dh = try outTape.backward(dy)
+                var dx = try innerTape.backward(dh)
+                guard let g = residualGradient else { throw EngineError("residual gradient missing in a folded block") }
+                dx.add(hasShortcut ? try shortTape.backward(g) : g)
                 return dx
             }
         }

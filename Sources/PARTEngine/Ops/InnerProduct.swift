@@ -1,0 +1,175 @@
+import CDNNL
+
+/// Fully connected layer on oneDNN's inner-product kernels: x [N, in] → y [N, out] with
+/// weights [out, in] and bias [out] (PyTorch's `nn.Linear` layouts), optionally followed by a
+/// ReLU fused into the kernel (a post-op).
+///
+///     y[n, o] = b[o] + sum_i x[n, i] * w[o, i]
+///
+/// Primitives are built once per batch size; weights are reordered into the layout the kernel
+/// chose once per weight version.
+public final class InnerProduct {
+    public let inFeatures, outFeatures: Int
+
+    public init(inFeatures: Int, outFeatures: Int) {
+        precondition(inFeatures > 0 && outFeatures > 0)
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+    }
+
+    private struct Key: Hashable { let n: Int; let relu: Bool }
+
+    private final class Plan {
+        let forward: DNNLPrimitive
+        let forwardWeights: ReorderedWeights
+        var backwardData: DNNLPrimitive?
+        var backwardDataWeights: ReorderedWeights?
+        var backwardWeights: DNNLPrimitive?
+        var weightGradient: GradientReorder?
+
+        init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights) {
+            self.forward = forward
+            self.forwardWeights = forwardWeights
+        }
+    }
+
+    private let plans = Locked([Key: Plan]())
+
+    /// 2 * N * in * out: the work of one pass.
+    public func flops(n: Int) -> Double { 2 * Double(n) * Double(inFeatures) * Double(outFeatures) }
+
+    private func describe(_ n: Int) -> String { "inner product \(inFeatures)->\(outFeatures) on [\(n), \(inFeatures)]" }
+
+    private func descs(_ n: Int) throws -> (src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
+                                            dst: dnnl_memory_desc_t) {
+        (try DNNL.desc([n, inFeatures], dnnl_nc), try DNNL.desc([outFeatures, inFeatures], dnnl_format_tag_any),
+         try DNNL.desc([outFeatures], dnnl_x), try DNNL.desc([n, outFeatures], dnnl_nc))
+    }
+
+    private func plan(_ key: Key) throws -> Plan {
+        try plans.withLock { plans in
+            if let p = plans[key] { return p }
+            var d = try descs(key.n)
+            var desc = dnnl_inner_product_desc_t()
+            try DNNL.check(dnnl_inner_product_forward_desc_init(&desc, dnnl_forward_training, &d.src, &d.weights, &d.bias,
+                                                                &d.dst), "describe an \(describe(key.n))")
+            let attributes = try PostOps(relu: key.relu)
+            let fwd = try DNNLPrimitive(&desc, attributes: attributes.handle, what: "\(describe(key.n)) forward",
+                                        kind: "inner product forward")
+            let weights = try ReorderedWeights(from: try DNNL.desc([outFeatures, inFeatures], dnnl_oi),
+                                               to: try fwd.md(dnnl_query_weights_md), what: describe(key.n))
+            let p = Plan(forward: fwd, forwardWeights: weights)
+            plans[key] = p
+            return p
+        }
+    }
+
+    /// y = x w^T + b, then ReLU when `relu`. `x`: [N, in]; `weight`: [out, in]; `bias`: [out].
+    public func forward(_ x: Tensor, weight: Tensor, bias: Tensor, weightVersion: Int, relu: Bool = false) throws -> Tensor {
+        precondition(x.shape.count == 2 && x.shape[1] == inFeatures, "inner product expects [N, \(inFeatures)], got \(x.shape)")
+        precondition(weight.count == outFeatures * inFeatures && bias.count == outFeatures, "inner product parameters")
+        let n = x.shape[0]
+        let p = try plan(Key(n: n, relu: relu))
+        var y = Tensor.uninitialized(shape: [n, outFeatures])
+        let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
+        try y.withUnsafeMutableBufferPointer { out in
+            try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)), (DNNL_ARG_WEIGHTS, w),
+                                   (DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer)),
+                                   (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!))])
+        }
+        Profile.addFlops(flops(n: n))
+        return y
+    }
+
+    /// dL/dx (when `needInputGradient`) and dL/dw, dL/db (when `needParameterGradients`) for the
+    /// forward call on `x`; `dy` is dL/dy of the linear output (before any fused ReLU: the caller
+    /// applies the ReLU backward first).
+    public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
+                         needParameterGradients: Bool) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+        let n = x.shape[0]
+        precondition(dy.shape == [n, outFeatures], "inner product output gradient must be [\(n), \(outFeatures)], got \(dy.shape)")
+        let p = try plan(Key(n: n, relu: false))
+        var dx: Tensor?
+        if needInputGradient {
+            let (prim, weights) = try plans.withLock { _ -> (DNNLPrimitive, ReorderedWeights) in
+                if let prim = p.backwardData, let w = p.backwardDataWeights { return (prim, w) }
+                var d = try descs(n)
+                var desc = dnnl_inner_product_desc_t()
+                try DNNL.check(dnnl_inner_product_backward_data_desc_init(&desc, &d.src, &d.weights, &d.dst),
+                               "describe an \(describe(n)) backward-data")
+                let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(n)) backward-data",
+                                             kind: "inner product backward-data")
+                let w = try ReorderedWeights(from: try DNNL.desc([outFeatures, inFeatures], dnnl_oi),
+                                             to: try prim.md(dnnl_query_weights_md), what: describe(n))
+                p.backwardData = prim
+                p.backwardDataWeights = w
+                return (prim, w)
+            }
+            var g = Tensor.uninitialized(shape: x.shape)
+            let w = try weights.pointer(for: weight, version: weightVersion)
+            try g.withUnsafeMutableBufferPointer { out in
+                try prim.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)), (DNNL_ARG_WEIGHTS, w),
+                                  (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
+            }
+            Profile.addFlops(flops(n: n))
+            dx = g
+        }
+        var dw: Tensor?, db: Tensor?
+        if needParameterGradients {
+            let (prim, reorder) = try plans.withLock { _ -> (DNNLPrimitive, GradientReorder) in
+                if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
+                var d = try descs(n)
+                var desc = dnnl_inner_product_desc_t()
+                try DNNL.check(dnnl_inner_product_backward_weights_desc_init(&desc, &d.src, &d.weights, &d.bias, &d.dst),
+                               "describe an \(describe(n)) backward-weights")
+                let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(n)) backward-weights",
+                                             kind: "inner product backward-weights")
+                let r = try GradientReorder(from: try prim.md(dnnl_query_diff_weights_md),
+                                            to: try DNNL.desc([outFeatures, inFeatures], dnnl_oi), what: describe(n))
+                p.backwardWeights = prim
+                p.weightGradient = r
+                return (prim, r)
+            }
+            var w = Tensor.uninitialized(shape: [outFeatures, inFeatures])
+            var b = Tensor.uninitialized(shape: [outFeatures])
+            try w.withUnsafeMutableBufferPointer { dwp in
+                try b.withUnsafeMutableBufferPointer { dbp in
+                    let plain = UnsafeMutableRawPointer(dwp.baseAddress!)
+                    try prim.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
+                                      (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                                      (DNNL_ARG_DIFF_WEIGHTS, reorder.target(plain)),
+                                      (DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))])
+                    try reorder.finish(into: plain)
+                }
+            }
+            Profile.addFlops(flops(n: n))
+            dw = w
+            db = b
+        }
+        return (dx, dw, db)
+    }
+}
+
+/// Primitive attributes carrying fused post-ops: an accumulation into the destination
+/// (`sum`, for a residual addition) and/or a ReLU, in that order.
+final class PostOps {
+    let handle: dnnl_primitive_attr_t?
+
+    init(relu: Bool, sum: Bool = false) throws {
+        guard relu || sum else {
+            handle = nil
+            return
+        }
+        var attr: dnnl_primitive_attr_t?
+        try DNNL.check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
+        var ops: dnnl_post_ops_t?
+        try DNNL.check(dnnl_post_ops_create(&ops), "create post-ops")
+        defer { dnnl_post_ops_destroy(ops) }
+        if sum { try DNNL.check(dnnl_post_ops_append_sum(ops, 1), "append a sum post-op") }
+        if relu { try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "append a ReLU post-op") }
+        try DNNL.check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post-ops")
+        handle = attr
+    }
+
+    deinit { if let handle { dnnl_primitive_attr_destroy(handle) } }
+}

@@ -1,0 +1,254 @@
+import ArgumentParser
+import Foundation
+import PARTAttacks
+import PARTCAM
+import PARTData
+import PARTEngine
+import PARTNN
+import PARTTraining
+
+/// `part bench`: the PART workloads timed on this machine, with the same JSON keys as the
+/// PyTorch reference script (shared/bench/torch_reference.py), so the two can be compared
+/// side by side, plus achieved GFLOP/s against the machine's own convolution peak.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time PGD-10, a training step, Grad-CAM, a whole PART step and the data path.",
+        discussion: """
+        Each time is the median of --reps runs after one warm-up run, on random images of the \
+        architecture's usual shape (small-cnn 28x28x1 with eps 0.1; the others 32x32x3 with eps \
+        8/255, alpha eps/4). GFLOP/s count convolution and linear work (forward, backward-data, \
+        backward-weights). The peak is measured here: every convolution of the model timed alone \
+        (forward, same batch and precision), combined as total FLOPs over total time. Keys match \
+        torch_reference.py: ratio = PyTorch seconds / these seconds.
+        """)
+
+    @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
+    var arch: String = "resnet18"
+
+    @Option(help: "Images per batch.")
+    var batchSize: Int = 128
+
+    @Option(help: "Timed repetitions per workload (the median is reported).")
+    var reps: Int = 3
+
+    @Option(help: "Images of the Grad-CAM workloads.")
+    var camImages: Int = 32
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    @Flag(help: "Also print the seconds spent per kind of kernel in one PART step.")
+    var profile = false
+
+    @Option(parsing: .upToNextOption,
+            help: ArgumentHelp("Optimisations to turn off, to measure each on its own: "
+                               + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ".",
+                               valueName: "name"))
+    var without: [String] = []
+
+    func validate() throws {
+        guard ModelZoo.architectures.contains(arch) else {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+        }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
+        guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        for name in without where Optimizations.Name(rawValue: name) == nil {
+            throw ValidationError("unknown optimisation '\(name)' in --without (known: "
+                                  + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+    }
+
+    /// Median seconds of `reps` calls after one warm-up call, and the FLOPs of one call.
+    func timed(_ body: () throws -> Void) rethrows -> (seconds: Double, flops: Double) {
+        try body()
+        var times = [Double]()
+        var flops = 0.0
+        for _ in 0..<reps {
+            Profile.reset()
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            flops = Profile.flops
+        }
+        times.sort()
+        return (times[times.count / 2], flops)
+    }
+
+    func run() throws {
+        do {
+            try runBench()
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    func runBench() throws {
+        if let threads { Engine.setThreads(threads) }
+        for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
+        let (side, channels, epsilon): (Int, Int, Float) = arch == "small-cnn" ? (28, 1, 0.1) : (32, 3, 8.0 / 255)
+        var rng = RNG(seed: 0)
+        let model = try ModelZoo.make(arch, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
+        let n = batchSize
+        let x = Tensor(shape: [n, side, side, channels], values: (0..<(n * side * side * channels)).map { _ in rng.uniform() })
+        let y = (0..<n).map { _ in Int32(rng.next() % 10) }
+        let indices = Array(0..<n)
+        let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
+        let pgd = PGD(steps: 10, stepSize: epsilon / 4)
+        let sgd = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 2e-4)
+
+        func trainStep(_ images: Tensor) throws {
+            sgd.zeroGradients()
+            let tape = Tape(parameterGradients: true, inputGradient: false)
+            let logits = try model.forward(images, mode: .train, tape: tape)
+            try tape.backward(CrossEntropy.forwardBackward(logits: logits, labels: y).gradient)
+            sgd.step()
+        }
+
+        let tPGD = try timed { _ = try pgd.perturb(model, AttackBatch(images: x, labels: y, indices: indices, budget: budget), seed: 1) }
+        let tStep = try timed { try trainStep(x) }
+        let cam = CAMBudget(method: GradCAM(), rule: ZScoreRule())
+        let partStep = {
+            let map = try EpsilonMap(try cam.budgets(model, images: x, epsilon: epsilon, epsilonLow: epsilon * 7 / 8))
+            let adversarial = try pgd.perturb(model, AttackBatch(images: x, labels: y, indices: indices, budget: map), seed: 1)
+            try trainStep(adversarial)
+        }
+        let tPART = try timed(partStep)
+        let atStep = {
+            let adversarial = try pgd.perturb(model, AttackBatch(images: x, labels: y, indices: indices, budget: budget), seed: 1)
+            try trainStep(adversarial)
+        }
+        let tAT = try timed(atStep)
+        let m = min(camImages, n)
+        let camBatch = x.slice(0..<m)
+        let tCamBatched = try timed { _ = try ClassActivation.maps(model, images: camBatch, method: GradCAM()) }
+        let tCamSingle = try timed {
+            for i in 0..<m { _ = try ClassActivation.maps(model, images: x.slice(i..<(i + 1)), method: GradCAM()) }
+        }
+
+        // The data path: gathering and converting a batch of a uint8 dataset of this shape.
+        let pixels = (0..<(4 * n * side * side * channels)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let data = try ImageDataset(name: "synthetic", images: pixels, labels: (0..<(4 * n)).map { Int32($0 % 10) },
+                                    height: side, width: side, channels: channels, classes: 10)
+        let order = rng.permutation(4 * n)
+        let tData = try timed { _ = data.batch(Array(order[0..<n])) }
+
+        // The machine's peak for this model: each convolution alone, forward, same batch.
+        Profile.reset()
+        Profile.tracing = true
+        _ = try model.forward(x, mode: .eval)
+        Profile.tracing = false
+        var peakFlops = 0.0, peakSeconds = 0.0
+        for (op, shape) in Profile.traced {
+            let input = Tensor(shape: shape, repeating: 0.5)
+            let w = Tensor(shape: [op.outChannels, op.inChannels, op.kernel, op.kernel], repeating: 0.01)
+            let b = op.hasBias ? Tensor(shape: [op.outChannels]) : nil
+            let t = try timed { _ = try op.forward(input, weight: w, bias: b, weightVersion: 7) }
+            peakFlops += t.flops
+            peakSeconds += t.seconds
+        }
+        let peak = peakFlops / max(peakSeconds, 1e-12) / 1e9
+
+        var kernels: [String: Double]? = nil
+        if profile {
+            Profile.timing = true
+            Profile.reset()
+            try partStep()
+            kernels = Profile.seconds
+            Profile.timing = false
+        }
+
+        func gflops(_ t: (seconds: Double, flops: Double)) -> Double { t.flops / max(t.seconds, 1e-12) / 1e9 }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let result = BenchResult(
+            model: arch, batch: n, threads: Engine.threads, engine: "oneDNN", precision: "fp32",
+            without: without.sorted(),
+            pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,
+            at_step_s_per_batch: tAT.seconds, at_images_per_s: Double(n) / tAT.seconds,
+            part_step_s_per_batch: tPART.seconds, part_images_per_s: Double(n) / tPART.seconds,
+            cam_official_s_per_image: tCamSingle.seconds / Double(m), cam_batched_s_per_image: tCamBatched.seconds / Double(m),
+            data_images_per_s: Double(n) / tData.seconds,
+            pgd10_gflops: gflops(tPGD), train_step_gflops: gflops(tStep), at_step_gflops: gflops(tAT),
+            part_step_gflops: gflops(tPART), peak_gflops: peak,
+            pgd10_fraction_of_peak: gflops(tPGD) / peak, at_step_fraction_of_peak: gflops(tAT) / peak,
+            part_step_fraction_of_peak: gflops(tPART) / peak,
+            peak_rss_mb: Double(usage.ru_maxrss) / 1024, kernel_seconds_per_part_step: kernels)
+        if json {
+            try printJSON(result)
+        } else {
+            result.printTable()
+        }
+    }
+}
+
+/// The figures of one `part bench` run (snake_case keys, as torch_reference.py prints them).
+struct BenchResult: Encodable {
+    let model: String
+    let batch: Int
+    let threads: Int
+    let engine: String
+    let precision: String
+    /// Optimisations turned off for this run.
+    let without: [String]
+    let pgd10_s_per_batch: Double
+    let train_step_s_per_batch: Double
+    /// PGD-10 followed by a training step on its examples (at_images_per_s = batch / this).
+    let at_step_s_per_batch: Double
+    let at_images_per_s: Double
+    /// Grad-CAM maps + PGD-10 under them + a training step.
+    let part_step_s_per_batch: Double
+    let part_images_per_s: Double
+    let cam_official_s_per_image: Double
+    let cam_batched_s_per_image: Double
+    let data_images_per_s: Double
+    let pgd10_gflops: Double
+    let train_step_gflops: Double
+    let at_step_gflops: Double
+    let part_step_gflops: Double
+    let peak_gflops: Double
+    let pgd10_fraction_of_peak: Double
+    let at_step_fraction_of_peak: Double
+    let part_step_fraction_of_peak: Double
+    let peak_rss_mb: Double
+    let kernel_seconds_per_part_step: [String: Double]?
+
+    func printTable() {
+        print("\(model), batch \(batch), \(threads) threads, \(precision)"
+              + (without.isEmpty ? "" : ", without \(without.joined(separator: ", "))")
+              + String(format: "; peak (convolutions alone): %.0f GFLOP/s", peak_gflops))
+        let rows: [(String, String, String)] = [
+            ("PGD-10 per batch", String(format: "%.3f s", pgd10_s_per_batch),
+             String(format: "%.0f GFLOP/s (%.0f%% of peak)", pgd10_gflops, 100 * pgd10_fraction_of_peak)),
+            ("training step per batch", String(format: "%.3f s", train_step_s_per_batch),
+             String(format: "%.0f GFLOP/s", train_step_gflops)),
+            ("AT step (PGD-10 + step)", String(format: "%.3f s", at_step_s_per_batch),
+             String(format: "%.1f images/s, %.0f GFLOP/s (%.0f%% of peak)", at_images_per_s, at_step_gflops,
+                    100 * at_step_fraction_of_peak)),
+            ("PART step (maps + PGD-10 + step)", String(format: "%.3f s", part_step_s_per_batch),
+             String(format: "%.1f images/s, %.0f GFLOP/s, %+.1f%% vs AT", part_images_per_s, part_step_gflops,
+                    100 * (part_step_s_per_batch / at_step_s_per_batch - 1))),
+            ("Grad-CAM one image at a time", String(format: "%.2f ms/image", 1000 * cam_official_s_per_image), ""),
+            ("Grad-CAM batched", String(format: "%.2f ms/image", 1000 * cam_batched_s_per_image), ""),
+            ("data path (gather + convert)", String(format: "%.0f images/s", data_images_per_s), ""),
+            ("peak memory", String(format: "%.0f MB", peak_rss_mb), ""),
+        ]
+        for (name, value, extra) in rows {
+            print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + value.padding(toLength: 16, withPad: " ", startingAt: 0) + extra)
+        }
+        if let kernels = kernel_seconds_per_part_step {
+            let total = part_step_s_per_batch
+            print("seconds per kernel kind in one PART step:")
+            for (kind, s) in kernels.sorted(by: { $0.value > $1.value }) {
+                print("  " + kind.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%.4f s  %4.1f%%", s, 100 * s / total))
+            }
+            let inKernels = kernels.values.reduce(0, +)
+            print("  " + "outside oneDNN".padding(toLength: 32, withPad: " ", startingAt: 0)
+                  + String(format: "%.4f s  %4.1f%%", total - inKernels, 100 * (total - inKernels) / total))
+        }
+    }
+}
