@@ -122,13 +122,12 @@ public final class Trainer {
             let provider = budgets.provider(epoch: epoch)
             let seed = KeyedStream.derivedSeed(config.seed, epoch)
             let sampler = BatchSampler(count: split.train.count, batchSize: config.batchSize, shuffle: true, rng: &rng)
-            let batches = Array(sampler)
+            let batches = sampler.map(split.datasetIndices)
             var lossSum = 0.0, correct = 0, seen = 0, fullEntries = 0.0, entries = 0.0
             let start = Date()
-            for (b, positions) in batches.enumerated() {
-                optimizer.learningRate = schedule.rate(epoch: epoch, batch: b, batches: batches.count)
-                let indices = split.datasetIndices(positions)
+            for (b, indices) in batches.enumerated() {
                 let (x, y) = data.batch(indices)
+                optimizer.learningRate = schedule.rate(epoch: epoch, batch: b, batches: batches.count)
                 let budget = try provider.budget(model, images: x)
                 fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
                 entries += Double(budget.values.count)
@@ -269,6 +268,6 @@ struct TrainingSplit {
                                       classes: data.classes)
     }
 
-    /// Dataset indices of the sampler's positions.
+    /// Dataset indices of a batch of the sampler's positions (the sampler shuffles 0..<train.count).
     func datasetIndices(_ positions: [Int]) -> [Int] { positions.map { train[$0] } }
 }

@@ -108,6 +108,37 @@ final class FamilyLossTests: XCTestCase {
         }
     }
 
+    /// Softmax and log-softmax backward against central differences of a double-precision forward.
+    func testSoftmaxBackwardsMatchFiniteDifferences() throws {
+        var rng = RNG(seed: 6)
+        let n = 2, k = 4
+        let z = (0..<(n * k)).map { _ in Double(rng.symmetricUniform() * 2) }
+        let g = (0..<(n * k)).map { _ in Double(rng.symmetricUniform()) }
+        func softmax(_ z: [Double]) -> [Double] {
+            (0..<n).flatMap { b -> [Double] in
+                let row = z[(b * k)..<((b + 1) * k)], m = row.max()!
+                let e = row.map { Foundation.exp($0 - m) }, s = e.reduce(0, +)
+                return e.map { $0 / s }
+            }
+        }
+        // L = sum g ⊙ softmax(z) and L = sum g ⊙ log softmax(z).
+        let losses: [([Double]) -> Double] = [{ zip(g, softmax($0)).map { $0 * $1 }.reduce(0, +) },
+                                              { zip(g, softmax($0)).map { $0 * Foundation.log($1) }.reduce(0, +) }]
+        let p = Softmax.probabilities(Tensor(shape: [n, k], values: z.map(Float.init)))
+        let gt = Tensor(shape: [n, k], values: g.map(Float.init))
+        let analytic = [Softmax.backward(probabilities: p, gradient: gt), Softmax.logBackward(probabilities: p, gradient: gt)]
+        for (loss, a) in zip(losses, analytic) {
+            let h = 1e-6
+            let numeric = (0..<(n * k)).map { i -> Float in
+                var up = z.map { Double(Float($0)) }, down = up
+                up[i] += h
+                down[i] -= h
+                return Float((loss(up) - loss(down)) / (2 * h))
+            }
+            XCTAssertLessThan(relativeError(a.scalars, numeric), 1e-4)
+        }
+    }
+
     /// One TRADES and one MART step (both forwards in training mode, one SGD update) on the golden
     /// batch: loss, every parameter gradient, batch-norm statistics and the updated parameters.
     func testTrainingStepsMatchPyTorch() throws {
