@@ -256,6 +256,9 @@ struct Train: ParsableCommand {
             let config = try resolvedConfig()
             let seedList = try parsedSeeds()
             let (train, heldOut) = try loadData(config)
+            if config.validationSplit >= train.count {
+                throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
+            }
             if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")

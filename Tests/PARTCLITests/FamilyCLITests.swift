@@ -48,6 +48,9 @@ extension CLITests {
         XCTAssertEqual(r.status, 64, r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssert(r.stderr.contains("--map-rule zscore"), r.stderr)
+        let split = try part(["train", "--data", dir.path, "--val-split", "8", "--out", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(split.status, 64, split.stderr)
+        XCTAssert(split.stderr.contains("--val-split 8 must be smaller than the 8 training images"), split.stderr)
     }
 
     func testPresetsListsEveryPreset() throws {
