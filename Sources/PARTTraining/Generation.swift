@@ -4,7 +4,7 @@ import PARTNN
 
 extension GenerationKind {
     /// The kinds this build can run.
-    public static var available: [GenerationKind] { [.pgd] }
+    public static var available: [GenerationKind] { [.pgd, .mma] }
 
     /// The attack that makes an objective's training examples.
     ///
@@ -21,7 +21,7 @@ extension GenerationKind {
             case .gaussian(let sigma): return NoiseStartPGD(steps: steps, stepSize: stepSize, sigma: sigma, loss: recipe.loss)
             }
         case .mma:
-            throw TrainingError("--generation mma needs the MMA attack, which is not in this build yet; use --generation pgd")
+            return try MMA(steps: steps, stepSize: stepSize, k: 3)
         }
     }
 }

@@ -15,7 +15,7 @@ extension CLITests {
             (["--preset", "cifar10-wrn-34-10-part"], "wrn-34-10"),
             (["--preset", "cifar10-resnet18-part"], "cifar10"),
             (["--cam-layer", "fc1"], "--cam-layer fc1"),
-            (["--generation", "mma"], "--generation mma"),
+            (["--generation", "fgsm"], "fgsm"),
             (["--seeds", "0,0"], "--seeds"),
             (["--seeds", "a"], "--seeds"),
             (["--method", "part", "--eps", "0.05"], "--eps-low"),
@@ -34,7 +34,8 @@ extension CLITests {
         for arguments in [["--method", "at", "--eps", "0.05"], ["--eps", "8/255", "--eps-low", "7/255", "--alpha", "2/255"],
                           ["--method", "part-m", "--cam", "gradcam++", "--map-rule", "zscore", "--beta", "3"],
                           ["--preset", "fashion-mnist-small-cnn-trades", "--epochs", "3", "--schedule", "cosine"],
-                          ["--objective", "mart", "--budget", "cam", "--burn-in", "0", "--val-split", "100"]] {
+                          ["--objective", "mart", "--budget", "cam", "--burn-in", "0", "--val-split", "100"],
+                          ["--method", "part", "--generation", "mma"]] {
             let r = try part(["train", "--data", missing] + arguments)
             XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
             XCTAssert(r.stderr.contains("train-images-idx3-ubyte"), "\(arguments): \(r.stderr)")

@@ -82,6 +82,23 @@ final class FamilyTrainerTests: XCTestCase {
         }
     }
 
+    /// MMA generation in place of PGD: the objective's training loss is unchanged.
+    func testMMAGenerationTrains() throws {
+        for method in [TrainingMethod.part, .trades] {
+            var c = tinyConfig(method)
+            c.epochs = 1
+            c.burnIn = 0
+            c.generation = .mma
+            let (trainer, reports, dir) = try train(c)
+            XCTAssertEqual(trainer.generator.name, "mma-1")
+            XCTAssertEqual(reports[0].method, "\(method.rawValue)-mma")
+            XCTAssertEqual(reports[0].generation, "mma")
+            XCTAssert(reports[0].loss.isFinite)
+            let meta = try SafetensorsFile.read(from: dir.appendingPathComponent("last.safetensors")).metadata
+            XCTAssertEqual(meta[RecipeKey.generation], "mma")
+        }
+    }
+
     func testTRADESRunIsAFunctionOfItsSeed() throws {
         let a = try train(tinyConfig(.partT, seed: 3)).0.model.state.map { $0.1.tensor.scalars }
         let b = try train(tinyConfig(.partT, seed: 3)).0.model.state.map { $0.1.tensor.scalars }
