@@ -125,8 +125,9 @@ public final class Trainer {
             let batches = sampler.map(split.datasetIndices)
             var lossSum = 0.0, correct = 0, seen = 0, fullEntries = 0.0, entries = 0.0
             let start = Date()
-            for (b, indices) in batches.enumerated() {
-                let (x, y) = data.batch(indices)
+            // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
+            for (b, batch) in Batcher(data, batches: batches, seed: config.seed, epoch: epoch).enumerated() {
+                let (x, y, indices) = (batch.images, batch.labels, batch.indices)
                 optimizer.learningRate = schedule.rate(epoch: epoch, batch: b, batches: batches.count)
                 let budget = try provider.budget(model, images: x)
                 fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
@@ -259,13 +260,19 @@ struct TrainingSplit {
         let held = Array(order.prefix(count)).sorted()
         let heldSet = Set(held)
         train = (0..<data.count).filter { !heldSet.contains($0) }
-        let size = data.imageSize
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(count * size)
-        for i in held { bytes += data.images[(i * size)..<((i + 1) * size)] }
-        validation = try ImageDataset(name: "\(data.name) validation split", images: bytes, labels: held.map { data.labels[$0] },
-                                      height: data.height, width: data.width, channels: data.channels,
-                                      classes: data.classes)
+        // The held-out images, copied in their pixel type (no augmentation: they are a check).
+        let stride = data.imageSize * data.pixelType.size
+        var bytes = [UInt8](repeating: 0, count: count * stride)
+        bytes.withUnsafeMutableBytes { out in
+            for (row, i) in held.enumerated() {
+                out.baseAddress!.advanced(by: row * stride).copyMemory(from: data.storage.pointer.advanced(by: i * stride),
+                                                                       byteCount: stride)
+            }
+        }
+        validation = try ImageDataset(name: "\(data.name) validation split", storage: try bytes.withUnsafeBytes { try ByteBuffer.copying($0) },
+                                      pixelType: data.pixelType, labels: held.map { data.labels[$0] }, height: data.height,
+                                      width: data.width, channels: data.channels, classes: data.classes,
+                                      classNames: data.classNames, augmentation: .none)
     }
 
     /// Dataset indices of a batch of the sampler's positions (the sampler shuffles 0..<train.count).

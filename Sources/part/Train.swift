@@ -29,6 +29,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var data: DataOptions
+    @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
 
     @Option(help: ArgumentHelp("Start from a named recipe (see `part presets`).", valueName: "name"))
@@ -138,6 +139,7 @@ struct Train: ParsableCommand {
             }
             c = p.config
         }
+        if preset == nil || datasetGiven { c.dataset = data.dataset.rawValue }
         if let method { c.apply(method) }
         if let objective { c.objective = objective }
         if let budget { c.budget = budget }
@@ -155,7 +157,14 @@ struct Train: ParsableCommand {
         if let momentum { c.momentum = momentum }
         if let weightDecay { c.weightDecay = weightDecay }
         if let schedule { c.schedule = schedule }
-        if let milestones = try parsedMilestones() { c.milestones = milestones }
+        if let milestones = try parsedMilestones() {
+            c.milestones = milestones
+        } else if let p = preset.flatMap(Presets.named), p.config.schedule == .piecewise,
+                  p.config.milestones == LearningRateSchedule.officialMilestones(epochs: p.config.epochs,
+                                                                                 burnIn: p.config.burnIn) {
+            // The official schedule counts from the burn-in: it follows a changed --epochs or --burn-in.
+            c.milestones = LearningRateSchedule.officialMilestones(epochs: c.epochs, burnIn: c.burnIn)
+        }
         if let lrGamma { c.gamma = lrGamma }
         if let warmupEpochs { c.warmupEpochs = warmupEpochs }
         if let epsilon { c.epsilon = epsilon.value }
@@ -192,12 +201,12 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         let c = try resolvedConfig()
-        if let preset, arch == nil, !ModelZoo.architectures.contains(c.architecture) || !Train.readable(c.dataset) {
-            let missing = [ModelZoo.architectures.contains(c.architecture) ? nil : "the \(c.architecture) architecture",
-                           Train.readable(c.dataset) ? nil : "a reader for the \(c.dataset) dataset"].compactMap { $0 }
-            throw ValidationError("preset \(preset) needs \(missing.joined(separator: " and ")), which this build does "
-                                  + "not have yet (models: \(ModelZoo.architectures.joined(separator: ", ")); datasets: "
-                                  + "\(Train.readableDatasets.joined(separator: ", ")))")
+        if let preset, arch == nil, !ModelZoo.architectures.contains(c.architecture) {
+            throw ValidationError("preset \(preset) needs the \(c.architecture) architecture, which this build does not "
+                                  + "have yet (models: \(ModelZoo.architectures.joined(separator: ", ")))")
+        }
+        if let problem = dataRequest(c).problem() {
+            throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
         }
         if let problem = c.problem() { throw ValidationError(problem) }
         guard trainLimit >= 0 else { throw ValidationError("--train-limit must be >= 0") }
@@ -207,20 +216,26 @@ struct Train: ParsableCommand {
 
     // MARK: data (the data-loading lines)
 
-    /// The datasets this build reads (MNIST-format IDX files from --data).
-    static let readableDatasets = ["fashion-mnist", "mnist"]
-    static func readable(_ dataset: String) -> Bool { readableDatasets.contains(dataset) }
+    /// Whether --dataset was on the command line. `DataOptions` gives the dataset a default, so
+    /// this is how a preset's dataset yields to an explicit --dataset and not to the default.
+    var datasetGiven: Bool { CommandLine.arguments.contains { $0 == "--dataset" || $0.hasPrefix("--dataset=") } }
+
+    /// The registry request of the resolved dataset (--dataset, else the preset's).
+    func dataRequest(_ config: TrainingConfig) -> DatasetRequest {
+        var r = data.request
+        if let name = DatasetName(rawValue: config.dataset) { r.name = name }
+        r.augmentation = augmentation.policy
+        return r
+    }
 
     /// The training split and the held-out test images of the per-epoch check.
     func loadData(_ config: TrainingConfig) throws -> (train: ImageDataset, heldOut: ImageDataset) {
-        guard Train.readable(config.dataset) else {
-            throw TrainingError("this build cannot read the \(config.dataset) dataset (it reads: "
-                                + "\(Train.readableDatasets.joined(separator: ", ")))")
-        }
-        let directory = URL(fileURLWithPath: data.directory)
-        var train = try MNISTFormat.load(directory: directory, split: .train)
+        let request = dataRequest(config)
+        let warn = { (warning: String) in FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
+        var train = try DatasetRegistry.load(request, split: .train, warn: warn)
         if trainLimit > 0 { train = train.prefix(trainLimit) }
-        let heldOut = try MNISTFormat.load(directory: directory, split: .test).prefix(evalLimit)
+        let heldOut = try DatasetRegistry.load(request, split: .test, warn: warn).prefix(evalLimit)
+        try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
         return (train, heldOut)
     }
 
@@ -263,7 +278,7 @@ struct Train: ParsableCommand {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
             }
-            let directory = try runDirectory(method: config.method, dataset: config.dataset)
+            let directory = try runDirectory(method: config.method, dataset: train.name)
             let camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, architecture: config.architecture) : nil
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"

@@ -13,7 +13,7 @@ extension CLITests {
             (["--schedule", "cosine", "--lr-milestones", "2"], "--schedule piecewise"),
             (["--preset", "nope"], "part presets"),
             (["--preset", "cifar10-wrn-34-10-part"], "wrn-34-10"),
-            (["--preset", "cifar10-resnet18-part"], "cifar10"),
+            (["--preset", "cifar10-resnet18-part"], "preset cifar10-resnet18-part: --dataset cifar10 needs --data"),
             (["--cam-layer", "fc1"], "--cam-layer fc1"),
             (["--generation", "fgsm"], "fgsm"),
             (["--seeds", "0,0"], "--seeds"),
@@ -52,6 +52,29 @@ extension CLITests {
         let split = try part(["train", "--data", dir.path, "--val-split", "8", "--out", dir.appendingPathComponent("run").path])
         XCTAssertEqual(split.status, 64, split.stderr)
         XCTAssert(split.stderr.contains("--val-split 8 must be smaller than the 8 training images"), split.stderr)
+    }
+
+    /// A paper preset on the generated CIFAR-10 files of the dataset fixtures, its fields overridden
+    /// to a few images and steps; the official schedule's milestone follows the shorter run.
+    func testPaperPresetRunsOnGeneratedCIFARFiles() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/data_cifar10")
+        let out = try temporaryDirectory().appendingPathComponent("run")
+        let r = try part(["train", "--preset", "cifar10-resnet18-part-t", "--data", fixtures.path, "--epochs", "1",
+                          "--burn-in", "0", "--train-limit", "8", "--eval-limit", "4", "--batch-size", "8", "--steps", "1",
+                          "--eval-steps", "1", "--out", out.path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stderr.contains("preset cifar10-resnet18-part-t, resnet18 on cifar10"), r.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json")))
+            as! [String: Any]
+        let recorded = config["config"] as! [String: Any]
+        XCTAssertEqual(recorded["preset"] as? String, "cifar10-resnet18-part-t")
+        XCTAssertEqual(recorded["dataset"] as? String, "cifar10")
+        XCTAssertEqual(recorded["milestones"] as? [Int], [])
+        XCTAssertEqual(recorded["stepSize"] as? Double ?? 0, 2.0 / 255, accuracy: 1e-7)
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(report["method"] as? String, "part-t")
+        XCTAssertEqual(report["budget"] as? String, "gradcam/zscore")
     }
 
     func testPresetsListsEveryPreset() throws {
