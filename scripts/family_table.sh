@@ -94,7 +94,7 @@ for label, directory, command in runs:
     else:
         missing.append(label)
 if missing:
-    print(f"\nnot finished: {', '.join(missing)}")
+    print(f"\nnot finished: {'; '.join(missing)}")
 
 print("\n| method | seeds | clean (mean ± std) | PGD-20 (mean ± std) | per seed (clean / PGD-20) |")
 print("| --- | --- | --- | --- | --- |")
