@@ -17,7 +17,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var generation: GenerationKind = .pgd
     /// Weight of the KL term of TRADES and MART.
     public var beta: Float = 6
-    /// CAM method, layer (nil: the architecture's default) and map rule of the CAM budget.
+    /// CAM method, layer (nil: the model's default; checked against the model's `camLayers`
+    /// when the trainer is made) and map rule of the CAM budget.
     public var cam: CAMMethodName = .gradcam
     public var camLayer: String?
     public var mapRule: MapRuleName = .zscore
@@ -113,9 +114,6 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if evalSteps < 0 { return "--eval-steps must be >= 0" }
         if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
         if validationSplit < 0 { return "--val-split must be >= 0" }
-        if budget == .cam {
-            do { _ = try CAMLayer.resolve(camLayer, architecture: architecture) } catch { return "\(error)" }
-        }
         if !GenerationKind.available.contains(generation) {
             return "--generation \(generation.rawValue) is not available in this build "
                 + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
