@@ -80,8 +80,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// A sentence naming the first invalid setting and what to change, nil when all are valid.
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
-        if !ModelZoo.architectures.contains(architecture) {
-            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")))"
+        if !ModelZoo.recognises(architecture) {
+            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
+                + "or wrn-<depth>-<widen> with depth 6n + 4)"
         }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
@@ -144,7 +145,7 @@ extension TrainingConfig {
         case .cosine: optimiser += "cosine schedule"
         }
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
-        optimiser += "; \(c.epochs) epochs; check pgd-\(c.evalSteps)"
+        optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps)"
         return [recipe, optimiser]
     }
 }

@@ -201,10 +201,6 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         let c = try resolvedConfig()
-        if let preset, arch == nil, !ModelZoo.architectures.contains(c.architecture) {
-            throw ValidationError("preset \(preset) needs the \(c.architecture) architecture, which this build does not "
-                                  + "have yet (models: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
         if let problem = dataRequest(c).problem() {
             throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
         }

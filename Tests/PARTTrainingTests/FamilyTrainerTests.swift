@@ -240,6 +240,8 @@ final class FamilyTrainerTests: XCTestCase {
             ("burn-in covers the run", { $0.burnIn = 5 }, "--burn-in"),
             ("burn-in ignored without CAM", { $0.apply(.mart); $0.burnIn = 5 }, nil),
             ("unknown architecture", { $0.architecture = "vgg" }, "--arch"),
+            ("a WideResNet the zoo builds", { $0.architecture = "wrn-16-2" }, nil),
+            ("a WideResNet depth that is not 6n + 4", { $0.architecture = "wrn-15-2" }, "--arch"),
         ]
         for (what, change, expected) in cases {
             var c = TrainingConfig()
