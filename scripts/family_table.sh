@@ -63,10 +63,12 @@ if [ "${1:-}" != "--table" ]; then
   run part-seeds --method part --seeds 1,2
 fi
 
-python3 - "$OUT" "${ARGS:-}" <<'EOF'
+python3 - "$OUT" "${ARGS:-}" "$EVAL_LIMIT" <<'EOF'
 import json, os, statistics, sys
 
 out, extra = sys.argv[1], sys.argv[2]
+if sys.argv[3] != "10000":
+    extra = f"--eval-limit {sys.argv[3]} {extra}"
 
 def log(directory):
     """The epochs of a finished run, None while it has fewer lines than its configured epochs."""
