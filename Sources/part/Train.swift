@@ -24,6 +24,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var data: DataOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var reporting: TrainReportOptions
 
     @Option(help: "Training method.")
     var method: TrainingMethod = .part
@@ -151,12 +153,16 @@ struct Train: ParsableCommand {
                       + "alpha \(stepSize), PGD-\(steps); \(epochs) epochs, burn-in \(config.burnIn); "
                       + "writing \(runDirectory.path)")
             }
-            var progress = Progress()
+            var progress = Progress(quiet: progressOptions.quiet)
+            let outputs = try TrainOutputs(reporting, runDirectory: runDirectory, log: progress.log)
+            trainer.batchLoss = outputs.batchLoss
             let started = Date()
             try trainer.train(on: train, heldOut: heldOut, runDirectory: runDirectory, progress: { epoch, done, total in
-                progress.update("epoch \(epoch)/\(epochs): batch \(done)/\(total)")
+                progress.update(done: Double((epoch - 1) * total + done), total: Double(epochs * total), unit: "batches",
+                                "epoch \(epoch)/\(epochs): batch \(done)/\(total)")
             }, report: { r in
                 progress.clear()
+                outputs.epoch(r)
                 if output.json {
                     try printJSON(r)
                 } else {
