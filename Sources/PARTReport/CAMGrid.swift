@@ -61,6 +61,15 @@ public struct CAMPanels {
                          method: first.method, rule: first.rule)
     }
 
+    /// The first `n` images' panels.
+    public func prefix(_ n: Int) -> CAMPanels {
+        let rows = Array(0..<min(n, count))
+        return CAMPanels(images: images.gatherRows(rows), labels: Array(labels.prefix(n)), indices: Array(indices.prefix(n)),
+                         cams: cams.gatherRows(rows), importance: importance.gatherRows(rows), budgets: budgets.gatherRows(rows),
+                         predictions: Array(predictions.prefix(n)), epsilon: epsilon, epsilonLow: epsilonLow, method: method,
+                         rule: rule)
+    }
+
     /// The arrays of `--save-maps` (float32 unless noted; NHWC like every image here):
     /// images [N,H,W,C], cams [N,h,w], importance [N,H,W], eps_maps [N,H,W,C], labels,
     /// predictions and indices (int64 [N]), full_eps_share (float64 [N]), eps and eps_low (0-d).
@@ -208,5 +217,6 @@ public struct CAMGrid {
     }
 
     /// A budget as the user wrote it: up to 6 significant digits, no trailing zeros.
-    static func number(_ v: Float) -> String { String(format: "%.6g", Double(v)) }
+    /// A budget as printed in titles: "0.1", "0.0875".
+    public static func number(_ v: Float) -> String { String(format: "%.6g", Double(v)) }
 }

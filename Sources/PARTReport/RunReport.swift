@@ -69,13 +69,13 @@ public struct RunReport {
             }
             report.configuration = flatten(object)
             report.configurationSource = "config.json"
-        } else if let meta = try? safetensorsMetadata(state), let text = meta["config"],
+        } else if let meta = try? checkpointMetadata(state), let text = meta["config"],
                   let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) {
             report.configuration = flatten(object)
             report.configurationSource = "last.state.safetensors"
         }
         if fm.fileExists(atPath: model.path) {
-            report.checkpoint = try safetensorsMetadata(model).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            report.checkpoint = try checkpointMetadata(model).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         }
         if fm.fileExists(atPath: log.path) {
             report.epochs = try readLog(log)
@@ -166,8 +166,9 @@ public struct RunReport {
         return records
     }
 
-    /// The "__metadata__" of a safetensors file, read from its header alone.
-    static func safetensorsMetadata(_ url: URL) throws -> [String: String] {
+    /// The "__metadata__" of a safetensors file (a checkpoint's architecture, recipe, epoch),
+    /// read from its header alone.
+    public static func checkpointMetadata(_ url: URL) throws -> [String: String] {
         guard let handle = FileHandle(forReadingAtPath: url.path) else { throw ReportError("\(url.path) cannot be read") }
         defer { try? handle.close() }
         let prefix = handle.readData(ofLength: 8)

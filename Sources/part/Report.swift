@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PARTCAM
 import PARTData
+import PARTEngine
 import PARTNN
 import PARTReport
 import PARTTraining
@@ -60,5 +61,108 @@ final class TrainOutputs {
 
     func epoch(_ report: EpochReport) {
         attempt { try $0.epoch(report) }
+    }
+}
+
+extension TrainOutputs {
+    /// Writes <run>/report.html when --report was given, with a CAM grid of the first held-out
+    /// images under the trained model.
+    /// The grid uses the trainer's CAM budget (the default one when the run had none).
+    func finish(trainer: Trainer, model: ImageClassifier, heldOut: ImageDataset, epsilon: Float, epsilonLow: Float) throws {
+        guard options.report else { return }
+        let camBudget = (trainer.partBudget as? CAMBudgetProvider)?.cam ?? CAMBudget(method: GradCAM(), rule: ZScoreRule())
+        var report = try RunReport.read(runDirectory: runDirectory)
+        report.environment = Environment.describe(toolVersion: PART.configuration.version)
+        do {
+            report.camGrid = try ReportGrid.png(model: model, test: heldOut, budget: camBudget, epsilon: epsilon,
+                                                epsilonLow: epsilonLow, rows: ReportGrid.rows)
+        } catch {
+            report.notes.append("No CAM grid: \(error)")
+        }
+        let url = runDirectory.appendingPathComponent("report.html")
+        try report.write(to: url)
+        log("part train: report: \(url.path)")
+    }
+}
+
+/// The CAM grid of a report: the first test images, drawn as `part cam` draws them.
+enum ReportGrid {
+    static let rows = 8
+
+    static func png(model: ImageClassifier, test: ImageDataset, budget: CAMBudget, epsilon: Float, epsilonLow: Float,
+                    rows: Int) throws -> (png: Data, caption: String) {
+        let subset = test.prefix(rows)
+        let (images, labels) = subset.batch(Array(0..<subset.count))
+        let panels = try CAMPanels.compute(model, images: images, labels: labels, indices: Array(0..<subset.count),
+                                           budget: budget, epsilon: epsilon, epsilonLow: epsilonLow)
+        let title = "\(panels.method) / \(panels.rule) rule: eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
+        let grid = CAMGrid(title: title, classNames: test.classNames, colormap: HeatMapColors.jet)
+        let caption = "The first \(subset.count) \(test.name) test images: the image, its CAM (\(panels.method), predicted "
+            + "class) over it, the upsampled and squared map, and the epsilon map of the \(panels.rule) rule (white: eps "
+            + "\(CAMGrid.number(epsilon)), dark: eps-low \(CAMGrid.number(epsilonLow)))."
+        return (try grid.render(panels).pngData(), caption)
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a run directory's report: one self-contained HTML page.",
+        discussion: """
+        The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
+        clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
+        SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
+        test images under <run>/last.safetensors, the configuration (<run>/config.json) and the \
+        environment. It needs no network and runs no script: open it in any browser, or mail it.
+        """)
+
+    @Argument(help: ArgumentHelp("The run directory (written by part train).", valueName: "run-dir"))
+    var runDirectory: String
+
+    @Option(help: ArgumentHelp("The HTML file (default: <run-dir>/report.html).", valueName: "file.html"))
+    var out: String?
+
+    @OptionGroup var data: DataOptions
+    @OptionGroup var engine: EngineOptions
+
+    @Option(help: ArgumentHelp("Test images in the CAM grid (0: no grid).", valueName: "n"))
+    var gridRows: Int = ReportGrid.rows
+
+    func validate() throws {
+        guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+    }
+
+    func run() throws {
+        do {
+            engine.apply()
+            let run = URL(fileURLWithPath: runDirectory)
+            var report = try RunReport.read(runDirectory: run)
+            report.environment = Environment.describe(toolVersion: PART.configuration.version)
+            let checkpoint = run.appendingPathComponent("last.safetensors")
+            if gridRows > 0 && FileManager.default.fileExists(atPath: checkpoint.path) {
+                do {
+                    let test = try data.load(.test).prefix(gridRows)
+                    try CheckpointFit.check(checkpoint, fits: test)
+                    var rng = RNG(seed: 0)
+                    let (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
+                                                              inputShape: (test.height, test.width, test.channels), rng: &rng)
+                    let settings = RunSettings(checkpoint: checkpoint)
+                    let budget = CAMBudget(method: (settings.cam ?? .gradcam).method, rule: (settings.mapRule ?? .zscore).rule)
+                    let viewed = try CAMLayerView(model, layer: settings.camLayer ?? model.defaultCAMLayer)
+                    report.camGrid = try ReportGrid.png(model: viewed, test: test, budget: budget,
+                                                        epsilon: settings.epsilon ?? 0.1, epsilonLow: settings.epsilonLow ?? 0.0875,
+                                                        rows: gridRows)
+                } catch {
+                    FileHandle.standardError.write(Data("part report: warning: no CAM grid: \(error)\n".utf8))
+                    report.notes.append("No CAM grid: \(error)")
+                }
+            }
+            let url = URL(fileURLWithPath: out ?? run.appendingPathComponent("report.html").path)
+            try report.write(to: url)
+            print(url.path)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw fail(error)
+        }
     }
 }

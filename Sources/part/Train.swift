@@ -174,6 +174,7 @@ struct Train: ParsableCommand {
                 }
                 fflush(stdout)
             })
+            try outputs.finish(trainer: trainer, model: model, heldOut: heldOut, epsilon: epsilon, epsilonLow: epsilonLow)
             if !output.json {
                 print(String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                              runDirectory.appendingPathComponent("last.safetensors").path as NSString))

@@ -27,7 +27,7 @@ enum Chromium {
         let shot = directory.appendingPathComponent("screenshot-\(UUID().uuidString).png")
         // Its own profile folder, so parallel runs and a user's browser do not interfere.
         let profile = directory.appendingPathComponent("chromium-profile")
-        let result = try run(["--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
+        let result = try runProcess(["--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
                               "--user-data-dir=\(profile.path)", "--screenshot=\(shot.path)",
                               "--window-size=\(width),\(height)", page.absoluteString],
                              executable: executable)

@@ -120,4 +120,14 @@ final class PictureTests: XCTestCase {
         // Every .npy header is padded to a multiple of 64 bytes, as numpy writes it.
         XCTAssertEqual((10 + Int(NPYArray(int64: [1]).npy[8])) % 64, 0)
     }
+
+    /// Entries of matplotlib's jet (`matplotlib.cm.jet(i)[:3]`, printed by matplotlib 3).
+    func testJetIsMatplotlibs() {
+        let expected: [Int: [Double]] = [0: [0, 0, 0.5], 40: [0, 0.12745098039215685, 1], 128: [0.4901960784313725, 1, 0.4775458570524984],
+                                         200: [1, 0.46550472040668145, 0], 255: [0.5, 0, 0]]
+        XCTAssertEqual(HeatMapColors.jet.count, 768)
+        for (i, rgb) in expected {
+            for k in 0..<3 { XCTAssertEqual(HeatMapColors.jet[3 * i + k], rgb[k], accuracy: 1e-12, "entry \(i)") }
+        }
+    }
 }

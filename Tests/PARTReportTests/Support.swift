@@ -36,7 +36,7 @@ var partBinary: URL {
 
 /// Runs `executable` (default: the built `part`) with `arguments` and collects its output and
 /// exit status.
-func run(_ arguments: [String], executable: URL = partBinary, environment: [String: String]? = nil) throws -> PartRun {
+func runProcess(_ arguments: [String], executable: URL = partBinary, environment: [String: String]? = nil) throws -> PartRun {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
