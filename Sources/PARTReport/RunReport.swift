@@ -31,6 +31,7 @@ public struct EvaluationTable {
 /// that needs nothing else: styles inline, curves as inline SVG, the grid as a data: URI, no
 /// scripts.
 public struct RunReport {
+    /// The run directory as the user named it: a relative path stays relative on the page.
     public let runDirectory: URL
     public var configuration: [(String, String)] = []
     public var configurationSource = ""
@@ -100,11 +101,11 @@ public struct RunReport {
             report.evaluations.append(try readEvaluation(evalDirectory.appendingPathComponent(file)))
         }
         if files.isEmpty {
-            report.notes.append("No evaluation results yet: part eval \(model.path) --save-results "
-                                + "\(evalDirectory.appendingPathComponent("NAME.jsonl").path) adds a table here.")
+            report.notes.append("No evaluation results yet: part eval \(model.relativePath) --save-results "
+                                + "\(evalDirectory.appendingPathComponent("NAME.jsonl").relativePath) adds a table here.")
         }
         if fm.fileExists(atPath: runDirectory.appendingPathComponent("tb").path) {
-            report.notes.append("TensorBoard: tensorboard --logdir \(runDirectory.appendingPathComponent("tb").path)")
+            report.notes.append("TensorBoard: tensorboard --logdir \(runDirectory.appendingPathComponent("tb").relativePath)")
         }
         return report
     }
@@ -226,7 +227,7 @@ public struct RunReport {
         var h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         h += "<title>PART run report: \(HTML.escape(name))</title>\n<style>\n\(Self.style)</style>\n</head>\n<body>\n"
         h += "<h1>PART run report: \(HTML.escape(name))</h1>\n"
-        h += "<p class=\"meta\">\(HTML.escape(runDirectory.path)) &middot; written "
+        h += "<p class=\"meta\">\(HTML.escape(runDirectory.relativePath)) &middot; written "
             + "\(HTML.escape(ISO8601DateFormatter().string(from: generated)))</p>\n"
         if let last = epochs.last {
             h += "<p class=\"summary\">" + HTML.escape(summaryLine(last)) + "</p>\n"

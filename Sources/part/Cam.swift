@@ -23,8 +23,9 @@ struct Cam: ParsableCommand {
         image as NumPy arrays (.npz): images, cams, importance, eps_maps, labels, predictions, \
         indices, full_eps_share, eps, eps_low.
 
-        Without the flags, budgets and CAM settings come from the run's config.json beside the \
-        checkpoint when there is one, else from the checkpoint's metadata, else the defaults.
+        Without the flags, budgets and CAM settings come from the run beside the checkpoint \
+        (config.json, else the training configuration in <name>.state.safetensors), else the \
+        checkpoint's metadata, else the defaults.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
@@ -160,9 +161,10 @@ struct Cam: ParsableCommand {
             let panels = try CAMPanels.concatenate(parts)
             let rows = gridRows == 0 ? panels.count : min(gridRows, panels.count)
             let shown = rows == panels.count ? panels : panels.prefix(rows)
-            let grid = CAMGrid(title: "\(method.rawValue) / \(rule.rawValue) rule: eps \(CAMGrid.number(eps)), "
-                               + "eps-low \(CAMGrid.number(epsLow)); \(model.architecture), layer \(layer)",
-                               subtitle: "\(test.name) test images; checkpoint \(checkpoint)",
+            // Short lines: the picture is about 800 pixels wide, and a long line loses its start.
+            let grid = CAMGrid(title: "\(method.rawValue), \(rule.rawValue) rule, eps \(CAMGrid.number(eps)), "
+                               + "eps-low \(CAMGrid.number(epsLow))",
+                               subtitle: "\(model.architecture) at \(layer); \(test.name) test images",
                                classNames: test.classNames, colormap: HeatMapColors.jet)
             try grid.render(shown).writePNG(to: URL(fileURLWithPath: out))
             if let saveMaps { try NPZ.write(panels.arrays, to: URL(fileURLWithPath: saveMaps)) }
@@ -185,9 +187,11 @@ struct Cam: ParsableCommand {
                 print("\(model.architecture) on \(test.name) test, first \(panels.count) images: \(method.rawValue) at \(layer), "
                       + "\(rule.rawValue) rule, eps \(CAMGrid.number(eps)), eps-low \(CAMGrid.number(epsLow))")
                 func name(_ c: Int) -> String { c < test.classNames.count ? test.classNames[c] : String(c) }
+                func padded(_ text: String) -> String { text.padding(toLength: max(12, text.count), withPad: " ", startingAt: 0) }
                 for image in output.images.prefix(rows) {
-                    print(String(format: "  #%-5d label %-12@ prediction %-12@ full eps %5.1f%%", image.index,
-                                 name(image.label) as NSString, name(image.prediction) as NSString, 100 * image.fullEpsShare))
+                    print(String(format: "  #%-5d label %@ prediction %@ full eps %5.1f%%", image.index,
+                                 padded(name(image.label)) as NSString, padded(name(image.prediction)) as NSString,
+                                 100 * image.fullEpsShare))
                 }
                 print(String(format: "accuracy %.2f%%, mean share at full eps %.1f%%; grid (%d rows): %@%@",
                              100 * output.accuracy, 100 * output.meanFullEpsShare, rows, out as NSString,

@@ -95,7 +95,7 @@ enum ReportGrid {
         let (images, labels) = subset.batch(Array(0..<subset.count))
         let panels = try CAMPanels.compute(model, images: images, labels: labels, indices: Array(0..<subset.count),
                                            budget: budget, epsilon: epsilon, epsilonLow: epsilonLow)
-        let title = "\(panels.method) / \(panels.rule) rule: eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
+        let title = "\(panels.method), \(panels.rule) rule, eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
         let grid = CAMGrid(title: title, classNames: test.classNames, colormap: HeatMapColors.jet)
         let caption = "The first \(subset.count) \(test.name) test images: the image, its CAM (\(panels.method), predicted "
             + "class) over it, the upsampled and squared map, and the epsilon map of the \(panels.rule) rule (white: eps "
@@ -111,7 +111,8 @@ struct Report: ParsableCommand {
         The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
         clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
         SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
-        test images under <run>/last.safetensors, the configuration (<run>/config.json) and the \
+        test images under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
+        <run>/last.state.safetensors) and the \
         environment. It needs no network and runs no script: open it in any browser, or mail it.
         """)
 
