@@ -37,9 +37,12 @@ let package = Package(
         .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
         .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
+        // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
+        .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
+            "PARTReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -53,6 +56,9 @@ let package = Package(
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
+        // would (headless Chromium opens the report when it is installed).
+        .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -76,6 +76,9 @@ public final class Trainer {
     /// belong to an example (random starts, start noise) are keyed by (seed, epoch, dataset
     /// index) instead.
     public private(set) var rng: RNG
+    /// Called after every batch's step with (epoch, batch, batches in the epoch, the batch's
+    /// mean training loss), for loggers of per-batch figures (TensorBoard).
+    public var batchLoss: ((Int, Int, Int, Double) -> Void)?
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG) throws {
         if let problem = config.problem() { throw TrainingError(problem) }
@@ -146,6 +149,7 @@ public final class Trainer {
                 correct += step.correct
                 seen += indices.count
                 progress(epoch, b + 1, batches.count)
+                batchLoss?(epoch, b + 1, batches.count, Double(step.loss))
             }
             let seconds = Date().timeIntervalSince(start)
             // The same held-out starts every epoch, so epochs are compared on equal terms.

@@ -31,6 +31,8 @@ struct Train: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var reporting: TrainReportOptions
 
     @Option(help: ArgumentHelp("Start from a named recipe (see `part presets`).", valueName: "name"))
     var preset: String?
@@ -266,6 +268,12 @@ struct Train: ParsableCommand {
         do {
             let config = try resolvedConfig()
             let seedList = try parsedSeeds()
+            // TensorBoard and the report follow one run; a seed sweep writes them per seed
+            // afterwards through `part report <seed directory>`.
+            if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
+                throw badArgument("--tensorboard and --report follow a single run: drop them with --seeds "
+                                  + "(part report DIR writes a seed's report afterwards)")
+            }
             let (train, heldOut) = try loadData(config)
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
@@ -286,10 +294,12 @@ struct Train: ParsableCommand {
             for line in header {
                 if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
             }
-            var progress = Progress()
+            var progress = Progress(quiet: progressOptions.quiet)
+            let outputs = try TrainOutputs(reporting, runDirectory: directory, log: progress.log)
             let started = Date()
             let printReport = { (r: EpochReport) throws in
                 progress.clear()
+                if seedList == nil { outputs.epoch(r) }
                 if output.json {
                     try printJSON(r)
                 } else {
@@ -316,9 +326,12 @@ struct Train: ParsableCommand {
                 }
             } else {
                 let trainer = try TrainingRun.trainer(config, data: train)
+                trainer.batchLoss = outputs.batchLoss
                 let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
-                    progress.update("epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                    progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
+                                    unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
                 }, report: printReport)
+                try outputs.finish(trainer: trainer, heldOut: heldOut)
                 if !output.json {
                     var text = String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                                       directory.appendingPathComponent("last.safetensors").path as NSString)
