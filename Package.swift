@@ -41,9 +41,12 @@ let package = Package(
         .target(name: "PARTDistributed"),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
         .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed"]),
+        // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
+        .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
+            "PARTReport",
             "PARTDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -58,6 +61,9 @@ let package = Package(
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
+        // would (headless Chromium opens the report when it is installed).
+        .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
         // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
         // when Open MPI is installed.
         .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),

@@ -6,7 +6,7 @@ import PARTNN
 public protocol CAMMethod: Sendable {
     /// The name used on the command line ("gradcam").
     var name: String { get }
-    /// Maps [N, h, w] (before normalisation) from A and G, both [N, h, w, K].
+    /// Maps [N, h, w] (before normalisation, after the final ReLU) from A and G, both [N, h, w, K].
     func combine(activations: Tensor, gradients: Tensor) -> Tensor
 }
 
@@ -18,9 +18,87 @@ public struct GradCAM: CAMMethod {
     public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
         var weights = Channels.sums(gradients)
         weights.scale(by: 1 / Float(activations.shape[1] * activations.shape[2]))
-        var cam = Channels.weightedSum(activations, weights: weights)
+        return weightedMap(activations, weights)
+    }
+}
+
+/// XGrad-CAM (Fu et al. 2020): w_k = sum_ij(A_kij G_kij) / (sum_ij A_kij + 1e-7);
+/// cam = ReLU(sum_k w_k A_k).
+public struct XGradCAM: CAMMethod {
+    public init() {}
+    public var name: String { "xgradcam" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        weightedMap(activations, CAMKernels.xgradWeights(activations: activations, gradients: gradients))
+    }
+}
+
+/// Layer-CAM (Jiang et al. 2021): cam = ReLU(sum_k ReLU(G_k) ⊙ A_k), a weight per position.
+public struct LayerCAM: CAMMethod {
+    public init() {}
+    public var name: String { "layercam" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        var cam = CAMKernels.layerCAM(activations: activations, gradients: gradients)
         cam.clamp(0, .infinity)
         return cam
+    }
+}
+
+/// Grad-CAM++ (Chattopadhyay et al. 2018): w_k = sum_ij alpha_kij ReLU(G_kij) with
+/// alpha = G^2 / (2 G^2 + (sum_ab A_kab) G^3); cam = ReLU(sum_k w_k A_k). See
+/// `CAMKernels.gradCAMPlusPlusWeights`.
+public struct GradCAMPlusPlus: CAMMethod {
+    public init() {}
+    public var name: String { "gradcam++" }
+
+    public func combine(activations: Tensor, gradients: Tensor) -> Tensor {
+        weightedMap(activations, CAMKernels.gradCAMPlusPlusWeights(activations: activations, gradients: gradients))
+    }
+}
+
+/// ReLU(sum_k w_k A_k) for weights [N, K].
+private func weightedMap(_ activations: Tensor, _ weights: Tensor) -> Tensor {
+    var cam = Channels.weightedSum(activations, weights: weights)
+    cam.clamp(0, .infinity)
+    return cam
+}
+
+/// The CAM methods by their command-line names.
+public enum CAMMethodName: String, CaseIterable, Codable, Sendable {
+    case gradcam, xgradcam, layercam
+    case gradcamPlusPlus = "gradcam++"
+
+    public var method: CAMMethod {
+        switch self {
+        case .gradcam: return GradCAM()
+        case .xgradcam: return XGradCAM()
+        case .layercam: return LayerCAM()
+        case .gradcamPlusPlus: return GradCAMPlusPlus()
+        }
+    }
+}
+
+/// A problem with a CAM request, in a sentence the user can act on.
+public struct CAMError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The layer whose activations a CAM reads: one of the model's `camLayers`.
+///
+/// Every method defaults to the model's `defaultCAMLayer` (SPEC section 3: SmallCNN `act4`,
+/// ResNet-18 and PreAct-ResNet-18 `layer4`, WideResNet `block3`); `--cam-layer` picks another,
+/// e.g. a shallower one for Layer-CAM's finer maps.
+public enum CAMLayer {
+    /// The layer to use: `requested`, or the model's default when nil.
+    public static func resolve(_ requested: String?, model: ImageClassifier) throws -> String {
+        guard let requested else { return model.defaultCAMLayer }
+        guard model.camLayers.contains(requested) else {
+            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(model.architecture) "
+                           + "(available: \(model.camLayers.joined(separator: ", ")))")
+        }
+        return requested
     }
 }
 
@@ -31,12 +109,15 @@ public enum ClassActivation {
     ///
     /// The model runs in evaluation mode with an input-only tape, so its weights, gradients and
     /// batch-norm statistics are untouched, and each image's map does not depend on the others;
-    /// the passes run in `Engine.attackPrecision`.
-    public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod) throws
+    /// the passes run in `Engine.attackPrecision`. `layer` names the CAM layer (nil: the
+    /// model's default); the forward stops there and the backward runs through the rest only.
+    public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod, layer: String? = nil) throws
         -> (maps: Tensor, predictions: [Int32]) {
-        let activations = try model.features(try images.converted(to: Engine.attackPrecision), mode: .eval, tape: nil)
+        let layer = try CAMLayer.resolve(layer, model: model)
+        let activations = try model.features(try images.converted(to: Engine.attackPrecision), upTo: layer,
+                                             mode: .eval, tape: nil)
         let tape = Tape(parameterGradients: false)
-        let output = try model.head(activations, mode: .eval, tape: tape)
+        let output = try model.head(activations, from: layer, mode: .eval, tape: tape)
         let predictions = try output.converted(to: .f32).argmaxRows()
         var seed = Tensor(shape: output.shape)
         let k = output.shape[1]

@@ -21,20 +21,55 @@ public struct ZScoreRule: MapRule {
     }
 }
 
-/// The whole CAM-to-budget path of PART: maps of the predicted classes, bicubic upsampling to
-/// the image size, squaring, then the rule.
+/// The official PART code's rule, replicated exactly, for 3-channel images only: u coloured by
+/// matplotlib's `jet`, the RGB values standardised per image, eps per (pixel, channel) where the
+/// z-score exceeds 1 (see `BudgetMaps.official`). Its quirk is kept: the blue channel of
+/// unimportant regions is marked important.
+public struct OfficialRule: MapRule {
+    public init() {}
+    public var name: String { "official" }
+
+    public func budgets(_ upsampled: Tensor, channels: Int, epsilon: Float, epsilonLow: Float) throws -> Tensor {
+        guard channels == 3 else {
+            throw CAMError("the official map rule colours maps as RGB and needs 3-channel images, these have "
+                           + "\(channels) channel\(channels == 1 ? "" : "s"): use --map-rule zscore")
+        }
+        return BudgetMaps.official(upsampled, epsilon: epsilon, epsilonLow: epsilonLow)
+    }
+}
+
+/// The map rules by their command-line names.
+public enum MapRuleName: String, CaseIterable, Codable, Sendable {
+    case zscore, official
+
+    public var rule: MapRule {
+        switch self {
+        case .zscore: return ZScoreRule()
+        case .official: return OfficialRule()
+        }
+    }
+
+    /// Whether the rule can build budgets for images with `channels` channels.
+    public func accepts(channels: Int) -> Bool { self == .zscore || channels == 3 }
+}
+
+/// The whole CAM-to-budget path of PART: maps of the predicted classes at the CAM layer, bicubic
+/// upsampling to the image size, squaring, then the rule.
 public struct CAMBudget: Sendable {
     public let method: CAMMethod
     public let rule: MapRule
+    /// The CAM layer, one of the model's `camLayers` (nil: the model's default).
+    public let layer: String?
 
-    public init(method: CAMMethod, rule: MapRule) {
+    public init(method: CAMMethod, rule: MapRule, layer: String? = nil) {
         self.method = method
         self.rule = rule
+        self.layer = layer
     }
 
     /// The upsampled, squared importance maps [N, H, W] of a batch.
     public func importance(_ model: ImageClassifier, images: Tensor) throws -> Tensor {
-        let maps = try ClassActivation.maps(model, images: images, method: method).maps
+        let maps = try ClassActivation.maps(model, images: images, method: method, layer: layer).maps
         return Bicubic.resize(maps, height: images.shape[1], width: images.shape[2]).squared()
     }
 

@@ -28,13 +28,29 @@ public enum Distributed {
         if required || launchedByMPI {
             let mpi = try OpenMPICommunicator()
             installStopMessage(rank: mpi.rank)
-            atexit { Distributed.finalize() }
+            atexit { Distributed.exitHandler() }
             made = mpi
         } else {
             made = SingleProcess()
         }
         shared = made
         return made
+    }
+
+    /// At exit: a rank that leaves a job of several ranks without having finalised (an error that
+    /// ended the process elsewhere than in the command's own error handling) aborts the job, so
+    /// that the other ranks stop instead of waiting for it in their next collective.
+    private static func exitHandler() {
+        lock.lock()
+        let c = shared
+        lock.unlock()
+        guard let mpi = c as? OpenMPICommunicator else { return }
+        if mpi.size > 1 && !mpi.hasFinalized {
+            let text = "part: error: rank \(mpi.rank) exits before the job has ended: stopping the other ranks\n"
+            _ = text.withCString { write(2, $0, strlen($0)) }
+            mpi.abort(code: 1)
+        }
+        mpi.finalize()
     }
 
     /// Finalises the communicator, if one was made (idempotent).

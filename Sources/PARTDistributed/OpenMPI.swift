@@ -192,8 +192,11 @@ public final class OpenMPICommunicator: Communicator {
 
     public func abort(code: Int32) -> Never {
         _ = abortFn(world, code)
-        exit(code)
+        _exit(code)
     }
+
+    /// True once `finalize()` has run: the process left the job in step with the other ranks.
+    public var hasFinalized: Bool { finalized }
 
     public func finalize() {
         guard !finalized else { return }

@@ -40,3 +40,33 @@ public struct CAMBudgetProvider: BudgetProvider {
         try EpsilonMap(cam.budgets(model, images: images, epsilon: epsilon, epsilonLow: epsilonLow))
     }
 }
+
+/// The budget of each epoch: a constant map for the first `burnIn` epochs (CAMs of an untrained
+/// model are noise), then `main`.
+public struct BudgetSchedule {
+    public let burnIn: Int
+    public let burnInProvider: BudgetProvider
+    public let main: BudgetProvider
+
+    public init(burnIn: Int, burnInProvider: BudgetProvider, main: BudgetProvider) {
+        self.burnIn = burnIn
+        self.burnInProvider = burnInProvider
+        self.main = main
+    }
+
+    /// The schedule a configuration asks for.
+    public init(_ config: TrainingConfig) {
+        let constant = ConstantBudget(epsilon: config.epsilon)
+        switch config.budget {
+        case .constant:
+            self.init(burnIn: 0, burnInProvider: constant, main: constant)
+        case .cam:
+            let cam = CAMBudget(method: config.cam.method, rule: config.mapRule.rule, layer: config.camLayer)
+            self.init(burnIn: config.burnIn, burnInProvider: constant,
+                      main: CAMBudgetProvider(cam: cam, epsilon: config.epsilon, epsilonLow: config.epsilonLow))
+        }
+    }
+
+    /// The provider of epoch `epoch` (1-based).
+    public func provider(epoch: Int) -> BudgetProvider { epoch > burnIn ? main : burnInProvider }
+}

@@ -2,35 +2,126 @@ import PARTAttacks
 import PARTEngine
 import PARTNN
 
-/// A training objective: how adversarial examples are generated and what loss trains on them
-/// (AT now; TRADES and MART pair other generation and training losses behind the same protocol).
-public protocol Objective {
-    var name: String { get }
-    /// Training examples for a batch under its budget (model in evaluation mode); random draws
-    /// are keyed by (seed, each row's dataset index).
-    func adversarialExamples(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor
-    /// Runs the training-mode forward and backward, adding dL/dθ into the parameters' gradients;
-    /// returns the batch loss and how many adversarial examples the model got right.
-    func accumulateGradients(_ model: ImageClassifier, images: Tensor, adversarial: Tensor, labels: [Int32]) throws
-        -> (loss: Float, correct: Int)
+/// Where generation starts.
+public enum GenerationStart: Sendable, Equatable {
+    /// x + map ⊙ U(-1, 1), projected (PGD's random start; AT).
+    case uniform
+    /// x + sigma N(0, 1), not projected before the first step (TRADES and MART).
+    case gaussian(sigma: Float)
 }
 
-/// Madry et al.'s adversarial training: CE(f(x'), y) with x' from PGD on CE.
-public struct AdversarialTraining: Objective {
-    public let attack: Attack
-    public init(attack: Attack) { self.attack = attack }
-    public var name: String { "at" }
+/// What PGD generation ascends and where it starts.
+public struct GenerationRecipe {
+    public let loss: AttackLoss
+    public let start: GenerationStart
+    /// Whether the loss compares against the clean logits (`AttackBatch.reference`).
+    public let needsReference: Bool
+}
 
-    public func adversarialExamples(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
-        try attack.perturb(model, batch, seed: seed)
+/// The outcome of one training step.
+public struct ObjectiveStep {
+    /// The batch loss.
+    public let loss: Float
+    /// How many adversarial examples the model (in training mode) classified correctly.
+    public let correct: Int
+}
+
+/// A training objective: the generation loss and start of its adversarial examples, and the
+/// training loss on them (DESIGN "Training = objective x budget x generation").
+public protocol Objective {
+    var name: String { get }
+    var generation: GenerationRecipe { get }
+    /// Runs the training-mode forward and backward passes, adding dL/dθ into the parameters'
+    /// gradients; `clean` and `adversarial` are [N, H, W, C].
+    func accumulateGradients(_ model: ImageClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32]) throws
+        -> ObjectiveStep
+}
+
+extension ObjectiveKind {
+    /// The objective, with `beta` weighting the KL term of TRADES and MART.
+    public func make(beta: Float) -> Objective {
+        switch self {
+        case .at: return AdversarialTraining()
+        case .trades: return TRADES(beta: beta)
+        case .mart: return MART(beta: beta)
+        }
+    }
+}
+
+/// The start noise of TRADES and MART generation (SPEC section 4).
+let startNoiseSigma: Float = 0.001
+
+private func correctCount(_ logits: Tensor, _ labels: [Int32]) -> Int {
+    zip(logits.argmaxRows(), labels).filter { $0 == $1 }.count
+}
+
+/// Madry et al.'s adversarial training: CE(f(x'), y), x' ascending CE from a uniform start.
+public struct AdversarialTraining: Objective {
+    public init() {}
+    public var name: String { "at" }
+    public var generation: GenerationRecipe {
+        GenerationRecipe(loss: CrossEntropyLoss(), start: .uniform, needsReference: false)
     }
 
-    public func accumulateGradients(_ model: ImageClassifier, images: Tensor, adversarial: Tensor, labels: [Int32]) throws
-        -> (loss: Float, correct: Int) {
+    public func accumulateGradients(_ model: ImageClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32]) throws
+        -> ObjectiveStep {
         let tape = Tape(parameterGradients: true, inputGradient: false)
         let logits = try model.forward(adversarial, mode: .train, tape: tape)
         let (loss, gradient) = CrossEntropy.forwardBackward(logits: logits, labels: labels)
         try tape.backward(gradient)
-        return (loss, zip(logits.argmaxRows(), labels).filter { $0 == $1 }.count)
+        return ObjectiveStep(loss: loss, correct: correctCount(logits, labels))
+    }
+}
+
+/// Runs clean and adversarial training-mode forwards (clean first, as the reference code),
+/// evaluates a loss of both logits and back-propagates each gradient through its own tape.
+private func pairedStep(_ model: ImageClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32],
+                        loss: (Tensor, Tensor) -> PairedLoss) throws -> ObjectiveStep {
+    let cleanTape = Tape(parameterGradients: true, inputGradient: false)
+    let cleanLogits = try model.forward(clean, mode: .train, tape: cleanTape)
+    let adversarialTape = Tape(parameterGradients: true, inputGradient: false)
+    let adversarialLogits = try model.forward(adversarial, mode: .train, tape: adversarialTape)
+    let result = loss(cleanLogits, adversarialLogits)
+    try adversarialTape.backward(result.adversarialGradient)
+    try cleanTape.backward(result.cleanGradient)
+    return ObjectiveStep(loss: result.loss, correct: correctCount(adversarialLogits, labels))
+}
+
+/// TRADES (Zhang et al. 2019): CE(f(x), y) + beta KL(f(x) || f(x')) (`TRADESLoss`), x' ascending
+/// the KL divergence from x + 0.001 N(0, 1).
+///
+/// The clean batch goes through the model once in training mode (the reference code runs it
+/// twice, with identical outputs; only batch-norm running statistics see it once more there).
+public struct TRADES: Objective {
+    public let beta: Float
+    public init(beta: Float) { self.beta = beta }
+    public var name: String { "trades" }
+    public var generation: GenerationRecipe {
+        GenerationRecipe(loss: KLDivergenceLoss(), start: .gaussian(sigma: startNoiseSigma), needsReference: true)
+    }
+
+    public func accumulateGradients(_ model: ImageClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32]) throws
+        -> ObjectiveStep {
+        try pairedStep(model, clean: clean, adversarial: adversarial, labels: labels) {
+            TRADESLoss.forwardBackward(clean: $0, adversarial: $1, labels: labels, beta: beta)
+        }
+    }
+}
+
+/// MART (Wang et al. 2020): boosted CE of f(x') + beta KL(f(x) || f(x')) (1 - p_y) (`MARTLoss`),
+/// x' ascending CE from x + 0.001 N(0, 1).
+public struct MART: Objective {
+    public let beta: Float
+    public init(beta: Float) { self.beta = beta }
+    public var name: String { "mart" }
+    public var generation: GenerationRecipe {
+        GenerationRecipe(loss: CrossEntropyLoss(), start: .gaussian(sigma: startNoiseSigma), needsReference: false)
+    }
+
+    public func accumulateGradients(_ model: ImageClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32]) throws
+        -> ObjectiveStep {
+        try pairedStep(model, clean: clean, adversarial: adversarial, labels: labels) {
+            MARTLoss.forwardBackward(clean: $0, adversarial: $1, labels: labels, beta: beta)
+        }
     }
 }

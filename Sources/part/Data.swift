@@ -173,7 +173,7 @@ extension DataCommand {
         /// One epoch of AT over `train`, returning (images/s, wait seconds per batch).
         func trainOnce(_ train: ImageDataset, heldOut: ImageDataset, prefetch: Bool) throws -> (Double, Double) {
             var config = TrainingConfig()
-            config.method = .at
+            config.apply(.at)
             config.epochs = 1
             config.burnIn = 0
             config.batchSize = batchSize

@@ -9,76 +9,124 @@ import PARTTraining
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model with PART (or plain AT) on a dataset of the registry (default Fashion-MNIST).",
+        abstract: "Adversarial training: AT, TRADES, MART and their pixel-reweighted (PART) versions.",
         discussion: """
-        PART trains --burn-in epochs of plain adversarial training, then, for every batch, computes \
-        Grad-CAM maps of the batch's own images, keeps --eps on the important pixels (z-score > 1) \
-        and lowers it to --eps-low elsewhere, and trains on PGD examples made under that map.
+        A recipe is three choices: the objective (--objective at|trades|mart), the budget \
+        (--budget constant|cam) and the attack that makes the training examples (--generation). \
+        --method names the family's combinations: at, trades, mart (constant budget), part, part-t, \
+        part-m (CAM budget). With a CAM budget the first --burn-in epochs use a constant budget; then \
+        every batch gets CAM maps of its own images (--cam, --cam-layer), upsampled and squared, and \
+        --map-rule turns them into an epsilon map: --eps on important pixels, --eps-low elsewhere.
 
-        After every epoch it prints loss, clean and PGD accuracy on the first --eval-limit test \
-        images, the share of entries at full eps and images/s, and writes <out>/last.safetensors \
-        (PyTorch names and layouts) atomically.
+        --preset NAME starts from a paper setting (`part presets` lists them); any flag overrides its \
+        fields. Without a preset the defaults are the quick Fashion-MNIST PART job (5 epochs, about \
+        9 minutes on 2 cores).
 
-        The defaults are the quick main job (5 epochs, about 9 minutes on 2 cores). The full \
-        Fashion-MNIST recipe: part train --epochs 10 --burn-in 3
+        After every epoch it prints loss, clean and PGD accuracy on the held-out images (the first \
+        --eval-limit test images, or --val-split training images), the share of entries at full eps \
+        and images/s, and writes <out>/last.safetensors (PyTorch names and layouts) atomically. \
+        <out>/config.json holds the resolved configuration. --seeds 0,1,2 trains one run per seed \
+        into <out>/seed-K and reports clean and PGD accuracy as mean ± std (<out>/summary.json).
         """)
 
     @OptionGroup var data: DataOptions
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
-    @OptionGroup var engine: EngineOptions
     @OptionGroup var parallel: DistributedOptions
+    @OptionGroup var engine: EngineOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var reporting: TrainReportOptions
 
-    @Option(help: "Training method.")
-    var method: TrainingMethod = .part
+    @Option(help: ArgumentHelp("Start from a named recipe (see `part presets`).", valueName: "name"))
+    var preset: String?
 
-    @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
-    var arch: String = "small-cnn"
+    @Option(help: "Shorthand for objective and budget (generation pgd). (default: part)")
+    var method: TrainingMethod?
 
-    @Option(help: "Training epochs.")
-    var epochs: Int = 5
+    @Option(help: "Training objective; overrides --method. (default: at)")
+    var objective: ObjectiveKind?
 
-    @Option(help: "Epochs of plain AT before PART's maps start.")
-    var burnIn: Int = 2
+    @Option(help: "Budget: constant eps, or a CAM map after the burn-in; overrides --method. (default: cam)")
+    var budget: BudgetKind?
+
+    @Option(help: "Attack that makes the training examples. (default: pgd)")
+    var generation: GenerationKind?
+
+    @Option(help: "Weight of the KL term of TRADES and MART. (default: 6)")
+    var beta: Float?
+
+    @Option(help: "CAM method of a CAM budget. (default: gradcam)")
+    var cam: CAMMethodName?
+
+    @Option(help: ArgumentHelp("CAM layer (default: the model's: act4, layer4, block3).", valueName: "name"))
+    var camLayer: String?
+
+    @Option(help: "Rule from CAM to epsilon map; official needs 3-channel images. (default: zscore)")
+    var mapRule: MapRuleName?
+
+    @Option(help: ArgumentHelp("Architecture. (default: small-cnn)", valueName: "name"))
+    var arch: String?
+
+    @Option(help: "Training epochs. (default: 5)")
+    var epochs: Int?
+
+    @Option(help: "Epochs of constant budget before a CAM budget starts. (default: 2)")
+    var burnIn: Int?
 
     @Option(help: "Use the first N training images (0: all).")
     var trainLimit: Int = 0
 
-    @Option(help: "Held-out test images for the per-epoch accuracy check.")
+    @Option(help: "Held-out test images for the per-epoch check.")
     var evalLimit: Int = 1000
 
-    @Option(help: "Mini-batch size.")
-    var batchSize: Int = 128
+    @Option(help: ArgumentHelp("Hold N training images out of training; they replace the test images in the "
+                               + "per-epoch check and pick <out>/best.safetensors. (default: 0)"))
+    var valSplit: Int?
 
-    @Option(help: "SGD learning rate.")
-    var lr: Float = 0.01
+    @Option(help: "Mini-batch size. (default: 128)")
+    var batchSize: Int?
 
-    @Option(help: "SGD momentum.")
-    var momentum: Float = 0.9
+    @Option(help: "SGD learning rate. (default: 0.01)")
+    var lr: Float?
 
-    @Option(help: "SGD weight decay.")
-    var weightDecay: Float = 2e-4
+    @Option(help: "SGD momentum. (default: 0.9)")
+    var momentum: Float?
 
-    @Option(parsing: .upToNextOption, help: "Epochs after which the learning rate is multiplied by --lr-gamma.")
-    var lrMilestones: [Int] = []
+    @Option(help: "SGD weight decay. (default: 2e-4)")
+    var weightDecay: Float?
 
-    @Option(help: "Learning-rate factor at each milestone.")
-    var lrGamma: Float = 0.1
+    @Option(help: "Learning-rate schedule. (default: piecewise)")
+    var schedule: ScheduleKind?
 
-    @Option(name: .customLong("eps"), help: "Budget of important pixels (and of every pixel in AT).")
-    var epsilon: Float = 0.1
+    @Option(parsing: .upToNextOption,
+            help: ArgumentHelp("Epochs after which a piecewise schedule multiplies the rate by --lr-gamma "
+                               + "(e.g. 79 or 59,89; none for no milestone). (default: none)", valueName: "epochs"))
+    var lrMilestones: [String] = []
 
-    @Option(name: .customLong("eps-low"), help: "Budget of the other pixels in PART.")
-    var epsilonLow: Float = 0.0875
+    @Option(help: "Learning-rate factor at each milestone. (default: 0.1)")
+    var lrGamma: Float?
 
-    @Option(name: .customLong("alpha"), help: "PGD step size.")
-    var stepSize: Float = 0.025
+    @Option(help: "Epochs of linear learning-rate warm-up (per batch). (default: 0)")
+    var warmupEpochs: Int?
 
-    @Option(help: "PGD steps when generating training examples.")
-    var steps: Int = 10
+    @Option(name: .customLong("eps"), help: "Budget of important pixels (of every pixel with a constant budget), e.g. 0.1 or 8/255. (default: 0.1)")
+    var epsilon: FractionArgument?
 
-    @Option(help: "PGD steps of the per-epoch robustness check.")
-    var evalSteps: Int = 20
+    @Option(name: .customLong("eps-low"), help: "Budget of the other pixels with a CAM budget. (default: 0.0875)")
+    var epsilonLow: FractionArgument?
+
+    @Option(name: .customLong("alpha"), help: "Step size of the generation attack and of the check. (default: 0.025)")
+    var stepSize: FractionArgument?
+
+    @Option(help: "Attack steps when generating training examples. (default: 10)")
+    var steps: Int?
+
+    @Option(help: "PGD steps of the per-epoch robustness check. (default: 20)")
+    var evalSteps: Int?
+
+    @Option(help: ArgumentHelp("Train once per seed (e.g. 0,1,2) into <out>/seed-K and summarise; overrides --seed.",
+                               valueName: "list"))
+    var seeds: String?
 
     @Option(help: ArgumentHelp("Directory for checkpoints and the log (default: runs/<method>-<dataset>, "
                                + "numbered so that no earlier run is overwritten).", valueName: "dir"))
@@ -87,18 +135,129 @@ struct Train: ParsableCommand {
     @Flag(help: "Allow --out to name a directory that already holds a run (its files are replaced).")
     var overwrite = false
 
+    /// The preset (or the built-in defaults), then --method, then every explicit flag.
+    func resolvedConfig() throws -> TrainingConfig {
+        var c = TrainingConfig()
+        if let preset {
+            guard let p = Presets.named(preset) else {
+                throw ValidationError("unknown --preset '\(preset)'; `part presets` lists the \(Presets.all.count) presets")
+            }
+            c = p.config
+        }
+        if preset == nil || datasetGiven { c.dataset = data.dataset.rawValue }
+        if let method { c.apply(method) }
+        if let objective { c.objective = objective }
+        if let budget { c.budget = budget }
+        if let generation { c.generation = generation }
+        if let beta { c.beta = beta }
+        if let cam { c.cam = cam }
+        if let camLayer { c.camLayer = camLayer }
+        if let mapRule { c.mapRule = mapRule }
+        if let arch { c.architecture = arch }
+        if let epochs { c.epochs = epochs }
+        if let burnIn { c.burnIn = burnIn }
+        if let valSplit { c.validationSplit = valSplit }
+        if let batchSize { c.batchSize = batchSize }
+        if let lr { c.learningRate = lr }
+        if let momentum { c.momentum = momentum }
+        if let weightDecay { c.weightDecay = weightDecay }
+        if let schedule { c.schedule = schedule }
+        if let milestones = try parsedMilestones() {
+            c.milestones = milestones
+        } else if let p = preset.flatMap(Presets.named), p.config.schedule == .piecewise,
+                  p.config.milestones == LearningRateSchedule.officialMilestones(epochs: p.config.epochs,
+                                                                                 burnIn: p.config.burnIn) {
+            // The official schedule counts from the burn-in: it follows a changed --epochs or --burn-in.
+            c.milestones = LearningRateSchedule.officialMilestones(epochs: c.epochs, burnIn: c.burnIn)
+        }
+        if let lrGamma { c.gamma = lrGamma }
+        if let warmupEpochs { c.warmupEpochs = warmupEpochs }
+        if let epsilon { c.epsilon = epsilon.value }
+        if let epsilonLow { c.epsilonLow = epsilonLow.value }
+        if let stepSize { c.stepSize = stepSize.value }
+        if let steps { c.steps = steps }
+        if let evalSteps { c.evalSteps = evalSteps }
+        c.seed = output.seed
+        return c.resolved
+    }
+
+    /// --lr-milestones as given (space- or comma-separated, or "none"); nil when not given.
+    func parsedMilestones() throws -> [Int]? {
+        let items = lrMilestones.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        if lrMilestones.isEmpty { return nil }
+        if items == ["none"] { return [] }
+        return try items.map {
+            guard let v = Int($0) else { throw ValidationError("--lr-milestones takes epoch numbers or none, got '\($0)'") }
+            return v
+        }
+    }
+
+    /// --seeds as a list, nil when not given.
+    func parsedSeeds() throws -> [UInt64]? {
+        guard let seeds else { return nil }
+        let values = seeds.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let parsed = values.compactMap { UInt64($0) }
+        guard parsed.count == values.count, !parsed.isEmpty else {
+            throw ValidationError("--seeds takes comma-separated non-negative integers, e.g. 0,1,2, got '\(seeds)'")
+        }
+        guard Set(parsed).count == parsed.count else { throw ValidationError("--seeds lists a seed twice: \(seeds)") }
+        return parsed
+    }
+
+    func validate() throws {
+        let c = try resolvedConfig()
+        if let problem = dataRequest(c).problem() {
+            throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
+        }
+        if let problem = c.problem() { throw ValidationError(problem) }
+        guard trainLimit >= 0 else { throw ValidationError("--train-limit must be >= 0") }
+        guard evalLimit >= 1 else { throw ValidationError("--eval-limit must be at least 1") }
+        _ = try parsedSeeds()
+    }
+
+    // MARK: data (the data-loading lines)
+
+    /// Whether --dataset was on the command line. `DataOptions` gives the dataset a default, so
+    /// this is how a preset's dataset yields to an explicit --dataset and not to the default.
+    var datasetGiven: Bool { CommandLine.arguments.contains { $0 == "--dataset" || $0.hasPrefix("--dataset=") } }
+
+    /// The registry request of the resolved dataset (--dataset, else the preset's).
+    func dataRequest(_ config: TrainingConfig) -> DatasetRequest {
+        var r = data.request
+        if let name = DatasetName(rawValue: config.dataset) { r.name = name }
+        r.augmentation = augmentation.policy
+        return r
+    }
+
+    /// The training split and the held-out test images of the per-epoch check.
+    func loadData(_ config: TrainingConfig) throws -> (train: ImageDataset, heldOut: ImageDataset) {
+        let request = dataRequest(config)
+        let warn = { (warning: String) in FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
+        var train = try DatasetRegistry.load(request, split: .train, warn: warn)
+        if trainLimit > 0 { train = train.prefix(trainLimit) }
+        let heldOut = try DatasetRegistry.load(request, split: .test, warn: warn).prefix(evalLimit)
+        try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
+        return (train, heldOut)
+    }
+
+    // MARK: run
+
     /// The run directory: --out, or the first free runs/<method>-<dataset>[-N].
-    func runDirectory(dataset: String) throws -> URL {
+    func runDirectory(method: String, dataset: String) throws -> URL {
         let fm = FileManager.default
-        func holdsRun(_ url: URL) -> Bool { fm.fileExists(atPath: url.appendingPathComponent("last.safetensors").path) }
+        func holdsRun(_ url: URL) -> Bool {
+            ["last.safetensors", "config.json", "summary.json"].contains {
+                fm.fileExists(atPath: url.appendingPathComponent($0).path)
+            }
+        }
         if let out {
             let url = URL(fileURLWithPath: out)
             if holdsRun(url) && !overwrite {
-                throw ValidationError("\(out) already holds a run (last.safetensors); choose another --out or pass --overwrite")
+                throw TrainingError("\(out) already holds a run; choose another --out or pass --overwrite")
             }
             return url
         }
-        let base = "runs/\(method.rawValue)-\(dataset)"
+        let base = "runs/\(method)-\(dataset)"
         var candidate = URL(fileURLWithPath: base)
         var n = 2
         while holdsRun(candidate) {
@@ -108,35 +267,6 @@ struct Train: ParsableCommand {
         return candidate
     }
 
-    var config: TrainingConfig {
-        var c = TrainingConfig()
-        c.method = method
-        c.epochs = epochs
-        c.burnIn = method == .part ? burnIn : 0
-        c.batchSize = batchSize
-        c.learningRate = lr
-        c.momentum = momentum
-        c.weightDecay = weightDecay
-        c.milestones = lrMilestones
-        c.gamma = lrGamma
-        c.epsilon = epsilon
-        c.epsilonLow = epsilonLow
-        c.stepSize = stepSize
-        c.steps = steps
-        c.evalSteps = evalSteps
-        c.seed = output.seed
-        return c
-    }
-
-    func validate() throws {
-        if let problem = config.problem() { throw ValidationError(problem) }
-        guard trainLimit >= 0 else { throw ValidationError("--train-limit must be >= 0") }
-        guard evalLimit >= 1 else { throw ValidationError("--eval-limit must be at least 1") }
-        guard ModelZoo.architectures.contains(arch) else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
-    }
-
     func run() throws {
         engine.apply()
         let communicator: Communicator?
@@ -144,53 +274,147 @@ struct Train: ParsableCommand {
         // Rank 0 alone prints (and writes the run's files).
         let printing = communicator?.isRoot ?? true
         do {
-            var train = try data.load(.train, augmentation: augmentation.policy)
-            if trainLimit > 0 { train = train.prefix(trainLimit) }
-            let heldOut = try data.load(.test).prefix(evalLimit)
-            try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
-            var rng = RNG(seed: output.seed)
-            var initRng = rng.split()
-            let model = try ModelZoo.make(arch, numClasses: train.classes, inChannels: train.channels,
-                                          imageSize: train.height, rng: &initRng)
-            let trainer = Trainer(config: config, model: model, rng: rng)
-            trainer.parallel = communicator.map { DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm) }
-            let runDirectory = try self.runDirectory(dataset: train.name)
-            if !output.json && printing {
-                print("PART for Swift: \(method.rawValue) on \(train.name) (\(train.count) training images, "
-                      + "\(heldOut.count) held-out), \(arch), eps \(epsilon), eps-low \(epsilonLow), "
-                      + "alpha \(stepSize), PGD-\(steps); \(epochs) epochs, burn-in \(config.burnIn); "
-                      + "writing \(runDirectory.path)"
-                      + (communicator.map { " (\($0.size) ranks, \($0.name))" } ?? ""))
+            let config = try resolvedConfig()
+            let seedList = try parsedSeeds()
+            // TensorBoard and the report follow one run; a seed sweep writes them per seed
+            // afterwards through `part report <seed directory>`.
+            if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
+                throw badArgument("--tensorboard and --report follow a single run: drop them with --seeds "
+                                  + "(part report DIR writes a seed's report afterwards)")
             }
-            var progress = Progress()
+            let (train, heldOut) = try loadData(config)
+            if config.validationSplit >= train.count {
+                throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
+            }
+            if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
+                throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
+                                  + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
+            }
+            let directory = try runDirectory(method: config.method, dataset: train.name)
+            let camLayer = try resolvedCAMLayer(config, data: train)
+            let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
+                : "\(heldOut.count) held-out test images"
+            let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "
+                          + "\(train.name) (\(train.count - config.validationSplit) training images, \(held)), "
+                          + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")
+                          + "; writing \(directory.path)"]
+                + config.summaryLines(camLayer: camLayer).map { "  " + $0 }
+            if let communicator, seedList != nil {
+                throw badArgument("--seeds trains one seed after another; under mpirun start one job per --seed "
+                                  + "(\(communicator.size) ranks)")
+            }
+            for line in header where printing {
+                if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+            }
+            var progress = Progress(quiet: progressOptions.quiet)
+            // Other ranks write no TensorBoard files and no report.
+            let outputs = try TrainOutputs(printing ? reporting : try TrainReportOptions.parse([]), runDirectory: directory,
+                                           log: progress.log)
             let started = Date()
-            try trainer.train(on: train, heldOut: heldOut, runDirectory: runDirectory, progress: { epoch, done, total in
-                if printing { progress.update("epoch \(epoch)/\(epochs): batch \(done)/\(total)") }
-            }, report: { r in
+            let printReport = { (r: EpochReport) throws in
                 progress.clear()
+                if seedList == nil { outputs.epoch(r) }
                 if output.json {
                     try printJSON(r)
                 } else {
-                    print(String(format: "epoch %d/%d  %@  lr %.4g  loss %.4f  train-adv-acc %.2f%%  clean %.2f%%  pgd-%d %.2f%%  full-eps %.1f%%  %.0f img/s  %.0fs",
-                                 r.epoch, r.epochs, r.budget as NSString, r.learningRate, r.loss, 100 * r.trainAccuracy,
-                                 100 * r.cleanAccuracy, evalSteps, 100 * r.robustAccuracy, 100 * r.fullEpsilonFraction,
-                                 r.imagesPerSecond, r.seconds))
+                    print((seedList == nil ? "" : "seed \(r.seed)  ")
+                          + String(format: "epoch %d/%d  %@  lr %.4g  loss %.4f  train-adv-acc %.2f%%  clean %.2f%%  pgd-%d %.2f%%  full-eps %.1f%%  %.0f img/s  %.0fs%@",
+                                   r.epoch, r.epochs, r.budget as NSString, r.learningRate, r.loss, 100 * r.trainAccuracy,
+                                   100 * r.cleanAccuracy, config.evalSteps, 100 * r.robustAccuracy,
+                                   100 * r.fullEpsilonFraction, r.imagesPerSecond, r.seconds,
+                                   (r.best ? "  best" : "") as NSString))
                 }
                 fflush(stdout)
-            })
-            if printing, let line = trainer.parallel?.communicationSummary(model) {
-                FileHandle.standardError.write(Data("part train: \(line)\n".utf8))
             }
-            if !output.json && printing {
-                print(String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
-                             runDirectory.appendingPathComponent("last.safetensors").path as NSString))
+            if let seedList {
+                let summary = try TrainingRun.sweep(config, seeds: seedList, data: train, heldOut: heldOut,
+                                                    directory: directory, progress: { seed, epoch, done, total in
+                    progress.update("seed \(seed) epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                }, report: { _, r in try printReport(r) })
+                if output.json {
+                    try printJSON(summary)
+                } else {
+                    print("\(summary.method) over seeds \(seedList.map(String.init).joined(separator: ",")): \(summary.line)")
+                    print(String(format: "done in %.0fs; summary: %@", Date().timeIntervalSince(started),
+                                 directory.appendingPathComponent("summary.json").path as NSString))
+                }
+            } else {
+                let trainer = try TrainingRun.trainer(config, data: train)
+                trainer.parallel = communicator.map {
+                    DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm)
+                }
+                trainer.batchLoss = outputs.batchLoss
+                let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
+                    guard printing else { return }
+                    progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
+                                    unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                }, report: printReport)
+                if printing { try outputs.finish(trainer: trainer, heldOut: heldOut) }
+                if printing, let line = trainer.parallel?.communicationSummary(trainer.model) {
+                    progress.log("part train: \(line)")
+                }
+                if !output.json && printing {
+                    var text = String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
+                                      directory.appendingPathComponent("last.safetensors").path as NSString)
+                    if let best = outcome.best {
+                        text += String(format: "; best: epoch %d (pgd-%d %.2f%%), %@", best.epoch, config.evalSteps,
+                                       100 * best.robustAccuracy,
+                                       directory.appendingPathComponent("best.safetensors").path as NSString)
+                    }
+                    print(text)
+                }
             }
             communicator?.finalize()
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             if let communicator { throw failRank(error, communicator) }
             throw fail(error)
         }
     }
+
+    /// The CAM layer of a CAM budget (nil for a constant budget), checked against the layers of
+    /// the architecture: a name that is not one of them is a bad argument. The layer names do not
+    /// depend on the weights, so an untrained instance of the model answers.
+    func resolvedCAMLayer(_ config: TrainingConfig, data: ImageDataset) throws -> String? {
+        guard config.budget == .cam else { return nil }
+        var rng = RNG(seed: 0)
+        let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
+                                      imageSize: data.height, rng: &rng)
+        do {
+            return try CAMLayer.resolve(config.camLayer, model: model)
+        } catch {
+            throw badArgument("\(error)")
+        }
+    }
+
+    /// Prints a bad-argument sentence found only after reading the data, and exits with 64.
+    func badArgument(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("part: error: \(message)\n".utf8))
+        return ExitCode.validationFailure
+    }
+}
+
+/// A number given as a decimal or a fraction ("0.03", "8/255").
+struct FractionArgument: ExpressibleByArgument {
+    let value: Float
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 2, let n = Double(parts[0]), let d = Double(parts[1]), d != 0 {
+            value = Float(n / d)
+        } else if parts.count == 1, let v = Float(argument) {
+            value = v
+        } else {
+            return nil
+        }
+    }
 }
 
 extension TrainingMethod: ExpressibleByArgument {}
+extension ObjectiveKind: ExpressibleByArgument {}
+extension BudgetKind: ExpressibleByArgument {}
+extension GenerationKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}
+extension CAMMethodName: ExpressibleByArgument {}
+extension MapRuleName: ExpressibleByArgument {}

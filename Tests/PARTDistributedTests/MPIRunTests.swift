@@ -206,6 +206,25 @@ final class MPIRunTests: XCTestCase {
         XCTAssertTrue(stderr.contains("rank 0 stopped by the MPI launcher"), stderr)
     }
 
+    /// Rank 1 stops on an error of its own (here a flag only it was given) while rank 0 goes on to
+    /// the first collective: rank 1 aborts the job on its way out, so rank 0 does not wait forever.
+    func testARankThatExitsEarlyStopsTheJob() throws {
+        let base = ["train", "--data", dir.path, "--threads", "1", "--arch", "small-cnn", "--method", "at",
+                    "--epochs", "1", "--eval-limit", "8", "--out", dir.appendingPathComponent("early").path]
+        let root = geteuid() == 0 ? ["--allow-run-as-root"] : []
+        let arguments = ["--oversubscribe"] + root + ["-np", "1", partBinary.path] + base
+            + [":", "-np", "1", partBinary.path] + base + ["--seeds", "1,2"]
+        let (job, _, err) = try start(launcher, arguments, in: dir, name: "early")
+        defer { if job.isRunning { kill(job.processIdentifier, SIGKILL) } }
+        let stopBy = Date().addingTimeInterval(60)
+        while job.isRunning && Date() < stopBy { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertFalse(job.isRunning, "the job still runs a minute after rank 1 stopped")
+        guard !job.isRunning else { return }
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        let stderr = try String(contentsOf: err, encoding: .utf8)
+        XCTAssertTrue(stderr.contains("rank 1 exits before the job has ended"), stderr)
+    }
+
     /// The process of `part` with MPI rank `rank` among the children of `parent` (mpirun).
     func rankProcess(_ rank: Int, of parent: pid_t) -> pid_t? {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }

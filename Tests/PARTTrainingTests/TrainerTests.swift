@@ -31,7 +31,7 @@ final class TrainerTests: XCTestCase {
         var rng = RNG(seed: seed)
         var initRng = rng.split()
         let model = try ModelZoo.make("small-cnn", numClasses: 3, inChannels: 1, imageSize: 16, rng: &initRng)
-        let trainer = Trainer(config: config, model: model, rng: rng)
+        let trainer = try Trainer(config: config, model: model, rng: rng)
         var reports = [EpochReport]()
         let data = try dataset(count: 48)
         try trainer.train(on: data, heldOut: data.prefix(12), runDirectory: dir) { reports.append($0) }
@@ -84,7 +84,7 @@ final class TrainerTests: XCTestCase {
     func testInvalidSettingsAreNamed() throws {
         var config = TrainingConfig()
         config.epsilonLow = 0.2
-        XCTAssertEqual(config.problem(), "--eps-low must be in [0, eps]")
+        XCTAssertEqual(config.problem(), "--eps-low must be in [0, eps] (eps = 0.1), got 0.2")
         config = TrainingConfig()
         config.burnIn = 10
         XCTAssertEqual(config.problem()?.contains("--burn-in"), true)

@@ -1,0 +1,103 @@
+import PARTCAM
+
+// The three independent choices of a training recipe (DESIGN "Training = objective x budget x
+// generation") and the shorthand names of the paper's family.
+
+/// What the model is trained to minimise (SPEC section 5); each pairs a generation loss with a
+/// training loss.
+public enum ObjectiveKind: String, CaseIterable, Codable, Sendable {
+    /// CE of the adversarial examples (Madry et al. 2018).
+    case at
+    /// CE of the clean examples + beta KL(clean || adversarial) (Zhang et al. 2019).
+    case trades
+    /// Boosted CE of the adversarial examples + beta KL weighted by 1 - p_y (Wang et al. 2020).
+    case mart
+}
+
+/// Where each batch's epsilon map comes from.
+public enum BudgetKind: String, CaseIterable, Codable, Sendable {
+    /// eps everywhere.
+    case constant
+    /// eps on the pixels a class activation map marks important, eps-low elsewhere, after the
+    /// burn-in epochs (PART).
+    case cam
+}
+
+/// The attack that makes the training examples.
+public enum GenerationKind: String, CaseIterable, Codable, Sendable {
+    /// PGD on the objective's generation loss, from the objective's start.
+    case pgd
+    /// MMA (SPEC section 4, k = 3) on its own margin loss.
+    case mma
+}
+
+/// The family's shorthand names: each sets all three choices (generation PGD).
+public enum TrainingMethod: String, CaseIterable, Codable, Sendable {
+    case at, trades, mart, part
+    case partT = "part-t"
+    case partM = "part-m"
+
+    public var objective: ObjectiveKind {
+        switch self {
+        case .at, .part: return .at
+        case .trades, .partT: return .trades
+        case .mart, .partM: return .mart
+        }
+    }
+
+    public var budget: BudgetKind {
+        switch self {
+        case .at, .trades, .mart: return .constant
+        case .part, .partT, .partM: return .cam
+        }
+    }
+
+    /// The shorthand of an objective and a budget.
+    public init(objective: ObjectiveKind, budget: BudgetKind) {
+        switch (objective, budget) {
+        case (.at, .constant): self = .at
+        case (.trades, .constant): self = .trades
+        case (.mart, .constant): self = .mart
+        case (.at, .cam): self = .part
+        case (.trades, .cam): self = .partT
+        case (.mart, .cam): self = .partM
+        }
+    }
+}
+
+/// Metadata keys of the recipe in `last.safetensors` / `best.safetensors`.
+public enum RecipeKey {
+    public static let method = "method"
+    public static let objective = "objective"
+    public static let budget = "budget"
+    public static let generation = "generation"
+    public static let cam = "cam"
+    public static let camLayer = "cam_layer"
+    public static let mapRule = "map_rule"
+    public static let beta = "beta"
+    public static let dataset = "dataset"
+    public static let seed = "seed"
+    public static let epoch = "epoch"
+
+    /// A one-line description of the recipe a checkpoint was trained with ("part-t: trades
+    /// objective (beta 6), gradcam/zscore budget at layer4, pgd generation"), nil for files
+    /// without it (plain PyTorch state_dicts).
+    public static func describe(_ metadata: [String: String]) -> String? {
+        guard let method = metadata[method], let objective = metadata[objective], let budget = metadata[budget],
+              let generation = metadata[generation] else { return nil }
+        var text = "\(method): \(objective) objective"
+        if objective != ObjectiveKind.at.rawValue, let beta = metadata[beta] { text += " (beta \(beta))" }
+        if budget == BudgetKind.cam.rawValue {
+            text += ", \(metadata[cam] ?? "?")/\(metadata[mapRule] ?? "?") budget"
+            if let layer = metadata[camLayer] { text += " at \(layer)" }
+        } else {
+            text += ", constant budget"
+        }
+        return text + ", \(generation) generation"
+    }
+}
+
+extension CAMMethodName {
+    /// The names as the command line lists them.
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}

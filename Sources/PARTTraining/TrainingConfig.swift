@@ -1,0 +1,151 @@
+import Foundation
+import PARTCAM
+import PARTNN
+
+/// Everything that defines a training run: what to train on, the recipe (objective x budget x
+/// generation), the optimiser and its schedule, the budgets and the checks. The defaults are
+/// the project's quick Fashion-MNIST PART recipe (SPEC section 7), the `part train` defaults.
+public struct TrainingConfig: Sendable, Codable, Equatable {
+    /// The preset the configuration started from, if any (for the record).
+    public var preset: String?
+    /// The dataset's registry name and the model's zoo name.
+    public var dataset = "fashion-mnist"
+    public var architecture = "small-cnn"
+
+    public var objective: ObjectiveKind = .at
+    public var budget: BudgetKind = .cam
+    public var generation: GenerationKind = .pgd
+    /// Weight of the KL term of TRADES and MART.
+    public var beta: Float = 6
+    /// CAM method, layer (nil: the model's default; checked against the model's `camLayers`
+    /// when the trainer is made) and map rule of the CAM budget.
+    public var cam: CAMMethodName = .gradcam
+    public var camLayer: String?
+    public var mapRule: MapRuleName = .zscore
+    /// Epochs of constant budget before the CAM budget starts (0 for a constant budget).
+    public var burnIn = 2
+
+    public var epochs = 5
+    public var batchSize = 128
+    public var learningRate: Float = 0.01
+    public var momentum: Float = 0.9
+    public var weightDecay: Float = 2e-4
+    public var schedule: ScheduleKind = .piecewise
+    /// Epochs (1-based) after which a piecewise schedule multiplies the rate by `gamma`.
+    public var milestones: [Int] = []
+    public var gamma: Float = 0.1
+    public var warmupEpochs = 0
+
+    public var epsilon: Float = 0.1
+    public var epsilonLow: Float = 0.0875
+    public var stepSize: Float = 0.025
+    /// Attack steps when generating training examples.
+    public var steps = 10
+    /// PGD steps of the per-epoch robustness check (alpha = stepSize, eps = epsilon).
+    public var evalSteps = 20
+    /// Training images held out for the per-epoch check and `best.safetensors` (0: the check
+    /// uses test images and no best checkpoint is kept).
+    public var validationSplit = 0
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    /// The family's shorthand of this recipe ("part-t"), with "-mma" for MMA generation.
+    public var method: String {
+        TrainingMethod(objective: objective, budget: budget).rawValue + (generation == .mma ? "-mma" : "")
+    }
+
+    /// Sets objective, budget and generation from a shorthand.
+    public mutating func apply(_ method: TrainingMethod) {
+        objective = method.objective
+        budget = method.budget
+        generation = .pgd
+    }
+
+    public var learningRateSchedule: LearningRateSchedule {
+        LearningRateSchedule(base: learningRate, kind: schedule, milestones: milestones, gamma: gamma,
+                             warmupEpochs: warmupEpochs, epochs: epochs)
+    }
+
+    /// The learning rate of epoch `epoch` (1-based) after any warm-up.
+    public func learningRate(epoch: Int) -> Float { learningRateSchedule.rate(epoch: epoch) }
+
+    /// The configuration as it runs: a constant budget has no burn-in.
+    public var resolved: TrainingConfig {
+        var c = self
+        if c.budget == .constant { c.burnIn = 0 }
+        return c
+    }
+
+    /// A sentence naming the first invalid setting and what to change, nil when all are valid.
+    public func problem() -> String? {
+        func finite(_ v: Float) -> Bool { v.isFinite }
+        if !ModelZoo.recognises(architecture) {
+            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
+                + "or wrn-<depth>-<widen> with depth 6n + 4)"
+        }
+        if epochs < 1 { return "--epochs must be at least 1" }
+        if burnIn < 0 { return "--burn-in must be >= 0" }
+        if budget == .cam && burnIn >= epochs {
+            return "--burn-in (\(burnIn)) must be smaller than --epochs (\(epochs)) for a CAM budget"
+        }
+        if batchSize < 1 { return "--batch-size must be at least 1" }
+        if !(finite(learningRate) && learningRate > 0) { return "--lr must be a finite number > 0, got \(learningRate)" }
+        if !(finite(momentum) && momentum >= 0 && momentum < 1) { return "--momentum must be in [0, 1), got \(momentum)" }
+        if !(finite(weightDecay) && weightDecay >= 0) { return "--weight-decay must be a finite number >= 0, got \(weightDecay)" }
+        if schedule == .cosine && !milestones.isEmpty {
+            return "--lr-milestones apply to --schedule piecewise; drop them or use --lr-milestones none with cosine"
+        }
+        if let bad = milestones.first(where: { $0 < 1 || $0 >= epochs }) {
+            return "--lr-milestones must lie in 1...\(max(epochs - 1, 1)) (a milestone E lowers the rate from epoch E+1), got \(bad)"
+        }
+        if zip(milestones, milestones.dropFirst()).contains(where: { $0 >= $1 }) {
+            return "--lr-milestones must be increasing and unique, got \(milestones.map(String.init).joined(separator: ","))"
+        }
+        if !(finite(gamma) && gamma > 0 && gamma <= 1) { return "--lr-gamma must be in (0, 1], got \(gamma)" }
+        if warmupEpochs < 0 || warmupEpochs >= epochs {
+            return "--warmup-epochs must be in 0..<\(epochs) (--epochs), got \(warmupEpochs)"
+        }
+        if !(finite(epsilon) && epsilon >= 0 && epsilon <= 1) { return "--eps must be in [0, 1], got \(epsilon)" }
+        if budget == .cam && !(finite(epsilonLow) && epsilonLow >= 0 && epsilonLow <= epsilon) {
+            return "--eps-low must be in [0, eps] (eps = \(epsilon)), got \(epsilonLow)"
+        }
+        if !(finite(stepSize) && stepSize >= 0) { return "--alpha must be a finite number >= 0, got \(stepSize)" }
+        if steps < 0 { return "--steps must be >= 0" }
+        if evalSteps < 0 { return "--eval-steps must be >= 0" }
+        if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
+        if validationSplit < 0 { return "--val-split must be >= 0" }
+        if !GenerationKind.available.contains(generation) {
+            return "--generation \(generation.rawValue) is not available in this build "
+                + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
+        }
+        return nil
+    }
+}
+
+extension TrainingConfig {
+    /// The resolved configuration in a few human-readable lines (printed at the start of a run).
+    public func summaryLines(camLayer: String?) -> [String] {
+        let c = resolved
+        var recipe = "\(c.method): objective \(c.objective.rawValue)"
+        if c.objective != .at { recipe += " (beta \(c.beta))" }
+        switch c.budget {
+        case .constant: recipe += ", constant budget eps \(c.epsilon)"
+        case .cam:
+            recipe += ", budget \(c.cam.rawValue) at \(camLayer ?? c.camLayer ?? "the default layer") with the "
+                + "\(c.mapRule.rawValue) rule (eps \(c.epsilon), eps-low \(c.epsilonLow)) after \(c.burnIn) burn-in "
+                + "epoch\(c.burnIn == 1 ? "" : "s")"
+        }
+        recipe += ", generation \(c.generation.rawValue)-\(c.steps) (alpha \(c.stepSize))"
+        var optimiser = "SGD lr \(c.learningRate), momentum \(c.momentum), weight decay \(c.weightDecay), batch \(c.batchSize); "
+        switch c.schedule {
+        case .piecewise:
+            optimiser += c.milestones.isEmpty ? "constant rate"
+                : "x\(c.gamma) after epoch\(c.milestones.count == 1 ? "" : "s") \(c.milestones.map(String.init).joined(separator: ", "))"
+        case .cosine: optimiser += "cosine schedule"
+        }
+        if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
+        optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps)"
+        return [recipe, optimiser]
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import XCTest
+
+/// `part train`'s recipe flags, presets and seed sweeps, and `part presets`, as a user runs them.
+extension CLITests {
+    func testFamilyFlagsAreValidatedWithExitCode64() throws {
+        let cases: [([String], String)] = [
+            (["--lr", "nan"], "--lr"),
+            (["--lr", "inf"], "--lr"),
+            (["--beta", "inf"], "--beta"),
+            (["--epochs", "10", "--lr-milestones", "6", "3"], "increasing"),
+            (["--epochs", "5", "--lr-milestones", "5"], "--lr-milestones"),
+            (["--schedule", "cosine", "--lr-milestones", "2"], "--schedule piecewise"),
+            (["--preset", "nope"], "part presets"),
+            (["--preset", "cifar10-wrn-34-10-part"], "preset cifar10-wrn-34-10-part: --dataset cifar10 needs --data"),
+            (["--preset", "cifar10-resnet18-part"], "preset cifar10-resnet18-part: --dataset cifar10 needs --data"),
+            (["--cam-layer", "fc1"], "--cam-layer fc1"),
+            (["--generation", "fgsm"], "fgsm"),
+            (["--seeds", "0,0"], "--seeds"),
+            (["--seeds", "a"], "--seeds"),
+            (["--method", "part", "--eps", "0.05"], "--eps-low"),
+            (["--objective", "dpo"], "dpo"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try part(["train"] + arguments)
+            XCTAssertEqual(r.status, 64, "\(arguments): \(r.stderr)")
+            XCTAssert(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+        }
+    }
+
+    /// Settings that are valid get past validation (and then stop at the missing data: exit 1).
+    func testValidRecipesPassValidation() throws {
+        let missing = try temporaryDirectory().appendingPathComponent("absent").path
+        for arguments in [["--method", "at", "--eps", "0.05"], ["--eps", "8/255", "--eps-low", "7/255", "--alpha", "2/255"],
+                          ["--method", "part-m", "--cam", "gradcam++", "--map-rule", "zscore", "--beta", "3"],
+                          ["--preset", "fashion-mnist-small-cnn-trades", "--epochs", "3", "--schedule", "cosine"],
+                          ["--objective", "mart", "--budget", "cam", "--burn-in", "0", "--val-split", "100"],
+                          ["--method", "part", "--generation", "mma"]] {
+            let r = try part(["train", "--data", missing] + arguments)
+            XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
+            XCTAssert(r.stderr.contains("train-images-idx3-ubyte"), "\(arguments): \(r.stderr)")
+        }
+    }
+
+    func testOfficialMapRuleOnGreyImagesIsABadArgument() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir, count: 8)
+        let r = try part(["train", "--data", dir.path, "--map-rule", "official", "--out", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssert(r.stderr.contains("--map-rule zscore"), r.stderr)
+        let split = try part(["train", "--data", dir.path, "--val-split", "8", "--out", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(split.status, 64, split.stderr)
+        XCTAssert(split.stderr.contains("--val-split 8 must be smaller than the 8 training images"), split.stderr)
+    }
+
+    /// A paper preset on the generated CIFAR-10 files of the dataset fixtures, its fields overridden
+    /// to a few images and steps; the official schedule's milestone follows the shorter run.
+    func testPaperPresetRunsOnGeneratedCIFARFiles() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/data_cifar10")
+        let out = try temporaryDirectory().appendingPathComponent("run")
+        let r = try part(["train", "--preset", "cifar10-resnet18-part-t", "--data", fixtures.path, "--epochs", "1",
+                          "--burn-in", "0", "--train-limit", "8", "--eval-limit", "4", "--batch-size", "8", "--steps", "1",
+                          "--eval-steps", "1", "--out", out.path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stderr.contains("preset cifar10-resnet18-part-t, resnet18 on cifar10"), r.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json")))
+            as! [String: Any]
+        let recorded = config["config"] as! [String: Any]
+        XCTAssertEqual(recorded["preset"] as? String, "cifar10-resnet18-part-t")
+        XCTAssertEqual(recorded["dataset"] as? String, "cifar10")
+        XCTAssertEqual(recorded["milestones"] as? [Int], [])
+        XCTAssertEqual(recorded["stepSize"] as? Double ?? 0, 2.0 / 255, accuracy: 1e-7)
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(report["method"] as? String, "part-t")
+        XCTAssertEqual(report["budget"] as? String, "gradcam/zscore")
+    }
+
+    func testPresetsListsEveryPreset() throws {
+        let r = try part(["presets"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for name in ["cifar10-resnet18-at", "cifar10-wrn-34-10-part-t", "svhn-resnet18-part-m", "tinyimagenet-resnet18-mart",
+                     "fashion-mnist-small-cnn-part"] {
+            XCTAssert(r.stdout.contains(name), name)
+        }
+        let json = try part(["presets", "--json"])
+        XCTAssertEqual(json.stdout.split(separator: "\n").count, 30)
+    }
+
+    /// `--seeds` runs one sub-run per seed and summarises them; the run prints its resolved recipe.
+    func testSeedSweepWritesSubRunsAndSummary() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir, count: 24)
+        let out = dir.appendingPathComponent("sweep")
+        let r = try part(["train", "--data", dir.path, "--method", "part-t", "--epochs", "1", "--burn-in", "0",
+                          "--batch-size", "12", "--steps", "1", "--eval-steps", "1", "--eval-limit", "8",
+                          "--seeds", "0,1", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("part-t: objective trades (beta 6.0), budget gradcam at act4"), r.stdout)
+        XCTAssert(r.stdout.contains("part-t over seeds 0,1: clean"), r.stdout)
+        XCTAssert(r.stdout.contains("±"), r.stdout)
+        for sub in ["seed-0", "seed-1"] {
+            for file in ["config.json", "last.safetensors", "log.jsonl"] {
+                XCTAssert(FileManager.default.fileExists(atPath: out.appendingPathComponent("\(sub)/\(file)").path), "\(sub)/\(file)")
+            }
+        }
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json")))
+            as! [String: Any]
+        XCTAssertEqual((summary["seeds"] as? [Any])?.count, 2)
+        XCTAssertEqual(summary["method"] as? String, "part-t")
+        let again = try part(["train", "--data", dir.path, "--seeds", "0", "--out", out.path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssert(again.stderr.contains("already holds a run"), again.stderr)
+    }
+}
