@@ -50,9 +50,9 @@ public final class OpenMPICommunicator: Communicator {
     private let errorStringFn: ErrorStringFn
     private var finalized = false
 
-    /// The shared library names tried, in order; `PART_MPI_LIBRARY` names another file.
+    /// The shared library names tried, in order, or the one file `PART_MPI_LIBRARY` names.
     public static var libraryCandidates: [String] {
-        (ProcessInfo.processInfo.environment["PART_MPI_LIBRARY"].map { [$0] } ?? []) + ["libmpi.so.40", "libmpi.so"]
+        ProcessInfo.processInfo.environment["PART_MPI_LIBRARY"].map { [$0] } ?? ["libmpi.so.40", "libmpi.so"]
     }
 
     /// Loads Open MPI and initialises it (once per process).

@@ -95,7 +95,8 @@ public final class DataParallel: BatchStatisticsReducer {
     public func communicationSummary(_ model: ImageClassifier) -> String? {
         guard communication.steps > 0 else { return nil }
         let floats = model.parameters.reduce(0) { $0 + $1.1.value.count }
-        let what = synchronizedBatchNorm ? "gradient all-reduce" : "gradient all-reduce and buffer broadcast"
+        let what = synchronizedBatchNorm || model.buffers.isEmpty ? "gradient all-reduce"
+            : "gradient all-reduce and buffer broadcast"
         let perStep = String(format: "%.1f ms per step (%d steps of %.1f MB", 1000 * communication.seconds
                              / Double(communication.steps), communication.steps, Double(4 * floats) / 1e6)
         return "\(what) \(perStep), \(communicator.size) ranks, \(communicator.name))"

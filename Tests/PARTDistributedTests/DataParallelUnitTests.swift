@@ -166,3 +166,26 @@ final class SyncBatchNormTests: XCTestCase {
         XCTAssertEqual(synced.numBatchesTracked.value[flat: 0], 1)
     }
 }
+
+/// `--distributed` where Open MPI cannot be loaded: one line saying what to install, exit code 1,
+/// whether or not MPI is installed here (the library is named by PART_MPI_LIBRARY).
+final class MissingMPITests: XCTestCase {
+    func testDistributedWithoutOpenMPIFailsWithOneLine() throws {
+        let process = Process()
+        process.executableURL = partBinary
+        process.arguments = ["train", "--distributed", "--epochs", "1", "--burn-in", "0"]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+        environment["PART_MPI_LIBRARY"] = "/nonexistent/libmpi.so.40"
+        process.environment = environment
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = Pipe()
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, text)
+        XCTAssertTrue(text.hasPrefix("part: error: could not load Open MPI"), text)
+        XCTAssertTrue(text.contains("install openmpi-bin"), text)
+        XCTAssertEqual(text.split(separator: "\n").count, 1, text)
+    }
+}
