@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "part", targets: ["part"]),
         .library(name: "PARTTraining", targets: ["PARTTraining"]),
+        // The fuzz targets' entry points, for the libFuzzer package in Fuzz/.
+        .library(name: "PARTFuzzing", targets: ["PARTFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,6 +39,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Every reader of outside bytes run on one input with the checks that must hold; the
+        // libFuzzer executables (Fuzz/Package.swift, scripts/fuzz.sh) and the tests call them.
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "CZlib"], path: "Fuzz/Entries"),
+
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
@@ -44,6 +50,8 @@ let package = Package(
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        // The fuzz targets in-process over the committed corpus, regressions and mutations.
+        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing"]),
     ],
     swiftLanguageModes: [.v5]
 )

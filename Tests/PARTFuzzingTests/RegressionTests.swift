@@ -1,0 +1,70 @@
+import Foundation
+import PARTEngine
+import PARTNN
+import XCTest
+@testable import PARTFuzzing
+
+/// Each regression input of the checkpoint target (Tests/Fixtures/fuzz/checkpoint) with the
+/// reason it must be refused for: hand-made hostile files and inputs the fuzzer found.
+final class CheckpointRegressionTests: XCTestCase {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/fuzz/checkpoint")
+
+    /// The first refusal of the loading path for `name`: decoding, then `loadModel` on the fuzz
+    /// model with the metadata deciding classes and input shape.
+    func refusal(_ name: String) throws -> String? {
+        let bytes = [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent(name)))
+        do {
+            let file = try SafetensorsFile.decode(bytes, source: name)
+            var rng = RNG(seed: 1)
+            _ = try Checkpoint.loadModel(file, source: name, architecture: nil, numClasses: nil, inputShape: nil,
+                                         rng: &rng, build: TinyClassifier.build)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testEveryRegressionInputIsRefusedForItsReason() throws {
+        let expected: [String: [String]] = [
+            "nan-weight": ["nan-weight: tensor 'linear.weight' holds nan at element 2", "diverged"],
+            "inf-buffer": ["tensor 'bn1.running_var' holds inf at element 0"],
+            "prefixed-twice": ["tensor 'conv1.bias' is given twice"],
+            "huge-classes": ["metadata \"classes\" is \"99999999999\"", "from 1 to 100000"],
+            "negative-classes": ["metadata \"classes\" is \"-3\""],
+            "huge-input-shape": ["metadata \"input_shape\" is \"100000,100000,1\""],
+            "malformed-input-shape": ["metadata \"input_shape\" is \"8,8\"", "\"H,W,C\""],
+            // Found by fuzzing: a duplicated key holding a newline used to split the message.
+            "newline-in-key": ["duplicated key", "\\n"],
+        ]
+        for (name, fragments) in expected {
+            let message = try XCTUnwrap(try refusal(name), "\(name) must be refused")
+            XCTAssertFalse(message.contains("\n"), "\(name): one line, got \(message.debugDescription)")
+            for f in fragments {
+                XCTAssert(message.contains(f), "\(name): \"\(message)\" should mention \"\(f)\"")
+            }
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path)
+        XCTAssertEqual(Set(names), Set(expected.keys), "every checkpoint regression input has its reason here")
+    }
+
+    func testTheSeedCheckpointsLoad() throws {
+        let corpus = Self.folder.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/checkpoint")
+        for name in ["tiny", "tiny-dataparallel", "tiny-scalar-as-1", "tiny-arch-only"] {
+            let file = try SafetensorsFile.decode([UInt8](try Data(contentsOf: corpus.appendingPathComponent(name))), source: name)
+            var rng = RNG(seed: 1)
+            let (model, _) = try Checkpoint.loadModel(file, source: name, architecture: nil, numClasses: nil, inputShape: nil,
+                                                      rng: &rng, build: TinyClassifier.build)
+            XCTAssertEqual(model.architecture, "fuzz-tiny")
+        }
+        // Made for 16x16 images and 4 classes; loaded for 8x8 and 2: refused with the hint.
+        let other = try SafetensorsFile.decode([UInt8](try Data(contentsOf: corpus.appendingPathComponent("tiny-other-shape"))))
+        var rng = RNG(seed: 1)
+        XCTAssertThrowsError(try Checkpoint.loadModel(other, source: "o", architecture: nil, numClasses: 2, inputShape: (8, 8, 1),
+                                                      rng: &rng, build: TinyClassifier.build)) { error in
+            XCTAssert("\(error)".contains("made for 16x16x1 images and 4 classes, the data has 8x8x1 images and 2 classes"),
+                      "\(error)")
+        }
+    }
+}
