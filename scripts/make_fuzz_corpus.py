@@ -14,7 +14,8 @@ safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools p
   idx-gzip     a first byte choosing the mode (even: the rest is a gzip file; odd: the rest is
                gzipped by the target itself), then gzipped IDX files, two members, and a body
                longer than its header declares
-Regression inputs are hand-made hostile files: trailing bytes, duplicated keys, a hole in
+Regression inputs are hand-made hostile files (inputs the fuzzer found are copied into the same
+folders by hand; this script never deletes them): trailing bytes, duplicated keys, a hole in
 the data offsets, non-finite weights, absurd metadata, a gzip bomb whose header declares 784
 bytes, a header larger than any stream of its size can hold.
 """
