@@ -2,7 +2,7 @@
 // PART for Swift: pixel-reweighted adversarial training on a oneDNN engine.
 //
 // Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
-// PARTCAM <- PARTTraining <- part (the command-line tool).
+// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool).
 import PackageDescription
 
 let package = Package(
@@ -32,10 +32,13 @@ let package = Package(
         .target(name: "PARTAttacks", dependencies: ["PARTNN"]),
         // Class activation maps and the rules that turn them into epsilon maps.
         .target(name: "PARTCAM", dependencies: ["PARTNN"]),
+        // The evaluation protocol: attack sequences, re-verification, results files and resume.
+        .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
         .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
+            "PARTEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -48,6 +51,8 @@ let package = Package(
         .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
+        // Also runs the built `part` executable (killed with SIGKILL and resumed).
+        .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.

@@ -81,21 +81,24 @@ public struct LossGradient {
 }
 
 /// How attacks run the model: evaluation mode, input gradients only, never a parameter
-/// gradient or a batch-norm statistic touched. Every attack goes through these two calls, so a
-/// change of how attack passes run (lower precision, folded batch norm) is made here once.
+/// gradient or a batch-norm statistic touched, in the engine's attack precision
+/// (`Engine.attackPrecision`: f32, or bf16 activations and kernels inside the model with f32
+/// images, logits and input gradients at the boundary). Every attack goes through these two
+/// calls, so a change of how attack passes run is made here once.
 public enum AttackPass {
     /// Logits [N, K] at x.
     public static func logits(_ model: ImageClassifier, _ x: Tensor) throws -> Tensor {
-        try model.forward(x, mode: .eval)
+        try model.forward(try x.converted(to: Engine.attackPrecision), mode: .eval).converted(to: .f32)
     }
 
     /// The loss's per-example values and the gradient of their sum with respect to x.
     public static func lossGradient(_ model: ImageClassifier, at x: Tensor, batch: AttackBatch, loss: AttackLoss,
                                     targets: [Int32]? = nil) throws -> LossGradient {
         let tape = Tape(parameterGradients: false)
-        let logits = try model.forward(x, mode: .eval, tape: tape)
+        let output = try model.forward(try x.converted(to: Engine.attackPrecision), mode: .eval, tape: tape)
+        let logits = try output.converted(to: .f32)
         let (values, dLogits) = try loss.evaluate(logits: logits, batch: batch, targets: targets)
-        let gradient = try tape.backward(dLogits)
+        let gradient = try tape.backward(try dLogits.converted(to: output.dtype)).converted(to: .f32)
         return LossGradient(logits: logits, values: values, gradient: gradient)
     }
 }

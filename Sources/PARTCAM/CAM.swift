@@ -30,18 +30,20 @@ public enum ClassActivation {
     /// predicted classes, from one forward and one head-only backward for the whole batch.
     ///
     /// The model runs in evaluation mode with an input-only tape, so its weights, gradients and
-    /// batch-norm statistics are untouched, and each image's map does not depend on the others.
+    /// batch-norm statistics are untouched, and each image's map does not depend on the others;
+    /// the passes run in `Engine.attackPrecision`.
     public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod) throws
         -> (maps: Tensor, predictions: [Int32]) {
-        let activations = try model.features(images, mode: .eval, tape: nil)
+        let activations = try model.features(try images.converted(to: Engine.attackPrecision), mode: .eval, tape: nil)
         let tape = Tape(parameterGradients: false)
-        let logits = try model.head(activations, mode: .eval, tape: tape)
-        let predictions = logits.argmaxRows()
-        var seed = Tensor(shape: logits.shape)
-        let k = logits.shape[1]
+        let output = try model.head(activations, mode: .eval, tape: tape)
+        let predictions = try output.converted(to: .f32).argmaxRows()
+        var seed = Tensor(shape: output.shape)
+        let k = output.shape[1]
         for (b, c) in predictions.enumerated() { seed[flat: b * k + Int(c)] = 1 }
-        let gradients = try tape.backward(seed)
-        return (normalise(method.combine(activations: activations, gradients: gradients)), predictions)
+        let gradients = try tape.backward(try seed.converted(to: output.dtype)).converted(to: .f32)
+        return (normalise(method.combine(activations: try activations.converted(to: .f32), gradients: gradients)),
+                predictions)
     }
 
     /// Per-image min-max normalisation to [0, 1]; a map whose range is zero becomes all zeros.

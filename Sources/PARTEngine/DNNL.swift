@@ -186,11 +186,11 @@ final class RawBuffer {
     let bytes: Int
 
     init(bytes: Int) {
-        self.bytes = bytes
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 64), alignment: 64)
+        self.bytes = (Swift.max(bytes, 64) + 63) / 64 * 64
+        pointer = BufferPool.shared.take(bytes: self.bytes)
     }
 
-    deinit { pointer.deallocate() }
+    deinit { BufferPool.shared.give(pointer, bytes: bytes) }
 }
 
 /// A reorder between a plain layout and the layout a primitive chose, with a buffer for the

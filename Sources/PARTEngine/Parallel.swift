@@ -1,3 +1,4 @@
+import CDNNL
 import Dispatch
 import Foundation
 #if canImport(Glibc)
@@ -30,6 +31,37 @@ public enum Engine {
 
     /// Cores the process may run on.
     public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
+
+    private static let precision = Locked(DType.f32)
+
+    /// Element type of the passes that attacks and class activation maps run (`--precision`):
+    /// f32, or bf16 where the CPU has bfloat16 instructions. Training's own forward and
+    /// backward passes are always f32.
+    public static var attackPrecision: DType {
+        get { precision.value }
+        set { precision.value = newValue }
+    }
+
+    /// Whether oneDNN runs bfloat16 kernels natively on this CPU (AVX-512 BF16 or AMX).
+    public static var supportsBF16: Bool {
+        let bf16 = UInt32(dnnl_cpu_isa_avx512_core_bf16.rawValue)
+        return UInt32(dnnl_get_effective_cpu_isa().rawValue) & bf16 == bf16
+    }
+
+    /// The CPU instruction set oneDNN dispatches to ("avx512_core_bf16", ...).
+    public static var instructionSet: String {
+        switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: return "sse41"
+        case dnnl_cpu_isa_avx: return "avx"
+        case dnnl_cpu_isa_avx2: return "avx2"
+        case dnnl_cpu_isa_avx512_mic: return "avx512_mic"
+        case dnnl_cpu_isa_avx512_core: return "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+        default: return "isa \(dnnl_get_effective_cpu_isa().rawValue)"
+        }
+    }
 }
 
 /// A value behind a lock, for the few process-wide counters and caches of the engine.
@@ -117,6 +149,11 @@ public enum Optimizations {
         case fuse
         /// Freed large buffers kept for reuse instead of returned to the system.
         case pool
+        /// Backward-data of convolutions with few input channels as a matrix product + col2im.
+        case narrow
+        /// Passes that need no backward skip what only a backward pass reads (max-pool's arg-max
+        /// workspace).
+        case inference
     }
 
     private static let disabled = Locked(Set<Name>())

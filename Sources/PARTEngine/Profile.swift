@@ -13,7 +13,7 @@ public enum Profile {
         var flops: Double = 0
         var timing = false
         var tracing = false
-        var convolutions: [(Convolution, [Int])] = []
+        var convolutions: [(Convolution, [Int], DType)] = []
         var seconds: [String: Double] = [:]
         var calls: [String: Int] = [:]
     }
@@ -38,11 +38,11 @@ public enum Profile {
         set { state.withLock { $0.tracing = newValue } }
     }
 
-    /// The convolutions run while tracing, with their input shapes [N, H, W, C], in order.
-    public static var traced: [(Convolution, [Int])] { state.value.convolutions }
+    /// The convolutions run while tracing, with their input shapes [N, H, W, C] and types, in order.
+    public static var traced: [(Convolution, [Int], DType)] { state.value.convolutions }
 
-    static func trace(_ op: Convolution, _ shape: [Int]) {
-        state.withLock { s in if s.tracing { s.convolutions.append((op, shape)) } }
+    static func trace(_ op: Convolution, _ shape: [Int], _ dtype: DType) {
+        state.withLock { s in if s.tracing { s.convolutions.append((op, shape, dtype)) } }
     }
 
     public static func reset() {

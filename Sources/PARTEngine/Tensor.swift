@@ -1,13 +1,24 @@
 import Foundation
 
-/// A dense Float32 tensor: a shape and contiguous, 64-byte aligned storage.
+/// Element types. Every tensor the user sees is `f32`; `bf16` (bfloat16: the upper half of an
+/// f32) lives only inside attack and CAM passes run in reduced precision, where oneDNN's kernels
+/// read and write it and Swift code never touches its elements.
+public enum DType: String, Sendable, Codable {
+    case f32, bf16
+
+    /// Bytes per element.
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A dense tensor: a shape, an element type and contiguous, 64-byte aligned storage.
 ///
 /// Images and activations are NHWC (`[N, H, W, C]`); parameters keep PyTorch's layouts
 /// (convolution weights OIHW, linear weights `[out, in]`), so checkpoints are plain copies
 /// and oneDNN reorders weights where its kernels want another layout.
 ///
 /// `Tensor` has value semantics: storage is shared until a mutation, which copies it if
-/// another tensor still refers to it (copy on write).
+/// another tensor still refers to it (copy on write). Element access from Swift
+/// (`readPointer`, `scalars`, the buffer-pointer methods) is for `f32` tensors only.
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]
     @usableFromInline var storage: TensorStorage
@@ -15,11 +26,14 @@ public struct Tensor: @unchecked Sendable {
     /// Number of elements.
     public var count: Int { storage.count }
 
+    /// The element type.
+    public var dtype: DType { storage.dtype }
+
     /// A tensor of the given shape filled with `value`.
     public init(shape: [Int], repeating value: Float = 0) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
-        self.storage = TensorStorage(count: shape.reduce(1, *))
+        self.storage = TensorStorage(count: shape.reduce(1, *), dtype: .f32)
         storage.pointer.initialize(repeating: value, count: storage.count)
     }
 
@@ -28,13 +42,13 @@ public struct Tensor: @unchecked Sendable {
         precondition(shape.reduce(1, *) == values.count,
                      "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
         self.shape = shape
-        self.storage = TensorStorage(count: values.count)
+        self.storage = TensorStorage(count: values.count, dtype: .f32)
         values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 
     /// A tensor whose storage is left uninitialised, for kernels that overwrite all of it.
-    public static func uninitialized(shape: [Int]) -> Tensor {
-        Tensor(shape: shape, storage: TensorStorage(count: shape.reduce(1, *)))
+    public static func uninitialized(shape: [Int], dtype: DType = .f32) -> Tensor {
+        Tensor(shape: shape, storage: TensorStorage(count: shape.reduce(1, *), dtype: dtype))
     }
 
     init(shape: [Int], storage: TensorStorage) {
@@ -44,7 +58,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// The elements in row-major order.
     public var scalars: [Float] {
-        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+        Array(UnsafeBufferPointer(start: readPointer, count: count))
     }
 
     /// The same elements under another shape with the same element count.
@@ -54,26 +68,44 @@ public struct Tensor: @unchecked Sendable {
     }
 
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+        try body(UnsafeBufferPointer(start: readPointer, count: count))
     }
 
     public mutating func withUnsafeMutableBufferPointer<R>(
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
-        if !isKnownUniquelyReferenced(&storage) {
-            let copy = TensorStorage(count: count)
-            copy.pointer.update(from: storage.pointer, count: count)
-            storage = copy
-        }
+        precondition(dtype == .f32, "element access to a \(dtype) tensor")
+        makeUnique()
         return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
     }
 
-    /// Read-only base address, for handing to C kernels that only read it.
-    @inlinable public var readPointer: UnsafeMutablePointer<Float> { storage.pointer }
+    /// Copies the storage if another tensor shares it.
+    mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) {
+            let copy = TensorStorage(count: count, dtype: dtype)
+            copy.raw.copyMemory(from: storage.raw, byteCount: count * dtype.size)
+            storage = copy
+        }
+    }
+
+    /// Read-only base address of an f32 tensor, for kernels that only read it.
+    @inlinable public var readPointer: UnsafeMutablePointer<Float> {
+        precondition(storage.dtype == .f32, "element access to a \(storage.dtype) tensor")
+        return storage.pointer
+    }
+
+    /// Read-only base address of any tensor, for handing to C kernels that only read it.
+    public var rawPointer: UnsafeMutableRawPointer { storage.raw }
+
+    /// A writable base address of any tensor after making its storage unique.
+    public mutating func mutableRawPointer() -> UnsafeMutableRawPointer {
+        makeUnique()
+        return storage.raw
+    }
 
     /// Element access by flat index (slow path; kernels use the buffer pointers).
     public subscript(flat index: Int) -> Float {
-        get { storage.pointer[index] }
+        get { readPointer[index] }
         set { withUnsafeMutableBufferPointer { $0[index] = newValue } }
     }
 
@@ -81,26 +113,32 @@ public struct Tensor: @unchecked Sendable {
     public func slice(_ range: Range<Int>) -> Tensor {
         precondition(!shape.isEmpty && range.lowerBound >= 0 && range.upperBound <= shape[0])
         let inner = shape.isEmpty ? 1 : count / Swift.max(shape[0], 1)
-        var out = Tensor.uninitialized(shape: [range.count] + shape.dropFirst())
-        out.withUnsafeMutableBufferPointer {
-            $0.baseAddress!.update(from: storage.pointer + range.lowerBound * inner, count: range.count * inner)
-        }
+        var out = Tensor.uninitialized(shape: [range.count] + shape.dropFirst(), dtype: dtype)
+        let size = dtype.size
+        out.mutableRawPointer().copyMemory(from: storage.raw + range.lowerBound * inner * size,
+                                           byteCount: range.count * inner * size)
         return out
     }
 }
 
-/// Owned, aligned Float storage, drawn from `BufferPool`.
+/// Owned, aligned storage, drawn from `BufferPool`.
 @usableFromInline final class TensorStorage {
+    let raw: UnsafeMutableRawPointer
+    /// The storage as Float elements (meaningful for f32 storage only).
     @usableFromInline let pointer: UnsafeMutablePointer<Float>
-    let count: Int
+    @usableFromInline let count: Int
+    @usableFromInline let dtype: DType
 
-    init(count: Int) {
+    init(count: Int, dtype: DType) {
         self.count = count
-        let raw = BufferPool.shared.take(bytes: Swift.max(count, 1) * 4)
-        self.pointer = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
+        self.dtype = dtype
+        raw = BufferPool.shared.take(bytes: TensorStorage.bytes(count, dtype))
+        pointer = raw.bindMemory(to: Float.self, capacity: (TensorStorage.bytes(count, dtype) + 3) / 4)
     }
 
-    deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: Swift.max(count, 1) * 4) }
+    static func bytes(_ count: Int, _ dtype: DType) -> Int { (Swift.max(count, 1) * dtype.size + 63) / 64 * 64 }
+
+    deinit { BufferPool.shared.give(raw, bytes: TensorStorage.bytes(count, dtype)) }
 }
 
 /// Keeps freed large buffers for reuse, by exact size.

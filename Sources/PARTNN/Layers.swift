@@ -172,7 +172,7 @@ public final class MaxPool2d: Layer {
     public init(kernel: Int, channels: Int) { op = MaxPool(kernel: kernel, channels: channels) }
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let (y, record) = try op.forward(x)
+        let (y, record) = try op.forward(x, backward: tape != nil)
         tape?.record { [op] dy in try op.backward(dy, record: record) }
         return y
     }
@@ -182,10 +182,12 @@ public final class MaxPool2d: Layer {
 public final class GlobalAvgPool: Layer {
     public init() {}
 
+    /// Reduced-precision inputs are widened to f32 here: what follows (the classifier head) is
+    /// small, and its gradient is narrowed back on the way down.
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let shape = x.shape
-        tape?.record { dy in GlobalAveragePool.backward(dy, inputShape: shape) }
-        return GlobalAveragePool.forward(x)
+        let shape = x.shape, dtype = x.dtype
+        tape?.record { dy in try GlobalAveragePool.backward(dy, inputShape: shape).converted(to: dtype) }
+        return GlobalAveragePool.forward(try x.converted(to: .f32))
     }
 }
 
@@ -193,9 +195,10 @@ public final class GlobalAvgPool: Layer {
 public final class Flatten: Layer {
     public init() {}
 
+    /// Reduced-precision inputs are widened to f32 here, as in `GlobalAvgPool`.
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let shape = x.shape
-        tape?.record { dy in FlattenCHW.backward(dy, inputShape: shape) }
-        return FlattenCHW.forward(x)
+        let shape = x.shape, dtype = x.dtype
+        tape?.record { dy in try FlattenCHW.backward(dy, inputShape: shape).converted(to: dtype) }
+        return FlattenCHW.forward(try x.converted(to: .f32))
     }
 }

@@ -34,8 +34,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Images of the Grad-CAM workloads.")
     var camImages: Int = 32
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var engine: EngineOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -56,7 +55,6 @@ struct Bench: ParsableCommand {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
         guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         for name in without where Optimizations.Name(rawValue: name) == nil {
             throw ValidationError("unknown optimisation '\(name)' in --without (known: "
                                   + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
@@ -88,7 +86,7 @@ struct Bench: ParsableCommand {
     }
 
     func runBench() throws {
-        if let threads { Engine.setThreads(threads) }
+        engine.apply()
         for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
         let (side, channels, epsilon): (Int, Int, Float) = arch == "small-cnn" ? (28, 1, 0.1) : (32, 3, 8.0 / 255)
         var rng = RNG(seed: 0)
@@ -143,8 +141,8 @@ struct Bench: ParsableCommand {
         _ = try model.forward(x, mode: .eval)
         Profile.tracing = false
         var peakFlops = 0.0, peakSeconds = 0.0
-        for (op, shape) in Profile.traced {
-            let input = Tensor(shape: shape, repeating: 0.5)
+        for (op, shape, dtype) in Profile.traced {
+            let input = try Tensor(shape: shape, repeating: 0.5).converted(to: dtype)
             let w = Tensor(shape: [op.outChannels, op.inChannels, op.kernel, op.kernel], repeating: 0.01)
             let b = op.hasBias ? Tensor(shape: [op.outChannels]) : nil
             let t = try timed { _ = try op.forward(input, weight: w, bias: b, weightVersion: 7) }
@@ -166,7 +164,8 @@ struct Bench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
-            model: arch, batch: n, threads: Engine.threads, engine: "oneDNN", precision: "fp32",
+            model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
+            precision: engine.precision.rawValue,
             without: without.sorted(),
             pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,
             at_step_s_per_batch: tAT.seconds, at_images_per_s: Double(n) / tAT.seconds,

@@ -3,24 +3,56 @@ import Foundation
 import PARTAttacks
 import PARTData
 import PARTEngine
+import PARTEvaluation
 import PARTNN
-import PARTTraining
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Clean and PGD accuracy of a safetensors checkpoint on the test split.",
+        abstract: "Robust accuracy of a safetensors checkpoint under a sequence of attacks.",
         discussion: """
         Any safetensors file with PyTorch names and layouts loads: files written by `part train`, \
         and state_dicts saved from the reference models (a `module.` prefix is stripped). The \
-        architecture comes from the file's metadata, else from --arch.
+        architecture comes from the file's metadata, else from its tensor names, else from --arch.
+
+        --attacks is a comma-separated list of items name[:key=value]..., e.g. \
+        natural,pgd20,pgd:steps=50:alpha=0.01,cw20,mma,fgsm,pgd-l2:eps=0.5,aa. \
+        Attacks: \(AttackCatalog.standard.knownNames.joined(separator: ", ")). \
+        Each attack runs only on the points still robust after the ones before it (--independent: \
+        on every correctly classified point), and every success is re-verified alone in a batch of \
+        its own; a disagreement is reported and exits with code 1.
+
+        With --save-results FILE, a run that is killed continues where it stopped when the same \
+        command is run again.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
-    @OptionGroup var attack: AttackOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var engine: EngineOptions
+
+    @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
+    var attacks: String?
+
+    @Option(name: .customLong("eps"), help: "L-inf budget: a decimal or a fraction such as 8/255.")
+    var epsilon: Fraction = Fraction(0.1)
+
+    @Option(name: .customLong("alpha"), help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
+    var stepSize: Fraction?
+
+    @Option(help: ArgumentHelp("Steps of the default PGD stage when --attacks is not given (same as --attacks natural,pgd:steps=N).",
+                               valueName: "n"))
+    var pgdSteps: Int?
+
+    @Flag(help: "Run every attack on every correctly classified point and report each.")
+    var independent = false
+
+    @Option(help: ArgumentHelp("Per-channel normalisation the model was trained with, as MEAN/STD "
+                               + "(e.g. 0.2860/0.3530 or 0.4914,0.4822,0.4465/0.2470,0.2435,0.2616); inputs stay images in [0, 1].",
+                               valueName: "mean/std"))
+    var normalize: String?
 
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
@@ -31,59 +63,190 @@ struct Eval: ParsableCommand {
     @Option(help: "Images per batch.")
     var batchSize: Int = 256
 
+    @Option(help: ArgumentHelp("Write the per-example outcome (JSON lines, header first) here; rerunning the same "
+                               + "command on an unfinished file resumes it.", valueName: "file"))
+    var saveResults: String?
+
+    @Option(help: ArgumentHelp("Write the worst-case examples here (.npy, float32, [N, H, W, C]).", valueName: "file.npy"))
+    var saveAdversarial: String?
+
+    var alpha: Float { stepSize?.value ?? epsilon.value / 4 }
+
+    var attackList: String { attacks ?? "natural,pgd:steps=\(pgdSteps ?? 20)" }
+
+    func stages() throws -> [AttackCatalog.Stage] {
+        try AttackCatalog.standard.stages(attackList, defaults: .init(epsilon: epsilon.value, alpha: alpha))
+    }
+
+    /// MEAN/STD as per-channel values.
+    func normalization() throws -> (mean: [Float], std: [Float])? {
+        guard let normalize else { return nil }
+        let parts = normalize.split(separator: "/", omittingEmptySubsequences: false)
+        func values(_ s: Substring) -> [Float]? {
+            let v = s.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            return v.contains(where: { $0 == nil }) || v.isEmpty ? nil : v.compactMap { $0 }
+        }
+        guard parts.count == 2, let mean = values(parts[0]), let std = values(parts[1]), mean.count == std.count,
+              mean.allSatisfy(\.isFinite), std.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ValidationError("--normalize takes MEAN/STD with one decimal per channel on each side and every std > 0, "
+                                  + "e.g. 0.2860/0.3530 or 0.4914,0.4822,0.4465/0.2470,0.2435,0.2616; got '\(normalize)'")
+        }
+        return (mean, std)
+    }
+
     func validate() throws {
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
+        if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
+        if let pgdSteps {
+            guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
+            guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
+        }
         if let arch, !ModelZoo.architectures.contains(arch) {
             throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
         }
+        do {
+            _ = try stages()
+        } catch let error as AttackError {
+            throw ValidationError("--attacks: \(error.description)")
+        }
+        _ = try normalization()
+        if let saveResults, let saveAdversarial, saveResults == saveAdversarial {
+            throw ValidationError("--save-results and --save-adversarial must name different files")
+        }
     }
 
-    struct Result: Encodable {
+    /// The evaluated split: the one place that reads data.
+    func loadTestSplit() throws -> ImageDataset {
+        try MNISTFormat.load(directory: URL(fileURLWithPath: data.directory), split: .test)
+    }
+
+    struct Output: Encodable {
         let checkpoint: String
         let architecture: String
+        let normalize: String?
         let dataset: String
-        let split = "test"
+        let split: String
         let count: Int
         let seed: UInt64
-        let cleanAccuracy: Double
-        let attack: String
         let epsilon: Float
         let alpha: Float
+        let precision: String
+        let independent: Bool
+        let attacks: [StageSummary]
+        let cleanAccuracy: Double
+        /// Robust against every stage (the worst case per example).
         let robustAccuracy: Double
+        let robust: Int
+        let resumed: Int
+        let unverified: Int
         let seconds: Double
+        let resultsFile: String?
+        let adversarialFile: String?
     }
 
     func run() throws {
         do {
+            let started = Date()
+            engine.apply()
             let url = URL(fileURLWithPath: checkpoint)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
             }
-            var test = try MNISTFormat.load(directory: URL(fileURLWithPath: data.directory), split: .test)
+            var test = try loadTestSplit()
             if limit > 0 { test = test.prefix(limit) }
             var initRng = RNG(seed: output.seed)
-            let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+            var (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)
-            let pgd = PGD(steps: attack.steps, stepSize: attack.alpha)
-            var progress = Progress()
-            let started = Date()
-            let result = try Evaluation.run(model, on: test, attack: pgd, epsilon: attack.epsilon, batchSize: batchSize,
-                                            seed: output.seed) { done, total in progress.update("evaluated \(done)/\(total)") }
-            progress.clear()
-            let r = Result(checkpoint: checkpoint, architecture: model.architecture, dataset: test.name, count: result.count,
-                           seed: output.seed, cleanAccuracy: result.cleanAccuracy, attack: pgd.name,
-                           epsilon: attack.epsilon, alpha: attack.alpha, robustAccuracy: result.robustAccuracy ?? 0,
-                           seconds: Date().timeIntervalSince(started))
-            if output.json {
-                try printJSON(r)
-            } else {
-                print("\(r.architecture) on \(r.dataset) test (\(r.count) images, seed \(r.seed)): "
-                      + String(format: "clean %.2f%%, %@ (eps %g, alpha %g) %.2f%%  [%.1fs]", 100 * r.cleanAccuracy,
-                               r.attack as NSString, r.epsilon, r.alpha, 100 * r.robustAccuracy, r.seconds))
+            if let (mean, std) = try normalization() {
+                do {
+                    model = try Normalized(model, mean: mean, std: std)
+                } catch {
+                    FileHandle.standardError.write(Data("part: error: --normalize: \(error)\n".utf8))
+                    throw ExitCode.validationFailure
+                }
             }
+            let stages = try self.stages()
+            let header = EvaluationHeader(
+                checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
+                normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
+                columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
+                precision: engine.precision.rawValue, batchSize: batchSize)
+            // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made.
+            for path in [saveResults, saveAdversarial].compactMap({ $0 }) {
+                try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
+                                                        withIntermediateDirectories: true)
+            }
+            let options = EvaluationOptions(batchSize: batchSize, seed: output.seed, independent: independent,
+                                            resultsFile: saveResults.map { URL(fileURLWithPath: $0) },
+                                            adversarialFile: saveAdversarial.map { URL(fileURLWithPath: $0) })
+            let eps = epsilon.value
+            let runner = try EvaluationRunner(model: model, dataset: test, stages: stages, header: header, options: options) {
+                try EpsilonMap.constant(eps, shape: $0.shape)
+            }
+            var progress = Progress(quiet: progressOptions.quiet)
+            let title = "\(model.architecture) on \(test.name) test, \(test.count) points, eps \(epsilon) (alpha \(alpha)), "
+                + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
+                + (independent ? ", each attack independently" : "")
+            progress.log("part eval: \(title)")
+            progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
+            for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
+            runner.log = { progress.log("part eval: \($0)") }
+            runner.progress = { p in
+                progress.update(done: p.done, total: p.total, unit: "points",
+                                "batch \(p.batch)/\(p.batches), \(p.stage); robust \(p.robust)/\(p.finished) so far")
+            }
+            let summary = try runner.run()
+            progress.clear()
+
+            // The stage log AutoAttack users know.
+            for (s, stage) in summary.stages.enumerated() {
+                let what = s == 0 ? "initial accuracy" : (independent ? "robust accuracy against \(stage.name) alone"
+                                                                    : "robust accuracy after \(stage.name)")
+                progress.log(String(format: "part eval: %@: %.2f%% (%.1f s)", what as NSString, 100 * stage.accuracy, stage.seconds))
+            }
+            progress.log(String(format: "part eval: worst case: %.2f%% of %d points", 100 * summary.robustAccuracy, summary.count))
+            if summary.minimum <= summary.maximum {   // this run confirmed at least one adversarial example
+                progress.log(String(format: "part eval: adversarial examples of this run: max L-inf perturbation %.5f, non-finite %d, "
+                                    + "min %.5f, max %.5f", summary.largestPerturbation, summary.nonFinite, summary.minimum, summary.maximum))
+            }
+
+            let seconds = Date().timeIntervalSince(started)
+            if output.json {
+                try printJSON(Output(
+                    checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: test.name,
+                    split: "test", count: summary.count, seed: output.seed, epsilon: eps, alpha: alpha,
+                    precision: engine.precision.rawValue, independent: independent, attacks: summary.stages,
+                    cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
+                    resumed: summary.resumed, unverified: summary.disagreements.count, seconds: seconds,
+                    resultsFile: saveResults, adversarialFile: saveAdversarial))
+            } else {
+                print(title)
+                print(table(summary))
+            }
+            fflush(stdout)
+            if let first = summary.disagreements.first {
+                throw EvaluationError("re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
+                                      + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust")
+            }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw fail(error)
         }
+    }
+
+    /// The results table: one row per stage and the worst case.
+    func table(_ summary: EvaluationSummary) -> String {
+        let width = max(10, summary.stages.map(\.name.count).max() ?? 0)
+        func pad(_ s: String) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+        var lines = [pad("attack") + "  robust  accuracy     time"]
+        for stage in summary.stages {
+            lines.append(pad(stage.name) + String(format: "  %6d  %7.2f%%  %6.1fs", stage.robust, 100 * stage.accuracy, stage.seconds)
+                         + (stage.unverified > 0 ? "  (\(stage.unverified) unverified)" : ""))
+        }
+        lines.append(pad("worst case") + String(format: "  %6d  %7.2f%%", summary.robust, 100 * summary.robustAccuracy))
+        return lines.joined(separator: "\n")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PARTAttacks
 import PARTTraining
 
 @main
@@ -21,24 +22,23 @@ struct DataOptions: ParsableArguments {
     var directory: String = "/usr/share/datasets/fashion-mnist"
 }
 
-/// The attack used for robust accuracy.
-struct AttackOptions: ParsableArguments {
-    @Option(name: .customLong("eps"), help: "L-inf budget of the evaluation attack.")
-    var epsilon: Float = 0.1
+/// A budget or step size: a decimal ("0.1") or a fraction ("8/255").
+struct Fraction: ExpressibleByArgument, CustomStringConvertible {
+    let value: Float
+    let text: String
 
-    @Option(name: .customLong("alpha"), help: "PGD step size (default: eps / 4).")
-    var stepSize: Float?
-
-    @Option(name: .customLong("pgd-steps"), help: "PGD steps of the evaluation attack.")
-    var steps: Int = 20
-
-    func validate() throws {
-        guard epsilon >= 0 && epsilon <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
-        if let stepSize, !(stepSize >= 0) { throw ValidationError("--alpha must be >= 0") }
-        guard steps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
+    init(_ value: Float) {
+        self.value = value
+        self.text = String(value)
     }
 
-    var alpha: Float { stepSize ?? epsilon / 4 }
+    init?(argument: String) {
+        guard let v = AttackCatalog.number(argument) else { return nil }
+        value = v
+        text = argument
+    }
+
+    var description: String { text }
 }
 
 /// Output format and randomness.
@@ -59,23 +59,4 @@ func fail(_ error: Error) -> ExitCode {
 /// Prints `value` as one line of JSON on standard output.
 func printJSON<T: Encodable>(_ value: T) throws {
     print(try JSONOutput.line(value))
-}
-
-/// A progress line on standard error, redrawn in place on a terminal.
-struct Progress {
-    let isTerminal = isatty(2) == 1
-    private var lastPrinted = Date.distantPast
-
-    mutating func update(_ text: @autoclosure () -> String, final: Bool = false) {
-        let now = Date()
-        guard final || now.timeIntervalSince(lastPrinted) >= (isTerminal ? 0.2 : 30) else { return }
-        lastPrinted = now
-        let line = text()
-        FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K\(line)" : "\(line)\n").utf8))
-        if final && isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-
-    func clear() {
-        if isTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-    }
 }

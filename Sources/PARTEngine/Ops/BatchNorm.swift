@@ -17,7 +17,7 @@ public final class BatchNorm {
         self.epsilon = epsilon
     }
 
-    private struct Key: Hashable { let n, h, w: Int; let training: Bool }
+    private struct Key: Hashable { let n, h, w: Int; let training: Bool; var dtype = DType.f32 }
 
     private final class Plan {
         let forward: DNNLPrimitive
@@ -32,11 +32,11 @@ public final class BatchNorm {
     }
 
     private func dataDesc(_ key: Key) throws -> dnnl_memory_desc_t {
-        try DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc)
+        try DNNL.desc([key.n, channels, key.h, key.w], dnnl_nhwc, DNNL.type(key.dtype))
     }
 
     private func describe(_ key: Key) -> String {
-        "batch normalisation (\(key.training ? "train" : "eval")) of [\(key.n), \(key.h), \(key.w), \(channels)]"
+        "batch normalisation (\(key.training ? "train" : "eval")) of [\(key.n), \(key.h), \(key.w), \(channels)] \(key.dtype)"
     }
 
     private func plan(_ key: Key) throws -> Plan {
@@ -68,23 +68,19 @@ public final class BatchNorm {
                         runningMean: Tensor, runningVariance: Tensor) throws -> (Tensor, Record) {
         precondition(x.shape.count == 4 && x.shape[3] == channels,
                      "batch norm expects [N, H, W, \(channels)], got \(x.shape)")
-        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: training)
+        precondition(!training || x.dtype == .f32, "training-mode batch norm runs in f32")
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: training, dtype: x.dtype)
         let p = try plan(key)
-        var y = Tensor.uninitialized(shape: x.shape)
+        var y = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
         var mean = training ? Tensor.uninitialized(shape: [channels]) : runningMean
         var variance = training ? Tensor.uninitialized(shape: [channels]) : runningVariance
-        try y.withUnsafeMutableBufferPointer { yp in
-            try mean.withUnsafeMutableBufferPointer { mp in
-                try variance.withUnsafeMutableBufferPointer { vp in
-                    try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                                       (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!)),
-                                       (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
-                                       (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
-                                       (DNNL_ARG_MEAN, UnsafeMutableRawPointer(mp.baseAddress!)),
-                                       (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(vp.baseAddress!))])
-                }
-            }
-        }
+        // Evaluation mode only reads the running statistics: no copy of them.
+        let meanPointer = training ? mean.mutableRawPointer() : mean.rawPointer
+        let variancePointer = training ? variance.mutableRawPointer() : variance.rawPointer
+        try p.forward.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_DST, y.mutableRawPointer()),
+                               (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
+                               (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
+                               (DNNL_ARG_MEAN, meanPointer), (DNNL_ARG_VARIANCE, variancePointer)])
         return (y, Record(training: training, mean: mean, variance: variance))
     }
 
@@ -96,8 +92,9 @@ public final class BatchNorm {
                          needParameterGradients: Bool) throws -> (input: Tensor, scale: Tensor?, shift: Tensor?) {
         precondition(record.training || !needParameterGradients,
                      "batch-norm parameter gradients in evaluation mode are not supported")
-        precondition(dy.shape == x.shape, "batch norm output gradient must be \(x.shape), got \(dy.shape)")
-        if !record.training { return (evaluationBackward(dy, scale: scale, record: record), nil, nil) }
+        precondition(dy.shape == x.shape && dy.dtype == x.dtype,
+                     "batch norm output gradient must be \(x.shape) \(x.dtype), got \(dy.shape) \(dy.dtype)")
+        if !record.training { return (try evaluationBackward(dy, scale: scale, record: record), nil, nil) }
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: true)
         let p = try plan(key)
         let backward: DNNLPrimitive = try plans.withLock { _ in
@@ -136,8 +133,9 @@ public final class BatchNorm {
 
     /// With fixed statistics the op is a per-channel affine map, so dL/dx = dy * scale / sqrt(var + eps).
     /// (oneDNN 2.6 has no backward-data kernel for global statistics with scale and shift.)
-    private func evaluationBackward(_ dy: Tensor, scale: Tensor, record: Record) -> Tensor {
+    private func evaluationBackward(_ dy: Tensor, scale: Tensor, record: Record) throws -> Tensor {
         let factors = (0..<channels).map { scale[flat: $0] / (record.variance[flat: $0] + epsilon).squareRoot() }
-        return Channels.scaled(dy, by: factors)
+        if dy.dtype == .f32 { return Channels.scaled(dy, by: factors) }
+        return try Binary.scaleChannels(dy, by: Tensor(shape: [channels], values: factors))
     }
 }

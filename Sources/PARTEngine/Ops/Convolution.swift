@@ -27,11 +27,15 @@ public final class Convolution {
         2 * Double(n) * Double(outputSide(h) * outputSide(w)) * Double(outChannels * inChannels * kernel * kernel)
     }
 
+    /// Input channel counts up to which backward-data runs as a matrix product and col2im.
+    static let narrowInput = 4
+
     /// Output spatial size for an input side of `side`.
     public func outputSide(_ side: Int) -> Int { (side + 2 * padding - kernel) / stride + 1 }
 
     private struct Key: Hashable {
         let n, h, w: Int
+        var dtype = DType.f32
         var relu = false, sum = false
     }
 
@@ -67,9 +71,10 @@ public final class Convolution {
         guard oh > 0 && ow > 0 else {
             throw EngineError("convolution input \(key.h)x\(key.w) is smaller than its \(kernel)x\(kernel) kernel")
         }
-        return (try DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc),
-                try DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc),
-                try DNNL.desc(weightDims, dnnl_format_tag_any),
+        let t = DNNL.type(key.dtype)
+        return (try DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc, t),
+                try DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc, t),
+                try DNNL.desc(weightDims, dnnl_format_tag_any, t),
                 hasBias ? try DNNL.desc([outChannels], dnnl_x) : dnnl_memory_desc_t(),
                 [key.n, oh, ow, outChannels])
     }
@@ -77,7 +82,7 @@ public final class Convolution {
     /// "convolution 1->32 3x3 stride 1 pad 0 on [128, 28, 28, 1]", for error messages.
     private func describe(_ key: Key) -> String {
         "convolution \(inChannels)->\(outChannels) \(kernel)x\(kernel) stride \(stride) pad \(padding) "
-            + "on [\(key.n), \(key.h), \(key.w), \(inChannels)]"
+            + "on [\(key.n), \(key.h), \(key.w), \(inChannels)] \(key.dtype)"
     }
 
     private func plan(_ key: Key) throws -> Plan {
@@ -100,7 +105,8 @@ public final class Convolution {
         }
     }
 
-    /// Forward pass. `x`: [N, H, W, inChannels]; `weight`: [out, in, k, k]; `bias`: [out].
+    /// Forward pass. `x`: [N, H, W, inChannels] (f32 or bf16; the output has its type);
+    /// `weight`: [out, in, k, k] and `bias`: [out], f32.
     /// `weightVersion` identifies the weights' values (bump it whenever they change; -1 forces a
     /// fresh reorder). Fused into the kernel: `accumulate` (a tensor of the output's shape)
     /// is added to the convolution's output, then `relu` applies max(0, .):
@@ -112,52 +118,56 @@ public final class Convolution {
                      "convolution expects [N, H, W, \(inChannels)], got \(x.shape)")
         precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
         precondition(hasBias == (bias != nil), "convolution bias presence mismatch")
-        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], relu: relu, sum: accumulate != nil))
+        let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], dtype: x.dtype, relu: relu,
+                             sum: accumulate != nil))
         var y: Tensor
         if let accumulate {
-            precondition(accumulate.shape == p.outShape, "accumulated tensor must be \(p.outShape), got \(accumulate.shape)")
+            precondition(accumulate.shape == p.outShape && accumulate.dtype == x.dtype,
+                         "accumulated tensor must be \(p.outShape) \(x.dtype), got \(accumulate.shape) \(accumulate.dtype)")
             y = accumulate
         } else {
-            y = Tensor.uninitialized(shape: p.outShape)
+            y = Tensor.uninitialized(shape: p.outShape, dtype: x.dtype)
         }
         let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
-        try y.withUnsafeMutableBufferPointer { out in
-            var args: [(Int32, UnsafeMutableRawPointer)] = [
-                (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                (DNNL_ARG_WEIGHTS, w),
-                (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!)),
-            ]
-            if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
-            try p.forward.execute(args)
-            Profile.addFlops(flops(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
-            Profile.trace(self, x.shape)
-        }
+        var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
+                                                        (DNNL_ARG_DST, y.mutableRawPointer())]
+        if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
+        try p.forward.execute(args)
+        Profile.addFlops(flops(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
+        Profile.trace(self, x.shape, x.dtype)
         return y
     }
 
     /// Backward pass for the forward call on `x`.
-    /// - Returns: dL/dx when `needInputGradient`; dL/dw and dL/db (nil without bias) when
-    ///   `needParameterGradients`.
+    /// - Returns: dL/dx (of x's type) when `needInputGradient`; dL/dw and dL/db (nil without
+    ///   bias) when `needParameterGradients` (f32 passes only).
     public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
                          needParameterGradients: Bool) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
-        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2])
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], dtype: x.dtype)
         let p = try plan(key)
-        precondition(dy.shape == p.outShape, "convolution output gradient must be \(p.outShape), got \(dy.shape)")
+        precondition(dy.shape == p.outShape && dy.dtype == x.dtype,
+                     "convolution output gradient must be \(p.outShape) \(x.dtype), got \(dy.shape) \(dy.dtype)")
         var dx: Tensor?
-        if needInputGradient {
+        if needInputGradient && inChannels <= Convolution.narrowInput && Optimizations.isEnabled(.narrow) {
+            // dx = col2im(dy · W): dy [N*OH*OW, O] is the NHWC gradient as it lies in memory and
+            // W [O, I*K*K] the OIHW weight; oneDNN's direct backward-data kernels are slow for
+            // the one or three input channels of a first layer.
+            let columns = try MatMul.product(dy, rows: dy.count / outChannels, try weight.converted(to: dy.dtype),
+                                             columns: inChannels * kernel * kernel)
+            dx = try Col2Im.fold(columns, n: key.n, height: key.h, width: key.w, channels: inChannels, kernel: kernel,
+                                 stride: stride, padding: padding).converted(to: x.dtype)
+        } else if needInputGradient {
             let (prim, weights) = try backwardData(p, key)
-            var g = Tensor.uninitialized(shape: x.shape)
+            var g = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
             let w = try weights.pointer(for: weight, version: weightVersion)
-            try g.withUnsafeMutableBufferPointer { out in
-                try prim.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
-                                  (DNNL_ARG_WEIGHTS, w),
-                                  (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
-            }
+            try prim.execute([(DNNL_ARG_DIFF_DST, dy.rawPointer), (DNNL_ARG_WEIGHTS, w),
+                              (DNNL_ARG_DIFF_SRC, g.mutableRawPointer())])
             Profile.addFlops(flops(n: key.n, h: key.h, w: key.w))
             dx = g
         }
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
+            precondition(x.dtype == .f32, "parameter gradients are computed in f32 passes only")
             let (prim, reorder) = try backwardWeights(p, key)
             var w = Tensor.uninitialized(shape: weightDims)
             var b = Tensor.uninitialized(shape: [outChannels])

@@ -17,7 +17,7 @@ public final class InnerProduct {
         self.outFeatures = outFeatures
     }
 
-    private struct Key: Hashable { let n: Int; let relu: Bool }
+    private struct Key: Hashable { let n: Int; let relu: Bool; var dtype = DType.f32 }
 
     private final class Plan {
         let forward: DNNLPrimitive
@@ -40,16 +40,17 @@ public final class InnerProduct {
 
     private func describe(_ n: Int) -> String { "inner product \(inFeatures)->\(outFeatures) on [\(n), \(inFeatures)]" }
 
-    private func descs(_ n: Int) throws -> (src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
-                                            dst: dnnl_memory_desc_t) {
-        (try DNNL.desc([n, inFeatures], dnnl_nc), try DNNL.desc([outFeatures, inFeatures], dnnl_format_tag_any),
-         try DNNL.desc([outFeatures], dnnl_x), try DNNL.desc([n, outFeatures], dnnl_nc))
+    private func descs(_ n: Int, _ dtype: DType) throws -> (src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t,
+                                                             bias: dnnl_memory_desc_t, dst: dnnl_memory_desc_t) {
+        let t = DNNL.type(dtype)
+        return (try DNNL.desc([n, inFeatures], dnnl_nc, t), try DNNL.desc([outFeatures, inFeatures], dnnl_format_tag_any, t),
+                try DNNL.desc([outFeatures], dnnl_x), try DNNL.desc([n, outFeatures], dnnl_nc, t))
     }
 
     private func plan(_ key: Key) throws -> Plan {
         try plans.withLock { plans in
             if let p = plans[key] { return p }
-            var d = try descs(key.n)
+            var d = try descs(key.n, key.dtype)
             var desc = dnnl_inner_product_desc_t()
             try DNNL.check(dnnl_inner_product_forward_desc_init(&desc, dnnl_forward_training, &d.src, &d.weights, &d.bias,
                                                                 &d.dst), "describe an \(describe(key.n))")
@@ -69,14 +70,11 @@ public final class InnerProduct {
         precondition(x.shape.count == 2 && x.shape[1] == inFeatures, "inner product expects [N, \(inFeatures)], got \(x.shape)")
         precondition(weight.count == outFeatures * inFeatures && bias.count == outFeatures, "inner product parameters")
         let n = x.shape[0]
-        let p = try plan(Key(n: n, relu: relu))
-        var y = Tensor.uninitialized(shape: [n, outFeatures])
+        let p = try plan(Key(n: n, relu: relu, dtype: x.dtype))
+        var y = Tensor.uninitialized(shape: [n, outFeatures], dtype: x.dtype)
         let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
-        try y.withUnsafeMutableBufferPointer { out in
-            try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)), (DNNL_ARG_WEIGHTS, w),
-                                   (DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer)),
-                                   (DNNL_ARG_DST, UnsafeMutableRawPointer(out.baseAddress!))])
-        }
+        try p.forward.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
+                               (DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer)), (DNNL_ARG_DST, y.mutableRawPointer())])
         Profile.addFlops(flops(n: n))
         return y
     }
@@ -88,12 +86,13 @@ public final class InnerProduct {
                          needParameterGradients: Bool) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
         let n = x.shape[0]
         precondition(dy.shape == [n, outFeatures], "inner product output gradient must be [\(n), \(outFeatures)], got \(dy.shape)")
-        let p = try plan(Key(n: n, relu: false))
+        precondition(dy.dtype == x.dtype, "inner product gradient of type \(dy.dtype) for a \(x.dtype) input")
+        let p = try plan(Key(n: n, relu: false, dtype: x.dtype))
         var dx: Tensor?
         if needInputGradient {
             let (prim, weights) = try plans.withLock { _ -> (DNNLPrimitive, ReorderedWeights) in
                 if let prim = p.backwardData, let w = p.backwardDataWeights { return (prim, w) }
-                var d = try descs(n)
+                var d = try descs(n, x.dtype)
                 var desc = dnnl_inner_product_desc_t()
                 try DNNL.check(dnnl_inner_product_backward_data_desc_init(&desc, &d.src, &d.weights, &d.dst),
                                "describe an \(describe(n)) backward-data")
@@ -105,20 +104,19 @@ public final class InnerProduct {
                 p.backwardDataWeights = w
                 return (prim, w)
             }
-            var g = Tensor.uninitialized(shape: x.shape)
+            var g = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
             let w = try weights.pointer(for: weight, version: weightVersion)
-            try g.withUnsafeMutableBufferPointer { out in
-                try prim.execute([(DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)), (DNNL_ARG_WEIGHTS, w),
-                                  (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(out.baseAddress!))])
-            }
+            try prim.execute([(DNNL_ARG_DIFF_DST, dy.rawPointer), (DNNL_ARG_WEIGHTS, w),
+                              (DNNL_ARG_DIFF_SRC, g.mutableRawPointer())])
             Profile.addFlops(flops(n: n))
             dx = g
         }
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
+            precondition(x.dtype == .f32, "parameter gradients are computed in f32 passes only")
             let (prim, reorder) = try plans.withLock { _ -> (DNNLPrimitive, GradientReorder) in
                 if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
-                var d = try descs(n)
+                var d = try descs(n, .f32)
                 var desc = dnnl_inner_product_desc_t()
                 try DNNL.check(dnnl_inner_product_backward_weights_desc_init(&desc, &d.src, &d.weights, &d.bias, &d.dst),
                                "describe an \(describe(n)) backward-weights")

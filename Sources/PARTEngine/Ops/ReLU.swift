@@ -8,8 +8,8 @@ public enum ReLU {
         let forward: DNNLPrimitive
         let backward: DNNLPrimitive
 
-        init(count: Int) throws {
-            var md = try DNNL.desc([count], dnnl_x)
+        init(count: Int, dtype: DType) throws {
+            var md = try DNNL.desc([count], dnnl_x, DNNL.type(dtype))
             var desc = dnnl_eltwise_desc_t()
             try DNNL.check(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_training,
                                                           dnnl_eltwise_relu_use_dst_for_bwd, &md, 0, 0),
@@ -23,40 +23,38 @@ public enum ReLU {
         }
     }
 
-    /// Plans by element count (the op is layout-agnostic).
-    private static let plans = Locked([Int: Plan]())
+    private struct Key: Hashable { let count: Int; let dtype: DType }
 
-    private static func plan(_ count: Int) throws -> Plan {
+    /// Plans by element count and type (the op is layout-agnostic).
+    private static let plans = Locked([Key: Plan]())
+
+    private static func plan(_ count: Int, _ dtype: DType) throws -> Plan {
         try plans.withLock { plans in
-            if let p = plans[count] { return p }
-            let p = try Plan(count: count)
-            plans[count] = p
+            let key = Key(count: count, dtype: dtype)
+            if let p = plans[key] { return p }
+            let p = try Plan(count: count, dtype: dtype)
+            plans[key] = p
             return p
         }
     }
 
     public static func forward(_ x: Tensor) throws -> Tensor {
-        var y = Tensor.uninitialized(shape: x.shape)
+        var y = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
         guard x.count > 0 else { return y }
-        let p = try plan(x.count)
-        try y.withUnsafeMutableBufferPointer { yp in
-            try p.forward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                                   (DNNL_ARG_DST, UnsafeMutableRawPointer(yp.baseAddress!))])
-        }
+        let p = try plan(x.count, x.dtype)
+        try p.forward.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_DST, y.mutableRawPointer())])
         return y
     }
 
     /// dL/dx from dL/dy and the forward's output `y`. Reuses `dy`'s storage when it is not shared.
     public static func backward(_ dy: Tensor, output y: Tensor) throws -> Tensor {
-        precondition(dy.shape == y.shape, "ReLU gradient \(dy.shape) does not match its output \(y.shape)")
+        precondition(dy.shape == y.shape && dy.dtype == y.dtype,
+                     "ReLU gradient \(dy.shape) \(dy.dtype) does not match its output \(y.shape) \(y.dtype)")
         var dx = dy
         guard dx.count > 0 else { return dx }
-        let p = try plan(y.count)
-        try dx.withUnsafeMutableBufferPointer { d in
-            let ptr = UnsafeMutableRawPointer(d.baseAddress!)
-            try p.backward.execute([(DNNL_ARG_DST, UnsafeMutableRawPointer(y.readPointer)),
-                                    (DNNL_ARG_DIFF_DST, ptr), (DNNL_ARG_DIFF_SRC, ptr)])
-        }
+        let p = try plan(y.count, y.dtype)
+        let ptr = dx.mutableRawPointer()
+        try p.backward.execute([(DNNL_ARG_DST, y.rawPointer), (DNNL_ARG_DIFF_DST, ptr), (DNNL_ARG_DIFF_SRC, ptr)])
         return dx
     }
 }

@@ -31,16 +31,14 @@ public final class BasicBlock: Layer {
         }
         let mainTape = tape?.branch()
         let shortTape = tape?.branch()
-        var sum = try main.forward(x, mode: mode, tape: mainTape)
-        sum.add(try shortcut?.forward(x, mode: mode, tape: shortTape) ?? x)
+        let sum = try Tensor.sum(try main.forward(x, mode: mode, tape: mainTape),
+                                 try shortcut?.forward(x, mode: mode, tape: shortTape) ?? x)
         let y = try ReLU.forward(sum)
         if let tape, let mainTape, let shortTape {
             let hasShortcut = shortcut != nil
             tape.record { dy in
                 let dsum = try ReLU.backward(dy, output: y)
-                var dx = try mainTape.backward(dsum)
-                dx.add(hasShortcut ? try shortTape.backward(dsum) : dsum)
-                return dx
+                return try Tensor.sum(try mainTape.backward(dsum), hasShortcut ? try shortTape.backward(dsum) : dsum)
             }
         }
         return y
@@ -61,10 +59,9 @@ public final class BasicBlock: Layer {
             let hasShortcut = shortcut != nil
             tape.record { dy in
                 let dh = try outTape.backward(dy)
-                var dx = try innerTape.backward(dh)
+                let dx = try innerTape.backward(dh)
                 guard let g = residualGradient else { throw EngineError("residual gradient missing in a folded block") }
-                dx.add(hasShortcut ? try shortTape.backward(g) : g)
-                return dx
+                return try Tensor.sum(dx, hasShortcut ? try shortTape.backward(g) : g)
             }
         }
         return y

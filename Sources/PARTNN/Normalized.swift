@@ -1,0 +1,59 @@
+import PARTEngine
+
+/// A classifier whose inputs are normalised per channel before the wrapped model sees them:
+/// `logits = model((x - mean) / std)`.
+///
+/// Models trained on normalised inputs (torchvision's `Normalize`, common in RobustBench-style
+/// checkpoints) are wrapped so that attacks still work on images in [0, 1] and budgets keep
+/// their meaning in pixel units: normalisation is a layer of the model (SPEC section 9), with
+/// its backward dL/dx = dL/dz / std. The wrapper adds no state: its `state` is the wrapped
+/// model's, under the same names, so checkpoints load and save unchanged.
+public final class Normalized: ImageClassifier {
+    public let model: ImageClassifier
+    public let mean: [Float]
+    public let std: [Float]
+
+    /// `mean` and `std` have one value per input channel (or one value for all); every std
+    /// must be positive and finite.
+    public init(_ model: ImageClassifier, mean: [Float], std: [Float]) throws {
+        let c = model.inputChannels
+        func expand(_ v: [Float], _ what: String) throws -> [Float] {
+            if v.count == c { return v }
+            if v.count == 1 { return Array(repeating: v[0], count: c) }
+            throw EngineError("normalisation \(what) has \(v.count) values, the model takes \(c) channels")
+        }
+        self.model = model
+        self.mean = try expand(mean, "mean")
+        self.std = try expand(std, "std")
+        guard self.mean.allSatisfy(\.isFinite) else { throw EngineError("normalisation mean must be finite") }
+        guard self.std.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw EngineError("normalisation std must be positive and finite")
+        }
+    }
+
+    public var architecture: String { model.architecture }
+    public var numClasses: Int { model.numClasses }
+    public var inputHeight: Int { model.inputHeight }
+    public var inputWidth: Int { model.inputWidth }
+    public var inputChannels: Int { model.inputChannels }
+    public var state: [(String, StateEntry)] { model.state }
+
+    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        // Reduced-precision passes hand in bf16 images: normalise in f32, pass on the input's type.
+        let z = try ChannelNormalization.forward(try x.converted(to: .f32), mean: mean, std: std).converted(to: x.dtype)
+        // Recorded first, so it runs last in the backward pass; a tape that needs no input
+        // gradient (a training step) gets nothing, so the wrapped model's first layer still
+        // skips its own input gradient.
+        if let tape, tape.needsInputGradient {
+            let std = self.std
+            tape.record { dz in
+                try ChannelNormalization.backward(try dz.converted(to: .f32), std: std).converted(to: dz.dtype)
+            }
+        }
+        return try model.features(z, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try model.head(a, mode: mode, tape: tape)
+    }
+}

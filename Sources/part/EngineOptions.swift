@@ -1,0 +1,34 @@
+import ArgumentParser
+import PARTEngine
+
+/// Precision of attack and CAM passes, as the command line names it.
+enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
+    case fp32, bf16
+
+    var dtype: DType { self == .fp32 ? .f32 : .bf16 }
+}
+
+/// How the engine runs: threads and the precision of attack and CAM passes (CONVENTIONS
+/// section 1). Shared by every command that computes.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
+                               + "(training's own passes stay fp32).", valueName: "fp32|bf16"))
+    var precision: PrecisionChoice = .fp32
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if precision == .bf16 && !Engine.supportsBF16 {
+            throw ValidationError("--precision bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs "
+                                  + "\(Engine.instructionSet): use --precision fp32")
+        }
+    }
+
+    /// Sets the engine's thread count and attack precision for this process.
+    func apply() {
+        if let threads { Engine.setThreads(threads) }
+        Engine.attackPrecision = precision.dtype
+    }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Compare `part eval` with torchattacks on the same PyTorch-trained checkpoint and points.
+
+It trains a Fashion-MNIST SmallCNN with plain adversarial training in PyTorch (or loads one),
+saves it with safetensors under the names of torch_models.py, evaluates the first N test
+points with torchattacks (natural accuracy; PGD-20, eps 0.1, alpha 0.025, random start;
+AutoAttack standard, which is torchattacks' port of AutoAttack: APGD-CE, APGD-T, FAB-T,
+Square), times each, then runs `part eval` on the same checkpoint and points and prints both
+rows and the time ratio.
+
+Usage (from the project root, after `swift build -c release`):
+    ../torch-venv/bin/python scripts/compare_eval.py --limit 1000
+    ../torch-venv/bin/python scripts/compare_eval.py --limit 200 --checkpoint model.safetensors
+
+The checkpoint is trained only when the --checkpoint file does not exist.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from torch_models import SmallCNN  # noqa: E402
+from torch_train import DEFAULT_DATA, load_split, pgd  # noqa: E402
+
+
+def train(args):
+    """Plain AT (PGD-10 under a constant eps) for a few epochs; returns the model in eval mode."""
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    x, y = load_split(args.data, True, args.train_limit)
+    model = SmallCNN(10, in_channels=1, image_size=28)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
+    for epoch in range(1, args.train_epochs + 1):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        t0, total = time.perf_counter(), 0.0
+        for s in range(0, x.shape[0], 128):
+            idx = perm[s:s + 128]
+            xb, yb = x[idx], y[idx]
+            model.eval()
+            xa = pgd(model, xb, yb, torch.full_like(xb, args.eps), args.alpha, 10, gen)
+            model.train()
+            loss = F.cross_entropy(model(xa), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * xb.shape[0]
+        print(f"train epoch {epoch}/{args.train_epochs}: loss {total / x.shape[0]:.4f} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return model.eval()
+
+
+def load(path):
+    from safetensors.torch import load_file
+    state = load_file(path)
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    model = SmallCNN(10, in_channels=1, image_size=28)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def accuracy(model, x, y, batch=500):
+    with torch.no_grad():
+        return sum((model(x[s:s + batch]).argmax(1) == y[s:s + batch]).sum().item()
+                   for s in range(0, x.shape[0], batch)) / x.shape[0]
+
+
+def robust(model, attack, x, y, batch):
+    """Accuracy on the attack's examples, batch by batch, and the seconds it took."""
+    t0 = time.perf_counter()
+    correct = 0
+    for s in range(0, x.shape[0], batch):
+        xa = attack(x[s:s + batch], y[s:s + batch])
+        with torch.no_grad():
+            correct += (model(xa).argmax(1) == y[s:s + batch]).sum().item()
+    return correct / x.shape[0], time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default="runs/compare-eval/smallcnn_at.safetensors",
+                   help="safetensors state_dict (trained and written here when missing)")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--limit", type=int, default=1000, help="the first N test points")
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--alpha", type=float, default=0.025)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=256, help="batch size of both tools")
+    p.add_argument("--train-epochs", type=int, default=2)
+    p.add_argument("--train-limit", type=int, default=20000, help="training images (0: all 60,000)")
+    p.add_argument("--part", default=os.path.join(".build", "release", "part"), help="the part binary")
+    p.add_argument("--part-attacks", default="natural,pgd20,aa", help="--attacks of part eval")
+    p.add_argument("--skip-autoattack", action="store_true", help="torchattacks PGD-20 only (quick checks)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    a = p.parse_args()
+    if a.limit < 1 or a.batch < 1 or a.train_epochs < 1:
+        p.error("--limit, --batch and --train-epochs must be >= 1")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    import torchattacks
+    from safetensors.torch import save_file
+
+    if os.path.exists(a.checkpoint):
+        model = load(a.checkpoint)
+        print(f"loaded {a.checkpoint}", file=sys.stderr)
+    else:
+        model = train(a)
+        os.makedirs(os.path.dirname(os.path.abspath(a.checkpoint)), exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, a.checkpoint,
+                  metadata={"written_by": "scripts/compare_eval.py", "epochs": str(a.train_epochs),
+                            "train_limit": str(a.train_limit), "seed": str(a.seed)})
+        print(f"saved {a.checkpoint}", file=sys.stderr)
+    for q in model.parameters():
+        q.requires_grad_(False)
+
+    x, y = load_split(a.data, False, a.limit)
+    torch.manual_seed(a.seed)
+    rows = {}
+    t0 = time.perf_counter()
+    rows["natural"] = (accuracy(model, x, y), time.perf_counter() - t0)
+    pgd20 = torchattacks.PGD(model, eps=a.eps, alpha=a.alpha, steps=20, random_start=True)
+    rows["pgd20"] = robust(model, pgd20, x, y, a.batch)
+    if not a.skip_autoattack:
+        aa = torchattacks.AutoAttack(model, norm="Linf", eps=a.eps, version="standard", n_classes=10, seed=a.seed)
+        rows["aa"] = robust(model, aa, x, y, a.batch)
+
+    command = [a.part, "eval", a.checkpoint, "--data", a.data, "--limit", str(a.limit), "--eps", str(a.eps),
+               "--alpha", str(a.alpha), "--seed", str(a.seed), "--batch-size", str(a.batch),
+               "--attacks", a.part_attacks, "--json", "--quiet"]
+    t0 = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True)
+    part_seconds = time.perf_counter() - t0
+    if run.returncode != 0:
+        sys.exit(f"part eval failed ({run.returncode}): {run.stderr.strip()}")
+    result = json.loads(run.stdout)
+    stages = {s["name"]: s for s in result["attacks"]}
+    part_aa = None
+    if "aa" in a.part_attacks.split(","):
+        part_aa = (result["robustAccuracy"], sum(s["seconds"] for n, s in stages.items() if n in
+                                                  ("apgd-ce", "apgd-t", "fab-t", "square")))
+
+    print(f"SmallCNN on Fashion-MNIST test, first {a.limit} points, eps {a.eps}, PGD-20 alpha {a.alpha} "
+          f"with random start, seed {a.seed}, fp32; torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'tool':<24}{'natural':>10}{'PGD-20':>10}{'AutoAttack':>12}{'AA time':>10}")
+    aa_t = rows.get("aa")
+    print(f"{'torchattacks':<24}{100 * rows['natural'][0]:>9.2f}%{100 * rows['pgd20'][0]:>9.2f}%"
+          + (f"{100 * aa_t[0]:>11.2f}%{aa_t[1]:>9.1f}s" if aa_t else f"{'-':>12}{'-':>10}"))
+    print(f"{'part eval':<24}{100 * stages['natural']['accuracy']:>9.2f}%{100 * stages['pgd20']['robust'] / result['count']:>9.2f}%"
+          + (f"{100 * part_aa[0]:>11.2f}%{part_aa[1]:>9.1f}s" if part_aa else f"{'-':>12}{'-':>10}"))
+    print(f"part eval wall time {part_seconds:.1f} s (all stages); torchattacks PGD-20 {rows['pgd20'][1]:.1f} s, "
+          f"part PGD-20 {stages['pgd20']['seconds']:.1f} s")
+    if aa_t and part_aa and part_aa[1] > 0:
+        print(f"AutoAttack time ratio torchattacks / part: {aa_t[1] / part_aa[1]:.2f}")
+    print(json.dumps({"torchattacks": {k: {"accuracy": v[0], "seconds": v[1]} for k, v in rows.items()},
+                      "part": result, "part_wall_seconds": part_seconds}))
+
+
+if __name__ == "__main__":
+    main()
