@@ -43,8 +43,8 @@ let package = Package(
         ]),
 
         // Every reader of outside bytes run on one input with the checks that must hold; the
-        // libFuzzer executables (Fuzz/Package.swift, scripts/fuzz.sh) and the tests call them.
-        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "CZlib"], path: "Fuzz/Entries"),
+        // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
 
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
@@ -56,7 +56,7 @@ let package = Package(
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
-        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing"]),
+        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTEvaluation"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -18,6 +18,9 @@
 set -euo pipefail
 # A finding stops with libFuzzer's report; Swift's own crash backtracer only adds noise there.
 export SWIFT_BACKTRACE=enable=no
+# One oneDNN (OpenMP) thread: the inputs are tiny, and on a loaded machine OpenMP's barriers
+# would cost more than the work. Results do not depend on the thread count.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRATCH="$ROOT/.build-fuzz"

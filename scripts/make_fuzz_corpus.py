@@ -14,6 +14,10 @@ safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools p
   idx-gzip     a first byte choosing the mode (even: the rest is a gzip file; odd: the rest is
                gzipped by the target itself), then gzipped IDX files, two members, and a body
                longer than its header declares
+  eval-results two length bytes, a progress file, then a results file of the target's fixed
+               evaluation (Fuzz/Entries/EvaluationFuzz.swift): empty, header only, one batch
+               done, all done, a line cut short, a batch in progress
+  npy          float32 C-order arrays from numpy.save (the format of --save-adversarial)
 Regression inputs are hand-made hostile files (inputs the fuzzer found are copied into the same
 folders by hand; this script never deletes them): trailing bytes, duplicated keys, a hole in
 the data offsets, non-finite weights, absurd metadata, a gzip bomb whose header declares 784
@@ -133,6 +137,61 @@ def idx_gzip_seeds():
     write(d, "plain-body-too-long", b"\x01" + idx([2, 2]) + bytes(300))
 
 
+def eval_header_line():
+    """The header of EvaluationFuzz's evaluation, as Swift's JSONEncoder writes it (sorted keys,
+    no spaces); a progress file must quote it verbatim."""
+    header = {
+        "format": "part-eval-results", "version": 1, "checkpoint": "fuzz.safetensors",
+        "checkpointSHA256": "0" * 64, "architecture": "fuzz-tiny", "dataset": "fuzz", "split": "test",
+        "count": 4, "attacks": ["natural", "fgsm"], "columns": ["natural", "fgsm"], "independent": False,
+        "epsilon": 0.1, "alpha": 0.025, "seed": 0, "precision": "fp32", "batchSize": 2,
+    }
+    return json.dumps(header, sort_keys=True, separators=(",", ":"))
+
+
+def outcome_line(index, robust=(True, True)):
+    return ('{"index":%d,"label":%d,"prediction":%d,"natural":%s,"fgsm":%s,"brokenBy":%s,'
+            '"adversarialPrediction":%s,"unverified":[]}' % (
+                index, index % 2, index % 2, "true" if robust[0] else "false", "true" if robust[1] else "false",
+                "null" if robust[1] else '"fgsm"', "null" if robust[1] else str(1 - index % 2)))
+
+
+def eval_input(results, progress=b""):
+    return struct.pack("<H", len(progress)) + progress + results
+
+
+def eval_results_seeds():
+    d = os.path.join(CORPUS, "eval-results")
+    head = eval_header_line() + "\n"
+    lines = [outcome_line(i, (True, i != 1)) + "\n" for i in range(4)]
+    write(d, "empty", eval_input(b""))
+    write(d, "header-only", eval_input(head.encode()))
+    write(d, "one-batch", eval_input((head + "".join(lines[:2])).encode()))
+    write(d, "complete", eval_input((head + "".join(lines)).encode()))
+    write(d, "line-cut-short", eval_input((head + lines[0] + lines[1][:20]).encode()))
+    progress = {
+        "header": eval_header_line(), "seconds": [0.5, 1.25],
+        "batch": {"start": 2, "end": 4, "stagesDone": 1, "outcomes": [
+            {"index": i, "label": i % 2, "prediction": i % 2, "robust": [True, True], "unverified": []} for i in (2, 3)]},
+    }
+    write(d, "batch-in-progress", eval_input((head + "".join(lines[:2])).encode(),
+                                            json.dumps(progress, sort_keys=True).encode()))
+
+
+def npy(array):
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def npy_seeds():
+    d = os.path.join(CORPUS, "npy")
+    write(d, "nhwc", npy(np.linspace(0, 1, 2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)))
+    write(d, "vector", npy(np.array([1.5, -2.0, 0.25], dtype=np.float32)))
+    write(d, "empty", npy(np.zeros((0, 4), dtype=np.float32)))
+    write(d, "scalar", npy(np.array(7.0, dtype=np.float32)))
+
+
 def regressions():
     s = os.path.join(REGRESSIONS, "safetensors")
     good = np_save({"a": np.array([1.0, 2.0], dtype=np.float32)})
@@ -182,6 +241,8 @@ def main():
     checkpoint_seeds()
     idx_seeds()
     idx_gzip_seeds()
+    eval_results_seeds()
+    npy_seeds()
     regressions()
     total = 0
     for base in (CORPUS, REGRESSIONS):

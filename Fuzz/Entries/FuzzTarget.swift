@@ -13,6 +13,8 @@ public struct FuzzTarget: Sendable {
     public let summary: String
     /// Runs one input; throws `FuzzFinding` when a check fails.
     public let run: @Sendable ([UInt8]) throws -> Void
+    /// Mutated inputs of the test suite's in-process pass (a few seconds in a debug build).
+    public var smokeRuns = 5_000
 }
 
 /// An input that broke a check of a fuzz target.
@@ -33,6 +35,10 @@ public enum FuzzTargets {
                    run: { try IDXFuzz.runRaw($0) }),
         FuzzTarget(name: "idx-gzip", summary: "IDX.decode of gzipped IDX files (header-bounded inflation)",
                    run: { try IDXFuzz.runGzip($0) }),
+        FuzzTarget(name: "eval-results", summary: "a part eval results file and its progress file, resumed",
+                   run: { try EvaluationFuzz.runResults($0) }, smokeRuns: 2_000),
+        FuzzTarget(name: "npy", summary: "NPYFile.read of .npy arrays (part eval --save-adversarial)",
+                   run: { try EvaluationFuzz.runNPY($0) }),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

@@ -8,7 +8,7 @@ import Foundation
 import PackageDescription
 
 /// Target names; each has Targets/<name>/main.swift here and a seed corpus in Fuzz/corpus/<name>.
-let targets = ["safetensors", "checkpoint", "idx", "idx-gzip"]
+let targets = ["safetensors", "checkpoint", "idx", "idx-gzip", "eval-results", "npy"]
 
 /// The main package, two directories up; SwiftPM names a path dependency after its folder.
 let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().deletingLastPathComponent()

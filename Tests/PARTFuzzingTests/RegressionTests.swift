@@ -2,6 +2,7 @@ import Foundation
 import PARTEngine
 import PARTNN
 import XCTest
+import PARTEvaluation
 @testable import PARTFuzzing
 
 /// Each regression input of the checkpoint target (Tests/Fixtures/fuzz/checkpoint) with the
@@ -66,5 +67,44 @@ final class CheckpointRegressionTests: XCTestCase {
             XCTAssert("\(error)".contains("made for 16x16x1 images and 4 classes, the data has 8x8x1 images and 2 classes"),
                       "\(error)")
         }
+    }
+}
+
+/// The regression inputs of the npy target: arrays `NPYFile.read` must refuse, not trap on.
+final class NPYRegressionTests: XCTestCase {
+    func testHostileArraysAreRefused() throws {
+        let folder = CheckpointRegressionTests.folder.deletingLastPathComponent().appendingPathComponent("npy")
+        let expected: [String: String] = [
+            // Found by fuzzing: a dimension of 19 digits made the element count overflow (a trap).
+            "overflowing-shape": "is not a tuple of non-negative integers",
+        ]
+        for (name, fragment) in expected {
+            let url = folder.appendingPathComponent(name)
+            XCTAssertThrowsError(try NPYFile.read(url), name) { error in
+                XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
+            }
+        }
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(expected.keys))
+    }
+
+    func testShapesThatOverflowOrAreNegativeAreRefused() throws {
+        func npy(_ shape: String, dataBytes: Int) -> [UInt8] {
+            var dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape)), }"
+            dict += String(repeating: " ", count: (64 - (11 + dict.utf8.count) % 64) % 64) + "\n"
+            let n = dict.utf8.count
+            return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 0xFF), UInt8(n >> 8)] + Array(dict.utf8)
+                + [UInt8](repeating: 0, count: dataBytes)
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("npy-\(UUID().uuidString).npy")
+        defer { try? FileManager.default.removeItem(at: url) }
+        for (shape, fragment) in [("-2, -2", "non-negative"), ("4294967296, 4294967296, 4", "too large"),
+                                  ("2305843009213693952,", "needs more"), ("2, x", "non-negative")] {
+            try Data(npy(shape, dataBytes: 16)).write(to: url)
+            XCTAssertThrowsError(try NPYFile.read(url), shape) { error in
+                XCTAssert("\(error)".contains(fragment), "\(shape): \(error)")
+            }
+        }
+        try Data(npy("2, 2", dataBytes: 16)).write(to: url)
+        XCTAssertEqual(try NPYFile.read(url).shape, [2, 2])
     }
 }
