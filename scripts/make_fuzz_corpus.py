@@ -224,6 +224,23 @@ def regressions():
     write(c, "huge-input-shape", torch_save(tiny_state(), metadata=dict(meta, input_shape="100000,100000,1")))
     write(c, "malformed-input-shape", torch_save(tiny_state(), metadata=dict(meta, input_shape="8,8")))
 
+    e = os.path.join(REGRESSIONS, "eval-results")
+    head = eval_header_line() + "\n"
+    write(e, "label-beyond-int32", eval_input(
+        (head + outcome_line(0).replace('"label":0', '"label":99999999999') + "\n").encode()))
+    write(e, "prediction-not-a-number", eval_input(
+        (head + outcome_line(0).replace('"prediction":0', '"prediction":"zero"') + "\n").encode()))
+    short = {
+        "header": eval_header_line(), "seconds": [0.5, 1.25],
+        "batch": {"start": 0, "end": 2, "stagesDone": 1, "outcomes": [
+            {"index": i, "label": i % 2, "prediction": i % 2, "robust": [True], "unverified": []} for i in (0, 1)]},
+    }
+    write(e, "progress-short-robust", eval_input(head.encode(), json.dumps(short, sort_keys=True).encode()))
+    beyond = dict(short, batch=dict(short["batch"], outcomes=[
+        {"index": i, "label": i % 2, "prediction": i % 2, "robust": [True, True], "brokenBy": 7, "unverified": [9]}
+        for i in (0, 1)]))
+    write(e, "progress-stage-beyond-list", eval_input(head.encode(), json.dumps(beyond, sort_keys=True).encode()))
+
     i = os.path.join(REGRESSIONS, "idx")
     write(i, "huge-dimensions", idx([0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF], b"\x01\x02\x03"))
     write(i, "rank-255-truncated", bytes([0, 0, 8, 255]) + bytes(40))

@@ -119,8 +119,13 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
     /// Parses a line written by `line(columns:)`; nil when it is not one.
     init?(line: Substring, columns: [String]) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let index = object["index"] as? Int, let label = object["label"] as? Int,
-              let prediction = object["prediction"] as? Int else { return nil }
+              let index = object["index"] as? Int, let label = (object["label"] as? Int).flatMap(Int32.init(exactly:)),
+              let prediction = (object["prediction"] as? Int).flatMap(Int32.init(exactly:)) else { return nil }
+        var adversarialPrediction: Int32?
+        if let value = object["adversarialPrediction"], !(value is NSNull) {
+            guard let p = (value as? Int).flatMap(Int32.init(exactly:)) else { return nil }
+            adversarialPrediction = p
+        }
         var robust = [Bool]()
         for name in columns {
             guard let flag = object[name] as? Bool else { return nil }
@@ -134,8 +139,8 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
         let unverifiedNames = object["unverified"] as? [String] ?? []
         let unverified = unverifiedNames.compactMap { columns.firstIndex(of: $0) }
         guard unverified.count == unverifiedNames.count else { return nil }
-        self.init(index: index, label: Int32(label), prediction: Int32(prediction), robust: robust, brokenBy: brokenBy,
-                  adversarialPrediction: (object["adversarialPrediction"] as? Int).map(Int32.init), unverified: unverified)
+        self.init(index: index, label: label, prediction: prediction, robust: robust, brokenBy: brokenBy,
+                  adversarialPrediction: adversarialPrediction, unverified: unverified)
     }
 
     init(index: Int, label: Int32, prediction: Int32, robust: [Bool], brokenBy: Int?, adversarialPrediction: Int32?,

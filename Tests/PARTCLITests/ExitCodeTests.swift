@@ -49,11 +49,14 @@ final class ExitCodeTests: XCTestCase {
     func assertFileError(_ arguments: [String], _ fragments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
         let r = try runPart(arguments)
         XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)", file: file, line: line)
+        // Progress lines may come first; the error is one line, the last.
         let lines = r.stderr.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, "one line: \(r.stderr)", file: file, line: line)
-        XCTAssert(r.stderr.hasPrefix("part: error: "), r.stderr, file: file, line: line)
+        let errors = lines.filter { $0.hasPrefix("part: error: ") }
+        XCTAssertEqual(errors.count, 1, "one error line: \(r.stderr)", file: file, line: line)
+        XCTAssertEqual(lines.last, errors.first, "the error ends the output: \(r.stderr)", file: file, line: line)
+        let message = String(errors.first ?? "")
         for f in fragments {
-            XCTAssert(r.stderr.contains(f), "\"\(r.stderr)\" should mention \"\(f)\"", file: file, line: line)
+            XCTAssert(message.contains(f), "\"\(message)\" should mention \"\(f)\"", file: file, line: line)
         }
     }
 
@@ -162,5 +165,24 @@ final class ExitCodeTests: XCTestCase {
         try Data("label,image\n".utf8).write(to: labels)
         try assertFileError(evalArguments, ["t10k-labels-idx1-ubyte", "bad magic number"])
         try assertFileError(["train", "--data", checkpoint.path, "--epochs", "2", "--burn-in", "1"], ["not found in \(checkpoint.path)"])
+    }
+
+    /// A results file damaged between two runs of one `part eval --save-results` command: the
+    /// resume refuses it naming the file and the line (a label beyond Int32 used to trap).
+    func testACorruptResultsFileIsRefusedOnResume() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir)
+        let checkpoint = dir.appendingPathComponent("model.safetensors")
+        try Data(try checkpointBytes()).write(to: checkpoint)
+        let results = dir.appendingPathComponent("results.jsonl")
+        let command = ["eval", checkpoint.path, "--data", dir.path, "--limit", "4", "--pgd-steps", "1", "--batch-size", "2",
+                       "--save-results", results.path]
+        let first = try runPart(command)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        var lines = try String(contentsOf: results, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 5)
+        lines[1] = lines[1].replacingOccurrences(of: "\"label\":", with: "\"label\":99999999999")
+        try (lines.joined(separator: "\n") + "\n").write(to: results, atomically: true, encoding: .utf8)
+        try assertFileError(command, [results.path, "line 2 is not the record of point 0"])
     }
 }

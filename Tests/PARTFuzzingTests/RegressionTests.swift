@@ -108,3 +108,34 @@ final class NPYRegressionTests: XCTestCase {
         XCTAssertEqual(try NPYFile.read(url).shape, [2, 2])
     }
 }
+
+/// The regression inputs of the eval-results target, resumed into the target's evaluation: a
+/// corrupt results line is refused naming it, a corrupt batch in progress is redone; neither
+/// may trap (each did before it was fixed).
+final class EvaluationRegressionTests: XCTestCase {
+    func testCorruptResultsAndProgressFilesAreRefusedOrRedone() throws {
+        let folder = CheckpointRegressionTests.folder.deletingLastPathComponent().appendingPathComponent("eval-results")
+        let refused: [String: String] = [
+            "label-beyond-int32": "line 2 is not the record of point 0; the file is corrupt",
+            "prediction-not-a-number": "line 2 is not the record of point 0; the file is corrupt",
+        ]
+        // Found by fuzzing: a progress file whose batch named point 4 of 4 points.
+        let redone = ["progress-with-wrong-index", "progress-short-robust", "progress-stage-beyond-list"]
+        let threads = Engine.threads
+        Engine.setThreads(1)
+        defer { Engine.setThreads(threads) }
+        for (name, fragment) in refused {
+            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
+            guard let runner = EvaluationFuzz.runner else { return XCTFail("no runner") }
+            XCTAssertThrowsError(try runner.run(), name) { error in
+                XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
+            }
+        }
+        for name in redone {
+            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
+        }
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(refused.keys).union(redone))
+    }
+}
