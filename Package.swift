@@ -18,16 +18,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // C libraries from Debian packages (libdnnl-dev, zlib1g-dev).
+        // C libraries from Debian packages (libdnnl-dev, zlib1g-dev, libturbojpeg0-dev, libpng-dev).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
 
         // Tensors, oneDNN kernels with their backward passes, RNG, safetensors I/O.
         .target(name: "PARTEngine", dependencies: ["CDNNL"]),
         // Layers with explicit backward, the model zoo, checkpoints.
         .target(name: "PARTNN", dependencies: ["PARTEngine"]),
-        // Datasets (IDX for Fashion-MNIST/MNIST) and batching.
-        .target(name: "PARTData", dependencies: ["PARTEngine", "CZlib"]),
+        // Datasets: one registry over IDX, CIFAR binary, SVHN .mat, TinyImageNet and image folders
+        // (JPEG, PNG), NumPy files; keyed augmentation and a prefetching batcher.
+        .target(name: "PARTData", dependencies: ["PARTEngine", "CZlib", "CTurboJPEG", "CPNG"]),
         // Attacks under an epsilon map.
         .target(name: "PARTAttacks", dependencies: ["PARTNN"]),
         // Class activation maps and the rules that turn them into epsilon maps.
@@ -48,7 +51,8 @@ let package = Package(
 
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
-        .testTarget(name: "PARTDataTests", dependencies: ["PARTData"]),
+        // Also runs the built `part` for `part data` (one-line errors, exit codes).
+        .testTarget(name: "PARTDataTests", dependencies: ["PARTData", "part"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).

@@ -121,8 +121,9 @@ public final class Trainer {
             let batches = Array(sampler)
             var lossSum = 0.0, correct = 0, seen = 0, fullEntries = 0.0, entries = 0.0
             let start = Date()
-            for (b, indices) in batches.enumerated() {
-                let (x, y) = data.batch(indices)
+            // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
+            for (b, batch) in Batcher(data, batches: batches, seed: config.seed, epoch: epoch).enumerated() {
+                let (x, y, indices) = (batch.images, batch.labels, batch.indices)
                 let budget = try provider.budget(model, images: x)
                 fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
                 entries += Double(budget.values.count)

@@ -119,7 +119,7 @@ struct Eval: ParsableCommand {
 
     /// The evaluated split: the one place that reads data.
     func loadTestSplit() throws -> ImageDataset {
-        try MNISTFormat.load(directory: URL(fileURLWithPath: data.directory), split: .test)
+        try data.load(.test)
     }
 
     struct Output: Encodable {
@@ -156,6 +156,7 @@ struct Eval: ParsableCommand {
             }
             var test = try loadTestSplit()
             if limit > 0 { test = test.prefix(limit) }
+            try CheckpointFit.check(url, fits: test)
             var initRng = RNG(seed: output.seed)
             var (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PARTAttacks
+import PARTData
 import PARTTraining
 
 @main
@@ -13,14 +14,89 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Bench.self, DataCommand.self])
 }
 
-/// Where the data is.
+/// Which dataset, where its files are, and the options of its format (the dataset registry).
 struct DataOptions: ParsableArguments {
-    @Option(name: .customLong("data"), help: ArgumentHelp("Directory with the dataset's files (MNIST-format IDX, raw or .gz).", valueName: "dir"))
-    var directory: String = "/usr/share/datasets/fashion-mnist"
+    @Option(help: ArgumentHelp("The dataset (see README, Datasets).", valueName: "name"))
+    var dataset: DatasetName = .fashionMNIST
+
+    @Option(name: .customLong("data"), help: ArgumentHelp(
+        "The dataset's files (default for fashion-mnist: /usr/share/datasets/fashion-mnist). cifar10/cifar100: the "
+            + "extracted folder or the .tar.gz; svhn: the folder of the .mat files; tinyimagenet: the tiny-imagenet-200 "
+            + "folder; imagefolder: a folder with train/ and test/ (or val/) of class folders; npy: an .npz, or a "
+            + "folder with train.npz and test.npz.", valueName: "dir"))
+    var directory: String?
+
+    @Option(help: "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).")
+    var labelMode: CIFAR.LabelMode = .fine
+
+    @Flag(help: "SVHN: add extra_32x32.mat (531,131 images) to the training split.")
+    var svhnExtra = false
+
+    @Option(help: "NumPy images: nhwc or nchw, when the shape does not tell (a channel axis of size 1 or 3).")
+    var layout: NumPyData.Layout?
+
+    @Option(help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
+    var classes: Int?
+
+    @Option(help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
+    var channels: Int = 3
+
+    @Option(help: ArgumentHelp("Folder for decoded-image caches of tinyimagenet and imagefolder (default: "
+                               + ".part-cache beside the data when writable, else ~/.cache/part).", valueName: "dir"))
+    var cache: String?
+
+    var request: DatasetRequest {
+        var r = DatasetRequest(name: dataset, location: directory.map { URL(fileURLWithPath: $0) })
+        r.labelMode = labelMode
+        r.svhnExtra = svhnExtra
+        r.layout = layout
+        r.classes = classes
+        r.channels = channels
+        r.cache = cache.map { URL(fileURLWithPath: $0) }
+        return r
+    }
+
+    func validate() throws {
+        if let problem = request.problem() { throw ValidationError(problem) }
+    }
+
+    /// Loads a split through the registry; warnings go to standard error.
+    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil) throws -> ImageDataset {
+        var r = request
+        r.augmentation = augmentation
+        return try DatasetRegistry.load(r, split: split) { warning in
+            FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8))
+        }
+    }
 }
+
+/// The training augmentation (`part train`, `part data bench`).
+struct AugmentOptions: ParsableArguments {
+    enum Choice: String, ExpressibleByArgument, CaseIterable {
+        case auto, none, cropFlip = "crop-flip"
+    }
+
+    @Option(help: ArgumentHelp("Training augmentation: auto (the dataset's recipe: random crop with 4-pixel zero padding "
+                               + "and horizontal flip for cifar10, cifar100 and tinyimagenet, none otherwise), none, or "
+                               + "crop-flip."))
+    var augment: Choice = .auto
+
+    /// nil keeps the dataset's own policy.
+    var policy: Augmentation? {
+        switch augment {
+        case .auto: return nil
+        case .none: return Augmentation.none
+        case .cropFlip: return .cropFlip
+        }
+    }
+}
+
+extension DatasetName: ExpressibleByArgument {}
+extension CIFAR.LabelMode: ExpressibleByArgument {}
+extension NumPyData.Layout: ExpressibleByArgument {}
 
 /// A budget or step size: a decimal ("0.1") or a fraction ("8/255").
 struct Fraction: ExpressibleByArgument, CustomStringConvertible {

@@ -8,7 +8,7 @@ import PARTTraining
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model with PART (or plain AT) on Fashion-MNIST.",
+        abstract: "Train a model with PART (or plain AT) on a dataset of the registry (default Fashion-MNIST).",
         discussion: """
         PART trains --burn-in epochs of plain adversarial training, then, for every batch, computes \
         Grad-CAM maps of the batch's own images, keeps --eps on the important pixels (z-score > 1) \
@@ -23,6 +23,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var data: DataOptions
+    @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
 
     @Option(help: "Training method.")
@@ -135,10 +136,10 @@ struct Train: ParsableCommand {
 
     func run() throws {
         do {
-            let directory = URL(fileURLWithPath: data.directory)
-            var train = try MNISTFormat.load(directory: directory, split: .train)
+            var train = try data.load(.train, augmentation: augmentation.policy)
             if trainLimit > 0 { train = train.prefix(trainLimit) }
-            let heldOut = try MNISTFormat.load(directory: directory, split: .test).prefix(evalLimit)
+            let heldOut = try data.load(.test).prefix(evalLimit)
+            try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
             var rng = RNG(seed: output.seed)
             var initRng = rng.split()
             let model = try ModelZoo.make(arch, numClasses: train.classes, inChannels: train.channels,

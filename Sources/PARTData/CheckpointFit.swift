@@ -1,0 +1,68 @@
+import Foundation
+
+/// Whether a checkpoint was made for a dataset: its class count and image shape, from the
+/// file's metadata (`classes`, `input_shape` as "H,W,C", written by `part train`) or, for a
+/// plain PyTorch state_dict, from its tensors (the classifier head's rows, the first
+/// convolution's input channels). Only the safetensors header is read.
+public enum CheckpointFit {
+    /// Tensor names of the classifier heads of the model zoo (shared/reference/models.py).
+    static let heads = ["fc3.weight", "linear.weight", "fc.weight"]
+
+    /// What a checkpoint says about its data; nil where it does not say.
+    public struct Shape: Equatable, Sendable {
+        public var classes: Int?
+        /// [height, width, channels]
+        public var input: [Int]?
+        public var channels: Int?
+    }
+
+    /// Reads the shape from the header of the safetensors file at `url`.
+    public static func shape(of url: URL) throws -> Shape {
+        let path = url.path
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw DatasetError("\(path): \(FileManager.default.fileExists(atPath: path) ? "cannot open" : "no such file")")
+        }
+        defer { try? handle.close() }
+        let lengthBytes = (try? handle.read(upToCount: 8)) ?? Data()
+        guard lengthBytes.count == 8 else { throw DatasetError("\(path): not a safetensors file (shorter than 8 bytes)") }
+        let length = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length > 0, length < 100_000_000 else {
+            throw DatasetError("\(path): not a safetensors file (header length \(length))")
+        }
+        let headerBytes = (try? handle.read(upToCount: Int(length))) ?? Data()
+        guard headerBytes.count == Int(length),
+              let header = try? JSONSerialization.jsonObject(with: headerBytes) as? [String: Any] else {
+            throw DatasetError("\(path): not a safetensors file (unreadable header)")
+        }
+        let meta = header["__metadata__"] as? [String: String] ?? [:]
+        func tensorShape(_ name: String) -> [Int]? {
+            let entry = (header[name] ?? header["module." + name]) as? [String: Any]
+            return (entry?["shape"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue }
+        }
+        var shape = Shape()
+        shape.classes = meta["classes"].flatMap { Int($0) }
+            ?? heads.lazy.compactMap { tensorShape($0) }.first(where: { $0.count == 2 })?[0]
+        if let text = meta["input_shape"] {
+            let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if parts.count == 3 { shape.input = parts }
+        }
+        shape.channels = shape.input?[2] ?? tensorShape("conv1.weight").flatMap { $0.count == 4 ? $0[1] : nil }
+        return shape
+    }
+
+    /// Throws a one-line error when the checkpoint at `url` was made for another class count
+    /// or image shape than `dataset` has.
+    public static func check(_ url: URL, fits dataset: ImageDataset) throws {
+        let s = try shape(of: url)
+        let data = "\(dataset.name) has"
+        if let classes = s.classes, classes != dataset.classes {
+            throw DatasetError("\(url.path): the model has \(classes) classes but \(data) \(dataset.classes); evaluate it on the dataset it was trained on (--dataset, --data)\(dataset.classes < classes ? " or pass --classes \(classes) for your own data" : "")")
+        }
+        let shape = [dataset.height, dataset.width, dataset.channels]
+        if let input = s.input, input != shape {
+            throw DatasetError("\(url.path): the model takes \(input[0])x\(input[1])x\(input[2]) images but \(data) \(shape[0])x\(shape[1])x\(shape[2]); evaluate it on the dataset it was trained on (--dataset, --data)")
+        } else if let channels = s.channels, channels != dataset.channels {
+            throw DatasetError("\(url.path): the model takes \(channels)-channel images but \(data) \(dataset.channels)-channel ones; evaluate it on the dataset it was trained on (--dataset, --data)")
+        }
+    }
+}
