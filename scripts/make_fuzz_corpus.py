@@ -18,6 +18,13 @@ safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools p
                evaluation (Fuzz/Entries/EvaluationFuzz.swift): empty, header only, one batch
                done, all done, a line cut short, a batch in progress
   npy          float32 C-order arrays from numpy.save (the format of --save-adversarial)
+  cifar        a first byte (CIFAR-10, -100 fine, -100 coarse), then records as in the batches
+  mat          scipy.io.savemat files, SVHN's layout, compressed and not
+  numpy-data   a first byte (layout: guess, nhwc, nchw), then numpy.save arrays
+  zip, tar     numpy.savez (stored and deflated) and tarfile archives
+  image        a first byte (grey or RGB output), then PNG and JPEG files from Pillow
+  image-cache  decoded-image caches in the layout DecodedCache.write uses
+  checkpoint-fit  safetensors checkpoints with and without metadata
 Regression inputs are hand-made hostile files (inputs the fuzzer found are copied into the same
 folders by hand; this script never deletes them): trailing bytes, duplicated keys, a hole in
 the data offsets, non-finite weights, absurd metadata, a gzip bomb whose header declares 784
@@ -31,7 +38,10 @@ import struct
 import sys
 
 import numpy as np
+import scipy.io
+import tarfile
 import torch
+from PIL import Image
 from safetensors.numpy import save as np_save
 from safetensors.torch import save as torch_save
 
@@ -192,6 +202,97 @@ def npy_seeds():
     write(d, "scalar", npy(np.array(7.0, dtype=np.float32)))
 
 
+def dataset_seeds():
+    rng = np.random.default_rng(0)
+    d = os.path.join(CORPUS, "cifar")
+    for mode, label_bytes in ((0, [[3], [9]]), (1, [[2, 57], [19, 99]]), (2, [[0, 1], [5, 3]])):
+        records = b"".join(bytes(lb) + rng.integers(0, 256, 3072, dtype=np.uint8).tobytes() for lb in label_bytes)
+        write(d, "records-%d" % mode, bytes([mode]) + records)
+
+    d = os.path.join(CORPUS, "mat")
+    for compressed in (False, True):
+        out = io.BytesIO()
+        scipy.io.savemat(out, {"X": rng.integers(0, 256, (4, 4, 3, 2), dtype=np.uint8),
+                               "y": np.array([[1], [10]], dtype=np.uint8)}, do_compression=compressed)
+        write(d, "svhn-%s" % ("compressed" if compressed else "plain"), out.getvalue())
+    out = io.BytesIO()
+    scipy.io.savemat(out, {"y": np.array([[3.0], [7.0]]), "name": "text", "i": np.array([[-2, 5]], dtype=np.int16)})
+    write(d, "mixed", out.getvalue())
+
+    d = os.path.join(CORPUS, "numpy-data")
+    write(d, "nhwc-uint8", b"\x00" + npy(rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)))
+    write(d, "nchw-uint8", b"\x02" + npy(rng.integers(0, 256, (2, 3, 4, 4), dtype=np.uint8)))
+    write(d, "grey-float", b"\x00" + npy(rng.random((2, 4, 4), dtype=np.float32)))
+    write(d, "big-endian-float64", b"\x01" + npy(rng.random((1, 2, 2, 1)).astype(">f8")))
+    write(d, "labels", b"\x00" + npy(np.array([1, 2, 3], dtype=np.int64)))
+    write(d, "fortran", b"\x00" + npy(np.asfortranarray(rng.integers(0, 256, (2, 4, 4), dtype=np.uint8))))
+
+    d = os.path.join(CORPUS, "zip")
+    arrays = {"x_test": rng.integers(0, 256, (2, 4, 4, 1), dtype=np.uint8), "y_test": np.array([0, 1])}
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    write(d, "npz-stored", out.getvalue())
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays)
+    write(d, "npz-deflated", out.getvalue())
+
+    d = os.path.join(CORPUS, "tar")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, data in (("cifar-10-batches-bin/batches.meta.txt", b"cat\ndog\n"),
+                           ("d/" + "long-name-" * 12 + ".bin", b"\x01\x02\x03")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            t.addfile(info, io.BytesIO(data))
+    write(d, "gnu-long-name", out.getvalue())
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("dir")
+        info.type = tarfile.DIRTYPE
+        info.mtime = 0
+        t.addfile(info)
+        info = tarfile.TarInfo("dir/a.txt")
+        info.size = 2
+        info.mtime = 0
+        t.addfile(info, io.BytesIO(b"hi"))
+    write(d, "pax-directory", out.getvalue())
+
+    d = os.path.join(CORPUS, "image")
+    def encoded(image, fmt, **kw):
+        out = io.BytesIO()
+        image.save(out, fmt, **kw)
+        return out.getvalue()
+    rgb = Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8), "RGB")
+    grey = Image.fromarray(rng.integers(0, 256, (4, 6), dtype=np.uint8), "L")
+    write(d, "png-rgb", b"\x01" + encoded(rgb, "PNG"))
+    write(d, "png-grey", b"\x00" + encoded(grey, "PNG"))
+    write(d, "png-palette", b"\x01" + encoded(rgb.convert("P"), "PNG"))
+    write(d, "png-rgba", b"\x01" + encoded(rgb.convert("RGBA"), "PNG"))
+    write(d, "jpeg-rgb", b"\x01" + encoded(rgb, "JPEG", quality=90))
+    write(d, "jpeg-grey", b"\x00" + encoded(grey, "JPEG", quality=90))
+    write(d, "jpeg-progressive", b"\x01" + encoded(rgb, "JPEG", progressive=True))
+
+    d = os.path.join(CORPUS, "image-cache")
+    def cache(count, h, w, c, classes):
+        header = json.dumps({"format": 1, "count": count, "height": h, "width": w, "channels": c,
+                             "classNames": classes, "fingerprint": "0" * 16}, separators=(",", ":")).encode()
+        align = lambda n: (n + 63) // 64 * 64
+        out = b"PARTIMG1" + struct.pack("<Q", len(header)) + header
+        out += bytes(align(len(out)) - len(out))
+        out += b"".join(struct.pack("<i", i % len(classes)) for i in range(count))
+        out += bytes(align(len(out)) - len(out))
+        return out + rng.integers(0, 256, count * h * w * c, dtype=np.uint8).tobytes()
+    write(d, "two-rgb", cache(2, 4, 4, 3, ["a", "b"]))
+    write(d, "empty", cache(0, 8, 8, 1, ["only"]))
+
+    d = os.path.join(CORPUS, "checkpoint-fit")
+    write(d, "with-metadata", torch_save(tiny_state(), metadata={"classes": "2", "input_shape": "8,8,1"}))
+    write(d, "plain-state-dict", torch_save({"conv1.weight": torch.zeros(2, 3, 3, 3), "fc3.weight": torch.zeros(10, 2)}))
+    write(d, "dataparallel", torch_save({"module.conv1.weight": torch.zeros(2, 1, 3, 3),
+                                         "module.linear.weight": torch.zeros(4, 2)}))
+
+
 def regressions():
     s = os.path.join(REGRESSIONS, "safetensors")
     good = np_save({"a": np.array([1.0, 2.0], dtype=np.float32)})
@@ -260,6 +361,7 @@ def main():
     idx_gzip_seeds()
     eval_results_seeds()
     npy_seeds()
+    dataset_seeds()
     regressions()
     total = 0
     for base in (CORPUS, REGRESSIONS):

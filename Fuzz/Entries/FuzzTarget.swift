@@ -39,6 +39,17 @@ public enum FuzzTargets {
                    run: { try EvaluationFuzz.runResults($0) }, smokeRuns: 2_000),
         FuzzTarget(name: "npy", summary: "NPYFile.read of .npy arrays (part eval --save-adversarial)",
                    run: { try EvaluationFuzz.runNPY($0) }),
+        FuzzTarget(name: "cifar", summary: "CIFAR-10/100 binary batches", run: { try DataFuzz.runCIFAR($0) }),
+        FuzzTarget(name: "mat", summary: "MAT-files (SVHN)", run: { try DataFuzz.runMAT($0) }),
+        FuzzTarget(name: "numpy-data", summary: "NPY.parse and NumPyData.images of dataset arrays",
+                   run: { try DataFuzz.runNPY($0) }),
+        FuzzTarget(name: "zip", summary: "zip archives (.npz): entries and extraction", run: { try DataFuzz.runZip($0) }),
+        FuzzTarget(name: "tar", summary: "tar archives", run: { try DataFuzz.runTar($0) }),
+        FuzzTarget(name: "image", summary: "PNG and JPEG images (image folders, TinyImageNet)",
+                   run: { try DataFuzz.runImage($0) }),
+        FuzzTarget(name: "image-cache", summary: "the decoded-image cache", run: { try DataFuzz.runCache($0) }),
+        FuzzTarget(name: "checkpoint-fit", summary: "CheckpointFit.shape: a checkpoint's header against a dataset",
+                   run: { try DataFuzz.runCheckpointFit($0) }),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

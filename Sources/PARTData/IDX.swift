@@ -124,170 +124,94 @@ public enum IDX {
             return try parse(bytes, source: source, expectedDimensions: expectedDimensions)
         }
         func fail(_ message: String) -> IDXError { IDXError("\(source): \(message)") }
-        let inflater = try Inflater(bytes, source: source)
+        return try bytes.withUnsafeBytes { raw in
+            try gzipErrors {
+                let inflater = try Inflater(raw, wrapper: .gzip, source: source)
+                // The header: at most 4 + 4 * 255 bytes, inflated a few bytes at a time.
+                var prefix = [UInt8]()
+                var header: Header?
+                while header == nil {
+                    let want = prefix.count < 4 ? 4 : 4 + 4 * Int(prefix[3])
+                    prefix += try inflate(inflater, count: want - prefix.count)
+                    if prefix.count < want {
+                        if prefix.isEmpty { throw fail("empty file (the gzip stream holds no data)") }
+                        throw fail("truncated header: the decompressed file has \(prefix.count) bytes, the header needs \(want)")
+                    }
+                    header = try self.header(prefix[...], source: source, expectedDimensions: expectedDimensions)
+                }
+                guard let header else { throw fail("unreadable header") }
 
-        // The header: at most 4 + 4 * 255 bytes, inflated a few bytes at a time.
-        var prefix = [UInt8]()
-        var header: Header?
-        while header == nil {
-            let want = prefix.count < 4 ? 4 : 4 + 4 * Int(prefix[3])
-            let got = try inflater.inflate(count: want - prefix.count)
-            prefix += got
-            if prefix.count < want {
-                if prefix.isEmpty { throw fail("empty file (the gzip stream holds no data)") }
-                throw fail("truncated header: the decompressed file has \(prefix.count) bytes, the header needs \(want)")
+                let limit = maximumInflated(compressedCount: bytes.count)
+                guard header.dataSize <= limit - header.size else {
+                    throw fail("truncated: header says \(header.dataSize) bytes of data (dimensions \(header.dimensions)), "
+                               + "more than a \(bytes.count)-byte gzip file can hold")
+                }
+                let data = try inflate(inflater, count: header.dataSize)
+                guard data.count == header.dataSize else {
+                    throw fail("truncated: header says \(header.dataSize) bytes of data, the decompressed file has \(data.count) "
+                               + "(dimensions \(header.dimensions))")
+                }
+                // The stream must end here; reading to its end also checks the gzip CRC.
+                guard try inflate(inflater, count: probeSize).isEmpty else {
+                    throw fail("the gzip stream holds more than the \(header.dataSize) bytes of data the header declares "
+                               + "(dimensions \(header.dimensions)): trailing bytes; the file is corrupt")
+                }
+                try inflater.expectEnd(what: "the gzip file")
+                return IDXArray(dimensions: header.dimensions, bytes: data)
             }
-            header = try self.header(prefix[...], source: source, expectedDimensions: expectedDimensions)
         }
-        guard let header else { throw fail("unreadable header") }
-
-        let limit = Inflater.maximumOutput(compressedCount: bytes.count)
-        guard header.dataSize <= limit - header.size else {
-            throw fail("truncated: header says \(header.dataSize) bytes of data (dimensions \(header.dimensions)), "
-                       + "more than a \(bytes.count)-byte gzip file can hold")
-        }
-        let data = try inflater.inflate(count: header.dataSize)
-        guard data.count == header.dataSize else {
-            throw fail("truncated: header says \(header.dataSize) bytes of data, the decompressed file has \(data.count) "
-                       + "(dimensions \(header.dimensions))")
-        }
-        // The stream must end here; reading to its end also checks the gzip CRC.
-        let extra = try inflater.inflate(count: Inflater.probeSize)
-        if !extra.isEmpty {
-            throw fail("the gzip stream holds more than the \(header.dataSize) bytes of data the header declares "
-                       + "(dimensions \(header.dimensions)): trailing bytes; the file is corrupt")
-        }
-        try inflater.finish()
-        return IDXArray(dimensions: header.dimensions, bytes: data)
     }
 
-    /// Decompresses a gzip (or zlib) stream, including concatenated gzip members, refusing to
-    /// produce more than `limit` bytes (by default the most any valid stream of this length
-    /// can expand to).
+    /// Decompresses a gzip stream, including concatenated members, refusing to produce more
+    /// than `limit` bytes (by default the most any valid stream of this length can expand to).
     public static func gunzip(_ compressed: [UInt8], source: String, limit: Int? = nil) throws -> [UInt8] {
-        let maximum = limit ?? Inflater.maximumOutput(compressedCount: compressed.count)
-        let inflater = try Inflater(compressed, source: source)
-        var output = [UInt8]()
-        while true {
-            let want = Swift.min(1 << 20, maximum - output.count + 1)
-            let piece = try inflater.inflate(count: want)
-            output += piece
-            if output.count > maximum {
-                throw IDXError("\(source): the gzip stream decompresses to more than \(maximum) bytes")
+        let maximum = limit ?? maximumInflated(compressedCount: compressed.count)
+        return try compressed.withUnsafeBytes { raw in
+            try gzipErrors {
+                let inflater = try Inflater(raw, wrapper: .gzip, source: source)
+                var output = [UInt8]()
+                while true {
+                    let want = Swift.min(1 << 20, maximum - output.count + 1)
+                    let piece = try inflate(inflater, count: want)
+                    output += piece
+                    if output.count > maximum {
+                        throw IDXError("\(source): the gzip stream decompresses to more than \(maximum) bytes")
+                    }
+                    if piece.count < want { break }
+                }
+                try inflater.expectEnd(what: "the gzip file")
+                return output
             }
-            if piece.count < want { break }
         }
-        try inflater.finish()
-        return output
     }
-}
 
-/// A zlib inflate stream over bytes in memory that hands out its output in pieces of the
-/// size asked for, so the caller decides how much is ever decompressed.
-final class Inflater {
-    /// Deflate expands at most 1032:1 (a 258-byte match per 2 bits at best); with a margin
-    /// for headers this bounds what a stream of `n` bytes can produce.
-    static func maximumOutput(compressedCount n: Int) -> Int {
+    /// Deflate expands at most 1032:1 (a 258-byte match per 2 bits at best); with a margin for
+    /// headers this bounds what a stream of `n` bytes can produce.
+    static func maximumInflated(compressedCount n: Int) -> Int {
         let (p, overflow) = n.multipliedReportingOverflow(by: 1032)
         return overflow ? Int.max : p + 1024
     }
 
-    /// Bytes inflated past the expected end to see whether more would come.
+    /// Bytes inflated past the declared end to see whether more would come.
     static let probeSize = 64
 
-    private let stream: UnsafeMutablePointer<z_stream>
-    private let input: UnsafeMutableBufferPointer<UInt8>
-    private let source: String
-    /// The last member ended and no input is left.
-    private(set) var finished = false
-    /// Bytes handed out so far.
-    private(set) var total = 0
-
-    init(_ compressed: [UInt8], source: String) throws {
-        self.source = source
-        // zlib keeps pointers into the stream and the input, so neither may move.
-        input = UnsafeMutableBufferPointer.allocate(capacity: Swift.max(compressed.count, 1))
-        _ = input.initialize(from: compressed)
-        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        let status = inflateInit2_(stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        guard status == Z_OK else {
-            stream.deinitialize(count: 1)
-            stream.deallocate()
-            input.deallocate()
-            throw IDXError("\(source): cannot initialise zlib (error \(status))")
-        }
-        stream.pointee.next_in = input.baseAddress
-        stream.pointee.avail_in = UInt32(compressed.count)
-        if compressed.count > Int(UInt32.max) {
-            // One call takes at most 4 GiB of input; larger files are not gzipped datasets.
-            inflateEnd(stream)
-            stream.deinitialize(count: 1)
-            stream.deallocate()
-            input.deallocate()
-            throw IDXError("\(source): gzip files over 4 GiB are not supported; decompress it first")
-        }
-    }
-
-    deinit {
-        inflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-        input.deallocate()
-    }
-
-    private func fail(_ message: String) -> IDXError { IDXError("\(source): \(message)") }
-
-    /// Up to `count` more bytes of output; fewer only when the stream has ended.
-    func inflate(count: Int) throws -> [UInt8] {
-        guard count > 0, !finished else { return [] }
+    /// Up to `count` more bytes of `inflater`'s output; fewer only when the stream has ended.
+    static func inflate(_ inflater: Inflater, count: Int) throws -> [UInt8] {
+        guard count > 0 else { return [] }
         var produced = 0
-        let output = try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        let out = try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             defer { initialized = produced }
-            while produced < count && !finished {
-                let room = Swift.min(count - produced, Int(UInt32.max))
-                stream.pointee.next_out = buffer.baseAddress! + produced
-                stream.pointee.avail_out = UInt32(room)
-                let status = CZlib.inflate(stream, Z_NO_FLUSH)
-                produced += room - Int(stream.pointee.avail_out)
-                switch status {
-                case Z_OK:
-                    continue
-                case Z_STREAM_END:
-                    let remaining = Int(stream.pointee.avail_in)
-                    if remaining == 0 { finished = true; break }
-                    let next = stream.pointee.next_in!
-                    if remaining >= 2, next[0] == 0x1F, next[1] == 0x8B {
-                        // Another gzip member follows.
-                        guard inflateReset(stream) == Z_OK else { throw fail("cannot reset zlib") }
-                        continue
-                    }
-                    throw fail("corrupt gzip stream: \(remaining) bytes of trailing garbage after the compressed data")
-                case Z_BUF_ERROR:
-                    // Output space was offered, so no progress means the input ran out.
-                    if stream.pointee.avail_out == 0 { continue }
-                    throw fail("truncated gzip stream: compressed data ends early (\(total + produced) bytes decompressed so far)")
-                case Z_NEED_DICT:
-                    throw fail("corrupt gzip stream: it asks for a preset dictionary")
-                case Z_MEM_ERROR:
-                    throw fail("out of memory while decompressing")
-                default:
-                    let message = stream.pointee.msg.map { String(cString: $0) } ?? "error \(status)"
-                    throw fail("corrupt gzip stream: \(message)")
-                }
-            }
+            produced = try inflater.read(into: UnsafeMutableRawPointer(buffer.baseAddress!), count: count)
         }
-        total += output.count
-        return output
+        return out
     }
 
-    /// Runs the stream to its end (checking the trailer's CRC and length); output past this
-    /// point is an error.
-    func finish() throws {
-        if finished { return }
-        let rest = try inflate(count: Inflater.probeSize)
-        guard rest.isEmpty, finished else {
-            throw fail("the gzip stream holds more data than expected")
+    /// Errors of the shared inflater, as this reader's own type.
+    static func gzipErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatasetError {
+            throw IDXError(error.description)
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import PARTEngine
 import PARTNN
 import XCTest
+import PARTData
 import PARTEvaluation
 @testable import PARTFuzzing
 
@@ -137,5 +138,57 @@ final class EvaluationRegressionTests: XCTestCase {
             XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
         }
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(refused.keys).union(redone))
+    }
+}
+
+/// The regression inputs of the dataset targets, all found by fuzzing: names and headers from
+/// the file used to split the one-line error, and declared sizes that overflowed or asked for
+/// gigabytes before the data was looked at.
+final class DatasetRegressionTests: XCTestCase {
+    static let folder = CheckpointRegressionTests.folder.deletingLastPathComponent()
+
+    func bytes(_ target: String, _ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent("\(target)/\(name)")))
+    }
+
+    /// The first refusal of `target`'s reader on the regression input.
+    func refusal(_ target: String, _ name: String) throws -> String? {
+        let input = try bytes(target, name)
+        do {
+            switch target {
+            case "mat":
+                _ = try input.withUnsafeBytes { try MATFile.parse(try ByteBuffer.copying($0), source: name) }
+            case "numpy-data":
+                let array = try input.dropFirst().withUnsafeBytes { try NPY.parse(try ByteBuffer.copying($0), source: name) }
+                _ = try NumPyData.images(array, layout: nil, source: name)
+            case "zip":
+                try input.withUnsafeBytes { raw in
+                    for entry in try Zip.entries(raw, source: name) { _ = try Zip.extract(entry, from: raw, source: name) }
+                }
+            default:
+                XCTFail("no reader for \(target)")
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testEveryRegressionInputIsRefusedOnOneLine() throws {
+        let expected: [String: [String: String]] = [
+            "mat": ["newline-in-name": "unknown storage type", "overflowing-size": "bytes of values for dimensions",
+                    "declared-4gib": "compressed bytes can hold"],
+            "numpy-data": ["newline-in-name": "unreadable .npy header", "newline-in-header": "no 'descr' string"],
+            "zip": ["newline-in-name": "corrupt", "declared-4gib": "more than deflate can expand to"],
+        ]
+        for (target, inputs) in expected {
+            for (name, fragment) in inputs {
+                let message = try XCTUnwrap(try refusal(target, name), "\(target)/\(name) must be refused")
+                XCTAssertFalse(message.contains("\n"), "\(target)/\(name): one line, got \(message.debugDescription)")
+                XCTAssert(message.contains(fragment), "\(target)/\(name): \"\(message)\" should mention \"\(fragment)\"")
+            }
+            let names = try FileManager.default.contentsOfDirectory(atPath: Self.folder.appendingPathComponent(target).path)
+            XCTAssertEqual(Set(names), Set(inputs.keys), target)
+        }
     }
 }
