@@ -64,5 +64,38 @@ extension Checkpoint {
             + "\(asked.joined(separator: " and ")): is it a checkpoint of another dataset?)"
     }
 
+    /// A lower bound on the values a model of `architecture` holds: its largest weights (a
+    /// WideResNet's second convolution of every block, SmallCNN's fc1, the residual networks'
+    /// last linear layer). `apply` needs every one of them in the file, so a file holding fewer
+    /// values cannot fit; `loadModel` checks this before building, so that a small file naming a
+    /// huge model (a "wrn-250-32", 1024x1024 images) is refused instead of exhausting memory.
+    static func leastValues(_ architecture: String, classes: Int, imageSize: Int) -> Int {
+        switch architecture {
+        case "small-cnn":
+            let side = max(0, ((imageSize - 4) / 2 - 4) / 2)
+            return 64 * side * side * 200 + 200 * classes
+        case "resnet18", "preact-resnet18":
+            return 512 * classes
+        default:
+            guard let (depth, widen) = ModelZoo.wideResNetShape(architecture), (10...250).contains(depth),
+                  (1...32).contains(widen) else { return 0 }
+            let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widen) * ($1 * widen) }
+            return (depth - 4) / 6 * perGroup + 64 * widen * classes
+        }
+    }
+
+    /// Refuses dimensions read off a file's tensor shapes that no model of the zoo has, before
+    /// they size a model (a zero-element tensor may claim any shape).
+    static func checkInferred(_ inferred: (classes: Int?, channels: Int?), source: String) throws {
+        if let c = inferred.classes, !(1...maximumClasses).contains(c) {
+            throw CheckpointError("\(source): its last linear layer has \(c) rows; a model of 1 to \(maximumClasses) "
+                                  + "classes was expected")
+        }
+        if let c = inferred.channels, !(1...maximumChannels).contains(c) {
+            throw CheckpointError("\(source): its first convolution takes \(c) input channels; 1 to \(maximumChannels) "
+                                  + "were expected")
+        }
+    }
+
     private static func abbreviated(_ text: String) -> String { messageText(text, limit: 40) }
 }
