@@ -62,21 +62,59 @@ final class NamedLayerTests: XCTestCase {
         }
     }
 
-    /// A classifier that implements only the single split (here the normalising wrapper) has
-    /// one CAM layer, "features", through the protocol's defaults.
+    /// A classifier that implements only the single split has one CAM layer, "features",
+    /// through the protocol's defaults.
     func testASingleSplitClassifierHasOneLayer() throws {
         var rng = RNG(seed: 3)
         let small = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 16, rng: &rng)
-        let wrapped = try Normalized(small, mean: [0.5], std: [0.25])
-        XCTAssertEqual(wrapped.camLayers, ["features"])
-        XCTAssertEqual(wrapped.defaultCAMLayer, "features")
+        let single = SingleSplit(small)
+        XCTAssertEqual(single.camLayers, ["features"])
+        XCTAssertEqual(single.defaultCAMLayer, "features")
         let x = Tensor(shape: [1, 16, 16, 1], values: (0..<256).map { Float($0 % 17) / 16 })
-        let a = try wrapped.features(x, upTo: "features", mode: .eval, tape: nil)
-        XCTAssert(try wrapped.head(a, from: "features", mode: .eval, tape: nil).scalars
-                  == (try wrapped.forward(x, mode: .eval)).scalars)
-        XCTAssertThrowsError(try wrapped.features(x, upTo: "act4", mode: .eval, tape: nil)) {
+        let a = try single.features(x, upTo: "features", mode: .eval, tape: nil)
+        XCTAssert(try single.head(a, from: "features", mode: .eval, tape: nil).scalars
+                  == (try small.forward(x, mode: .eval)).scalars)
+        XCTAssertThrowsError(try single.features(x, upTo: "act4", mode: .eval, tape: nil)) {
             XCTAssertEqual("\($0)", "small-cnn has no layer 'act4'; its CAM layers are features")
         }
+    }
+
+    /// The normalising wrapper keeps every CAM layer of the model it wraps: at each layer,
+    /// head(features(x, upTo: L), from: L) equals the wrapper's own forward bit for bit, and the
+    /// activations are the wrapped model's on the normalised image.
+    func testNormalizedKeepsTheWrappedModelsLayers() throws {
+        var rng = RNG(seed: 4)
+        let small = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 16, rng: &rng)
+        let wrapped = try Normalized(small, mean: [0.5], std: [0.25])
+        XCTAssertEqual(wrapped.camLayers, small.camLayers)
+        XCTAssertEqual(wrapped.defaultCAMLayer, small.defaultCAMLayer)
+        let x = Tensor(shape: [1, 16, 16, 1], values: (0..<256).map { Float($0 % 17) / 16 })
+        let z = Tensor(shape: x.shape, values: x.scalars.map { ($0 - 0.5) / 0.25 })
+        let full = try wrapped.forward(x, mode: .eval).scalars
+        for layer in wrapped.camLayers {
+            let a = try wrapped.features(x, upTo: layer, mode: .eval, tape: nil)
+            XCTAssertEqual(a.scalars, try small.features(z, upTo: layer, mode: .eval, tape: nil).scalars, layer)
+            XCTAssertEqual(try wrapped.head(a, from: layer, mode: .eval, tape: nil).scalars, full, layer)
+        }
+        XCTAssertThrowsError(try wrapped.features(x, upTo: "layer4", mode: .eval, tape: nil))
+    }
+}
+
+/// A classifier implementing only `features(_:mode:tape:)` and `head(_:mode:tape:)`.
+private final class SingleSplit: ImageClassifier {
+    let model: ImageClassifier
+    init(_ model: ImageClassifier) { self.model = model }
+    var architecture: String { model.architecture }
+    var numClasses: Int { model.numClasses }
+    var inputHeight: Int { model.inputHeight }
+    var inputWidth: Int { model.inputWidth }
+    var inputChannels: Int { model.inputChannels }
+    var state: [(String, StateEntry)] { model.state }
+    func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try model.features(x, upTo: model.defaultCAMLayer, mode: mode, tape: tape)
+    }
+    func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try model.head(a, from: model.defaultCAMLayer, mode: mode, tape: tape)
     }
 }
 
