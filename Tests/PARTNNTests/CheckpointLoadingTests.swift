@@ -95,6 +95,34 @@ final class CheckpointLoadingTests: XCTestCase {
                       [url.path, "unknown architecture 'vgg'"])
     }
 
+    /// A few bytes naming a huge model, or tensors of no values whose shapes claim a billion
+    /// classes or channels, are refused before the model is built (building it would exhaust
+    /// memory).
+    func testASmallFileCannotSizeAHugeModel() throws {
+        var file = SafetensorsFile()
+        file.tensors["conv1.weight"] = Tensor(shape: [1, 1, 3, 3])
+        var fresh = RNG(seed: 1)
+        for (arch, fragment) in [("wrn-250-32", "a wrn-250-32 for 10 classes and 32x32 images has at least"),
+                                 ("small-cnn", "a small-cnn for 10 classes and 1024x1024 images has at least")] {
+            file.metadata = ["architecture": arch, "input_shape": arch == "small-cnn" ? "1024,1024,1" : "32,32,3"]
+            assertRefused(try Checkpoint.loadModel(file, source: "huge.safetensors", architecture: nil, numClasses: nil,
+                                                   inputShape: nil, rng: &fresh),
+                          ["huge.safetensors holds 9 values", fragment, "not a checkpoint of that model"])
+        }
+        // Names of a ResNet-18 with empty tensors claiming 10^9 classes, then 10^9 input channels.
+        let names = ["layer4.1.bn2.weight", "bn1.weight"]
+        for (head, conv, fragment) in [([1_000_000_000, 0], [64, 3, 3, 3], "last linear layer has 1000000000 rows"),
+                                       ([10, 512], [0, 1_000_000_000, 3, 3], "takes 1000000000 input channels")] {
+            var plain = SafetensorsFile()
+            for name in names { plain.tensors[name] = Tensor(shape: [0]) }
+            plain.tensors["linear.weight"] = Tensor(shape: head)
+            plain.tensors["conv1.weight"] = Tensor(shape: conv)
+            assertRefused(try Checkpoint.loadModel(plain, source: "plain.safetensors", architecture: nil, numClasses: nil,
+                                                   inputShape: nil, rng: &fresh),
+                          ["plain.safetensors", fragment])
+        }
+    }
+
     func testADirectoryOrADeviceIsNotACheckpoint() throws {
         var fresh = RNG(seed: 1)
         let dir = FileManager.default.temporaryDirectory
