@@ -25,7 +25,8 @@ public struct FuzzFinding: Error, CustomStringConvertible {
 
 public enum FuzzTargets {
     /// Every target, by name. Adding a reader: write its entry function, list it here, add
-    /// its executable to Fuzz/Package.swift (one name in `targets`) and a seed corpus.
+    /// its name to `targets` in Fuzz/LibFuzzer/Package.swift with a Targets/<name>/main.swift
+    /// there, and a seed corpus (scripts/make_fuzz_corpus.py).
     public static let all: [FuzzTarget] = [
         FuzzTarget(name: "safetensors", summary: "SafetensorsFile.decode and its header checks",
                    run: { try SafetensorsFuzz.run($0) }),

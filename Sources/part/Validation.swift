@@ -59,6 +59,21 @@ enum Validation {
         return url
     }
 
+    /// Learning-rate milestones: epochs from 1 to `epochs - 1` (a milestone at the last epoch
+    /// or later never applies), strictly increasing, so that none is silently ignored or
+    /// applied twice.
+    static func milestones(_ values: [Int], epochs: Int, flag: String = "--lr-milestones") throws {
+        for (i, m) in values.enumerated() {
+            guard m >= 1, m < epochs else {
+                throw ValidationError("\(flag) \(m) is outside 1...\(max(1, epochs - 1)); a milestone is an epoch after "
+                                      + "which the learning rate changes, before the last of --epochs \(epochs)")
+            }
+            if i > 0, m <= values[i - 1] {
+                throw ValidationError("\(flag) must be increasing without repeats, got \(values.map(String.init).joined(separator: " "))")
+            }
+        }
+    }
+
     /// A split with no image is an error, not a run that "succeeds" on nothing.
     static func nonEmpty(_ data: ImageDataset, _ what: String) throws {
         guard data.count > 0 else {

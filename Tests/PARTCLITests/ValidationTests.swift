@@ -30,6 +30,19 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try Validation.finite(.infinity, "--lr")) { XCTAssert($0 is ValidationError) }
     }
 
+    func testMilestonesAreIncreasingEpochsBeforeTheLast() {
+        XCTAssertNil(message { try Validation.milestones([], epochs: 1) })
+        XCTAssertNil(message { try Validation.milestones([2, 5, 9], epochs: 10) })
+        XCTAssertEqual(message { try Validation.milestones([0], epochs: 10) },
+                       "--lr-milestones 0 is outside 1...9; a milestone is an epoch after which the learning rate "
+                       + "changes, before the last of --epochs 10")
+        XCTAssertNotNil(message { try Validation.milestones([10], epochs: 10) })
+        XCTAssertNotNil(message { try Validation.milestones([-3], epochs: 10) })
+        XCTAssertEqual(message { try Validation.milestones([3, 2], epochs: 10) },
+                       "--lr-milestones must be increasing without repeats, got 3 2")
+        XCTAssertNotNil(message { try Validation.milestones([3, 3], epochs: 10) })
+    }
+
     func testOutputDirectoryIsCheckedBeforeTraining() throws {
         let dir = try temporaryDirectory()
         // Existing and new directories (several levels deep) under a writable folder are fine,
