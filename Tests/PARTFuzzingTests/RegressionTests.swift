@@ -142,8 +142,8 @@ final class EvaluationRegressionTests: XCTestCase {
 }
 
 /// The regression inputs of the dataset targets, all found by fuzzing: names and headers from
-/// the file used to split the one-line error, and declared sizes that overflowed or asked for
-/// gigabytes before the data was looked at.
+/// the file used to split the one-line error, declared sizes that overflowed or asked for
+/// gigabytes before the data was looked at, and a JPEG header of no size.
 final class DatasetRegressionTests: XCTestCase {
     static let folder = CheckpointRegressionTests.folder.deletingLastPathComponent()
 
@@ -161,6 +161,10 @@ final class DatasetRegressionTests: XCTestCase {
             case "numpy-data":
                 let array = try input.dropFirst().withUnsafeBytes { try NPY.parse(try ByteBuffer.copying($0), source: name) }
                 _ = try NumPyData.images(array, layout: nil, source: name)
+            case "image":
+                // The target's first byte picks grey or RGB output; the rest is the file.
+                let codec = try JPEGDecoder()
+                _ = try Array(input.dropFirst()).withUnsafeBytes { try codec.header($0, source: name) }
             case "zip":
                 try input.withUnsafeBytes { raw in
                     for entry in try Zip.entries(raw, source: name) { _ = try Zip.extract(entry, from: raw, source: name) }
@@ -180,6 +184,9 @@ final class DatasetRegressionTests: XCTestCase {
                     "declared-4gib": "compressed bytes can hold"],
             "numpy-data": ["newline-in-name": "unreadable .npy header", "newline-in-header": "no 'descr' string"],
             "zip": ["newline-in-name": "corrupt", "declared-4gib": "more than deflate can expand to"],
+            // A JPEG cut after its start marker: a 0x0 header that tjDecompress2 would have
+            // filled into an empty buffer.
+            "image": ["jpeg-cut-after-start": "its header gives a 0x0 image"],
         ]
         for (target, inputs) in expected {
             for (name, fragment) in inputs {
