@@ -51,6 +51,9 @@ run_target() {
     local seeds=("$ROOT/Fuzz/corpus/$target")
     [ -d "$ROOT/Tests/Fixtures/fuzz/$target" ] && seeds+=("$ROOT/Tests/Fixtures/fuzz/$target")
     echo "fuzz-$target: $runs runs (log: ${log#"$ROOT"/})"
+    # Findings of this run only: inputs saved by earlier runs stay in the folder until fixed.
+    local stamp="$SCRATCH/logs/$target.started"
+    : > "$stamp"
     local status=0
     "$SCRATCH/release/fuzz-$target" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
         -max_len="${FUZZ_MAX_LEN:-16384}" -print_final_stats=1 -artifact_prefix="$artifacts/" \
@@ -60,7 +63,7 @@ run_target() {
     executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     seconds=$(echo "$done_line" | sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p')
     coverage=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)
-    found=$(find "$artifacts" -type f | wc -l)
+    found=$(find "$artifacts" -type f -newer "$stamp" | wc -l)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "${executed:-?}" "${seconds:-?}" "${coverage:-?}" \
         "$found" "$([ "$status" -eq 0 ] && [ -n "$done_line" ] && echo ok || echo "FAILED (exit $status)")" \
         >> "$SCRATCH/summary.tsv"

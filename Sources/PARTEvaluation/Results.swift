@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// What an evaluation was run with: the first line of its results file. A results file whose
 /// header differs from the command is refused, naming the difference (CONVENTIONS section 4).
@@ -53,7 +54,8 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
     public func differences(from command: EvaluationHeader) -> [String] {
         var out = [String]()
         func check<T: Equatable>(_ a: T, _ b: T, _ what: String, _ show: (T) -> String) {
-            if a != b { out.append("\(what): the file has \(show(a)), this command \(show(b))") }
+            // The file's values are escaped: a header may hold a newline or terminal codes.
+            if a != b { out.append("\(what): the file has \(messageText(show(a), limit: 200)), this command \(messageText(show(b), limit: 200))") }
         }
         check(format, command.format, "format", { $0 })
         check(version, command.version, "format version", { String($0) })

@@ -83,6 +83,7 @@ final class NPYRegressionTests: XCTestCase {
             let url = folder.appendingPathComponent(name)
             XCTAssertThrowsError(try NPYFile.read(url), name) { error in
                 XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(name): one line, got \("\(error)".debugDescription)")
             }
         }
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(expected.keys))
@@ -111,14 +112,17 @@ final class NPYRegressionTests: XCTestCase {
 }
 
 /// The regression inputs of the eval-results target, resumed into the target's evaluation: a
-/// corrupt results line is refused naming it, a corrupt batch in progress is redone; neither
-/// may trap (each did before it was fixed).
+/// corrupt results line or header is refused on one line naming it, a corrupt batch in
+/// progress is redone; none may trap or split the message (each did before it was fixed).
 final class EvaluationRegressionTests: XCTestCase {
     func testCorruptResultsAndProgressFilesAreRefusedOrRedone() throws {
         let folder = CheckpointRegressionTests.folder.deletingLastPathComponent().appendingPathComponent("eval-results")
         let refused: [String: String] = [
             "label-beyond-int32": "line 2 is not the record of point 0; the file is corrupt",
             "prediction-not-a-number": "line 2 is not the record of point 0; the file is corrupt",
+            // Found by fuzzing: a header whose attack name holds an escaped newline, quoted
+            // verbatim, split the message.
+            "newline-in-header-value": "holds results of another evaluation (--attacks: the file has \\\\\\\\",
         ]
         // Found by fuzzing: a progress file whose batch named point 4 of 4 points.
         let redone = ["progress-with-wrong-index", "progress-short-robust", "progress-stage-beyond-list"]
@@ -131,6 +135,7 @@ final class EvaluationRegressionTests: XCTestCase {
             guard let runner = EvaluationFuzz.runner else { return XCTFail("no runner") }
             XCTAssertThrowsError(try runner.run(), name) { error in
                 XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(name): one line, got \("\(error)".debugDescription)")
             }
         }
         for name in redone {
