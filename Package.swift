@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "part", targets: ["part"]),
         .library(name: "PARTTraining", targets: ["PARTTraining"]),
+        // The fuzz targets' entry points, for the libFuzzer package in Fuzz/.
+        .library(name: "PARTFuzzing", targets: ["PARTFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +48,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Every reader of outside bytes run on one input with the checks that must hold; the
+        // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
+
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
@@ -59,6 +65,8 @@ let package = Package(
         // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
         // would (headless Chromium opens the report when it is installed).
         .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
+        // The fuzz targets in-process over the committed corpus, regressions and mutations.
+        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],
     swiftLanguageModes: [.v5]
 )
