@@ -26,9 +26,9 @@ public final class NPYFile {
 
     /// The 1.0 header: magic, version, little-endian length, and the dict padded with spaces to
     /// a multiple of 64 bytes, ending in a newline.
-    static func header(shape: [Int]) -> Data {
+    static func header(shape: [Int], descr: String = "<f4") -> Data {
         let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
         let unpadded = 10 + dict.utf8.count + 1
         dict += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
@@ -36,6 +36,27 @@ public final class NPYFile {
         data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
         data.append(contentsOf: Array(dict.utf8))
         return data
+    }
+
+    /// Writes `labels` as an int64 `.npy` vector (replacing any file at `url`): the labels saved
+    /// beside adversarial examples, so the pair reads back as a dataset (`--dataset npy`).
+    public static func writeLabels(_ labels: [Int32], to url: URL) throws {
+        var data = header(shape: [labels.count], descr: "<i8")
+        data.reserveCapacity(data.count + 8 * labels.count)
+        for label in labels {
+            withUnsafeBytes(of: Int64(label).littleEndian) { data.append(contentsOf: $0) }
+        }
+        do {
+            try data.write(to: url, options: .atomic)
+        } catch {
+            throw EvaluationError("cannot write \(url.path): check the directory exists and is writable")
+        }
+    }
+
+    /// `<stem>_labels.npy` beside an array file `<stem>.npy`.
+    public static func labelsURL(beside url: URL) -> URL {
+        let stem = url.deletingPathExtension().lastPathComponent
+        return url.deletingLastPathComponent().appendingPathComponent(stem + "_labels.npy")
     }
 
     /// A new file of `shape` (replacing any file at `url`), all zeros.

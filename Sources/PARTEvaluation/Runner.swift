@@ -174,6 +174,8 @@ public final class EvaluationRunner {
             } else {
                 adversarial = try NPYFile.create(url, shape: shape)
             }
+            // The labels of the same points, so the arrays read back as a dataset.
+            try NPYFile.writeLabels(Array(dataset.labels.prefix(n)), to: NPYFile.labelsURL(beside: url))
         }
 
         var sanity = Sanity()
