@@ -272,12 +272,10 @@ struct Train: ParsableCommand {
             var claimed = resumed?.directory
             if claimed == nil, out != nil { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
             let (train, heldOut) = try loadData(config)
-            guard train.count > config.validationSplit else {
-                throw badArgument(train.count == 0 ? "the training split of \(train.name) has no images; check --data and --train-limit"
-                                  : "--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
-            }
+            // No images is a data problem (exit 1); a split larger than the data a bad argument.
+            guard train.count > 0 else { throw TrainingError("the training split of \(train.name) has no images; check --data") }
             guard heldOut.count > 0 || config.validationSplit > 0 else {
-                throw badArgument("the test split of \(heldOut.name) has no images; check --data and --eval-limit")
+                throw TrainingError("the test split of \(heldOut.name) has no images; check --data")
             }
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
