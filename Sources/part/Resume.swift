@@ -40,6 +40,8 @@ struct CheckpointOptions: ParsableArguments {
 private struct SavedRun: Decodable {
     let config: TrainingConfig
     let arguments: [String]?
+    let trainImages: Int?
+    let heldOutImages: Int?
 }
 
 extension Train {
@@ -144,7 +146,7 @@ extension Train {
         if let difference = try Train.difference(saved: saved.config, original: original, now: command) {
             throw badArgument("--resume \(path): \(difference); drop the flag or start a new run")
         }
-        try command.start(resumed: (directory, saved.config))
+        try command.start(resumed: (directory, saved.config, saved.trainImages, saved.heldOutImages))
     }
 
     /// The first setting in which the resumed command differs from the saved run, as a clause

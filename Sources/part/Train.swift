@@ -264,7 +264,7 @@ struct Train: ParsableCommand {
     }
 
     /// Trains a new run, or continues `resumed` (its directory, held, and its saved configuration).
-    func start(resumed: (directory: RunDirectory, config: TrainingConfig)?) throws {
+    func start(resumed: (directory: RunDirectory, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
         do {
             let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
@@ -279,6 +279,14 @@ struct Train: ParsableCommand {
             }
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
+            }
+            if let resumed, let saved = resumed.trainImages, let savedHeld = resumed.heldOutImages {
+                // The same command on other files would shuffle other images: not this run.
+                let now = train.count - config.validationSplit, held = config.validationSplit > 0 ? config.validationSplit : heldOut.count
+                guard now == saved && held == savedHeld else {
+                    throw TrainingError("--resume \(resumed.directory.url.path): the run trained on \(saved) images and checked "
+                                        + "\(savedHeld); its data now gives \(now) and \(held): the files under --data changed")
+                }
             }
             if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "

@@ -162,6 +162,16 @@ final class ResumeCLITests: XCTestCase {
         let manifest = garbage.appendingPathComponent("checkpoint.json")
         try Data("{\"epochsDone\": ".utf8).write(to: manifest)
         assertFileError(try runPart(["train", "--resume", garbage.path]), [manifest.path])
+        // The same command on files that changed since (8 training images instead of 16).
+        let moved = try copy("moved")
+        let data = dir.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyDataset(to: data, train: 8)
+        let configURL = moved.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["arguments"] = (config["arguments"] as! [String]).map { $0 == ref.data.path ? data.path : $0 }
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        assertFileError(try runPart(["train", "--resume", moved.path]), ["the run trained on 16 images", "changed"])
         // No run at all, or no directory: a bad argument.
         let empty = dir.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
