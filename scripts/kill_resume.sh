@@ -16,6 +16,7 @@ KILLS=${KILLS:-3}
 THREADS=${THREADS:-2}
 SEED=${SEED:-$(date +%s)}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/part-kill-resume.XXXXXX")}
+mkdir -p "$OUT"
 [ -x "$PART" ] || swift build -c release --product part
 RANDOM=$SEED
 
@@ -24,38 +25,34 @@ ARGS=(train --train-limit 1024 --eval-limit 250 --epochs 2 --burn-in 1 --batch-s
 [ -n "${DATA:-}" ] && ARGS+=(--data "$DATA")
 
 echo "uninterrupted run: $OUT/reference"
-start=$(date +%s)
+start=$(date +%s%N)
 "$PART" "${ARGS[@]}" --out "$OUT/reference" > "$OUT/reference.txt" 2>&1
-echo "uninterrupted: $(( $(date +%s) - start )) s"
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "uninterrupted: $(( elapsed_ms / 1000 )) s"
 
-# The batches done so far by the run writing $1 (from its progress lines "epoch E/2: batch B/N").
-progress() {
-  tr '\r' '\n' < "$1" | sed -n 's/^epoch \([0-9]*\)\/[0-9]*: batch \([0-9]*\)\/\([0-9]*\).*/\1 \2 \3/p' | tail -1 |
-    awk '{ v = ($1 - 1) * $3 + $2 } END { print v + 0 }'
+# The share of the run (of 32 batches) that the last committed checkpoint of $1 holds.
+committed() {
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["epochsDone"] * 16 + m["batchesDone"])' \
+    "$1/checkpoint.json" 2>/dev/null || echo 0
 }
 
 run="$OUT/killed"
 command=("$PART" "${ARGS[@]}" --out "$run")
-total=32   # 2 epochs of 16 batches
-done_batches=0
 for k in $(seq 1 "$KILLS"); do
-  # A random moment: after a random batch still to come (the epoch-end check included), plus a
-  # random 0-3 s, so that kills land inside batches, checkpoint writes and the held-out check.
-  log="$OUT/killed-$k.txt"
-  "${command[@]}" > "$log" 2>&1 &
+  # A random moment in the first 80% of what is left of the run, judged by the uninterrupted
+  # run's time (process start included), at millisecond resolution.
+  left_ms=$(( elapsed_ms * (32 - $(committed "$run")) / 32 * 8 / 10 ))
+  delay_ms=$(( ((RANDOM << 15) | RANDOM) % (left_ms > 1 ? left_ms : 1) ))
+  "${command[@]}" > "$OUT/killed-$k.txt" 2>&1 &
   pid=$!
-  target=$(( done_batches + 1 + RANDOM % (total - done_batches > 2 ? total - done_batches - 1 : 1) ))
-  while kill -0 "$pid" 2>/dev/null && [ "$(progress "$log")" -lt "$target" ]; do sleep 0.2; done
-  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", r % 3000 / 1000 }')"
+  sleep "$(awk -v ms="$delay_ms" 'BEGIN { printf "%.3f", ms / 1000 }')"
   if kill -0 "$pid" 2>/dev/null; then
     kill -9 "$pid"
     wait "$pid" 2>/dev/null || true
-    position=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(f"{m[\"epochsDone\"]} epochs + {m[\"batchesDone\"]} batches")' "$run/checkpoint.json" 2>/dev/null || echo "none yet")
-    done_batches=$(progress "$log")
-    echo "SIGKILL $k in batch $(( done_batches + 1 )) or the check after it (aimed after batch $target); last committed checkpoint: $position"
+    echo "SIGKILL $k after $delay_ms ms; the last committed checkpoint holds $(committed "$run") of 32 batches"
   else
     wait "$pid" || true
-    echo "the run ended before SIGKILL $k"
+    echo "the run ended before SIGKILL $k (after $delay_ms ms)"
   fi
   command=("$PART" train --resume "$run")
 done
