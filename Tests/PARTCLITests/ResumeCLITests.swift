@@ -111,6 +111,42 @@ final class ResumeCLITests: XCTestCase {
         try assertResumesToReference(run, "after a failed write")
     }
 
+    /// A real full disk: a 1.5 MB tmpfs holds one checkpoint of the tiny run (about 1 MB) but not
+    /// the next one's files beside it. Needs a machine that lets the test mount (root); skipped elsewhere.
+    func testADiskFullDuringACheckpointKeepsThePreviousOneAndSaysSo() throws {
+        let ref = try referenceRun()
+        let dir = try makeTemporaryDirectory(self, "part-tmpfs")
+        let mountPoint = dir.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+        func system(_ arguments: [String]) throws -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = arguments
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        guard getuid() == 0, (try? system(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", mountPoint.path])) == 0 else {
+            throw XCTSkip("mounting a small tmpfs needs root")
+        }
+        defer { _ = try? system(["umount", mountPoint.path]) }
+        let run = mountPoint.appendingPathComponent("run")
+        let r = try runPart(ResumeCLITests.arguments(data: ref.data, out: run))
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }
+        XCTAssertEqual(errors.count, 1, r.stderr)
+        let line = String(errors.first ?? "")
+        XCTAssert(line.contains("no space left on device") && line.contains("the previous checkpoint (in epoch 1 after batch 1 of 2)")
+                  && line.contains("is intact"), line)
+        let names = try FileManager.default.contentsOfDirectory(atPath: run.path)
+        XCTAssertEqual(names.filter { $0.hasSuffix(".pending") }, [], "the failed write leaves nothing behind")
+        // The kept checkpoint, moved to a disk with room, resumes to the uninterrupted weights.
+        let moved = dir.appendingPathComponent("moved")
+        try FileManager.default.copyItem(at: run, to: moved)
+        try assertResumesToReference(moved, "after a full disk")
+    }
+
     func testADivergingRunStopsWithOneLineAndKeepsTheLastGoodCheckpoint() throws {
         let ref = try referenceRun()
         let run = try makeTemporaryDirectory(self, "part-nan").appendingPathComponent("run")
