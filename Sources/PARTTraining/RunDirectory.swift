@@ -25,10 +25,22 @@ public struct RunDirectoryError: Error, CustomStringConvertible {
 public final class RunDirectory {
     public let url: URL
     private let lock: Int32
+    /// Whether this process created the directory.
+    private let created: Bool
 
-    private init(url: URL, lock: Int32) {
+    private init(url: URL, lock: Int32, created: Bool) {
         self.url = url
         self.lock = lock
+        self.created = created
+    }
+
+    /// Removes the directory again when this process created it and nothing but the lock was
+    /// written into it (a run that failed before its first step leaves no empty folder).
+    public func removeIfUnused() {
+        guard created, let names = try? FileManager.default.contentsOfDirectory(atPath: url.path),
+              names == [".lock"] else { return }
+        unlink(url.appendingPathComponent(".lock").path)
+        rmdir(url.path)
     }
 
     deinit { close(lock) }
@@ -103,6 +115,7 @@ public final class RunDirectory {
     /// Creates (or finds) the directory and takes its lock.
     private static func take(_ url: URL, flag: String, creating: Bool) throws -> RunDirectory {
         let path = url.path
+        var made = false
         if creating {
             let parent = url.deletingLastPathComponent()
             do {
@@ -111,7 +124,8 @@ public final class RunDirectory {
                 throw RunDirectoryError("\(flag) \(path) cannot be created: \(reason(for: parent)); choose another \(flag)",
                                         badArgument: true)
             }
-            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            made = mkdir(path, 0o755) == 0
+            if !made && errno != EEXIST {
                 let e = errno
                 throw RunDirectoryError("\(flag) \(path) cannot be created (\(message(e))); choose another \(flag)",
                                         badArgument: true)
@@ -133,7 +147,7 @@ public final class RunDirectory {
             throw RunDirectoryError("another part train is writing into \(path); wait for it or choose another \(flag)",
                                     badArgument: true)
         }
-        return RunDirectory(url: url, lock: fd)
+        return RunDirectory(url: url, lock: fd, created: made)
     }
 
     /// Why `url` (or the nearest existing folder above it) cannot hold a new folder.

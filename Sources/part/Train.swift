@@ -271,6 +271,7 @@ struct Train: ParsableCommand {
             // --out is claimed before any data is read: an unusable directory costs nothing.
             var claimed = resumed?.directory
             if claimed == nil, out != nil { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
+            defer { if resumed == nil { claimed?.removeIfUnused() } }
             let (train, heldOut) = try loadData(config)
             // No images is a data problem (exit 1); a split larger than the data a bad argument.
             guard train.count > 0 else { throw TrainingError("the training split of \(train.name) has no images; check --data") }
@@ -292,7 +293,8 @@ struct Train: ParsableCommand {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
             }
-            let run = try claimed ?? claimDirectory(method: config.method, dataset: train.name)
+            if claimed == nil { claimed = try claimDirectory(method: config.method, dataset: train.name) }
+            guard let run = claimed else { return }
             let directory = run.url
             let camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, architecture: config.architecture) : nil
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
