@@ -45,6 +45,7 @@ family_cam_<arch>.safetensors (small-cnn with smallcnn_torch_init weights; resne
     <method>.cam (min-max normalised, zero range -> 0), <method>.up (PIL bicubic to the input
     size, squared), <method>.epsmap [N,H,W] (zscore rule, eps 0.1 / eps_low 0.0875)
   methods (SPEC section 3, own formulas): gradcam, xgradcam, layercam, gradcam++.
+  Also <layer>.<method>.cam at a shallower named layer (small-cnn conv3, resnet18 layer3).
   torchcam's GradCAM, XGradCAM and LayerCAM are run on the same batch as a cross-check (printed).
 
 family_official_rule.safetensors -- the `official` map rule of the reference code (utils.py:
@@ -344,6 +345,15 @@ def cams(arch):
         print(f"cam/{arch}/{method}: {live} of {len(raw)} maps non-constant; ReLU(raw) ranges {ranges}")
         if live < len(raw) - 1:
             raise SystemExit(f"{arch} {method}: degenerate maps prove nothing; choose other weights or inputs")
+    # The same methods at a shallower named layer (`--cam-layer`): SmallCNN conv3 (10 x 10, before
+    # its ReLU), ResNet-18 layer3 (8 x 8).
+    shallow = "conv3" if arch == "small-cnn" else "layer3"
+    a, g, _ = activations_and_gradients(model, getattr(model, shallow), x.clone())
+    for method in ["gradcam", "xgradcam", "layercam", "gradcam++"]:
+        cam = min_max(F.relu(cam_raw(method, a, g)))
+        if sum(float(c.max() - c.min()) > 0 for c in cam) < len(cam) - 1:
+            raise SystemExit(f"{arch} {method} at {shallow}: degenerate maps prove nothing")
+        out[f"{shallow}.{method}.cam"] = cam.clone()
     cross_check_torchcam(model, layer_name, x, out)
     return out
 

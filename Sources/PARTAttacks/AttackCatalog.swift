@@ -7,7 +7,8 @@ import PARTNN
 /// A list is comma-separated items `name[:key=value]...`, for example
 /// `natural,pgd20,pgd:steps=50:alpha=0.01,cw20,mma,fgsm,pgd-l2:eps=0.5,aa`. Numbers accept
 /// decimals and fractions (`alpha=2/255`). `pgdN`, `cwN` and `mmaN` are short for
-/// `pgd:steps=N` and so on. A composite name (`aa`, `aa-fast`) expands to its stages. Unknown
+/// `pgd:steps=N` and so on. A composite name (`aa`, `aa-fast`) expands to its stages; a key
+/// given to it (`aa:steps=20:queries=1000`) goes to each of its attacks that takes it. Unknown
 /// names and keys are one-line errors listing what is known.
 ///
 /// Adding an attack is one `Entry` in `standard`: its name, keys, a cheap setting for tests,
@@ -107,6 +108,15 @@ public struct AttackCatalog {
             return value
         }
 
+        /// A number in [0, 1] (in (0, 1] when `positive`).
+        public mutating func fraction(_ key: String, _ fallback: Float, positive: Bool = false) throws -> Float {
+            let value = try float(key, fallback)
+            guard value <= 1, !positive || value > 0 else {
+                throw AttackError("\(attack): \(key) must lie in \(positive ? "(0, 1]" : "[0, 1]"), got '\(given[key] ?? "")'")
+            }
+            return value
+        }
+
         public mutating func bool(_ key: String, _ fallback: Bool) throws -> Bool {
             var value = fallback
             if let text = given[key] {
@@ -173,6 +183,37 @@ public struct AttackCatalog {
             let attack = try PGDL2(steps: steps, stepSize: alpha, radius: radius, randomStart: try p.bool("random", true))
             return (attack, Double(3 * steps + 1))
         },
+        // AutoAttack's components (Croce & Hein, ICML 2020); the defaults are its "standard" version.
+        Entry("apgd-ce", "Auto-PGD on CE: adaptive step size, momentum, random start (AutoAttack: 100 steps, 1 restart)",
+              keys: ["steps", "restarts", "rho"], quick: "steps=3") { p, _ in
+            let attack = APGD(loss: .ce, iterations: try p.int("steps", 100), restarts: try p.int("restarts", 1, min: 1),
+                              rho: try p.fraction("rho", 0.75))
+            return (attack, Double(attack.restarts * (3 * attack.iterations + 3) + 1))
+        },
+        Entry("apgd-dlr", "Auto-PGD on the Difference of Logits Ratio (CE below 3 classes)",
+              keys: ["steps", "restarts", "rho"], quick: "steps=3") { p, _ in
+            let attack = APGD(loss: .dlr, iterations: try p.int("steps", 100), restarts: try p.int("restarts", 1, min: 1),
+                              rho: try p.fraction("rho", 0.75))
+            return (attack, Double(attack.restarts * (3 * attack.iterations + 3) + 1))
+        },
+        Entry("apgd-t", "targeted Auto-PGD on targeted DLR towards each of the best `targets` wrong classes "
+              + "(AutoAttack: 9 targets, 100 steps)", keys: ["steps", "targets", "restarts"], quick: "steps=3,targets=2") { p, _ in
+            let attack = APGDTargeted(targets: try p.int("targets", 9, min: 1), iterations: try p.int("steps", 100),
+                                      restarts: try p.int("restarts", 1, min: 1))
+            return (attack, Double(attack.targets * attack.restarts * (3 * attack.iterations + 3) + 1))
+        },
+        Entry("fab-t", "targeted FAB, L-inf, towards each of the best `targets` wrong classes (AutoAttack: 9 targets, 100 steps)",
+              keys: ["steps", "targets", "restarts"], quick: "steps=3,targets=2") { p, _ in
+            let attack = FABTargeted(targets: try p.int("targets", 9, min: 1), iterations: try p.int("steps", 100),
+                                     restarts: try p.int("restarts", 1, min: 1))
+            return (attack, Double(attack.targets * attack.restarts * 4 * attack.iterations + 1))
+        },
+        Entry("square", "Square attack, L-inf, forward passes only (AutoAttack: 5000 queries, p=0.8)",
+              keys: ["queries", "p", "restarts"], quick: "queries=20") { p, _ in
+            let attack = Square(queries: try p.int("queries", 5000), pInit: try p.fraction("p", 0.8, positive: true),
+                                restarts: try p.int("restarts", 1, min: 1))
+            return (attack, Double(attack.restarts * attack.queries + 1))
+        },
     ], composites: [
         ("aa", "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square", ["apgd-ce", "apgd-t", "fab-t", "square"]),
         ("aa-fast", "APGD-CE and APGD-T", ["apgd-ce", "apgd-t"]),
@@ -210,16 +251,26 @@ public struct AttackCatalog {
             let fields = item.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             let name = fields[0].lowercased()
             if let composite = composites.first(where: { $0.name == name }) {
-                guard fields.count == 1 else {
-                    throw AttackError("\(name) takes no keys; list its attacks with their keys instead "
-                                      + "(\(composite.items.joined(separator: ",")))")
-                }
                 let missing = composite.items.filter { c in !entries.contains { $0.name == c } }
                 guard missing.isEmpty else {
                     throw AttackError("\(name) needs \(composite.items.joined(separator: ", ")), and this build lacks "
                                       + "\(missing.joined(separator: ", ")) (known: \(knownNames.joined(separator: ", ")))")
                 }
-                for component in composite.items { stages.append(try stage(component, [component], display: component, defaults)) }
+                // aa:steps=20:queries=1000 gives each key to the components that take it.
+                let components = composite.items.compactMap { c in entries.first { $0.name == c } }
+                let keys = Set(components.flatMap(\.keys))
+                for field in fields.dropFirst() {
+                    let key = field.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? ""
+                    guard keys.contains(key) else {
+                        throw AttackError("unknown key '\(key)' for \(name) (its attacks take: \(keys.sorted().joined(separator: ", ")))")
+                    }
+                }
+                for component in components {
+                    let own = fields.dropFirst().filter { field in
+                        component.keys.contains(field.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? "")
+                    }
+                    stages.append(try stage(component.name, [component.name] + own, display: component.name, defaults))
+                }
             } else {
                 stages.append(try stage(name, fields, display: item, defaults))
             }

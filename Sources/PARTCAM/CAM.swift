@@ -85,31 +85,18 @@ public struct CAMError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The layer whose activations a CAM reads.
+/// The layer whose activations a CAM reads: one of the model's `camLayers`.
 ///
-/// Each architecture has a default (shared/reference/models.py `CAM_LAYER`): SmallCNN `act4`,
-/// ResNet-18 and PreAct-ResNet-18 `layer4`, WRN-34-10 `block3`. This build splits every model at
-/// its default layer only (`ImageClassifier.features` / `head`), so another name is refused with
-/// the list of names that work.
+/// Every method defaults to the model's `defaultCAMLayer` (SPEC section 3: SmallCNN `act4`,
+/// ResNet-18 and PreAct-ResNet-18 `layer4`, WideResNet `block3`); `--cam-layer` picks another,
+/// e.g. a shallower one for Layer-CAM's finer maps.
 public enum CAMLayer {
-    public static let defaults = ["small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4",
-                                  "wrn-34-10": "block3"]
-
-    /// The layers a CAM of `architecture` can read.
-    public static func available(for architecture: String) -> [String] {
-        defaults[architecture].map { [$0] } ?? []
-    }
-
-    /// The layer to use: `requested`, or the architecture's default when nil.
-    public static func resolve(_ requested: String?, architecture: String) throws -> String {
-        let available = available(for: architecture)
-        guard let fallback = available.first else {
-            throw CAMError("\(architecture) has no known CAM layer")
-        }
-        guard let requested else { return fallback }
-        guard available.contains(requested) else {
-            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(architecture) "
-                           + "(available: \(available.joined(separator: ", ")))")
+    /// The layer to use: `requested`, or the model's default when nil.
+    public static func resolve(_ requested: String?, model: ImageClassifier) throws -> String {
+        guard let requested else { return model.defaultCAMLayer }
+        guard model.camLayers.contains(requested) else {
+            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(model.architecture) "
+                           + "(available: \(model.camLayers.joined(separator: ", ")))")
         }
         return requested
     }
@@ -123,13 +110,14 @@ public enum ClassActivation {
     /// The model runs in evaluation mode with an input-only tape, so its weights, gradients and
     /// batch-norm statistics are untouched, and each image's map does not depend on the others;
     /// the passes run in `Engine.attackPrecision`. `layer` names the CAM layer (nil: the
-    /// architecture's default).
+    /// model's default); the forward stops there and the backward runs through the rest only.
     public static func maps(_ model: ImageClassifier, images: Tensor, method: CAMMethod, layer: String? = nil) throws
         -> (maps: Tensor, predictions: [Int32]) {
-        _ = try CAMLayer.resolve(layer, architecture: model.architecture)
-        let activations = try model.features(try images.converted(to: Engine.attackPrecision), mode: .eval, tape: nil)
+        let layer = try CAMLayer.resolve(layer, model: model)
+        let activations = try model.features(try images.converted(to: Engine.attackPrecision), upTo: layer,
+                                             mode: .eval, tape: nil)
         let tape = Tape(parameterGradients: false)
-        let output = try model.head(activations, mode: .eval, tape: tape)
+        let output = try model.head(activations, from: layer, mode: .eval, tape: tape)
         let predictions = try output.converted(to: .f32).argmaxRows()
         var seed = Tensor(shape: output.shape)
         let k = output.shape[1]

@@ -58,7 +58,7 @@ public enum MapRuleName: String, CaseIterable, Codable, Sendable {
 public struct CAMBudget: Sendable {
     public let method: CAMMethod
     public let rule: MapRule
-    /// The CAM layer (nil: the architecture's default).
+    /// The CAM layer, one of the model's `camLayers` (nil: the model's default).
     public let layer: String?
 
     public init(method: CAMMethod, rule: MapRule, layer: String? = nil) {

@@ -38,7 +38,12 @@ public final class Normalized: ImageClassifier {
     public var inputChannels: Int { model.inputChannels }
     public var state: [(String, StateEntry)] { model.state }
 
-    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+    public var camLayers: [String] { model.camLayers }
+    public var defaultCAMLayer: String { model.defaultCAMLayer }
+
+    /// Normalises, then runs the wrapped model up to `layer`: every CAM layer of the wrapped
+    /// model stays reachable through the wrapper.
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
         // Reduced-precision passes hand in bf16 images: normalise in f32, pass on the input's type.
         let z = try ChannelNormalization.forward(try x.converted(to: .f32), mean: mean, std: std).converted(to: x.dtype)
         // Recorded first, so it runs last in the backward pass; a tape that needs no input
@@ -50,10 +55,10 @@ public final class Normalized: ImageClassifier {
                 try ChannelNormalization.backward(try dz.converted(to: .f32), std: std).converted(to: dz.dtype)
             }
         }
-        return try model.features(z, mode: mode, tape: tape)
+        return try model.features(z, upTo: layer, mode: mode, tape: tape)
     }
 
-    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try model.head(a, mode: mode, tape: tape)
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try model.head(a, from: layer, mode: mode, tape: tape)
     }
 }

@@ -94,7 +94,7 @@ public final class Trainer {
         generator = try config.generation.attack(for: objective.generation, steps: config.steps, stepSize: config.stepSize)
         budgets = BudgetSchedule(config)
         schedule = config.learningRateSchedule
-        camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, architecture: model.architecture) : nil
+        camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, model: model) : nil
         optimizer = SGD(parameters: model.parameters, learningRate: config.learningRate, momentum: config.momentum,
                         weightDecay: config.weightDecay)
     }

@@ -17,7 +17,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var generation: GenerationKind = .pgd
     /// Weight of the KL term of TRADES and MART.
     public var beta: Float = 6
-    /// CAM method, layer (nil: the architecture's default) and map rule of the CAM budget.
+    /// CAM method, layer (nil: the model's default; checked against the model's `camLayers`
+    /// when the trainer is made) and map rule of the CAM budget.
     public var cam: CAMMethodName = .gradcam
     public var camLayer: String?
     public var mapRule: MapRuleName = .zscore
@@ -79,8 +80,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// A sentence naming the first invalid setting and what to change, nil when all are valid.
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
-        if !ModelZoo.architectures.contains(architecture) {
-            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")))"
+        if !ModelZoo.recognises(architecture) {
+            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
+                + "or wrn-<depth>-<widen> with depth 6n + 4)"
         }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
@@ -113,9 +115,6 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if evalSteps < 0 { return "--eval-steps must be >= 0" }
         if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
         if validationSplit < 0 { return "--val-split must be >= 0" }
-        if budget == .cam {
-            do { _ = try CAMLayer.resolve(camLayer, architecture: architecture) } catch { return "\(error)" }
-        }
         if !GenerationKind.available.contains(generation) {
             return "--generation \(generation.rawValue) is not available in this build "
                 + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
@@ -146,7 +145,7 @@ extension TrainingConfig {
         case .cosine: optimiser += "cosine schedule"
         }
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
-        optimiser += "; \(c.epochs) epochs; check pgd-\(c.evalSteps)"
+        optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps)"
         return [recipe, optimiser]
     }
 }

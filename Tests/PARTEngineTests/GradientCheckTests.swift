@@ -85,7 +85,6 @@ final class GradientCheckTests: XCTestCase {
             assertGradient(y, ref, "conv forward s\(stride) p\(pad)", tolerance: 1e-5)
             let proj = random(y.shape)
             let g = try conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
-            let pd = d(proj)
             assertGradient(g.input!, numericalGradient(d(x)) { xx in
                 self.dot(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
             }, "conv dx s\(stride) p\(pad)")
@@ -108,7 +107,6 @@ final class GradientCheckTests: XCTestCase {
                                      runningMean: Tensor(shape: [c]), runningVariance: Tensor(shape: [c], repeating: 1))
         assertGradient(y, refBatchNormTrain(d(x), channels: c, scale: d(scale), shift: d(shift)), "bn forward", tolerance: 1e-5)
         let proj = random(xs)
-        let pd = d(proj)
         let g = try bn.backward(proj, x: x, scale: scale, shift: shift, record: record, needParameterGradients: true)
         assertGradient(g.input, numericalGradient(d(x)) { xx in
             self.dot(self.refBatchNormTrain(xx, channels: c, scale: self.d(scale), shift: self.d(shift)), proj)
@@ -216,7 +214,7 @@ final class GradientCheckTests: XCTestCase {
         }
         let y = try conv.forward(x, weight: w, bias: b, weightVersion: 7)
         assertGradient(y, ref(d(x), d(w)), "linear forward", tolerance: 1e-6)
-        let proj = random(y.shape), pd = d(proj)
+        let proj = random(y.shape)
         let g = try conv.backward(proj, x: x, weight: w, weightVersion: 7, needInputGradient: true, needParameterGradients: true)
         assertGradient(g.input!, numericalGradient(d(x)) { self.dot(ref($0, self.d(w)), proj) }, "linear dx")
         assertGradient(g.weight!, numericalGradient(d(w)) { self.dot(ref(self.d(x), $0), proj) }, "linear dw")

@@ -97,15 +97,36 @@ final class FamilyCAMTests: XCTestCase {
     }
 
     func testCAMLayerNames() throws {
-        XCTAssertEqual(try CAMLayer.resolve(nil, architecture: "small-cnn"), "act4")
-        XCTAssertEqual(try CAMLayer.resolve("layer4", architecture: "resnet18"), "layer4")
-        XCTAssertThrowsError(try CAMLayer.resolve("layer2", architecture: "resnet18")) {
-            XCTAssert("\($0)".contains("--cam-layer layer2") && "\($0)".contains("layer4"), "\($0)")
-        }
         var rng = RNG(seed: 0)
         let m = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 16, rng: &rng)
+        let r = try ModelZoo.make("resnet18", numClasses: 10, inChannels: 3, imageSize: 8, rng: &rng)
+        XCTAssertEqual(try CAMLayer.resolve(nil, model: m), "act4")
+        XCTAssertEqual(try CAMLayer.resolve(nil, model: r), "layer4")
+        XCTAssertEqual(try CAMLayer.resolve("layer2", model: r), "layer2")
+        XCTAssertThrowsError(try CAMLayer.resolve("fc", model: r)) {
+            XCTAssert("\($0)".contains("--cam-layer fc") && "\($0)".contains("layer1, layer2, layer3, layer4"), "\($0)")
+        }
         XCTAssertThrowsError(try ClassActivation.maps(m, images: Tensor(shape: [1, 16, 16, 1]), method: GradCAM(),
                                                       layer: "fc1"))
+    }
+
+    /// Each method at a shallower named layer (SmallCNN conv3, ResNet-18 layer3) against PyTorch
+    /// hooks on that module.
+    func testNamedLayers() throws {
+        for (arch, layer) in [("small-cnn", "conv3"), ("resnet18", "layer3")] {
+            let g = try fixture("family_cam_\(arch).safetensors")
+            let m = try model(arch)
+            let x = Layout.nchwToNHWC(g.tensors["input"]!)
+            for name in Self.methods {
+                let maps = try ClassActivation.maps(m, images: x, method: name.method, layer: layer).maps
+                let expected = try XCTUnwrap(g.tensors["\(layer).\(name.rawValue).cam"], "\(arch) \(layer)")
+                XCTAssertEqual(maps.shape, expected.shape, "\(arch) \(layer) \(name.rawValue)")
+                XCTAssertGreaterThan(expected.maxAbs(), 0.5, "\(arch) \(layer) \(name.rawValue): not degenerate")
+                assertClose(maps.scalars, expected.scalars, tolerance: 1e-4, "\(arch).\(layer).\(name.rawValue)")
+                let atDefault = try ClassActivation.maps(m, images: x, method: name.method).maps
+                XCTAssertNotEqual(atDefault.shape, maps.shape, "\(arch): \(layer) is not the default layer")
+            }
+        }
     }
 
     /// The official rule against NumPy + matplotlib + PIL: jet's table, then the budgets.

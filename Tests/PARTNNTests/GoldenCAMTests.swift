@@ -20,15 +20,14 @@ final class GoldenCAMTests: XCTestCase {
 
     func testResNet18() throws { try check("resnet18") }
 
+    /// A pre-activation model end to end (the named-layer tests check every model's raw maps).
+    func testWideResNet16x2() throws { try check("wrn-16-2") }
+
     func check(_ arch: String) throws {
         defer { ParityLog.flush("\(arch) Grad-CAM") }
         let g = try fixture("golden_\(arch).safetensors")
-        var rng = RNG(seed: 0)
-        let m = arch == "small-cnn"
-            ? try ModelZoo.make(arch, numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
-            : try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)
-        setFormulaParameters(m)
         let x = Layout.nchwToNHWC(g.tensors["input"]!)
+        let m = try goldenModel(arch, input: x)
         let before = m.state.map { $0.1.tensor.scalars }
 
         let (maps, predictions) = try ClassActivation.maps(m, images: x, method: GradCAM())

@@ -4,8 +4,9 @@ import PARTNN
 import PARTTraining
 import XCTest
 
-/// Parity with PyTorch on a fixed batch (fixtures from scripts/make_golden.py): logits, loss,
-/// input gradient, every parameter gradient, batch-norm running statistics, two SGD steps.
+/// Parity with PyTorch on a fixed batch (fixtures from scripts/make_golden.py): state names,
+/// the named CAM layers (`checkNamedLayers`), logits, loss, input gradient, every parameter
+/// gradient, batch-norm running statistics, two SGD steps.
 final class GoldenModelTests: XCTestCase {
     // Golden comparisons run on the plain fp32 path; FusionTests checks the fused and folded
     // passes against it.
@@ -20,25 +21,27 @@ final class GoldenModelTests: XCTestCase {
     static let logitTolerance = 1e-4
     static let gradientTolerance = 1e-3
 
-    func model(_ arch: String) throws -> ImageClassifier {
-        var rng = RNG(seed: 0)
-        let m = arch == "small-cnn"
-            ? try ModelZoo.make(arch, numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
-            : try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)
-        setFormulaParameters(m)
-        return m
-    }
-
     func testSmallCNN() throws { try checkModel("small-cnn") }
 
     func testResNet18() throws { try checkModel("resnet18") }
 
+    func testPreActResNet18() throws { try checkModel("preact-resnet18") }
+
+    /// A small WideResNet, every key of the golden file.
+    func testWideResNet16x2() throws { try checkModel("wrn-16-2") }
+
+    /// The paper's WRN-34-10 itself (46 M parameters; two 6x6 images, big tensors sampled, one
+    /// SGD step).
+    func testWideResNet34x10() throws { try checkModel("wrn-34-10") }
+
     func checkModel(_ arch: String) throws {
         defer { ParityLog.flush(arch) }
         let g = try fixture("golden_\(arch).safetensors")
-        let m = try model(arch)
         let x = Layout.nchwToNHWC(g.tensors["input"]!)
+        let m = try goldenModel(arch, input: x)
         let labels = g.tensors["labels"]!.scalars.map { Int32($0) }
+        checkStateNames(m, arch: arch, golden: g)
+        try checkNamedLayers(m, arch: arch, input: x)
 
         // Evaluation mode: logits, loss, input gradient only.
         let evalTape = Tape(parameterGradients: false)
@@ -75,7 +78,11 @@ final class GoldenModelTests: XCTestCase {
 
         // Two SGD steps (the second uses the momentum buffer). Weights are compared tightly and
         // the updates (after - before) loosely, so an error in the update rule cannot hide
-        // behind the size of the weights.
+        // behind the size of the weights. The WRN-34-10 file stops after the first step (its
+        // second-step gradients are discontinuous at that batch, see scripts/make_golden.py):
+        // there the loss after one step checks the step.
+        let twoSteps = g.tensors.keys.contains { $0.hasPrefix("sgd.") || $0.hasPrefix("sgdsample.") }
+        XCTAssert(twoSteps || arch == "wrn-34-10", "\(arch): the fixture lacks the SGD steps")
         let before = m.parameters.map { $0.1.value }
         let sgd = SGD(parameters: m.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
         sgd.step()
@@ -84,24 +91,42 @@ final class GoldenModelTests: XCTestCase {
         let logits2 = try m.forward(x, mode: .train, tape: tape2)
         let (loss2, d2) = CrossEntropy.forwardBackward(logits: logits2, labels: labels)
         assertClose([loss2], g.tensors["loss_train2"]!.scalars, tolerance: Self.logitTolerance, "loss_train2")
+        guard twoSteps else { return try checkSplitInTrainingMode(m, arch: arch, input: x) }
         try tape2.backward(d2)
         sgd.step()
-        let initial = try model(arch)
         for ((name, p), w0) in zip(m.parameters, before) {
             compareFullOrSampled(p.value, name: name, full: "sgd", sampled: "sgdsample", in: g, tolerance: 1e-5)
             var update = p.value
             update.add(w0, scaledBy: -1)
-            // The fixture's update: its weights minus the (formula) initial weights.
+            // The fixture's update: its weights minus the initial (formula) weights, which are
+            // exactly `w0`, at the indices the fixture holds.
             var reference = SafetensorsFile()
-            for (prefix, renamed) in [("sgd", "update"), ("sgdsample", "updatesample")] {
-                guard let ref = g.tensors["\(prefix).\(name)"] else { continue }
-                let start = initial.parameters.first { $0.0 == name }!.1.value
-                let picked = prefix == "sgd" ? start.scalars : (0..<512).map { start[flat: $0 * start.count / 512] }
-                reference.tensors["\(renamed).\(name)"] = Tensor(shape: [ref.count], values: zip(ref.scalars, picked).map { $0 - $1 })
+            if let ref = g.tensors["sgd.\(name)"] {
+                reference.tensors["update.\(name)"] = Tensor(shape: [ref.count],
+                                                             values: zip(ref.scalars, w0.scalars).map { $0 - $1 })
+            } else if let ref = g.tensors["sgdsample.\(name)"] {
+                let start = sampleIndices(count: w0.count, samples: ref.count).map { w0[flat: $0] }
+                reference.tensors["updatesample.\(name)"] = Tensor(shape: [ref.count],
+                                                                   values: zip(ref.scalars, start).map { $0 - $1 })
             }
             compareFullOrSampled(update.reshaped([update.count]), name: name, full: "update", sampled: "updatesample",
                                  in: reference, tolerance: 1e-2)
         }
+        try checkSplitInTrainingMode(m, arch: arch, input: x)
+    }
+
+    /// The model's parameter and buffer names are exactly PyTorch's: those of the fixture's
+    /// `grad.` / `gradsample.` and `running.` keys. (Their order is checked by the formula
+    /// parameters, which are numbered in `named_parameters()` order.)
+    func checkStateNames(_ m: ImageClassifier, arch: String, golden g: SafetensorsFile) {
+        func names(_ prefixes: [String]) -> Set<String> {
+            Set(g.tensors.keys.compactMap { key in
+                prefixes.first { key.hasPrefix($0 + ".") }.map { String(key.dropFirst($0.count + 1)) }
+            })
+        }
+        XCTAssertEqual(Set(m.parameters.map(\.0)), names(["grad", "gradsample"]), "\(arch) parameters")
+        XCTAssertEqual(Set(m.buffers.map(\.0)), names(["running"]), "\(arch) buffers")
+        XCTAssertEqual(m.state.count, Set(m.state.map(\.0)).count, "\(arch): duplicate names")
     }
 
     /// A state_dict written by PyTorch (safetensors.torch.save_file) loads and gives PyTorch's logits.

@@ -62,28 +62,62 @@ func formulaUniform(_ i: Int, _ t: Int) -> Double {
 
 /// Sets every parameter by the formula of scripts/make_golden.py (index t in state_dict
 /// parameter order, element i row-major; computed in Double, stored as Float).
+///
+/// The loop is written out over a buffer, in parallel chunks, because WRN-34-10 has 46 million
+/// parameters and tests run in debug builds.
 func setFormulaParameters(_ model: ImageClassifier) {
     for (t, (name, p)) in model.parameters.enumerated() {
         let shape = p.value.shape
-        let fanIn = shape.count >= 2 ? p.value.count / shape[0] : 1
-        let values = (0..<p.value.count).map { i -> Float in
-            let s = 2 * formulaUniform(i, t) - 1
-            if shape.count >= 2 { return Float(s / Double(fanIn).squareRoot()) }
-            return Float(name.hasSuffix("weight") ? 1 + 0.1 * s : 0.1 * s)
+        let count = p.value.count
+        let matrix = shape.count >= 2
+        let root = matrix ? Double(count / shape[0]).squareRoot() : 1
+        let offset: Double = name.hasSuffix("weight") ? 1 : 0
+        var values = Tensor.uninitialized(shape: shape)
+        values.withUnsafeMutableBufferPointer { buffer in
+            let out = buffer.baseAddress!
+            let chunks = max(1, min(16, count / 65_536))
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                var i = c * count / chunks
+                let end = (c + 1) * count / chunks
+                let salt = UInt64(t + 1) &* 97_531
+                while i < end {
+                    var h = (UInt64(i) &* 2_654_435_761 &+ salt) & 0xFFFF_FFFF
+                    h ^= h >> 16
+                    h = (h &* 73_244_475) & 0xFFFF_FFFF
+                    h ^= h >> 16
+                    let s = 2 * (Double(h) / 4_294_967_296) - 1
+                    out[i] = Float(matrix ? s / root : offset + 0.1 * s)
+                    i += 1
+                }
+            }
         }
-        p.assign(Tensor(shape: shape, values: values))
+        p.assign(values)
     }
 }
 
-/// Values of the fixture's full tensor `prefix.name`, or of its 512-entry sample
-/// `samplePrefix.name` compared against the same indices of `values`.
+/// The flat indices of an S-entry sample of a tensor with `count` entries: floor(j * count / S)
+/// (the rule of scripts/make_golden.py).
+func sampleIndices(count: Int, samples: Int) -> [Int] {
+    (0..<samples).map { $0 * count / samples }
+}
+
+/// A golden model (as scripts/make_golden.py builds it) with the formula parameters, for the
+/// fixture's `input` images [N, H, W, C] ("wrn-16-2" is the small WideResNet of the fixtures).
+func goldenModel(_ arch: String, input: Tensor) throws -> ImageClassifier {
+    var rng = RNG(seed: 0)
+    let m = try ModelZoo.make(arch, numClasses: 10, inChannels: input.shape[3], imageSize: input.shape[1], rng: &rng)
+    setFormulaParameters(m)
+    return m
+}
+
+/// Values of the fixture's full tensor `prefix.name`, or of its sample `samplePrefix.name`
+/// (as many entries as the fixture holds) compared against the same indices of `values`.
 func compareFullOrSampled(_ values: Tensor, name: String, full: String, sampled: String, in file: SafetensorsFile,
                           tolerance: Double, file srcFile: StaticString = #filePath, line: UInt = #line) {
     if let ref = file.tensors["\(full).\(name)"] {
         assertClose(values.scalars, ref.scalars, tolerance: tolerance, "\(full).\(name)", file: srcFile, line: line)
     } else if let ref = file.tensors["\(sampled).\(name)"] {
-        let n = values.count
-        let picked = (0..<512).map { values[flat: $0 * n / 512] }
+        let picked = sampleIndices(count: values.count, samples: ref.count).map { values[flat: $0] }
         assertClose(picked, ref.scalars, tolerance: tolerance, "\(sampled).\(name)", file: srcFile, line: line)
     } else {
         XCTFail("fixture has neither \(full).\(name) nor \(sampled).\(name)", file: srcFile, line: line)

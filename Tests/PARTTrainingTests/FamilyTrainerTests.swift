@@ -236,12 +236,12 @@ final class FamilyTrainerTests: XCTestCase {
             ("warm-up too long", { $0.warmupEpochs = 5 }, "--warmup-epochs"),
             ("nan eps", { $0.epsilon = .nan }, "--eps"),
             ("infinite alpha", { $0.stepSize = .infinity }, "--alpha"),
-            ("unknown CAM layer", { $0.camLayer = "fc1" }, "--cam-layer fc1"),
-            ("CAM layer unused by a constant budget", { $0.apply(.trades); $0.camLayer = "fc1" }, nil),
             ("negative validation split", { $0.validationSplit = -1 }, "--val-split"),
             ("burn-in covers the run", { $0.burnIn = 5 }, "--burn-in"),
             ("burn-in ignored without CAM", { $0.apply(.mart); $0.burnIn = 5 }, nil),
             ("unknown architecture", { $0.architecture = "vgg" }, "--arch"),
+            ("a WideResNet the zoo builds", { $0.architecture = "wrn-16-2" }, nil),
+            ("a WideResNet depth that is not 6n + 4", { $0.architecture = "wrn-15-2" }, "--arch"),
         ]
         for (what, change, expected) in cases {
             var c = TrainingConfig()
@@ -252,6 +252,14 @@ final class FamilyTrainerTests: XCTestCase {
                 XCTAssertNil(c.problem(), what)
             }
         }
+        // The CAM layer is checked against the model's layers when the trainer is made.
+        var layer = tinyConfig()
+        layer.camLayer = "fc1"
+        XCTAssertThrowsError(try TrainingRun.trainer(layer, data: try dataset(count: 4))) {
+            XCTAssert("\($0)".contains("--cam-layer fc1") && "\($0)".contains("conv3"), "\($0)")
+        }
+        layer.apply(.trades)   // a constant budget reads no CAM layer
+        XCTAssertNil(try TrainingRun.trainer(layer, data: try dataset(count: 4)).camLayer)
         var mma = TrainingConfig()
         mma.generation = .mma
         if !GenerationKind.available.contains(.mma) {

@@ -1,34 +1,95 @@
 import PARTEngine
 
-/// An image classifier split at its CAM layer: `logits = head(features(x))`.
+/// An image classifier that can be split at any of its named CAM layers:
+/// `logits = head(features(x, upTo: L), from: L)` for every `L` in `camLayers`.
 ///
-/// `features` ends at the layer whose activations class activation maps read (SmallCNN `act4`,
-/// ResNet-18 `layer4`), so a CAM method needs only the head's backward pass.
+/// `features(upTo:)` ends at the layer whose activations a class activation map reads, so a CAM
+/// method needs one forward and a backward through the head only. Layer names are the PyTorch
+/// module names of shared/reference/models.py, so a CAM at a named layer can be reproduced
+/// there with a forward hook on that module.
+///
+/// A conforming type implements either the named split (`camLayers`, `defaultCAMLayer`,
+/// `features(_:upTo:mode:tape:)`, `head(_:from:mode:tape:)`), as the zoo's models do, or only
+/// the single split `features(_:mode:tape:)` / `head(_:mode:tape:)`, which then is its one CAM
+/// layer, named "features" (wrappers and test models). Each pair has a default in terms of the
+/// other, so a type that implements neither recurses forever.
 public protocol ImageClassifier: AnyObject {
-    /// The architecture's name in the model zoo ("small-cnn", "resnet18").
+    /// The architecture's name in the model zoo ("small-cnn", "resnet18", "preact-resnet18",
+    /// "wrn-34-10").
     var architecture: String { get }
     var numClasses: Int { get }
     /// Input images are [N, height, width, channels] in [0, 1].
     var inputHeight: Int { get }
     var inputWidth: Int { get }
     var inputChannels: Int { get }
-    /// Activations of the CAM layer, [N, h, w, K].
+    /// The layers a CAM can read, in forward order (ResNet-18 "layer1" ... "layer4").
+    var camLayers: [String] { get }
+    /// The layer CAMs read unless told otherwise (SPEC section 3: SmallCNN "act4", ResNet-18
+    /// and PreAct-ResNet-18 "layer4", WideResNet "block3").
+    var defaultCAMLayer: String { get }
+    /// Activations [N, h, w, K] of `layer`, one of `camLayers` (an `UnknownLayerError` otherwise).
+    func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor
+    /// Logits [N, classes] from the activations of `layer`, one of `camLayers`.
+    func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor
+    /// Activations [N, h, w, K] of the default CAM layer.
     func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
-    /// Logits [N, classes] from the CAM layer's activations.
+    /// Logits [N, classes] from the activations of the default CAM layer.
     func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor
     /// Parameters and buffers under their PyTorch names, in `state_dict` order.
     var state: [(String, StateEntry)] { get }
 }
 
+/// A layer name that is not one of the model's CAM layers.
+public struct UnknownLayerError: Error, CustomStringConvertible {
+    public let architecture: String
+    public let layer: String
+    public let known: [String]
+
+    public var description: String {
+        "\(architecture) has no layer '\(layer)'; its CAM layers are \(known.joined(separator: ", "))"
+    }
+}
+
 extension ImageClassifier {
+    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try features(x, upTo: defaultCAMLayer, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        try head(a, from: defaultCAMLayer, mode: mode, tape: tape)
+    }
+
+    /// A single-split model's one CAM layer.
+    public var defaultCAMLayer: String { "features" }
+
+    public var camLayers: [String] { [defaultCAMLayer] }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        guard layer == defaultCAMLayer else {
+            throw UnknownLayerError(architecture: architecture, layer: layer, known: camLayers)
+        }
+        return try features(x, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        guard layer == defaultCAMLayer else {
+            throw UnknownLayerError(architecture: architecture, layer: layer, known: camLayers)
+        }
+        return try head(a, mode: mode, tape: tape)
+    }
+
     /// Logits [N, classes].
     public func forward(_ x: Tensor, mode: Mode, tape: Tape? = nil) throws -> Tensor {
+        try head(try features(x, mode: mode, tape: tape), mode: mode, tape: tape)
+    }
+
+    /// Throws unless `x` is a batch of this model's input images.
+    public func validateInput(_ x: Tensor) throws {
         guard x.shape.count == 4 && x.shape[1] == inputHeight && x.shape[2] == inputWidth
                 && x.shape[3] == inputChannels else {
             throw EngineError("\(architecture) takes images [N, \(inputHeight), \(inputWidth), \(inputChannels)], "
                               + "got \(x.shape)")
         }
-        return try head(try features(x, mode: mode, tape: tape), mode: mode, tape: tape)
     }
 
     /// The trainable parameters in `state_dict` order.
@@ -45,5 +106,37 @@ extension ImageClassifier {
             if case .buffer(let b) = entry { return (name, b) }
             return nil
         }
+    }
+}
+
+/// A network's forward pass as a chain of stages, each ending at a named CAM layer, followed
+/// by the head that maps the last CAM layer's activations to logits.
+///
+/// `features(upTo: L)` runs the stages up to and including the one that ends at `L`;
+/// `head(from: L)` runs the remaining stages and the head, so both compose to the full forward.
+struct StageChain {
+    let architecture: String
+    /// (name of the layer the stage ends at, the stage), in forward order.
+    let stages: [(name: String, layer: Layer)]
+    let head: Layer
+
+    var names: [String] { stages.map(\.name) }
+
+    func index(of layer: String) throws -> Int {
+        guard let i = stages.firstIndex(where: { $0.name == layer }) else {
+            throw UnknownLayerError(architecture: architecture, layer: layer, known: names)
+        }
+        return i
+    }
+
+    func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        let end = try index(of: layer)
+        return try stages[...end].reduce(x) { try $1.layer.forward($0, mode: mode, tape: tape) }
+    }
+
+    func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        let start = try index(of: layer) + 1
+        let y = try stages[start...].reduce(a) { try $1.layer.forward($0, mode: mode, tape: tape) }
+        return try head.forward(y, mode: mode, tape: tape)
     }
 }

@@ -73,16 +73,17 @@ public final class BasicBlock: Layer {
     }
 }
 
-/// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo. CAM layer: `layer4`.
+/// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo.
+/// CAM layers `layer1` ... `layer4` (the outputs of the four residual stages); default `layer4`.
 public final class ResNet18: ImageClassifier {
     public let architecture = "resnet18"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let defaultCAMLayer = "layer4"
     let conv1: Conv2d
     let bn1: BatchNorm2d
     let layers: [Sequential]
     let linear: Linear
-    private let stem: Sequential
-    private let headStack: Sequential
+    private let chain: StageChain
 
     public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
         self.numClasses = numClasses
@@ -100,16 +101,21 @@ public final class ResNet18: ImageClassifier {
         }
         layers = built
         linear = Linear(512, numClasses, rng: &rng)
-        stem = Sequential([conv1, bn1, ReLULayer()] + layers)
-        headStack = Sequential([GlobalAvgPool(), linear])
+        let stem = Sequential([conv1, bn1, ReLULayer(), layers[0]])
+        chain = StageChain(architecture: "resnet18",
+                           stages: [("layer1", stem), ("layer2", layers[1]), ("layer3", layers[2]), ("layer4", layers[3])],
+                           head: Sequential([GlobalAvgPool(), linear]))
     }
 
-    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try stem.forward(x, mode: mode, tape: tape)
+    public var camLayers: [String] { chain.names }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try validateInput(x)
+        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
     }
 
-    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try headStack.forward(a, mode: mode, tape: tape)
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

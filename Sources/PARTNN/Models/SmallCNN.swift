@@ -2,14 +2,16 @@ import PARTEngine
 
 /// The 4-convolution MNIST-scale network of the reference zoo:
 /// conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc, ReLU after every hidden layer.
-/// CAM layer: `act4` = relu(conv4).
+///
+/// CAM layers, named after the PyTorch modules whose outputs they are: `conv1` ... `conv4`
+/// (before their ReLU) and `act4` = relu(conv4), the default.
 public final class SmallCNN: ImageClassifier {
     public let architecture = "small-cnn"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let defaultCAMLayer = "act4"
     let conv1, conv2, conv3, conv4: Conv2d
     let fc1, fc2, fc3: Linear
-    private let featureStack: Sequential
-    private let headStack: Sequential
+    private let chain: StageChain
 
     /// - Parameters: `imageSize` is the side of the square input (28 for MNIST-like data).
     public init(numClasses: Int = 10, inChannels: Int = 1, imageSize: Int = 28, rng: inout RNG) {
@@ -26,17 +28,25 @@ public final class SmallCNN: ImageClassifier {
         fc1 = Linear(64 * side * side, 200, rng: &rng)
         fc2 = Linear(200, 200, rng: &rng)
         fc3 = Linear(200, numClasses, rng: &rng)
-        featureStack = Sequential([conv1, ReLULayer(), conv2, ReLULayer(), MaxPool2d(kernel: 2, channels: 32),
-                                   conv3, ReLULayer(), conv4, ReLULayer()])
-        headStack = Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3])
+        chain = StageChain(
+            architecture: "small-cnn",
+            stages: [("conv1", conv1),
+                     ("conv2", Sequential([ReLULayer(), conv2])),
+                     ("conv3", Sequential([ReLULayer(), MaxPool2d(kernel: 2, channels: 32), conv3])),
+                     ("conv4", Sequential([ReLULayer(), conv4])),
+                     ("act4", ReLULayer())],
+            head: Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3]))
     }
 
-    public func features(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try featureStack.forward(x, mode: mode, tape: tape)
+    public var camLayers: [String] { chain.names }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try validateInput(x)
+        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
     }
 
-    public func head(_ a: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        try headStack.forward(a, mode: mode, tape: tape)
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

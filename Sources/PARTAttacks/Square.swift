@@ -1,0 +1,136 @@
+import Foundation
+import PARTEngine
+import PARTNN
+
+/// The Square attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020, "Square Attack: a
+/// query-efficient black-box adversarial attack via random search"), L-inf, under an epsilon map,
+/// as AutoAttack's "square" runs it: forward passes only, no gradient.
+///
+/// Per example it keeps a best point and its margin z_y - max_{j != y} z_j (the CW margin loss,
+/// minimised). It starts from vertical stripes, x + map ⊙ s with one sign per (channel, column),
+/// and at iteration i proposes the best point with one square of side
+/// round(sqrt(p_i · H · W)) repainted to x +- map (one sign per channel), keeping the proposal when
+/// its margin is lower. The fraction p_i is `pInit` halved at iterations 10, 50, 200, 500, 1000,
+/// 2000, 4000, 6000 and 8000: the paper's schedule, not rescaled to the query budget (AutoAttack's
+/// `resc_schedule=False`). A row stops querying as soon as it is misclassified; that point is its
+/// result, and a row never fooled returns its lowest-margin point.
+///
+/// Only rows correctly classified when clean are attacked; each restart runs on the rows not
+/// fooled yet. Everything random is per example: the stripes, and each iteration's square
+/// position (uniform over all H - s + 1 by W - s + 1 positions, as in the paper) and channel
+/// signs, come from the stream keyed by (seed, square, dataset index, restart). The reference code
+/// draws one position and one set of signs per iteration for the whole batch; only the side
+/// length, a function of the iteration, is shared here.
+public struct Square: Attack {
+    public let queries: Int
+    public let pInit: Float
+    public let restarts: Int
+
+    public init(queries: Int = 5000, pInit: Float = 0.8, restarts: Int = 1) {
+        self.queries = queries
+        self.pInit = pInit
+        self.restarts = restarts
+    }
+
+    public var name: String { "square" }
+
+    /// The fraction of the image a square covers at iteration `iteration` (0-based).
+    public static func fraction(iteration i: Int, pInit: Float) -> Float {
+        let halvings: Int
+        switch i {
+        case ...10: halvings = 0
+        case ...50: halvings = 1
+        case ...200: halvings = 2
+        case ...500: halvings = 3
+        case ...1000: halvings = 4
+        case ...2000: halvings = 5
+        case ...4000: halvings = 6
+        case ...6000: halvings = 7
+        case ...8000: halvings = 8
+        default: halvings = 9
+        }
+        return pInit / Float(1 << halvings)
+    }
+
+    /// The side of the square at iteration `iteration` in images of `height` x `width`:
+    /// round(sqrt(p · H · W)) (halves to even, as Python's round), at least 1 and at most the
+    /// image's shorter side.
+    public static func side(iteration: Int, pInit: Float, height: Int, width: Int) -> Int {
+        let p = Double(fraction(iteration: iteration, pInit: pInit))
+        let side = Int((p * Double(height * width)).squareRoot().rounded(.toNearestOrEven))
+        return Swift.min(Swift.max(side, 1), Swift.min(height, width))
+    }
+
+    public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
+        try requireSetting(queries >= 0, name, "queries must be 0 or more, got \(queries)")
+        try requireSetting(pInit > 0 && pInit <= 1, name, "p-init must lie in (0, 1], got \(pInit)")
+        try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
+        try validateAttackInput(model, batch)
+        var outcome = Outcome(batch)
+        let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
+        for restart in 0..<restarts {
+            let remaining = outcome.unfooled(rows)
+            if remaining.isEmpty { break }
+            try attack(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+        }
+        return outcome.images
+    }
+
+    /// The margin loss at x: max_{j != y} z_j - z_y per row (higher is better for the attack) and
+    /// the predicted classes.
+    private func query(_ model: ImageClassifier, _ x: Tensor, _ slots: AttackBatch) throws -> (values: [Float],
+                                                                                                 predictions: [Int32]) {
+        let logits = try AttackPass.logits(model, x)
+        let values = try CWMarginLoss().evaluate(logits: logits, batch: slots, targets: nil).values
+        return (values, logits.argmaxRows())
+    }
+
+    private func attack(_ model: ImageClassifier, _ batch: AttackBatch, rows: [Int], seed: UInt64, restart: Int,
+                        outcome: inout Outcome) throws {
+        var set = WorkingSet(rows: rows)
+        var slots = batch.subset(set.rows)
+        var streams = slots.indices.map { KeyedStream(seed: seed, purpose: .square, index: $0, step: restart) }
+        var best = SquareKernels.stripeStart(slots.images, map: slots.budget.values, streams: &streams)
+        var (bestValue, predictions) = try query(model, best, slots)
+        func retireFooled() {
+            let fooled = set.liveSlots.filter { predictions[$0] != slots.labels[$0] }
+            outcome.recordAdversarial(fooled, of: best, in: set)
+            for slot in fooled { set.retire(slot) }
+        }
+        retireFooled()
+
+        let height = best.shape[1], width = best.shape[2], channels = best.shape[3]
+        var candidate = best
+        var tops = [Int](), lefts = [Int](), signs = [Float]()
+        for i in 0..<queries {
+            if set.liveCount == 0 { break }
+            if let order = set.compaction() {
+                slots = slots.subset(order)
+                streams = streams.gathered(order)
+                best = best.gatherRows(order)
+                bestValue = bestValue.gathered(order)
+                candidate = best
+            }
+            let side = Square.side(iteration: i, pInit: pInit, height: height, width: width)
+            let n = set.count
+            tops.removeAll(keepingCapacity: true)
+            lefts.removeAll(keepingCapacity: true)
+            signs.removeAll(keepingCapacity: true)
+            for slot in 0..<n {
+                tops.append(Int(streams[slot].next() % UInt64(height - side + 1)))
+                lefts.append(Int(streams[slot].next() % UInt64(width - side + 1)))
+                for _ in 0..<channels { signs.append(streams[slot].next() >> 63 == 0 ? -1 : 1) }
+            }
+            SquareKernels.paint(&candidate, origin: slots.images, map: slots.budget.values, tops: tops, lefts: lefts,
+                                signs: signs, side: side)
+            let proposal = try query(model, candidate, slots)
+            predictions = proposal.predictions
+            let accepted = (0..<n).map { proposal.values[$0] > bestValue[$0] || predictions[$0] != slots.labels[$0] }
+            SquareKernels.settle(candidate: &candidate, best: &best, tops: tops, lefts: lefts, side: side,
+                                 accepted: accepted)
+            for slot in 0..<n where accepted[slot] { bestValue[slot] = proposal.values[slot] }
+            retireFooled()
+        }
+        outcome.offerBest(set.liveSlots, of: best, losses: bestValue, in: set)
+    }
+}

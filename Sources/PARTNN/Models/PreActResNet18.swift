@@ -1,0 +1,60 @@
+import PARTEngine
+
+/// Pre-activation ResNet-18 (the kuangliu CIFAR version of the reference zoo): a 3x3 stem
+/// convolution, four stages of two `PreActivationBlock`s (64, 128, 256, 512 channels; the first
+/// block of stages 2-4 has stride 2), then relu(bn(.)), global average pooling and `linear`.
+///
+/// CAM layers `layer1` ... `layer4`, the stages' outputs; the default `layer4` is read before
+/// the final bn/relu, as in the reference zoo.
+public final class PreActResNet18: ImageClassifier {
+    public let architecture = "preact-resnet18"
+    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let defaultCAMLayer = "layer4"
+    let conv1: Conv2d
+    let layers: [Sequential]
+    let bn: BatchNorm2d
+    let linear: Linear
+    private let chain: StageChain
+
+    public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
+        self.numClasses = numClasses
+        inputHeight = imageSize
+        inputWidth = imageSize
+        inputChannels = inChannels
+        conv1 = Conv2d(inChannels, 64, kernel: 3, padding: 1, bias: false, rng: &rng)
+        var planes = 64
+        var built = [Sequential]()
+        for (width, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
+            built.append(Sequential([
+                PreActivationBlock(planes, width, stride: stride, projection: stride != 1 || planes != width,
+                                   shortcutName: "shortcut.0", rng: &rng),
+                PreActivationBlock(width, width, stride: 1, projection: false, shortcutName: "shortcut.0", rng: &rng),
+            ]))
+            planes = width
+        }
+        layers = built
+        bn = BatchNorm2d(512)
+        linear = Linear(512, numClasses, rng: &rng)
+        chain = StageChain(architecture: "preact-resnet18",
+                           stages: [("layer1", Sequential([conv1, layers[0]])), ("layer2", layers[1]),
+                                    ("layer3", layers[2]), ("layer4", layers[3])],
+                           head: Sequential([bn, ReLULayer(), GlobalAvgPool(), linear]))
+    }
+
+    public var camLayers: [String] { chain.names }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try validateInput(x)
+        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try chain.head(a, from: layer, mode: mode, tape: tape)
+    }
+
+    public var state: [(String, StateEntry)] {
+        prefixed("conv1", conv1.state)
+            + layers.enumerated().flatMap { prefixed("layer\($0.offset + 1)", $0.element.state) }
+            + prefixed("bn", bn.state) + prefixed("linear", linear.state)
+    }
+}

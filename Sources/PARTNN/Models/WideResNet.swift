@@ -1,0 +1,87 @@
+import PARTEngine
+
+/// WideResNet-depth-widen (Zagoruyko & Komodakis 2016) in the TRADES layout of the reference
+/// zoo (WRN-34-10 in the PART paper): a 3x3 stem convolution to 16 channels, three groups of
+/// n = (depth - 4) / 6 `PreActivationBlock`s with 16w, 32w and 64w channels (the first block of
+/// groups 2 and 3 has stride 2), then relu(bn1(.)), global average pooling and `fc`.
+///
+/// State names follow PyTorch: `block1.layer.0.conv1.weight`, `block1.layer.0.convShortcut.weight`
+/// (a block has a shortcut convolution when its input and output widths differ), `bn1`, `fc`.
+/// Checkpoints of this lineage also carry an unused `sub_block1`, which loading ignores.
+///
+/// CAM layers `block1` ... `block3`, the groups' outputs; the default `block3` is read before
+/// the final bn/relu.
+public final class WideResNet: ImageClassifier {
+    public let architecture: String
+    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let depth, widenFactor: Int
+    public let defaultCAMLayer = "block3"
+    let conv1: Conv2d
+    let groups: [Sequential]
+    let bn1: BatchNorm2d
+    let fc: Linear
+    private let chain: StageChain
+
+    /// The zoo name of a WideResNet of this depth and width, "wrn-34-10".
+    public static func architectureName(depth: Int, widenFactor: Int) -> String { "wrn-\(depth)-\(widenFactor)" }
+
+    /// Throws unless depth = 6n + 4 with n >= 1 and the widen factor is at least 1. Depth and
+    /// width are capped (250, 32: WRN-70-16, the largest in common use, is far inside) so that
+    /// a malformed name in a checkpoint cannot ask for terabytes.
+    public init(depth: Int = 34, widenFactor: Int = 10, numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32,
+                rng: inout RNG) throws {
+        guard depth >= 10 && depth <= 250 && (depth - 4) % 6 == 0 else {
+            throw CheckpointError("a WideResNet's depth must be 6n + 4 between 10 and 250 (10, 16, 22, 28, 34, ...), "
+                                  + "got \(depth)")
+        }
+        guard widenFactor >= 1 && widenFactor <= 32 else {
+            throw CheckpointError("a WideResNet's widen factor must be between 1 and 32, got \(widenFactor)")
+        }
+        let name = WideResNet.architectureName(depth: depth, widenFactor: widenFactor)
+        architecture = name
+        self.depth = depth
+        self.widenFactor = widenFactor
+        self.numClasses = numClasses
+        inputHeight = imageSize
+        inputWidth = imageSize
+        inputChannels = inChannels
+        let widths = [16, 16 * widenFactor, 32 * widenFactor, 64 * widenFactor]
+        let n = (depth - 4) / 6
+        conv1 = Conv2d(inChannels, widths[0], kernel: 3, padding: 1, bias: false, rng: &rng)
+        var built = [Sequential]()
+        for (g, stride) in [1, 2, 2].enumerated() {
+            var blocks = [Layer]()
+            for i in 0..<n {
+                let inPlanes = i == 0 ? widths[g] : widths[g + 1]
+                blocks.append(PreActivationBlock(inPlanes, widths[g + 1], stride: i == 0 ? stride : 1,
+                                                 projection: inPlanes != widths[g + 1], shortcutName: "convShortcut",
+                                                 rng: &rng))
+            }
+            built.append(Sequential(blocks))
+        }
+        groups = built
+        bn1 = BatchNorm2d(widths[3])
+        fc = Linear(widths[3], numClasses, rng: &rng)
+        chain = StageChain(architecture: name,
+                           stages: [("block1", Sequential([conv1, groups[0]])), ("block2", groups[1]),
+                                    ("block3", groups[2])],
+                           head: Sequential([bn1, ReLULayer(), GlobalAvgPool(), fc]))
+    }
+
+    public var camLayers: [String] { chain.names }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try validateInput(x)
+        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try chain.head(a, from: layer, mode: mode, tape: tape)
+    }
+
+    public var state: [(String, StateEntry)] {
+        prefixed("conv1", conv1.state)
+            + groups.enumerated().flatMap { prefixed("block\($0.offset + 1).layer", $0.element.state) }
+            + prefixed("bn1", bn1.state) + prefixed("fc", fc.state)
+    }
+}
