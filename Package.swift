@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "part", targets: ["part"]),
         .library(name: "PARTTraining", targets: ["PARTTraining"]),
+        // The fuzz targets' entry points, for the libFuzzer package in Fuzz/.
+        .library(name: "PARTFuzzing", targets: ["PARTFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,11 +39,18 @@ let package = Package(
         .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
         .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
+        // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
+        .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
+            "PARTReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Every reader of outside bytes run on one input with the checks that must hold; the
+        // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
 
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
@@ -53,6 +62,11 @@ let package = Package(
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
         .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
+        // would (headless Chromium opens the report when it is installed).
+        .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
+        // The fuzz targets in-process over the committed corpus, regressions and mutations.
+        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],
     swiftLanguageModes: [.v5]
 )

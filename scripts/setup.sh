@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what PART for Swift needs from Debian's packages: oneDNN, zlib, libjpeg-turbo and libpng
-# headers, and the Fashion-MNIST files of the main job. Skips apt entirely when everything is already there.
+# headers, the Fashion-MNIST files of the main job, and Chromium (the test suite opens `part report`'s
+# page in it, headless). Skips apt entirely when everything is already there.
 set -euo pipefail
 
-packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev dataset-fashion-mnist)
+packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev dataset-fashion-mnist chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,29 +98,48 @@ public final class NPYFile {
     /// Flushes the written rows to disk.
     public func synchronize() throws { try handle.synchronize() }
 
-    /// The whole array of a file written by `create` (tests, tools).
+    /// The whole array of a file written by `create` (tests, tools). Any other content,
+    /// including a shape that is not a tuple of non-negative integers or whose size overflows,
+    /// is an `EvaluationError`.
     public static func read(_ url: URL) throws -> Tensor {
-        let data = try Data(contentsOf: url)
+        let bytes: [UInt8]
+        do {
+            bytes = try FileInput.read(url)
+        } catch let error as FileInputError {
+            throw EvaluationError(error.description)
+        }
+        let data = Data(bytes)
         guard data.count >= 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else {
             throw EvaluationError("\(url.path) is not a .npy file")
         }
-        let length = Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
+        let length = Int(data[8]) | Int(data[9]) << 8
         guard data.count >= 10 + length, let dict = String(data: data.subdata(in: 10..<(10 + length)), encoding: .ascii),
               dict.contains("'descr': '<f4'"), dict.contains("'fortran_order': False"),
               let open = dict.range(of: "'shape': ("), let close = dict[open.upperBound...].firstIndex(of: ")") else {
             throw EvaluationError("\(url.path) is not a C-order float32 .npy file")
         }
-        let shape = dict[open.upperBound..<close].split(separator: ",").compactMap {
-            Int($0.trimmingCharacters(in: .whitespaces))
+        let text = dict[open.upperBound..<close]
+        var shape = [Int]()
+        var count = 1
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            guard let d = Int(part), d >= 0 else {
+                throw EvaluationError("\(url.path): its shape (\(messageText(String(text), limit: 60))) is not a tuple of "
+                                      + "non-negative integers")
+            }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw EvaluationError("\(url.path): its shape \(shape + [d]) is too large") }
+            shape.append(d)
+            count = product
         }
-        let count = shape.reduce(1, *)
-        guard data.count == 10 + length + count * 4 else {
-            throw EvaluationError("\(url.path) holds \(data.count - 10 - length) data bytes, its shape \(shape) needs \(count * 4)")
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: 4)
+        guard !overflow, data.count - 10 - length == byteCount else {
+            throw EvaluationError("\(url.path) holds \(data.count - 10 - length) data bytes, its shape \(shape) needs "
+                                  + (overflow ? "more" : "\(byteCount)"))
         }
         var out = Tensor(shape: shape)
         out.withUnsafeMutableBufferPointer { p in
             data.subdata(in: (10 + length)..<data.count).withUnsafeBytes { raw in
-                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: count * 4) }
+                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: byteCount) }
             }
         }
         return out

@@ -84,6 +84,9 @@ public final class Trainer {
     public var commandArguments: [String]?
     /// Set by `resume(from:)`: the next `train` continues from it.
     var resumeState: ResumeState?
+    /// Called after every batch's step with (epoch, batch, batches in the epoch, the batch's
+    /// mean training loss), for loggers of per-batch figures (TensorBoard).
+    public var batchLoss: ((Int, Int, Int, Double) -> Void)?
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG) throws {
         if let problem = config.problem() { throw TrainingError(problem) }
@@ -181,6 +184,7 @@ public final class Trainer {
                 sums.correct += step.correct
                 sums.seen += indices.count
                 progress(epoch, b + 1, batches.count)
+                batchLoss?(epoch, b + 1, batches.count, Double(step.loss))
                 FaultInjection.reach("batch")
                 let interrupted = Interrupt.requested
                 if interrupted || checkpointing.due(done: b + 1, of: batches.count, since: lastSave) {

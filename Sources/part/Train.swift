@@ -33,6 +33,8 @@ struct Train: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var engine: EngineOptions
     @OptionGroup var checkpoints: CheckpointOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var reporting: TrainReportOptions
 
     @Option(help: ArgumentHelp("Start from a named recipe (see `part presets`).", valueName: "name"))
     var preset: String?
@@ -264,16 +266,20 @@ struct Train: ParsableCommand {
         do {
             let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
+            // TensorBoard and the report follow one run; a seed sweep writes them per seed
+            // afterwards through `part report <seed directory>`.
+            if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
+                throw badArgument("--tensorboard and --report follow a single run: drop them with --seeds "
+                                  + "(part report DIR writes a seed's report afterwards)")
+            }
             // --out is claimed before any data is read: an unusable directory costs nothing.
             var claimed = resumed?.directory
             if claimed == nil, out != nil { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
             defer { if resumed == nil { claimed?.removeIfUnused() } }
             let (train, heldOut) = try loadData(config)
             // No images is a data problem (exit 1); a split larger than the data a bad argument.
-            guard train.count > 0 else { throw TrainingError("the training split of \(train.name) has no images; check --data") }
-            guard heldOut.count > 0 || config.validationSplit > 0 else {
-                throw TrainingError("the test split of \(heldOut.name) has no images; check --data")
-            }
+            try Validation.nonEmpty(train, "training split")
+            if config.validationSplit == 0 { try Validation.nonEmpty(heldOut, "test split") }
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
             }
@@ -303,10 +309,12 @@ struct Train: ParsableCommand {
             for line in header {
                 if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
             }
-            var progress = Progress()
+            var progress = Progress(quiet: progressOptions.quiet)
+            let outputs = try TrainOutputs(reporting, runDirectory: directory, log: progress.log)
             let started = Date()
             let printReport = { (r: EpochReport) throws in
                 progress.clear()
+                if seedList == nil { outputs.epoch(r) }
                 if output.json {
                     try printJSON(r)
                 } else {
@@ -333,6 +341,7 @@ struct Train: ParsableCommand {
                 }
             } else {
                 let trainer = try TrainingRun.trainer(config, data: train)
+                trainer.batchLoss = outputs.batchLoss
                 trainer.checkpointing = checkpoints.policy
                 trainer.commandArguments = Train.savedArguments()
                 if resumed != nil {
@@ -347,8 +356,10 @@ struct Train: ParsableCommand {
                 }
                 Interrupt.install()
                 let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
-                    progress.update("epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                    progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
+                                    unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
                 }, report: printReport)
+                try outputs.finish(trainer: trainer, heldOut: heldOut)
                 if !output.json {
                     var text = String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                                       directory.appendingPathComponent("last.safetensors").path as NSString)

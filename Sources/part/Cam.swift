@@ -1,0 +1,250 @@
+import ArgumentParser
+import Foundation
+import PARTCAM
+import PARTData
+import PARTEngine
+import PARTNN
+import PARTReport
+import PARTTraining
+
+struct Cam: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cam",
+        abstract: "Draw what PART sees: CAMs, importance maps and epsilon maps of the first test images.",
+        discussion: """
+        For each of the first --limit test images: the CAM of the predicted class at the model's CAM \
+        layer (--cam, --cam-layer), bicubically upsampled to the image size and squared (the \
+        importance map), and the epsilon map the rule (--map-rule) makes of it: --eps on important \
+        entries, --eps-low elsewhere. These are the maps `part train` computes for its batches.
+
+        --out writes a PNG grid, one row per image (the first --grid-rows): the image, its CAM over \
+        it as a heat map, the importance map, and the epsilon map (white: full eps), with the label, \
+        the prediction and the share of entries at full eps. --save-maps writes every map of every \
+        image as NumPy arrays (.npz): images, cams, importance, eps_maps, labels, predictions, \
+        indices, full_eps_share, eps, eps_low.
+
+        Without the flags, budgets and CAM settings come from the run beside the checkpoint \
+        (config.json, else the training configuration in <name>.state.safetensors), else the \
+        checkpoint's metadata, else the defaults.
+        """)
+
+    @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
+    var checkpoint: String
+
+    @OptionGroup var data: DataOptions
+    @OptionGroup var progressOptions: ProgressOptions
+    @OptionGroup var engine: EngineOptions
+
+    @Option(help: "CAM method (default: the run's, else gradcam).")
+    var cam: CAMMethodName?
+
+    @Option(name: [.customLong("cam-layer"), .customLong("layer")], help: ArgumentHelp(
+        "CAM layer, one of the model's named layers (default: the run's, else the architecture's: small-cnn act4, "
+            + "resnet18 and preact-resnet18 layer4, wrn-34-10 block3).", valueName: "name"))
+    var layer: String?
+
+    @Option(help: "Rule from CAM to epsilon map (default: the run's, else zscore).")
+    var mapRule: MapRuleName?
+
+    @Option(name: .customLong("eps"), help: "Budget of important entries (default: the run's, else 0.1).")
+    var epsilon: Fraction?
+
+    @Option(name: .customLong("eps-low"), help: "Budget of the other entries (default: the run's, else 0.0875).")
+    var epsilonLow: Fraction?
+
+    @Option(help: "The first N test images.")
+    var limit: Int = 8
+
+    @Option(help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
+    var gridRows: Int = 32
+
+    @Option(help: ArgumentHelp("The PNG grid.", valueName: "file.png"))
+    var out: String = "cam-grid.png"
+
+    @Option(help: ArgumentHelp("Also write every map as NumPy arrays here.", valueName: "maps.npz"))
+    var saveMaps: String?
+
+    @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
+    var arch: String?
+
+    @Option(help: "Images per CAM pass.")
+    var batchSize: Int = 64
+
+    @Flag(help: "Print the results as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let epsilon, !(epsilon.value >= 0 && epsilon.value <= 1) {
+            throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
+        }
+        if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
+        if let arch, !ModelZoo.architectures.contains(arch) {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
+        }
+        guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
+        if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
+            throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
+        }
+    }
+
+    struct Output: Encodable {
+        struct Image: Encodable {
+            let index: Int
+            let label: Int
+            let prediction: Int
+            let fullEpsShare: Double
+        }
+        let checkpoint: String
+        let architecture: String
+        let dataset: String
+        let cam: String
+        let camLayer: String
+        let mapRule: String
+        let epsilon: Float
+        let epsilonLow: Float
+        let count: Int
+        let accuracy: Double
+        let meanFullEpsShare: Double
+        let grid: String
+        let gridRows: Int
+        let maps: String?
+        let images: [Image]
+        let seconds: Double
+    }
+
+    func run() throws {
+        do {
+            let started = Date()
+            engine.apply()
+            let url = URL(fileURLWithPath: checkpoint)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw CheckpointError("\(checkpoint): no such file")
+            }
+            let test = try data.load(.test).prefix(limit)
+            try CheckpointFit.check(url, fits: test)
+            var rng = RNG(seed: 0)
+            let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+                                                      inputShape: (test.height, test.width, test.channels), rng: &rng)
+            let settings = RunSettings(checkpoint: url)
+            let method = cam ?? settings.cam ?? .gradcam
+            let rule = mapRule ?? settings.mapRule ?? .zscore
+            let eps = epsilon?.value ?? settings.epsilon ?? 0.1
+            let epsLow = epsilonLow?.value ?? settings.epsilonLow ?? 0.0875
+            guard epsLow <= eps else {
+                throw BadArgument("--eps-low (\(epsLow)) must not exceed --eps (\(eps))")
+            }
+            let layer = self.layer ?? settings.camLayer ?? model.defaultCAMLayer
+            do {
+                _ = try CAMLayer.resolve(layer, model: model)
+            } catch {
+                throw BadArgument("\(error)")
+            }
+            guard rule.accepts(channels: test.channels) else {
+                throw BadArgument("--map-rule \(rule.rawValue) needs 3-channel images and \(test.name) has \(test.channels): "
+                                  + "use --map-rule zscore")
+            }
+            let budget = CAMBudget(method: method.method, rule: rule.rule, layer: layer)
+
+            var progress = Progress(quiet: progressOptions.quiet)
+            var parts = [CAMPanels]()
+            for start in stride(from: 0, to: test.count, by: batchSize) {
+                let indices = Array(start..<min(test.count, start + batchSize))
+                let (images, labels) = test.batch(indices)
+                parts.append(try CAMPanels.compute(model, images: images, labels: labels, indices: indices, budget: budget,
+                                                   epsilon: eps, epsilonLow: epsLow))
+                let done = start + indices.count
+                progress.update(done: Double(done), total: Double(test.count), unit: "images",
+                                "part cam: \(done)/\(test.count) images")
+            }
+            progress.clear()
+            progress.update("part cam: \(test.count)/\(test.count) images", final: true)
+            let panels = try CAMPanels.concatenate(parts)
+            let rows = gridRows == 0 ? panels.count : min(gridRows, panels.count)
+            let shown = rows == panels.count ? panels : panels.prefix(rows)
+            // Short lines: the picture is about 800 pixels wide, and a long line loses its start.
+            let grid = CAMGrid(title: "\(method.rawValue), \(rule.rawValue) rule, eps \(CAMGrid.number(eps)), "
+                               + "eps-low \(CAMGrid.number(epsLow))",
+                               subtitle: "\(model.architecture) at \(layer); \(test.name) test images",
+                               classNames: test.classNames, colormap: JetColormap.table)
+            try grid.render(shown).writePNG(to: URL(fileURLWithPath: out))
+            if let saveMaps { try NPZ.write(panels.arrays, to: URL(fileURLWithPath: saveMaps)) }
+
+            let shares = (0..<panels.count).map(panels.fullShare)
+            let correct = zip(panels.labels, panels.predictions).filter { $0 == $1 }.count
+            let output = Output(
+                checkpoint: checkpoint, architecture: model.architecture, dataset: test.name, cam: method.rawValue,
+                camLayer: layer, mapRule: rule.rawValue, epsilon: eps, epsilonLow: epsLow, count: panels.count,
+                accuracy: Double(correct) / Double(panels.count), meanFullEpsShare: shares.reduce(0, +) / Double(shares.count),
+                grid: out, gridRows: rows, maps: saveMaps,
+                images: (0..<panels.count).map {
+                    .init(index: panels.indices[$0], label: Int(panels.labels[$0]), prediction: Int(panels.predictions[$0]),
+                          fullEpsShare: shares[$0])
+                },
+                seconds: Date().timeIntervalSince(started))
+            if json {
+                try printJSON(output)
+            } else {
+                print("\(model.architecture) on \(test.name) test, first \(panels.count) images: \(method.rawValue) at \(layer), "
+                      + "\(rule.rawValue) rule, eps \(CAMGrid.number(eps)), eps-low \(CAMGrid.number(epsLow))")
+                func name(_ c: Int) -> String { c < test.classNames.count ? test.classNames[c] : String(c) }
+                func padded(_ text: String) -> String { text.padding(toLength: max(12, text.count), withPad: " ", startingAt: 0) }
+                for image in output.images.prefix(rows) {
+                    print(String(format: "  #%-5d label %@ prediction %@ full eps %5.1f%%", image.index,
+                                 padded(name(image.label)) as NSString, padded(name(image.prediction)) as NSString,
+                                 100 * image.fullEpsShare))
+                }
+                print(String(format: "accuracy %.2f%%, mean share at full eps %.1f%%; grid (%d rows): %@%@",
+                             100 * output.accuracy, 100 * output.meanFullEpsShare, rows, out as NSString,
+                             (saveMaps.map { "; maps: \($0)" } ?? "") as NSString))
+            }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch let bad as BadArgument {
+            FileHandle.standardError.write(Data("part: error: \(bad.message)\n".utf8))
+            throw ExitCode.validationFailure
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// A bad argument found only after reading the data or the checkpoint (exit code 64).
+struct BadArgument: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// The CAM settings and budgets of the run a checkpoint belongs to, from the first of: the
+/// run's config.json beside the checkpoint, the training configuration in the optimiser state
+/// beside it (<name>.state.safetensors, "config"), the checkpoint's own metadata.
+struct RunSettings {
+    var cam: CAMMethodName?
+    var mapRule: MapRuleName?
+    var camLayer: String?
+    var epsilon: Float?
+    var epsilonLow: Float?
+
+    init(checkpoint: URL) {
+        let directory = checkpoint.deletingLastPathComponent()
+        let stem = checkpoint.deletingPathExtension().lastPathComponent
+        let stateURL = directory.appendingPathComponent(stem + ".state.safetensors")
+        var object: [String: Any]?
+        if let data = FileManager.default.contents(atPath: directory.appendingPathComponent("config.json").path) {
+            object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        }
+        if object == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
+            object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        }
+        let meta = (try? RunReport.checkpointMetadata(checkpoint)) ?? [:]
+        let values = object?["config"] as? [String: Any] ?? object ?? [:]
+        func text(_ key: String) -> String? { values[key] as? String ?? object?[key] as? String ?? meta[key] }
+        cam = text("cam").flatMap(CAMMethodName.init(rawValue:))
+        mapRule = text("mapRule").flatMap(MapRuleName.init(rawValue:))
+        camLayer = text("camLayer")
+        epsilon = (values["epsilon"] as? NSNumber)?.floatValue
+        epsilonLow = (values["epsilonLow"] as? NSNumber)?.floatValue
+    }
+}

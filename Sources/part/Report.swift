@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import PARTCAM
+import PARTData
+import PARTEngine
+import PARTNN
+import PARTReport
+import PARTTraining
+
+/// What `part train` writes besides checkpoints and its log: TensorBoard scalars and the report.
+struct TrainReportOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Write TensorBoard event files here (e.g. <out>/tb): every epoch's figures, and the "
+                               + "training loss every --tensorboard-every batches.", valueName: "dir"))
+    var tensorboard: String?
+
+    @Option(help: ArgumentHelp("Batches between two training-loss points in TensorBoard.", valueName: "n"))
+    var tensorboardEvery: Int = 20
+
+    @Flag(help: "Write <out>/report.html at the end of the run (as part report <out> does).")
+    var report = false
+
+    func validate() throws {
+        guard tensorboardEvery >= 1 else { throw ValidationError("--tensorboard-every must be at least 1") }
+    }
+}
+
+/// The outputs of `TrainReportOptions` during a run. Logging must never cost a run: when an
+/// event file cannot be written, one line says so and training goes on without it.
+final class TrainOutputs {
+    let options: TrainReportOptions
+    let runDirectory: URL
+    let log: (String) -> Void
+    private var scalars: TrainingScalars?
+
+    init(_ options: TrainReportOptions, runDirectory: URL, log: @escaping (String) -> Void) throws {
+        self.options = options
+        self.runDirectory = runDirectory
+        self.log = log
+        if let directory = options.tensorboard {
+            // A directory that cannot be made is a mistake in the command: say so before training.
+            scalars = try TrainingScalars(directory: URL(fileURLWithPath: directory), every: options.tensorboardEvery)
+        }
+    }
+
+    private func attempt(_ body: (TrainingScalars) throws -> Void) {
+        guard let scalars else { return }
+        do {
+            try body(scalars)
+        } catch {
+            log("part train: warning: TensorBoard logging stopped: \(error)")
+            self.scalars = nil
+        }
+    }
+
+    /// For `Trainer.batchLoss`.
+    var batchLoss: (Int, Int, Int, Double) -> Void {
+        { [weak self] epoch, batch, batches, loss in
+            self?.attempt { try $0.batch(epoch: epoch, batch: batch, batches: batches, loss: loss) }
+        }
+    }
+
+    func epoch(_ report: EpochReport) {
+        attempt { try $0.epoch(report) }
+    }
+}
+
+extension TrainOutputs {
+    /// Writes <run>/report.html when --report was given, with a CAM grid of the first held-out
+    /// images under the trained model.
+    /// The grid uses the trainer's CAM budget (the default one when the run had none).
+    func finish(trainer: Trainer, heldOut: ImageDataset) throws {
+        guard options.report else { return }
+        let config = trainer.config
+        let camBudget = (trainer.budgetProvider(epoch: config.epochs) as? CAMBudgetProvider)?.cam
+            ?? CAMBudget(method: GradCAM(), rule: ZScoreRule())
+        let model = trainer.model, epsilon = config.epsilon, epsilonLow = config.epsilonLow
+        var report = try RunReport.read(runDirectory: runDirectory)
+        report.environment = Environment.describe(toolVersion: PART.configuration.version)
+        do {
+            report.camGrid = try ReportGrid.png(model: model, test: heldOut, budget: camBudget, epsilon: epsilon,
+                                                epsilonLow: epsilonLow, rows: ReportGrid.rows)
+        } catch {
+            report.notes.append("No CAM grid: \(error)")
+        }
+        let url = runDirectory.appendingPathComponent("report.html")
+        try report.write(to: url)
+        log("part train: report: \(url.path)")
+    }
+}
+
+/// The CAM grid of a report: the first test images, drawn as `part cam` draws them.
+enum ReportGrid {
+    static let rows = 8
+
+    static func png(model: ImageClassifier, test: ImageDataset, budget: CAMBudget, epsilon: Float, epsilonLow: Float,
+                    rows: Int) throws -> (png: Data, caption: String) {
+        let subset = test.prefix(rows)
+        let (images, labels) = subset.batch(Array(0..<subset.count))
+        let panels = try CAMPanels.compute(model, images: images, labels: labels, indices: Array(0..<subset.count),
+                                           budget: budget, epsilon: epsilon, epsilonLow: epsilonLow)
+        let title = "\(panels.method), \(panels.rule) rule, eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
+        let grid = CAMGrid(title: title, classNames: test.classNames, colormap: JetColormap.table)
+        let caption = "The first \(subset.count) \(test.name) test images: the image, its CAM (\(panels.method), predicted "
+            + "class) over it, the upsampled and squared map, and the epsilon map of the \(panels.rule) rule (white: eps "
+            + "\(CAMGrid.number(epsilon)), dark: eps-low \(CAMGrid.number(epsilonLow)))."
+        return (try grid.render(panels).pngData(), caption)
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a run directory's report: one self-contained HTML page.",
+        discussion: """
+        The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
+        clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
+        SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
+        test images under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
+        <run>/last.state.safetensors) and the \
+        environment. It needs no network and runs no script: open it in any browser, or mail it.
+        """)
+
+    @Argument(help: ArgumentHelp("The run directory (written by part train).", valueName: "run-dir"))
+    var runDirectory: String
+
+    @Option(help: ArgumentHelp("The HTML file (default: <run-dir>/report.html).", valueName: "file.html"))
+    var out: String?
+
+    @OptionGroup var data: DataOptions
+    @OptionGroup var engine: EngineOptions
+
+    @Option(help: ArgumentHelp("Test images in the CAM grid (0: no grid).", valueName: "n"))
+    var gridRows: Int = ReportGrid.rows
+
+    func validate() throws {
+        guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+    }
+
+    func run() throws {
+        do {
+            engine.apply()
+            let run = URL(fileURLWithPath: runDirectory)
+            var report = try RunReport.read(runDirectory: run)
+            report.environment = Environment.describe(toolVersion: PART.configuration.version)
+            let checkpoint = run.appendingPathComponent("last.safetensors")
+            if gridRows > 0 && FileManager.default.fileExists(atPath: checkpoint.path) {
+                do {
+                    let test = try data.load(.test).prefix(gridRows)
+                    try CheckpointFit.check(checkpoint, fits: test)
+                    var rng = RNG(seed: 0)
+                    let (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
+                                                              inputShape: (test.height, test.width, test.channels), rng: &rng)
+                    let settings = RunSettings(checkpoint: checkpoint)
+                    let budget = CAMBudget(method: (settings.cam ?? .gradcam).method, rule: (settings.mapRule ?? .zscore).rule,
+                                           layer: try CAMLayer.resolve(settings.camLayer, model: model))
+                    report.camGrid = try ReportGrid.png(model: model, test: test, budget: budget,
+                                                        epsilon: settings.epsilon ?? 0.1, epsilonLow: settings.epsilonLow ?? 0.0875,
+                                                        rows: gridRows)
+                } catch {
+                    FileHandle.standardError.write(Data("part report: warning: no CAM grid: \(error)\n".utf8))
+                    report.notes.append("No CAM grid: \(error)")
+                }
+            }
+            let url = URL(fileURLWithPath: out ?? run.appendingPathComponent("report.html").path)
+            try report.write(to: url)
+            print(url.path)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw fail(error)
+        }
+    }
+}
