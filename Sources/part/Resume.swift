@@ -58,19 +58,22 @@ extension Train {
         return absolutePaths(Array(all.dropFirst(2)))
     }
 
-    /// `arguments` with the values of --data and --cache as absolute paths, so a resume from
-    /// another working directory reads the same files.
+    /// Options whose value is a path.
+    static let pathOptions: Set<String> = ["--data", "--cache", "--tensorboard"]
+
+    /// `arguments` with the values of path options as absolute paths, so a resume from another
+    /// working directory reads and writes the same files.
     static func absolutePaths(_ arguments: [String]) -> [String] {
         var out = [String]()
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
-            if (a == "--data" || a == "--cache"), i + 1 < arguments.count {
+            if pathOptions.contains(a), i + 1 < arguments.count {
                 out += [a, URL(fileURLWithPath: arguments[i + 1]).standardizedFileURL.path]
                 i += 2
                 continue
             }
-            if let eq = a.firstIndex(of: "="), ["--data", "--cache"].contains(String(a[..<eq])) {
+            if let eq = a.firstIndex(of: "="), pathOptions.contains(String(a[..<eq])) {
                 out.append(String(a[..<eq]) + "=" + URL(fileURLWithPath: String(a[a.index(after: eq)...])).standardizedFileURL.path)
             } else {
                 out.append(a)
