@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .executable(name: "part", targets: ["part"]),
         .library(name: "PARTTraining", targets: ["PARTTraining"]),
+        // The fuzz targets' entry points, for the libFuzzer package in Fuzz/.
+        .library(name: "PARTFuzzing", targets: ["PARTFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +53,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Every reader of outside bytes run on one input with the checks that must hold; the
+        // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
+
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
@@ -67,6 +73,8 @@ let package = Package(
         // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
         // when Open MPI is installed.
         .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
+        // The fuzz targets in-process over the committed corpus, regressions and mutations.
+        .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],
     swiftLanguageModes: [.v5]
 )

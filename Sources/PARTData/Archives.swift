@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import PARTEngine
 
 /// Where a format's files come from: a folder on disk or the members of an archive. Loaders
 /// ask for files by their base name and name them in errors by `describe`.
@@ -52,7 +53,7 @@ struct TarSource: FileSource {
         for entry in try Tar.entries(tar.bytes, source: path) {
             let base = (entry.path as NSString).lastPathComponent
             if let earlier = byName[base] {
-                throw DatasetError("\(path): two members named \(base) (\(earlier.path) and \(entry.path)); keep one")
+                throw DatasetError("\(path): two members named \(messageText(base)) (\(messageText(earlier.path)) and \(messageText(entry.path))); keep one")
             }
             byName[base] = entry
         }
@@ -69,7 +70,7 @@ struct TarSource: FileSource {
     }
 
     func describe(_ name: String) -> String {
-        "\(archivePath): \(members[name]?.path ?? name)"
+        "\(archivePath): \(messageText(members[name]?.path ?? name))"
     }
 }
 
@@ -236,7 +237,7 @@ public enum Zip {
                 e += 4 + length
             }
             guard size >= 0, compressed >= 0, headerOffset >= 0 else {
-                throw fail("corrupt zip archive: member \(name) has a negative size or offset")
+                throw fail("corrupt zip archive: member \(messageText(name)) has a negative size or offset")
             }
             entries.append(Entry(name: name, method: method, compressedSize: compressed, size: size, crc: crc,
                                  headerOffset: headerOffset))
@@ -247,7 +248,7 @@ public enum Zip {
 
     /// The uncompressed contents of `entry`, with its CRC-32 checked.
     public static func extract(_ entry: Entry, from bytes: UnsafeRawBufferPointer, source: String) throws -> ByteBuffer {
-        func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(entry.name): \(message)") }
+        func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(messageText(entry.name)): \(message)") }
         let h = entry.headerOffset
         guard h <= bytes.count - 30, bytes.u32(h) == 0x0403_4B50 else {
             throw fail("corrupt zip archive: no local header at byte \(h)")
@@ -265,8 +266,13 @@ public enum Zip {
             }
             out = try ByteBuffer.copying(data)
         case 8:
+            // Deflate expands at most 1032:1: a larger declared size is a lie, refused before
+            // anything is allocated for it.
+            guard entry.size / 1032 <= entry.compressedSize else {
+                throw fail("corrupt: \(entry.size) bytes declared from \(entry.compressedSize) compressed bytes, more than deflate can expand to")
+            }
             out = try ByteBuffer.allocate(entry.size)
-            let inflater = try Inflater(data, wrapper: .raw, source: "\(source): \(entry.name)")
+            let inflater = try Inflater(data, wrapper: .raw, source: "\(source): \(messageText(entry.name))")
             let got = try inflater.read(into: out.mutablePointer, count: entry.size)
             guard got == entry.size else {
                 throw fail("corrupt: decompresses to \(got) bytes, the archive declares \(entry.size)")

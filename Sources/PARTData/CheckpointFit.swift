@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// Whether a checkpoint was made for a dataset: its class count and image shape, from the
 /// file's metadata (`classes`, `input_shape` as "H,W,C", written by `part train`) or, for a
@@ -18,26 +19,24 @@ public enum CheckpointFit {
 
     /// Reads the shape from the header of the safetensors file at `url`.
     public static func shape(of url: URL) throws -> Shape {
-        let path = url.path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw DatasetError("\(path): \(FileManager.default.fileExists(atPath: path) ? "cannot open" : "no such file")")
+        // The strict header reader: regular files only (a FIFO would block an open), one
+        // sentence naming the file for anything else.
+        do {
+            _ = try FileInput.Reader(url)
+        } catch {
+            throw DatasetError("\(error)")
         }
-        defer { try? handle.close() }
-        let lengthBytes = (try? handle.read(upToCount: 8)) ?? Data()
-        guard lengthBytes.count == 8 else { throw DatasetError("\(path): not a safetensors file (shorter than 8 bytes)") }
-        let length = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard length > 0, length < 100_000_000 else {
-            throw DatasetError("\(path): not a safetensors file (header length \(length))")
+        let header: SafetensorsHeader
+        do {
+            header = try SafetensorsHeader.read(from: url)
+        } catch {
+            let text = "\(error)", prefix = url.path + ": "
+            let reason = text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
+            throw DatasetError("\(url.path): not a safetensors file (\(reason))")
         }
-        let headerBytes = (try? handle.read(upToCount: Int(length))) ?? Data()
-        guard headerBytes.count == Int(length),
-              let header = try? JSONSerialization.jsonObject(with: headerBytes) as? [String: Any] else {
-            throw DatasetError("\(path): not a safetensors file (unreadable header)")
-        }
-        let meta = header["__metadata__"] as? [String: String] ?? [:]
+        let meta = header.metadata
         func tensorShape(_ name: String) -> [Int]? {
-            let entry = (header[name] ?? header["module." + name]) as? [String: Any]
-            return (entry?["shape"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue }
+            header.tensors.first { $0.name == name || $0.name == "module." + name }?.shape
         }
         var shape = Shape()
         shape.classes = meta["classes"].flatMap { Int($0) }

@@ -39,6 +39,11 @@ public final class JPEGDecoder {
         if colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue) {
             throw DatasetError("\(source): a CMYK JPEG, which is not supported; convert it to RGB")
         }
+        // A stream cut right after its start marker passes the header call with a 0x0 size, and
+        // a width of 0 would make tjDecompress2 write a full image into an empty buffer.
+        guard width > 0, height > 0 else {
+            throw DatasetError("\(source): not a readable JPEG (its header gives a \(width)x\(height) image)")
+        }
         return ImageHeader(width: Int(width), height: Int(height), isColor: colorspace != Int32(TJCS_GRAY.rawValue))
     }
 
@@ -93,6 +98,9 @@ public enum PNGCodec {
         defer { png_image_free(&img) }
         if img.format & UInt32(PNG_FORMAT_FLAG_LINEAR) != 0 {
             throw DatasetError("\(source): a 16-bit PNG, which is not supported; convert it to 8 bits per channel")
+        }
+        guard img.width > 0, img.height > 0 else {
+            throw DatasetError("\(source): not a readable PNG (its header gives a \(img.width)x\(img.height) image)")
         }
         return ImageHeader(width: Int(img.width), height: Int(img.height),
                            isColor: img.format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0)

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// MATLAB level-5 MAT-files (MATLAB 5 to 7.x without HDF5; "MAT-File Format", MathWorks),
 /// as SVHN's `*_32x32.mat` and SciPy's `savemat` write them.
@@ -125,6 +126,11 @@ public enum MATFile {
                     // A compressed non-matrix element carries no variable: skip it.
                     break
                 }
+                // Deflate expands at most 1032:1: a larger declared size is a lie, refused
+                // before anything is allocated for it.
+                guard inner.dataSize / 1032 <= tag.dataSize else {
+                    throw DatasetError("\(what): its tag declares \(inner.dataSize) bytes, more than \(tag.dataSize) compressed bytes can hold")
+                }
                 let element = try ByteBuffer.allocate(inner.dataSize)
                 let read = try inflater.read(into: element.mutablePointer, count: inner.dataSize)
                 guard read == inner.dataSize else {
@@ -226,10 +232,11 @@ public enum MATFile {
         }
         let real = try next("real part")
         guard let type = NumericType(rawValue: real.type) else {
-            throw fail("variable \(name): unknown storage type \(real.type) of its values")
+            throw fail("variable \(messageText(name)): unknown storage type \(real.type) of its values")
         }
-        guard real.dataSize == product * type.size else {
-            throw fail("variable \(name): \(real.dataSize) bytes of values for dimensions \(dimensions.map(String.init).joined(separator: "x")) of \(type.size)-byte \(type)")
+        let (needed, overflow) = product.multipliedReportingOverflow(by: type.size)
+        guard !overflow, real.dataSize == needed else {
+            throw fail("variable \(messageText(name)): \(real.dataSize) bytes of values for dimensions \(dimensions.map(String.init).joined(separator: "x")) of \(type.size)-byte \(type)")
         }
         return Variable(name: name, classID: classID, dimensions: dimensions, isComplex: isComplex, type: type,
                         buffer: buffer, offset: real.dataStart, count: product, bigEndian: bigEndian)

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// NumPy's `.npy` format (numpy.lib.format, versions 1.0 to 3.0): the magic `\x93NUMPY`, a
 /// version, a header length (2 bytes in 1.0, 4 in 2.0 and 3.0), a Python dict literal
@@ -91,7 +92,7 @@ public enum NPY {
         var parser = HeaderParser(header, source: source)
         let dict = try parser.dictionary()
         guard case .string(let descr)? = dict["descr"] else {
-            throw fail("the header has no 'descr' string (structured arrays are not supported): \(header.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw fail("the header has no 'descr' string (structured arrays are not supported): \(messageText(header.trimmingCharacters(in: .whitespacesAndNewlines)))")
         }
         guard case .bool(let fortran)? = dict["fortran_order"] else { throw fail("the header has no 'fortran_order'") }
         guard case .tuple(let shape)? = dict["shape"] else { throw fail("the header has no 'shape' tuple") }
@@ -122,7 +123,7 @@ public enum NPY {
     static func parseDType(_ descr: String, source: String) throws -> DType {
         let chars = Swift.Array(descr)
         guard chars.count >= 3, "<>|=".contains(chars[0]), let size = Int(String(chars[2...])), size > 0 else {
-            throw DatasetError("\(source): unsupported element type '\(descr)'")
+            throw DatasetError("\(source): unsupported element type '\(messageText(descr))'")
         }
         return DType(kind: chars[1], size: size, bigEndian: chars[0] == ">", text: descr)
     }
@@ -147,7 +148,7 @@ public enum NPY {
         }
 
         func fail() -> DatasetError {
-            DatasetError("\(source): unreadable .npy header: \(String(chars).trimmingCharacters(in: .whitespacesAndNewlines))")
+            DatasetError("\(source): unreadable .npy header: \(messageText(String(chars).trimmingCharacters(in: .whitespacesAndNewlines)))")
         }
 
         mutating func skipSpace() { while i < chars.count, chars[i].isWhitespace { i += 1 } }

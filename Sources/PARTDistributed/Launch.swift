@@ -53,6 +53,13 @@ public enum Distributed {
         mpi.finalize()
     }
 
+    /// The communicator made by `communicator(required:)`, if any (nil: none was asked for yet).
+    public static var current: Communicator? {
+        lock.lock()
+        defer { lock.unlock() }
+        return shared
+    }
+
     /// Finalises the communicator, if one was made (idempotent).
     public static func finalize() {
         lock.lock()

@@ -50,116 +50,26 @@ public struct SafetensorsFile {
 
     // MARK: Reading
 
+    /// Reads and decodes the file at `url` (a regular file; see `FileInput`).
     public static func read(from url: URL) throws -> SafetensorsFile {
-        let data: Data
+        let bytes: [UInt8]
         do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
-        } catch {
-            throw SafetensorsError("\(url.path): cannot read the file (\(error.localizedDescription)).")
+            bytes = try FileInput.read(url)
+        } catch let error as FileInputError {
+            throw SafetensorsError(error.description)
         }
-        return try decode([UInt8](data), source: url.path)
+        return try decode(bytes, source: url.path)
     }
 
+    /// Decodes a whole file held in memory. Everything `SafetensorsHeader.parse` checks is
+    /// checked; then every tensor is converted to Float32.
     public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws -> SafetensorsFile {
-        func fail(_ message: String) -> SafetensorsError { SafetensorsError("\(source): \(message)") }
-
-        guard bytes.count >= 8 else {
-            throw fail("truncated file: \(bytes.count) bytes, too short for the 8-byte header length.")
-        }
-        var headerLength64: UInt64 = 0
-        for i in 0..<8 { headerLength64 |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength64 <= UInt64(bytes.count - 8) else {
-            throw fail("truncated file: header length \(headerLength64) is larger than the \(bytes.count - 8) bytes that follow it.")
-        }
-        let headerLength = Int(headerLength64)
-        let dataStart = 8 + headerLength
-        let dataCount = bytes.count - dataStart
-
-        let parsed: Any
-        do {
-            parsed = try JSONSerialization.jsonObject(with: Data(bytes[8..<dataStart]), options: [])
-        } catch {
-            throw fail("header is not valid JSON (\(error.localizedDescription)).")
-        }
-        guard let header = parsed as? [String: Any] else {
-            throw fail("header is not a JSON object.")
-        }
-
+        let header = try SafetensorsHeader.parse(bytes, fileSize: bytes.count, source: source)
         var result = SafetensorsFile()
-        if let meta = header["__metadata__"] {
-            guard let object = meta as? [String: Any] else {
-                throw fail("\"__metadata__\" is not a JSON object of strings.")
-            }
-            for (key, value) in object {
-                guard let string = value as? String else {
-                    throw fail("metadata entry \"\(key)\" is not a string.")
-                }
-                result.metadata[key] = string
-            }
-        }
-
-        struct Entry { let name: String; let dtype: SafetensorsDType; let shape: [Int]; let begin: Int; let end: Int }
-        var entries = [Entry]()
-        entries.reserveCapacity(header.count)
-        for (name, value) in header where name != "__metadata__" {
-            guard let info = value as? [String: Any] else {
-                throw fail("tensor \"\(name)\": entry is not a JSON object.")
-            }
-            guard let dtypeName = info["dtype"] as? String else {
-                throw fail("tensor \"\(name)\": missing or non-string \"dtype\".")
-            }
-            guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor \"\(name)\": unknown dtype \"\(dtypeName)\" (supported: \(SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", "))).")
-            }
-            guard let shapeValues = info["shape"] as? [Any] else {
-                throw fail("tensor \"\(name)\": missing or non-array \"shape\".")
-            }
-            var shape = [Int]()
-            for v in shapeValues {
-                guard let d = nonNegativeInteger(v) else {
-                    throw fail("tensor \"\(name)\": shape \(shapeValues) has an entry that is not a non-negative integer.")
-                }
-                shape.append(d)
-            }
-            guard let offsetValues = info["data_offsets"] as? [Any], offsetValues.count == 2,
-                  let begin = nonNegativeInteger(offsetValues[0]), let end = nonNegativeInteger(offsetValues[1])
-            else {
-                throw fail("tensor \"\(name)\": \"data_offsets\" must be two non-negative integers [begin, end].")
-            }
-            guard begin <= end else {
-                throw fail("tensor \"\(name)\": data_offsets [\(begin), \(end)] end before they begin.")
-            }
-            guard end <= dataCount else {
-                throw fail("tensor \"\(name)\": data_offsets [\(begin), \(end)] lie outside the \(dataCount) data bytes (truncated file?).")
-            }
-            var elements = 1
-            var overflow = false
-            for d in shape {
-                let (p, o) = elements.multipliedReportingOverflow(by: d)
-                elements = p
-                overflow = overflow || o
-            }
-            let (byteCount, o2) = elements.multipliedReportingOverflow(by: dtype.size)
-            guard !overflow, !o2, byteCount == end - begin else {
-                throw fail("tensor \"\(name)\": shape \(shape) of \(dtype.rawValue) needs \(overflow || o2 ? "too many" : String(byteCount)) bytes but data_offsets [\(begin), \(end)] hold \(end - begin) (shape/offset mismatch).")
-            }
-            entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
-        }
-
-        // Overlap check: sorted by begin, each range must start at or after the previous end.
-        let byOffset = entries.sorted { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
-        if byOffset.count > 1 {
-            for i in 1..<byOffset.count {
-                let a = byOffset[i - 1], b = byOffset[i]
-                if b.begin < a.end {
-                    throw fail("tensors \"\(a.name)\" [\(a.begin), \(a.end)] and \"\(b.name)\" [\(b.begin), \(b.end)] have overlapping data_offsets.")
-                }
-            }
-        }
-
+        result.metadata = header.metadata
         bytes.withUnsafeBytes { raw in
-            let base = raw.baseAddress! + dataStart
-            for e in entries {
+            let base = raw.baseAddress! + header.dataStart
+            for e in header.tensors {
                 var tensor = Tensor.uninitialized(shape: e.shape)
                 let n = tensor.count
                 tensor.withUnsafeMutableBufferPointer { dst in
@@ -301,17 +211,6 @@ public struct SafetensorsFile {
 /// `write(2)` under a name that does not clash with `SafetensorsFile.write(to:)`.
 @inline(__always) private func posixWrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ n: Int) -> Int {
     write(fd, buf, n)
-}
-
-/// A JSON number that is a non-negative integer exactly representable as `Int`, else nil.
-private func nonNegativeInteger(_ value: Any) -> Int? {
-    if value is String || value is [Any] || value is [String: Any] { return nil }
-    guard let number = value as? NSNumber else { return nil }
-    let d = number.doubleValue
-    guard d >= 0, d < 9.007_199_254_740_992e15, d == d.rounded(.towardZero) else { return nil }
-    // Large integers may exceed a double's precision; prefer the integer view when it agrees.
-    let i = number.int64Value
-    return Double(i) == d ? Int(i) : Int(d)
 }
 
 /// A JSON string literal for `s`.

@@ -26,9 +26,9 @@ public final class NPYFile {
 
     /// The 1.0 header: magic, version, little-endian length, and the dict padded with spaces to
     /// a multiple of 64 bytes, ending in a newline.
-    static func header(shape: [Int]) -> Data {
+    static func header(shape: [Int], descr: String = "<f4") -> Data {
         let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
         let unpadded = 10 + dict.utf8.count + 1
         dict += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
@@ -36,6 +36,27 @@ public final class NPYFile {
         data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
         data.append(contentsOf: Array(dict.utf8))
         return data
+    }
+
+    /// Writes `labels` as an int64 `.npy` vector (replacing any file at `url`): the labels saved
+    /// beside adversarial examples, so the pair reads back as a dataset (`--dataset npy`).
+    public static func writeLabels(_ labels: [Int32], to url: URL) throws {
+        var data = header(shape: [labels.count], descr: "<i8")
+        data.reserveCapacity(data.count + 8 * labels.count)
+        for label in labels {
+            withUnsafeBytes(of: Int64(label).littleEndian) { data.append(contentsOf: $0) }
+        }
+        do {
+            try data.write(to: url, options: .atomic)
+        } catch {
+            throw EvaluationError("cannot write \(url.path): check the directory exists and is writable")
+        }
+    }
+
+    /// `<stem>_labels.npy` beside an array file `<stem>.npy`.
+    public static func labelsURL(beside url: URL) -> URL {
+        let stem = url.deletingPathExtension().lastPathComponent
+        return url.deletingLastPathComponent().appendingPathComponent(stem + "_labels.npy")
     }
 
     /// A new file of `shape` (replacing any file at `url`), all zeros.
@@ -98,29 +119,48 @@ public final class NPYFile {
     /// Flushes the written rows to disk.
     public func synchronize() throws { try handle.synchronize() }
 
-    /// The whole array of a file written by `create` (tests, tools).
+    /// The whole array of a file written by `create` (tests, tools). Any other content,
+    /// including a shape that is not a tuple of non-negative integers or whose size overflows,
+    /// is an `EvaluationError`.
     public static func read(_ url: URL) throws -> Tensor {
-        let data = try Data(contentsOf: url)
+        let bytes: [UInt8]
+        do {
+            bytes = try FileInput.read(url)
+        } catch let error as FileInputError {
+            throw EvaluationError(error.description)
+        }
+        let data = Data(bytes)
         guard data.count >= 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else {
             throw EvaluationError("\(url.path) is not a .npy file")
         }
-        let length = Int(data[data.startIndex + 8]) | Int(data[data.startIndex + 9]) << 8
+        let length = Int(data[8]) | Int(data[9]) << 8
         guard data.count >= 10 + length, let dict = String(data: data.subdata(in: 10..<(10 + length)), encoding: .ascii),
               dict.contains("'descr': '<f4'"), dict.contains("'fortran_order': False"),
               let open = dict.range(of: "'shape': ("), let close = dict[open.upperBound...].firstIndex(of: ")") else {
             throw EvaluationError("\(url.path) is not a C-order float32 .npy file")
         }
-        let shape = dict[open.upperBound..<close].split(separator: ",").compactMap {
-            Int($0.trimmingCharacters(in: .whitespaces))
+        let text = dict[open.upperBound..<close]
+        var shape = [Int]()
+        var count = 1
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            guard let d = Int(part), d >= 0 else {
+                throw EvaluationError("\(url.path): its shape (\(messageText(String(text), limit: 60))) is not a tuple of "
+                                      + "non-negative integers")
+            }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw EvaluationError("\(url.path): its shape \(shape + [d]) is too large") }
+            shape.append(d)
+            count = product
         }
-        let count = shape.reduce(1, *)
-        guard data.count == 10 + length + count * 4 else {
-            throw EvaluationError("\(url.path) holds \(data.count - 10 - length) data bytes, its shape \(shape) needs \(count * 4)")
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: 4)
+        guard !overflow, data.count - 10 - length == byteCount else {
+            throw EvaluationError("\(url.path) holds \(data.count - 10 - length) data bytes, its shape \(shape) needs "
+                                  + (overflow ? "more" : "\(byteCount)"))
         }
         var out = Tensor(shape: shape)
         out.withUnsafeMutableBufferPointer { p in
             data.subdata(in: (10 + length)..<data.count).withUnsafeBytes { raw in
-                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: count * 4) }
+                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: byteCount) }
             }
         }
         return out

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// What an evaluation was run with: the first line of its results file. A results file whose
 /// header differs from the command is refused, naming the difference (CONVENTIONS section 4).
@@ -53,7 +54,8 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
     public func differences(from command: EvaluationHeader) -> [String] {
         var out = [String]()
         func check<T: Equatable>(_ a: T, _ b: T, _ what: String, _ show: (T) -> String) {
-            if a != b { out.append("\(what): the file has \(show(a)), this command \(show(b))") }
+            // The file's values are escaped: a header may hold a newline or terminal codes.
+            if a != b { out.append("\(what): the file has \(messageText(show(a), limit: 200)), this command \(messageText(show(b), limit: 200))") }
         }
         check(format, command.format, "format", { $0 })
         check(version, command.version, "format version", { String($0) })
@@ -119,8 +121,13 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
     /// Parses a line written by `line(columns:)`; nil when it is not one.
     init?(line: Substring, columns: [String]) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let index = object["index"] as? Int, let label = object["label"] as? Int,
-              let prediction = object["prediction"] as? Int else { return nil }
+              let index = object["index"] as? Int, let label = (object["label"] as? Int).flatMap(Int32.init(exactly:)),
+              let prediction = (object["prediction"] as? Int).flatMap(Int32.init(exactly:)) else { return nil }
+        var adversarialPrediction: Int32?
+        if let value = object["adversarialPrediction"], !(value is NSNull) {
+            guard let p = (value as? Int).flatMap(Int32.init(exactly:)) else { return nil }
+            adversarialPrediction = p
+        }
         var robust = [Bool]()
         for name in columns {
             guard let flag = object[name] as? Bool else { return nil }
@@ -134,8 +141,8 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
         let unverifiedNames = object["unverified"] as? [String] ?? []
         let unverified = unverifiedNames.compactMap { columns.firstIndex(of: $0) }
         guard unverified.count == unverifiedNames.count else { return nil }
-        self.init(index: index, label: Int32(label), prediction: Int32(prediction), robust: robust, brokenBy: brokenBy,
-                  adversarialPrediction: (object["adversarialPrediction"] as? Int).map(Int32.init), unverified: unverified)
+        self.init(index: index, label: label, prediction: prediction, robust: robust, brokenBy: brokenBy,
+                  adversarialPrediction: adversarialPrediction, unverified: unverified)
     }
 
     init(index: Int, label: Int32, prediction: Int32, robust: [Bool], brokenBy: Int?, adversarialPrediction: Int32?,

@@ -139,8 +139,16 @@ public final class EvaluationRunner {
             outcomes = loaded
             if let state = file.readProgress() {
                 seconds = state.seconds
+                // A batch in progress is taken only when it is exactly the next batch of this
+                // evaluation, point by point; anything else (a corrupt file) is redone.
                 if let batch = state.batch, batch.start == loaded.count, batch.stagesDone >= 1,
-                   batch.stagesDone <= stageCount, batch.outcomes.count == batch.end - batch.start {
+                   batch.stagesDone <= stageCount, batch.end == Swift.min(batch.start + options.batchSize, n),
+                   batch.outcomes.map(\.index) == Array(batch.start..<batch.end),
+                   batch.outcomes.allSatisfy({ o in
+                       o.robust.count == stageCount && o.label == dataset.labels[o.index]
+                           && (o.brokenBy.map { (0..<stageCount).contains($0) } ?? true)
+                           && o.unverified.allSatisfy { (0..<stageCount).contains($0) }
+                   }) {
                     pending = batch
                 }
             }
@@ -166,6 +174,8 @@ public final class EvaluationRunner {
             } else {
                 adversarial = try NPYFile.create(url, shape: shape)
             }
+            // The labels of the same points, so the arrays read back as a dataset.
+            try NPYFile.writeLabels(Array(dataset.labels.prefix(n)), to: NPYFile.labelsURL(beside: url))
         }
 
         var sanity = Sanity()

@@ -73,20 +73,26 @@ public enum Checkpoint {
     /// Copies the tensors of `file` into `model`.
     ///
     /// Names may carry the `module.` prefix of a `DataParallel` checkpoint; WideResNet's unused
-    /// `sub_block1` entries are ignored. Any other unknown, missing or mis-shaped tensor is an
-    /// error naming it, and the model is left unchanged.
+    /// `sub_block1` entries are ignored. Any other unknown, missing or mis-shaped tensor, a
+    /// name given both with and without the prefix, and a NaN or infinity in any tensor are
+    /// errors naming the tensor; the model is changed only when every check has passed.
     public static func apply(_ file: SafetensorsFile, to model: ImageClassifier, source: String) throws {
         var tensors = [String: Tensor]()
-        for (name, tensor) in file.tensors {
+        for name in file.tensors.keys.sorted() {
             let plain = withoutDataParallelPrefix(name)
             if plain.hasPrefix("sub_block1.") { continue }
-            tensors[plain] = tensor
+            guard tensors[plain] == nil else {
+                throw CheckpointError("\(source): tensor '\(messageText(plain))' is given twice, with and without the 'module.' prefix")
+            }
+            tensors[plain] = file.tensors[name]
         }
         let entries = model.state
         let known = Set(entries.map(\.0))
         if let unknown = tensors.keys.sorted().first(where: { !known.contains($0) }) {
-            throw CheckpointError("\(source): tensor '\(unknown)' is not part of \(model.architecture)")
+            throw CheckpointError("\(source): tensor '\(messageText(unknown))' is not part of \(model.architecture)")
         }
+        var checked = [(StateEntry, Tensor)]()
+        checked.reserveCapacity(entries.count)
         for (name, entry) in entries {
             guard let t = tensors[name] else {
                 throw CheckpointError("\(source): tensor '\(name)' of \(model.architecture) is missing")
@@ -96,9 +102,13 @@ public enum Checkpoint {
             guard t.shape == expected || (t.count == 1 && expected.isEmpty) else {
                 throw CheckpointError("\(source): tensor '\(name)' has shape \(t.shape), \(model.architecture) needs \(expected)")
             }
+            if let bad = t.firstNonFinite() {
+                throw CheckpointError("\(source): tensor '\(name)' holds \(t[flat: bad]) at element \(bad); a checkpoint with "
+                                      + "non-finite weights is corrupt or comes from a run that diverged")
+            }
+            checked.append((entry, t.reshaped(expected)))
         }
-        for (name, entry) in entries {
-            let t = tensors[name]!.reshaped(entry.tensor.shape)
+        for (entry, t) in checked {
             switch entry {
             case .parameter(let p): p.assign(t)
             case .buffer(let b): b.value = t
@@ -110,7 +120,7 @@ public enum Checkpoint {
     @discardableResult
     public static func load(_ url: URL, into model: ImageClassifier) throws -> [String: String] {
         let file = try SafetensorsFile.read(from: url)
-        try apply(file, to: model, source: url.lastPathComponent)
+        try apply(file, to: model, source: url.path)
         return file.metadata
     }
 
@@ -176,23 +186,51 @@ public enum Checkpoint {
     /// file's metadata, then its tensor names) and loads it.
     public static func loadModel(_ url: URL, architecture: String?, numClasses: Int?, inputShape: (Int, Int, Int)?,
                                  rng: inout RNG) throws -> (ImageClassifier, [String: String]) {
-        let file = try SafetensorsFile.read(from: url)
+        try loadModel(SafetensorsFile.read(from: url), source: url.path, architecture: architecture,
+                      numClasses: numClasses, inputShape: inputShape, rng: &rng)
+    }
+
+    /// `loadModel` of a file already decoded; `source` names it in errors. `build` makes the
+    /// model once its architecture, classes and input shape are settled (tools that test the
+    /// loading rules on a model of their own pass theirs).
+    public static func loadModel(_ file: SafetensorsFile, source: String, architecture: String?, numClasses: Int?,
+                                 inputShape: (Int, Int, Int)?, rng: inout RNG,
+                                 build: ModelBuilder = ModelZoo.make) throws -> (ImageClassifier, [String: String]) {
         let meta = file.metadata
         let shapes = file.tensors.mapValues(\.shape)
         guard let arch = architecture ?? meta[Key.architecture] ?? inferArchitecture(shapes) else {
-            throw CheckpointError("\(url.lastPathComponent) does not say its architecture and its tensor names match none "
+            throw CheckpointError("\(source) does not say its architecture and its tensor names match none "
                                   + "of \(ModelZoo.architectures.joined(separator: ", ")): pass --arch")
         }
+        let declared = try declaredShape(meta, source: source)
         let inferred = inferDimensions(shapes, architecture: arch)
-        let classes = numClasses ?? meta[Key.classes].flatMap(Int.init) ?? inferred.classes ?? 10
-        var shape = inputShape ?? (arch == "small-cnn" ? (28, 28, inferred.channels ?? 1) : (32, 32, inferred.channels ?? 3))
-        if inputShape == nil, let s = meta[Key.inputShape] {
-            let parts = s.split(separator: ",").compactMap { Int($0) }
-            if parts.count == 3 { shape = (parts[0], parts[1], parts[2]) }
+        // Only the dimensions that size the model (no flag or metadata gave them) are checked.
+        try checkInferred((classes: (numClasses ?? declared.classes) == nil ? inferred.classes : nil,
+                           channels: (inputShape ?? declared.input) == nil ? inferred.channels : nil), source: source)
+        let classes = numClasses ?? declared.classes ?? inferred.classes ?? 10
+        let shape = inputShape ?? declared.input
+            ?? (arch == "small-cnn" ? (28, 28, inferred.channels ?? 1) : (32, 32, inferred.channels ?? 3))
+        guard shape.0 == shape.1 else {
+            throw CheckpointError("\(source): only square images are supported, got \(shape.0)x\(shape.1)")
         }
-        guard shape.0 == shape.1 else { throw CheckpointError("only square images are supported, got \(shape.0)x\(shape.1)") }
-        let model = try ModelZoo.make(arch, numClasses: classes, inChannels: shape.2, imageSize: shape.0, rng: &rng)
-        try apply(file, to: model, source: url.lastPathComponent)
+        let held = file.tensors.values.reduce(0) { $0 + $1.count }
+        let least = leastValues(arch, classes: classes, imageSize: shape.0)
+        guard held >= least else {
+            throw CheckpointError("\(source) holds \(held) values, but a \(arch) for \(classes) classes and "
+                                  + "\(shape.0)x\(shape.1) images has at least \(least): it is not a checkpoint of that model"
+                                  + fitHint(declared, classes: classes, input: shape))
+        }
+        let model: ImageClassifier
+        do {
+            model = try build(arch, classes, shape.2, shape.0, &rng)
+        } catch {
+            throw CheckpointError("\(source): \(messageText("\(error)", limit: 1000))")
+        }
+        do {
+            try apply(file, to: model, source: source)
+        } catch let error as CheckpointError {
+            throw CheckpointError(error.description + fitHint(declared, classes: classes, input: shape))
+        }
         return (model, meta)
     }
 }

@@ -14,7 +14,10 @@ public final class SGD {
     public let weightDecay: Float
     private let parameters: [(String, Parameter)]
     /// Momentum buffers by parameter name; empty until the first step (as in PyTorch).
-    public private(set) var momentumBuffers: [String: Tensor] = [:]
+    public internal(set) var momentumBuffers: [String: Tensor] = [:]
+
+    /// The parameters' names and shapes (checked when momentum is restored from a checkpoint).
+    var parameterShapes: [(String, [Int])] { parameters.map { ($0.0, $0.1.value.shape) } }
 
     public init(parameters: [(String, Parameter)], learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 0) {
         self.parameters = parameters

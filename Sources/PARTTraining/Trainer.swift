@@ -53,6 +53,7 @@ struct RunConfigFile: Encodable {
     let heldOut: String
     let heldOutImages: Int
     let data: String
+    let arguments: [String]?
 }
 
 /// Runs a recipe: for each batch, a budget from the epoch's provider (constant during burn-in),
@@ -75,7 +76,14 @@ public final class Trainer {
     /// The run's sequential randomness (shuffling); saved with every checkpoint. Draws that
     /// belong to an example (random starts, start noise) are keyed by (seed, epoch, dataset
     /// index) instead.
-    public private(set) var rng: RNG
+    public internal(set) var rng: RNG
+    /// Checkpoints besides each epoch's end (`--checkpoint-every`, `--checkpoint-minutes`).
+    public var checkpointing = CheckpointPolicy()
+    /// The command line that started the run, recorded in `config.json` so that
+    /// `part train --resume` can rebuild it (data options included).
+    public var commandArguments: [String]?
+    /// Set by `resume(from:)`: the next `train` continues from it.
+    var resumeState: ResumeState?
     /// The data-parallel job this trainer is one rank of (nil: one process). See DataParallel.swift.
     public var parallel: DataParallel?
     /// Called after every batch's step with (epoch, batch, batches in the epoch, the batch's
@@ -105,8 +113,13 @@ public final class Trainer {
     ///     same for every run and seed) are held out of training and checked instead of `heldOut`.
     ///   - heldOut: the images of the per-epoch check (the first test images).
     ///   - runDirectory: receives `config.json` before the first step, then after every epoch
-    ///     `last.safetensors` (model), `last.state.safetensors` (optimiser and RNG), a line of
-    ///     `log.jsonl`, and `best.safetensors` when the validation accuracy improves.
+    ///     (and as `checkpointing` asks) one atomic checkpoint: `last.safetensors` (model),
+    ///     `last.state.safetensors` (optimiser, RNG, position), a line of `log.jsonl` at an
+    ///     epoch's end, `best.safetensors` when the validation accuracy improves, committed by
+    ///     `checkpoint.json` (see `CheckpointStore`). After `resume(from:)` the run continues
+    ///     from its checkpoint. A non-finite loss, gradient or weight stops the run with
+    ///     `NonFiniteError`; SIGINT or SIGTERM (after `Interrupt.install`) with a checkpoint
+    ///     and `TrainingInterrupted`.
     ///   - progress: called after every batch with (epoch, batches done, batches in epoch).
     ///   - report: called after every epoch.
     @discardableResult
@@ -123,54 +136,93 @@ public final class Trainer {
         try parallel?.checkAgreement(configuration: try JSONOutput.line(config), data: data, model: model)
         parallel?.attach()
         defer { parallel?.detach() }
-        if isRoot {
-            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-            try writeConfig(to: runDirectory, trainImages: split.train.count, check: check,
-                            heldOut: split.validation == nil ? "test" : "validation", data: data.name)
-        }
+        // A resumed run continues its store, position and reports; a new one starts them.
+        let store: CheckpointStore
+        var start = TrainingPosition()
         var last: EpochReport?, best: EpochReport?
-        for epoch in 1...config.epochs {
+        if let resumed = resumeState, resumed.store.directory.standardizedFileURL == runDirectory.standardizedFileURL {
+            store = resumed.store
+            start = resumed.position
+            last = resumed.reports.last
+            best = resumed.reports.last { $0.best }
+        } else {
+            if isRoot {
+                try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+                try writeConfig(to: runDirectory, trainImages: split.train.count, check: check,
+                                heldOut: split.validation == nil ? "test" : "validation", data: data.name)
+            }
+            store = CheckpointStore(directory: runDirectory)
+        }
+        resumeState = nil
+        var lastSave = Date()
+        for epoch in (start.epochsDone + 1)..<(config.epochs + 1) {
             let provider = budgets.provider(epoch: epoch)
             let seed = KeyedStream.derivedSeed(config.seed, epoch)
+            // The shuffle is drawn from the RNG of the epoch's start, which a mid-epoch
+            // checkpoint saves: a resume draws it again and skips the batches done.
+            let epochRng = rng
             let sampler = BatchSampler(count: split.train.count, batchSize: config.batchSize, shuffle: true, rng: &rng)
-            let global = sampler.map(split.datasetIndices)
+            let batches = sampler.map(split.datasetIndices)
             // This rank's contiguous share of every global batch (all of it in one process).
-            let batches = try parallel?.localBatches(global) ?? global
-            var lossSum = 0.0, correct = 0, seen = 0, fullEntries = 0.0, entries = 0.0
-            let start = Date()
+            let shares = try parallel?.localBatches(batches) ?? batches
+            let resuming = epoch == start.epochsDone + 1
+            let skip = resuming ? min(start.batchesDone, batches.count) : 0
+            var sums = resuming ? start.sums : EpochSums()
+            let begin = Date(), before = sums.seconds
             // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
-            for (b, batch) in Batcher(data, batches: batches, seed: config.seed, epoch: epoch).enumerated() {
+            for (i, batch) in Batcher(data, batches: Array(shares.dropFirst(skip)), seed: config.seed, epoch: epoch).enumerated() {
+                let b = skip + i
                 let (x, y, indices) = (batch.images, batch.labels, batch.indices)
                 optimizer.learningRate = schedule.rate(epoch: epoch, batch: b, batches: batches.count)
-                parallel?.beginStep(localCount: indices.count, globalCount: global[b].count)
+                parallel?.beginStep(localCount: indices.count, globalCount: batches[b].count)
                 optimizer.zeroGradients()
                 // A rank whose share of a short last batch is empty adds zero gradients.
                 var step = ObjectiveStep(loss: 0, correct: 0)
                 if !indices.isEmpty {
                     let budget = try provider.budget(model, images: x)
-                    fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
-                    entries += Double(budget.values.count)
+                    sums.fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
+                    sums.entries += Double(budget.values.count)
                     var batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
                     if objective.generation.needsReference { batch.reference = try AttackPass.logits(model, x) }
                     let adversarial = try generator.perturb(model, batch, seed: seed)
                     step = try objective.accumulateGradients(model, clean: x, adversarial: adversarial, labels: y)
-                    guard step.loss.isFinite else {
-                        throw TrainingError("the training loss became \(step.loss) in epoch \(epoch), batch \(b + 1): "
-                                            + "the run diverged; lower --lr (now \(optimizer.learningRate))")
-                    }
                 }
                 try parallel?.reduceGradients(model)
+                FaultInjection.reach("mid-batch")
+                if let bad = NonFiniteGuard.lossOrGradient(loss: step.loss, parameters: model.parameters) {
+                    throw diverged(bad, epoch: epoch, batch: b + 1, batches: batches.count, store: store)
+                }
                 optimizer.step()
-                lossSum += Double(step.loss) * Double(indices.count)
-                correct += step.correct
-                seen += indices.count
+                if let bad = NonFiniteGuard.weights(model.parameters) {
+                    throw diverged(bad, epoch: epoch, batch: b + 1, batches: batches.count, store: store)
+                }
+                sums.lossSum += Double(step.loss) * Double(indices.count)
+                sums.correct += step.correct
+                sums.seen += indices.count
                 progress(epoch, b + 1, batches.count)
                 batchLoss?(epoch, b + 1, batches.count, Double(step.loss))
+                FaultInjection.reach("batch")
+                let interrupted = Interrupt.requested
+                if interrupted || checkpointing.due(done: b + 1, of: batches.count, since: lastSave) {
+                    sums.seconds = before + Date().timeIntervalSince(begin)
+                    let position = TrainingPosition(epochsDone: epoch - 1, batchesDone: b + 1, sums: sums)
+                    if isRoot {
+                        try commitCheckpoint(store, position: position, rng: epochRng, batches: batches.count,
+                                             logLine: nil, best: false)
+                    }
+                    lastSave = Date()
+                    if interrupted {
+                        throw TrainingInterrupted(signal: Interrupt.signal, position: store.committed?.position ?? "",
+                                                  directory: runDirectory)
+                    }
+                }
             }
-            let seconds = Date().timeIntervalSince(start)
+            let seconds = before + Date().timeIntervalSince(begin)
             if let parallel {
-                let t = try parallel.totals([lossSum, Double(correct), Double(seen), fullEntries, entries])
-                (lossSum, correct, seen, fullEntries, entries) = (t[0], Int(t[1]), Int(t[2]), t[3], t[4])
+                // The epoch's figures over every rank's examples.
+                let t = try parallel.totals([sums.lossSum, Double(sums.correct), Double(sums.seen), sums.fullEntries,
+                                             sums.entries])
+                (sums.lossSum, sums.correct, sums.seen, sums.fullEntries, sums.entries) = (t[0], Int(t[1]), Int(t[2]), t[3], t[4])
             }
             // The same held-out starts every epoch, so epochs are compared on equal terms.
             let evalAttack = PGD(steps: config.evalSteps, stepSize: config.stepSize)
@@ -181,22 +233,42 @@ public final class Trainer {
                                   seed: evalSeed)
             let robust = result.robustAccuracy ?? 0
             let isBest = split.validation != nil && robust > (best?.robustAccuracy ?? -1)
-            let path = try isRoot ? saveCheckpoints(epoch: epoch, in: runDirectory, best: isBest)
-                : runDirectory.appendingPathComponent("last.safetensors")
+            let path = runDirectory.appendingPathComponent("last.safetensors")
+            let seen = sums.seen
             let epochReport = EpochReport(
                 epoch: epoch, epochs: config.epochs, seed: config.seed, method: config.method, objective: objective.name,
                 generation: config.generation.rawValue, budget: provider.name, learningRate: optimizer.learningRate,
-                loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(seen, 1)),
+                loss: sums.lossSum / Double(max(seen, 1)), trainAccuracy: Double(sums.correct) / Double(max(seen, 1)),
                 cleanAccuracy: result.cleanAccuracy, robustAccuracy: robust, evalCount: result.count,
                 heldOut: split.validation == nil ? "test" : "validation",
-                fullEpsilonFraction: entries > 0 ? fullEntries / entries : 0,
-                imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds, checkpoint: path.path, best: isBest)
-            if isRoot { try appendLog(epochReport, to: runDirectory.appendingPathComponent("log.jsonl")) }
+                fullEpsilonFraction: sums.entries > 0 ? sums.fullEntries / sums.entries : 0,
+                imagesPerSecond: Double(seen - (resuming ? start.sums.seen : 0)) / max(seconds - before, 1e-9),
+                seconds: seconds, checkpoint: path.path, best: isBest)
+            // Model, state, best copy and log line: one atomic unit.
+            if isRoot {
+                try commitCheckpoint(store, position: TrainingPosition(epochsDone: epoch), rng: rng,
+                                     batches: batches.count, logLine: epochReport, best: isBest)
+            }
+            lastSave = Date()
+            FaultInjection.reach("epoch-end")
             if isBest { best = epochReport }
             last = epochReport
             if isRoot { try report(epochReport) }
+            if Interrupt.requested && epoch < config.epochs {
+                throw TrainingInterrupted(signal: Interrupt.signal, position: store.committed?.position ?? "",
+                                          directory: runDirectory)
+            }
         }
-        return TrainingOutcome(last: last!, best: best)
+        guard let last else { throw TrainingError("\(runDirectory.path) holds no epoch to report") }
+        return TrainingOutcome(last: last, best: best)
+    }
+
+    /// The error that stops a diverged run: where, what, and the checkpoint that stays.
+    private func diverged(_ what: String, epoch: Int, batch: Int, batches: Int, store: CheckpointStore) -> NonFiniteError {
+        let kept = store.committed.map { "the last good checkpoint (\($0.position)) stays in \(store.directory.path)" }
+            ?? "no checkpoint had been written yet"
+        return NonFiniteError(description: "epoch \(epoch), batch \(batch) of \(batches): \(what); the run diverged and "
+                              + "stopped: \(kept); lower --lr (now \(optimizer.learningRate))")
     }
 
     /// The recipe in checkpoint metadata, so that `part eval` can say how a model was trained.
@@ -214,51 +286,15 @@ public final class Trainer {
         return meta
     }
 
-    /// Every checkpoint file of the run is written here: `last.safetensors` and
-    /// `last.state.safetensors` after each epoch, and a copy of the model as `best.safetensors`
-    /// when `best`. Each file is written atomically. Returns the model file's URL.
-    private func saveCheckpoints(epoch: Int, in directory: URL, best: Bool) throws -> URL {
-        let meta = recipeMetadata(epoch: epoch)
-        let path = directory.appendingPathComponent("last.safetensors")
-        try Checkpoint.save(model, to: path, metadata: meta)
-        try saveState(epoch: epoch, to: directory.appendingPathComponent("last.state.safetensors"))
-        if best { try Checkpoint.save(model, to: directory.appendingPathComponent("best.safetensors"), metadata: meta) }
-        return path
-    }
-
     /// The resolved configuration, before the first step.
     private func writeConfig(to directory: URL, trainImages: Int, check: ImageDataset, heldOut: String, data: String) throws {
         let file = RunConfigFile(method: config.method, config: config, camLayer: camLayer, trainImages: trainImages,
-                                 heldOut: heldOut, heldOutImages: check.count, data: data)
+                                 heldOut: heldOut, heldOutImages: check.count, data: data,
+                                 arguments: commandArguments)
         let encoder = JSONOutput.encoder()
         encoder.outputFormatting.insert(.prettyPrinted)
         try (try encoder.encode(file) + Data("\n".utf8)).write(to: directory.appendingPathComponent("config.json"),
                                                                 options: .atomic)
-    }
-
-    /// One JSON line per epoch in the run directory, so a run keeps its own record.
-    private func appendLog(_ report: EpochReport, to url: URL) throws {
-        let line = Data((try JSONOutput.line(report) + "\n").utf8)
-        if !FileManager.default.fileExists(atPath: url.path) {
-            try line.write(to: url)
-        } else {
-            let handle = try FileHandle(forWritingTo: url)
-            defer { try? handle.close() }
-            try handle.seekToEnd()
-            try handle.write(contentsOf: line)
-        }
-    }
-
-    /// Optimiser momentum and RNG state beside the model checkpoint, for an exact resume.
-    private func saveState(epoch: Int, to url: URL) throws {
-        var file = SafetensorsFile()
-        for (name, buffer) in optimizer.momentumBuffers { file.tensors["momentum.\(name)"] = buffer }
-        file.metadata = [
-            "epoch": String(epoch),
-            "rng_state": rng.state.map { String($0) }.joined(separator: ","),
-            "config": try JSONOutput.line(config),
-        ]
-        try file.write(to: url)
     }
 }
 

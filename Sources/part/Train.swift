@@ -32,8 +32,9 @@ struct Train: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
-    @OptionGroup var parallel: DistributedOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var parallel: DistributedOptions
+    @OptionGroup var checkpoints: CheckpointOptions
     @OptionGroup var progressOptions: ProgressOptions
     @OptionGroup var reporting: TrainReportOptions
 
@@ -52,7 +53,7 @@ struct Train: ParsableCommand {
     @Option(help: "Attack that makes the training examples. (default: pgd)")
     var generation: GenerationKind?
 
-    @Option(help: "Weight of the KL term of TRADES and MART. (default: 6)")
+    @Option(parsing: .unconditional, help: "Weight of the KL term of TRADES and MART. (default: 6)")
     var beta: Float?
 
     @Option(help: "CAM method of a CAM budget. (default: gradcam)")
@@ -67,32 +68,32 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture. (default: small-cnn)", valueName: "name"))
     var arch: String?
 
-    @Option(help: "Training epochs. (default: 5)")
+    @Option(parsing: .unconditional, help: "Training epochs. (default: 5)")
     var epochs: Int?
 
-    @Option(help: "Epochs of constant budget before a CAM budget starts. (default: 2)")
+    @Option(parsing: .unconditional, help: "Epochs of constant budget before a CAM budget starts. (default: 2)")
     var burnIn: Int?
 
-    @Option(help: "Use the first N training images (0: all).")
+    @Option(parsing: .unconditional, help: "Use the first N training images (0: all).")
     var trainLimit: Int = 0
 
-    @Option(help: "Held-out test images for the per-epoch check.")
+    @Option(parsing: .unconditional, help: "Held-out test images for the per-epoch check.")
     var evalLimit: Int = 1000
 
-    @Option(help: ArgumentHelp("Hold N training images out of training; they replace the test images in the "
+    @Option(parsing: .unconditional, help: ArgumentHelp("Hold N training images out of training; they replace the test images in the "
                                + "per-epoch check and pick <out>/best.safetensors. (default: 0)"))
     var valSplit: Int?
 
-    @Option(help: "Mini-batch size. (default: 128)")
+    @Option(parsing: .unconditional, help: "Mini-batch size. (default: 128)")
     var batchSize: Int?
 
-    @Option(help: "SGD learning rate. (default: 0.01)")
+    @Option(parsing: .unconditional, help: "SGD learning rate. (default: 0.01)")
     var lr: Float?
 
-    @Option(help: "SGD momentum. (default: 0.9)")
+    @Option(parsing: .unconditional, help: "SGD momentum. (default: 0.9)")
     var momentum: Float?
 
-    @Option(help: "SGD weight decay. (default: 2e-4)")
+    @Option(parsing: .unconditional, help: "SGD weight decay. (default: 2e-4)")
     var weightDecay: Float?
 
     @Option(help: "Learning-rate schedule. (default: piecewise)")
@@ -103,25 +104,25 @@ struct Train: ParsableCommand {
                                + "(e.g. 79 or 59,89; none for no milestone). (default: none)", valueName: "epochs"))
     var lrMilestones: [String] = []
 
-    @Option(help: "Learning-rate factor at each milestone. (default: 0.1)")
+    @Option(parsing: .unconditional, help: "Learning-rate factor at each milestone. (default: 0.1)")
     var lrGamma: Float?
 
-    @Option(help: "Epochs of linear learning-rate warm-up (per batch). (default: 0)")
+    @Option(parsing: .unconditional, help: "Epochs of linear learning-rate warm-up (per batch). (default: 0)")
     var warmupEpochs: Int?
 
-    @Option(name: .customLong("eps"), help: "Budget of important pixels (of every pixel with a constant budget), e.g. 0.1 or 8/255. (default: 0.1)")
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "Budget of important pixels (of every pixel with a constant budget), e.g. 0.1 or 8/255. (default: 0.1)")
     var epsilon: FractionArgument?
 
-    @Option(name: .customLong("eps-low"), help: "Budget of the other pixels with a CAM budget. (default: 0.0875)")
+    @Option(name: .customLong("eps-low"), parsing: .unconditional, help: "Budget of the other pixels with a CAM budget. (default: 0.0875)")
     var epsilonLow: FractionArgument?
 
-    @Option(name: .customLong("alpha"), help: "Step size of the generation attack and of the check. (default: 0.025)")
+    @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of the generation attack and of the check. (default: 0.025)")
     var stepSize: FractionArgument?
 
-    @Option(help: "Attack steps when generating training examples. (default: 10)")
+    @Option(parsing: .unconditional, help: "Attack steps when generating training examples. (default: 10)")
     var steps: Int?
 
-    @Option(help: "PGD steps of the per-epoch robustness check. (default: 20)")
+    @Option(parsing: .unconditional, help: "PGD steps of the per-epoch robustness check. (default: 20)")
     var evalSteps: Int?
 
     @Option(help: ArgumentHelp("Train once per seed (e.g. 0,1,2) into <out>/seed-K and summarise; overrides --seed.",
@@ -205,6 +206,10 @@ struct Train: ParsableCommand {
     }
 
     func validate() throws {
+        if checkpoints.resume != nil {
+            try checkpoints.validateResume(seeds: seeds, out: out, overwrite: overwrite)
+            return
+        }
         let c = try resolvedConfig()
         if let problem = dataRequest(c).problem() {
             throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
@@ -242,55 +247,76 @@ struct Train: ParsableCommand {
 
     // MARK: run
 
-    /// The run directory: --out, or the first free runs/<method>-<dataset>[-N].
-    func runDirectory(method: String, dataset: String) throws -> URL {
-        let fm = FileManager.default
-        func holdsRun(_ url: URL) -> Bool {
-            ["last.safetensors", "config.json", "summary.json"].contains {
-                fm.fileExists(atPath: url.appendingPathComponent($0).path)
-            }
-        }
-        if let out {
-            let url = URL(fileURLWithPath: out)
-            if holdsRun(url) && !overwrite {
-                throw TrainingError("\(out) already holds a run; choose another --out or pass --overwrite")
-            }
-            return url
-        }
-        let base = "runs/\(method)-\(dataset)"
-        var candidate = URL(fileURLWithPath: base)
-        var n = 2
-        while holdsRun(candidate) {
-            candidate = URL(fileURLWithPath: "\(base)-\(n)")
-            n += 1
-        }
-        return candidate
+    /// Claims the run directory: --out (checked and locked before any data is read), or the
+    /// first free runs/<method>-<dataset>[-N], created atomically.
+    func claimDirectory(method: String, dataset: String) throws -> RunDirectory {
+        if let out { return try RunDirectory.claim(out, overwrite: overwrite) }
+        return try RunDirectory.claimFresh(base: "runs/\(method)-\(dataset)")
     }
 
     func run() throws {
         engine.apply()
         let communicator: Communicator?
         do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
-        // Rank 0 alone prints (and writes the run's files).
-        let printing = communicator?.isRoot ?? true
+        if let communicator {
+            // Each rank would claim the directory and resume on its own: not supported yet.
+            if checkpoints.resume != nil {
+                throw badArgument("--resume of a run under mpirun is not supported yet: resume it as one process")
+            }
+            if out == nil {
+                throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
+            }
+        }
+        if let resume = checkpoints.resume {
+            try runResumed(resume)
+            return
+        }
+        try start(resumed: nil)
+    }
+
+    /// Trains a new run, or continues `resumed` (its directory, held, and its saved configuration).
+    func start(resumed: (directory: RunDirectory, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
         do {
-            let config = try resolvedConfig()
+            let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
+            // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.
+            let communicator = Distributed.current
+            let printing = communicator?.isRoot ?? true
+            if let communicator, seedList != nil {
+                throw badArgument("--seeds trains one seed after another; under mpirun start one job per --seed "
+                                  + "(\(communicator.size) ranks)")
+            }
             // TensorBoard and the report follow one run; a seed sweep writes them per seed
             // afterwards through `part report <seed directory>`.
             if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
                 throw badArgument("--tensorboard and --report follow a single run: drop them with --seeds "
                                   + "(part report DIR writes a seed's report afterwards)")
             }
+            // --out is claimed before any data is read: an unusable directory costs nothing.
+            var claimed = resumed?.directory
+            if claimed == nil, out != nil, printing { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
+            defer { if resumed == nil { claimed?.removeIfUnused() } }
             let (train, heldOut) = try loadData(config)
+            // No images is a data problem (exit 1); a split larger than the data a bad argument.
+            try Validation.nonEmpty(train, "training split")
+            if config.validationSplit == 0 { try Validation.nonEmpty(heldOut, "test split") }
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
+            }
+            if let resumed, let saved = resumed.trainImages, let savedHeld = resumed.heldOutImages {
+                // The same command on other files would shuffle other images: not this run.
+                let now = train.count - config.validationSplit, held = config.validationSplit > 0 ? config.validationSplit : heldOut.count
+                guard now == saved && held == savedHeld else {
+                    throw TrainingError("--resume \(resumed.directory.url.path): the run trained on \(saved) images and checked "
+                                        + "\(savedHeld); its data now gives \(now) and \(held): the files under --data changed")
+                }
             }
             if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
             }
-            let directory = try runDirectory(method: config.method, dataset: train.name)
+            if claimed == nil, printing { claimed = try claimDirectory(method: config.method, dataset: train.name) }
+            guard let directory = claimed?.url ?? (printing ? nil : out.map({ URL(fileURLWithPath: $0) })) else { return }
             let camLayer = try resolvedCAMLayer(config, data: train)
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
@@ -299,10 +325,6 @@ struct Train: ParsableCommand {
                           + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")
                           + "; writing \(directory.path)"]
                 + config.summaryLines(camLayer: camLayer).map { "  " + $0 }
-            if let communicator, seedList != nil {
-                throw badArgument("--seeds trains one seed after another; under mpirun start one job per --seed "
-                                  + "(\(communicator.size) ranks)")
-            }
             for line in header where printing {
                 if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
             }
@@ -340,10 +362,24 @@ struct Train: ParsableCommand {
                 }
             } else {
                 let trainer = try TrainingRun.trainer(config, data: train)
+                trainer.batchLoss = outputs.batchLoss
+                trainer.checkpointing = checkpoints.policy
                 trainer.parallel = communicator.map {
                     DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm)
                 }
-                trainer.batchLoss = outputs.batchLoss
+                trainer.commandArguments = Train.savedArguments()
+                if resumed != nil {
+                    let info = try trainer.resume(from: directory)
+                    for warning in info.warnings { FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
+                    if info.finished {
+                        FileHandle.standardError.write(Data("part: the run in \(directory.path) is complete (\(config.epochs) epochs); nothing to resume\n".utf8))
+                        return
+                    }
+                    let from = info.position.map { "from the checkpoint \($0)" } ?? "from its start (it had no checkpoint yet)"
+                    FileHandle.standardError.write(Data("resuming \(directory.path) \(from)\n".utf8))
+                }
+                // Under mpirun a SIGTERM comes from the launcher stopping the job: no graceful stop then.
+                if communicator == nil { Interrupt.install() }
                 let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
                     guard printing else { return }
                     progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
@@ -364,11 +400,18 @@ struct Train: ParsableCommand {
                     print(text)
                 }
             }
+            // The directory's lock is held until the run is over.
+            withExtendedLifetime(claimed) {}
             communicator?.finalize()
         } catch let exit as ExitCode {
             throw exit
+        } catch let interrupted as TrainingInterrupted {
+            FileHandle.standardError.write(Data("\npart: \(interrupted)\n".utf8))
+            throw ExitCode(interrupted.exitCode)
+        } catch let problem as RunDirectoryError where problem.badArgument {
+            throw badArgument(problem.description)
         } catch {
-            if let communicator { throw failRank(error, communicator) }
+            if let communicator = Distributed.current { throw failRank(error, communicator) }
             throw fail(error)
         }
     }

@@ -100,7 +100,7 @@ final class CLITests: XCTestCase {
         let log = try String(contentsOf: out.appendingPathComponent("log.jsonl"), encoding: .utf8)
         XCTAssertEqual(log.split(separator: "\n").count, 2, "the run keeps one log line per epoch")
         let again = try part(["train", "--data", dir.path, "--epochs", "1", "--burn-in", "0", "--out", out.path])
-        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(again.status, 64, "an --out that holds a run is a bad argument")
         XCTAssert(again.stderr.contains("already holds a run"), "an earlier run must not be overwritten: \(again.stderr)")
 
         let checkpoint = out.appendingPathComponent("last.safetensors")

@@ -82,6 +82,17 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(header.contains("'descr': '<f4', 'fortran_order': False, 'shape': (16, 28, 28, 1)"), header)
         XCTAssertEqual(bytes.count, 10 + header.utf8.count + 16 * 28 * 28 * 4)
         XCTAssertEqual((10 + header.utf8.count) % 64, 0)
+        // The labels beside them make the pair a dataset: clean accuracy on the worst cases is
+        // the robust accuracy (broken rows hold verified adversarial examples, the others the
+        // clean images, which the model classifies right).
+        let labels = try Data(contentsOf: dir.appendingPathComponent("adv_labels.npy"))
+        XCTAssert(String(decoding: labels.prefix(128), as: UTF8.self).contains("'descr': '<i8', 'fortran_order': False, 'shape': (16,)"))
+        let again = try runPart(["eval", checkpoint.path, "--dataset", "npy", "--data", npy.path, "--classes", "10", "--attacks", "natural",
+                                 "--json", "--quiet"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let reread = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(reread["count"] as? Int, 16)
+        XCTAssertEqual(reread["cleanAccuracy"] as! Double, json["robustAccuracy"] as! Double, accuracy: 1e-12)
     }
 
     func testTableOnStandardOutputAndStageLogOnStandardError() throws {

@@ -110,7 +110,7 @@ extension CLITests {
         XCTAssertEqual((summary["seeds"] as? [Any])?.count, 2)
         XCTAssertEqual(summary["method"] as? String, "part-t")
         let again = try part(["train", "--data", dir.path, "--seeds", "0", "--out", out.path])
-        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(again.status, 64, "an --out that holds a run is a bad argument")
         XCTAssert(again.stderr.contains("already holds a run"), again.stderr)
     }
 }

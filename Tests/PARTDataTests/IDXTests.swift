@@ -157,12 +157,12 @@ final class IDXTests: XCTestCase {
         for i in 12..<min(40, compressed.count - 8) { compressed[i] ^= 0x5A }
         let url = dir.appendingPathComponent("corrupt.gz")
         try Data(compressed).write(to: url)
-        assertIDXError(try IDX.read(contentsOf: url), contains: ["corrupt.gz", "gzip"])
+        assertIDXError(try IDX.read(contentsOf: url), contains: ["corrupt.gz", "corrupt compressed data"])
 
         // Only the gzip magic.
         let tiny = dir.appendingPathComponent("tiny.gz")
         try Data([0x1F, 0x8B]).write(to: tiny)
-        assertIDXError(try IDX.read(contentsOf: tiny), contains: ["tiny.gz", "gzip"])
+        assertIDXError(try IDX.read(contentsOf: tiny), contains: ["tiny.gz", "truncated compressed data"])
 
         // Trailing garbage after a complete member.
         let garbage = dir.appendingPathComponent("garbage.gz")
@@ -175,11 +175,100 @@ final class IDXTests: XCTestCase {
         let compressed = gzipBytes(makeIDX(dims: [50, 50]))
         let url = dir.appendingPathComponent("cut.gz")
         try Data(compressed.prefix(compressed.count / 2)).write(to: url)
-        assertIDXError(try IDX.read(contentsOf: url), contains: ["cut.gz", "truncated gzip stream"])
+        assertIDXError(try IDX.read(contentsOf: url), contains: ["cut.gz", "truncated compressed data"])
     }
 
     func testMissingFile() throws {
         let url = URL(fileURLWithPath: "/nonexistent-\(UUID().uuidString)/labels-idx1-ubyte")
         assertIDXError(try IDX.read(contentsOf: url), contains: ["labels-idx1-ubyte", "no such file"])
+    }
+
+    // MARK: Hostile gzip files
+
+    private static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/fuzz")
+
+    /// A fuzz regression input of the idx-gzip target without its mode byte: the file as on disk.
+    private func gzipRegression(_ name: String) throws -> [UInt8] {
+        Array([UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("idx-gzip/\(name)"))).dropFirst())
+    }
+
+    func testGzipBombStopsAtTheDeclaredSize() throws {
+        // One 28x28 image declared, 64 MiB of zeros in the stream (65 KB on disk).
+        let bomb = try gzipRegression("bomb")
+        XCTAssertLessThan(bomb.count, 100_000)
+        assertIDXError(try IDX.decode(bomb, source: "train-images-idx3-ubyte.gz"),
+                       contains: ["train-images-idx3-ubyte.gz", "holds more than the 784 bytes of data the header declares",
+                                  "[1, 28, 28]"])
+        // The same stream through a file, as `part train --data` reads it.
+        let dir = try makeTemporaryDirectory(self)
+        let url = dir.appendingPathComponent("train-images-idx3-ubyte.gz")
+        try Data(bomb).write(to: url)
+        assertIDXError(try IDX.read(contentsOf: url, expectedDimensions: 3), contains: ["holds more than the 784 bytes"])
+    }
+
+    func testInflationIsBoundedByTheHeaderNotTheStream() throws {
+        // The reader hands out what is asked and no more, whatever the stream holds.
+        let bomb = try gzipRegression("bomb")
+        try bomb.withUnsafeBytes { raw in
+            let inflater = try Inflater(raw, wrapper: .gzip, source: "bomb")
+            XCTAssertEqual(try IDX.inflate(inflater, count: 16).count, 16)
+            XCTAssertEqual(try IDX.inflate(inflater, count: 1000).count, 1000)
+            XCTAssertFalse(inflater.finished)
+            XCTAssertLessThan(inflater.consumed, bomb.count / 100, "1,016 bytes come from the first compressed bytes")
+        }
+    }
+
+    func testDeclaredSizeNoStreamOfThisLengthCanHoldIsRefusedBeforeInflating() throws {
+        let bytes = try gzipRegression("impossible-size")
+        assertIDXError(try IDX.decode(bytes, source: "big.gz"),
+                       contains: ["big.gz", "header says 100000000000 bytes of data", "more than a \(bytes.count)-byte gzip file can hold"])
+    }
+
+    func testGzipTruncatedAfterTheHeaderAndCorruptChecksum() throws {
+        // A whole stream that holds less than its header declares.
+        assertIDXError(try IDX.decode(gzipBytes(makeIDX(dims: [10], data: [1, 2, 3])), source: "short.gz"),
+                       contains: ["short.gz", "header says 10 bytes of data, the decompressed file has 3"])
+        // A correct body whose CRC was damaged: the stream is read to its end, so it is noticed.
+        var damaged = gzipBytes(makeIDX(dims: [4, 4]))
+        damaged[damaged.count - 6] ^= 0xFF
+        assertIDXError(try IDX.decode(damaged, source: "crc.gz"), contains: ["crc.gz", "corrupt compressed data (incorrect data check)"])
+        // Garbage after a complete member that looks like another member.
+        assertIDXError(try IDX.decode(try gzipRegression("concatenated-garbage"), source: "g.gz"), contains: ["g.gz", "corrupt compressed data"])
+    }
+
+    func testHeaderSplitAcrossGzipMembersAndEmptyStreams() throws {
+        let whole = makeIDX(dims: [3, 3])
+        let read = try IDX.decode(gzipBytes(Array(whole[..<3])) + gzipBytes(Array(whole[3...])), source: "two.gz")
+        XCTAssertEqual(read.dimensions, [3, 3])
+        XCTAssertEqual(read.bytes, Array(whole[12...]))
+        assertIDXError(try IDX.decode(gzipBytes([]), source: "nothing.gz"), contains: ["nothing.gz", "empty file"])
+        assertIDXError(try IDX.decode(gzipBytes([0, 0, 8, 3, 0]), source: "cut.gz"), contains: ["truncated header", "needs 16"])
+    }
+
+    func testGunzipRefusesToGoBeyondItsLimit() throws {
+        let compressed = gzipBytes([UInt8](repeating: 7, count: 1000))
+        XCTAssertEqual(try IDX.gunzip(compressed, source: "x.gz", limit: 1000).count, 1000)
+        XCTAssertThrowsError(try IDX.gunzip(compressed, source: "x.gz", limit: 999)) { error in
+            XCTAssertEqual(error as? IDXError, IDXError("x.gz: the gzip stream decompresses to more than 999 bytes"))
+        }
+        XCTAssertEqual(IDX.maximumInflated(compressedCount: 10), 10 * 1032 + 1024)
+    }
+
+    func testRawRegressionInputs() throws {
+        let huge = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("idx/huge-dimensions")))
+        assertIDXError(try IDX.parse(huge, source: "f"), contains: ["truncated", "[4294967295, 4294967295, 4294967295]"])
+        let rank = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("idx/rank-255-truncated")))
+        assertIDXError(try IDX.parse(rank, source: "f"), contains: ["truncated header", "255 dimensions need a 1024-byte header"])
+    }
+
+    func testReadRefusesADirectoryAndAFIFO() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let sub = dir.appendingPathComponent("train-images-idx3-ubyte")
+        try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: false)
+        assertIDXError(try IDX.read(contentsOf: sub), contains: ["train-images-idx3-ubyte", "is a directory"])
+        let fifo = dir.appendingPathComponent("t10k-labels-idx1-ubyte")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        assertIDXError(try IDX.read(contentsOf: fifo), contains: ["t10k-labels-idx1-ubyte", "FIFO"])
     }
 }

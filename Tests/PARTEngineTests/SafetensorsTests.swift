@@ -145,10 +145,12 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testDecodeHeaderWithPaddingAndUnalignedData() throws {
-        // A header padded with spaces, and data at an odd offset, as other writers may produce.
-        let text = #"{"x":{"dtype":"F32","shape":[1],"data_offsets":[1,5]}}   "#
+        // A header padded with spaces, and F32 data at an odd offset after a one-byte tensor,
+        // as other writers may produce.
+        let text = #"{"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"x":{"dtype":"F32","shape":[1],"data_offsets":[1,5]}}   "#
         let file = try SafetensorsFile.decode(buildFile(headerText: Array(text.utf8), data: [0xAA] + le(Float(6.25).bitPattern)))
         XCTAssertEqual(file.tensors["x"]?.scalars, [6.25])
+        XCTAssertEqual(file.tensors["b"]?.scalars, [170])
     }
 
     // MARK: Corrupt files
@@ -217,6 +219,123 @@ final class SafetensorsTests: XCTestCase {
         assertError(try buildFile(header: ["__metadata__": ["epoch": 3]], data: []),
                     contains: ["metadata", "\"epoch\"", "not a string"])
         assertError(try buildFile(header: ["__metadata__": "x"], data: []), contains: ["__metadata__"])
+    }
+
+    // MARK: Hostile files (each also a fuzz regression input in Fixtures/fuzz/safetensors)
+
+    private func regression(_ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("fuzz/safetensors/\(name)")))
+    }
+
+    func testRegressionInputsAreRefusedWithTheirReason() throws {
+        let expected = [
+            "trailing-bytes": ["4 trailing bytes", "cut or appended"],
+            "duplicated-key": ["duplicated key \"a\""],
+            "duplicated-metadata-key": ["duplicated key \"k\""],
+            "hole-in-data": ["[0, 4)", "belong to no tensor"],
+            "deep-nesting": ["nesting deeper than 64"],
+            "lone-surrogate": ["surrogate"],
+            "float-offsets": ["\"a\"", "data_offsets"],
+            "huge-shape": ["\"a\"", "too many"],
+        ]
+        for (name, fragments) in expected {
+            assertError(try regression(name), contains: fragments)
+        }
+        let folder = Self.fixtures.appendingPathComponent("fuzz/safetensors").path
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        XCTAssertEqual(Set(names), Set(expected.keys), "every safetensors regression input has its expected reason here")
+    }
+
+    func testTrailingBytesAndHolesAreRefused() throws {
+        let valid = try SafetensorsFile(tensors: ["a": Tensor(shape: [2], values: [1, 2])]).encode()
+        XCTAssertNoThrow(try SafetensorsFile.decode(valid))
+        assertError(valid + [0], contains: ["1 trailing byte", "accounts for 8 of 9"])
+        let hole = try buildFile(header: ["a": ["dtype": "U8", "shape": [1], "data_offsets": [0, 1]],
+                                          "b": ["dtype": "U8", "shape": [1], "data_offsets": [2, 3]]], data: [1, 2, 3])
+        assertError(hole, contains: ["[1, 2)", "\"b\"", "belong to no tensor"])
+        // Zero-sized tensors may sit on the boundary between others.
+        let empty = try buildFile(header: ["a": ["dtype": "U8", "shape": [1], "data_offsets": [0, 1]],
+                                           "e": ["dtype": "F32", "shape": [0, 3], "data_offsets": [1, 1]]], data: [7])
+        XCTAssertEqual(try SafetensorsFile.decode(empty).tensors["e"]?.shape, [0, 3])
+    }
+
+    func testDuplicatedKeysAreRefusedWherever() throws {
+        let text = #"{"a":{"dtype":"U8","shape":[1],"shape":[1],"data_offsets":[0,1]}}"#
+        assertError(buildFile(headerText: Array(text.utf8), data: [0]), contains: ["duplicated key \"shape\""])
+        let meta = #"{"__metadata__":{"x":"1"},"__metadata__":{"x":"2"}}"#
+        assertError(buildFile(headerText: Array(meta.utf8), data: []), contains: ["duplicated key \"__metadata__\""])
+        // Keys equal after unescaping are duplicates too.
+        let escaped = #"{"__metadata__":{"k":"1","\u006b":"2"}}"#
+        assertError(buildFile(headerText: Array(escaped.utf8), data: []), contains: ["duplicated key \"k\""])
+    }
+
+    func testHeaderMustBeStrictJSON() throws {
+        let cases: [(String, String)] = [
+            (#"{"__metadata__":{}} x"#, "after the JSON value"),
+            ("{\"__metadata__\":{\"k\":\"a\u{01}\"}}", "control character"),
+            (#"{"a":{"dtype":"U8","shape":[01],"data_offsets":[0,1]}}"#, "',' or ']' was expected"),
+            (#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],}}"#, "a string key was expected"),
+            (#"{"__metadata__":null,"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}"#, "end of text"),
+            (#"{"__metadata__":{"k":"\x"}}"#, "invalid escape"),
+        ]
+        for (text, fragment) in cases {
+            assertError(buildFile(headerText: Array(text.utf8), data: [0]), contains: ["not valid JSON", fragment])
+        }
+        // Valid JSON, but not integers where the format needs them.
+        for shape in ["1e0", "-1", "1.0", "18446744073709551616"] {
+            let text = #"{"a":{"dtype":"U8","shape":["# + shape + #"],"data_offsets":[0,1]}}"#
+            assertError(buildFile(headerText: Array(text.utf8), data: [0]), contains: ["\"shape\"", "not a non-negative integer"])
+        }
+        // An overlong encoding of a key.
+        assertError(buildFile(headerText: [0x7B, 0x22, 0xC0, 0x80, 0x22, 0x3A, 0x31, 0x7D], data: []),
+                    contains: ["not valid JSON", "UTF-8"])
+        assertError(buildFile(headerText: [], data: []), contains: ["not valid JSON", "end of text"])
+        // A null "__metadata__" is no metadata, as in the reference implementation.
+        let null = #"{"__metadata__":null}"#
+        XCTAssertEqual(try SafetensorsFile.decode(buildFile(headerText: Array(null.utf8), data: [])).metadata, [:])
+    }
+
+    func testHeaderLongerThanTheFormatAllowsIsRefusedWithoutReadingIt() throws {
+        let length = le(UInt64(SafetensorsHeader.maximumLength + 1))
+        XCTAssertThrowsError(try SafetensorsHeader.parse(length, fileSize: 200_000_000, source: "big.safetensors")) { error in
+            XCTAssert("\(error)".contains("over the format's limit"), "\(error)")
+        }
+    }
+
+    func testHeaderAloneIsReadFromAFile() throws {
+        let dir = try temporaryDirectory()
+        let url = dir.appendingPathComponent("m.safetensors")
+        try SafetensorsFile(tensors: ["w": Tensor(shape: [2, 3], values: Array(repeating: 1, count: 6))],
+                            metadata: ["classes": "10"]).write(to: url)
+        let header = try SafetensorsHeader.read(from: url)
+        XCTAssertEqual(header.metadata, ["classes": "10"])
+        XCTAssertEqual(header.tensors.map(\.name), ["w"])
+        XCTAssertEqual(header.tensors.first?.shape, [2, 3])
+        // Cut inside the data: the header is whole, but the offsets lie beyond the end.
+        let bytes = try Data(contentsOf: url)
+        try bytes.prefix(bytes.count - 4).write(to: url)
+        XCTAssertThrowsError(try SafetensorsHeader.read(from: url)) { error in
+            XCTAssert("\(error)".contains("outside"), "\(error)")
+        }
+        try bytes.prefix(12).write(to: url)
+        XCTAssertThrowsError(try SafetensorsHeader.read(from: url)) { error in
+            XCTAssert("\(error)".contains("truncated file"), "\(error)")
+        }
+    }
+
+    func testReadRefusesWhatIsNotARegularFile() throws {
+        let dir = try temporaryDirectory()
+        XCTAssertThrowsError(try SafetensorsFile.read(from: dir)) { error in
+            XCTAssert("\(error)".contains("is a directory, not a regular file"), "\(error)")
+        }
+        let fifo = dir.appendingPathComponent("pipe.safetensors")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        XCTAssertThrowsError(try SafetensorsFile.read(from: fifo)) { error in
+            XCTAssert("\(error)".contains("FIFO"), "\(error)")
+        }
+        XCTAssertThrowsError(try SafetensorsFile.read(from: URL(fileURLWithPath: "/dev/zero"))) { error in
+            XCTAssert("\(error)".contains("/dev/zero: is a character device"), "\(error)")
+        }
     }
 
     func testReadMissingFileNamesIt() throws {

@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+
+/// `part train`'s side of the exit-code contract (CONVENTIONS.md section 1) and its run
+/// directories: a bad flag exits 64 with one line before any work; a missing or unusable
+/// file exits 1 naming it; runs never share or silently extend a directory.
+final class TrainExitCodeTests: XCTestCase {
+    func assertBadArgument(_ arguments: [String], _ reason: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try runPart(arguments)
+        XCTAssertEqual(r.status, 64, "\(arguments): \(r.stderr)", file: file, line: line)
+        let first = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
+        XCTAssert(first.contains(reason), "\(arguments): first line \"\(first)\" should give \"\(reason)\"", file: file, line: line)
+        XCTAssertEqual(r.stdout, "", file: file, line: line)
+    }
+
+    /// Non-finite and out-of-range rates, budgets and schedules are refused before any data is read.
+    func testNonFiniteAndOutOfRangeFlagsExit64() throws {
+        try assertBadArgument(["train", "--lr", "inf"], "--lr must be a finite number > 0, got inf")
+        try assertBadArgument(["train", "--alpha", "inf"], "--alpha must be a finite number >= 0, got inf")
+        try assertBadArgument(["train", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0")
+        try assertBadArgument(["train", "--lr-gamma", "nan"], "--lr-gamma must be in (0, 1], got nan")
+        try assertBadArgument(["train", "--lr-gamma=-10"], "--lr-gamma must be in (0, 1]")
+        try assertBadArgument(["train", "--epochs", "5", "--lr-milestones", "0"], "--lr-milestones must lie in 1...4")
+        try assertBadArgument(["train", "--epochs", "5", "--lr-milestones", "9"], "--lr-milestones must lie in 1...4")
+        try assertBadArgument(["train", "--epochs", "5", "--lr-milestones", "2,2"], "increasing and unique")
+        try assertBadArgument(["train", "--epochs", "5", "--lr-milestones", "3", "2"], "increasing and unique")
+        // A negative number is a value to check, not a missing one.
+        try assertBadArgument(["train", "--epochs", "-1"], "--epochs must be at least 1")
+        try assertBadArgument(["train", "--lr", "-0.1"], "--lr must be a finite number > 0")
+        try assertBadArgument(["train", "--checkpoint-every", "-1"], "--checkpoint-every must be >= 0")
+        try assertBadArgument(["train", "--checkpoint-minutes", "nan"], "--checkpoint-minutes must be a finite number")
+        try assertBadArgument(["train", "--threads", "0"], "--threads must be at least 1")
+        try assertBadArgument(["train", "--resume", "x", "--out", "y"], "--resume names the run directory; drop --out")
+    }
+
+    /// `--out` that cannot hold a run is refused before any training: exit 64, one line, no NSError text.
+    func testUnusableOutExits64BeforeTraining() throws {
+        let dir = try makeTemporaryDirectory(self, "part-out")
+        try writeTinyDataset(to: dir)
+        let file = dir.appendingPathComponent("train-images-idx3-ubyte")
+        let train = ["train", "--data", dir.path, "--epochs", "2", "--burn-in", "1"]
+        try assertBadArgument(train + ["--out", ""], "--out is empty")
+        try assertBadArgument(train + ["--out", file.path], "--out \(file.path) exists and is not a directory")
+        try assertBadArgument(train + ["--out", file.appendingPathComponent("run").path],
+                              "\(file.path) is not a directory")
+        if getuid() != 0 {
+            // Root writes anywhere; the permission check needs an ordinary user.
+            let locked = dir.appendingPathComponent("locked")
+            try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: false)
+            chmod(locked.path, 0o555)
+            defer { chmod(locked.path, 0o755) }
+            try assertBadArgument(train + ["--out", locked.path], "is not writable")
+        }
+    }
+
+    /// Splits of different image shapes, and a split without images: exit 1 before training.
+    func testDataThatCannotTrainExits1BeforeTraining() throws {
+        let dir = try makeTemporaryDirectory(self, "part-shapes")
+        try writeTinyDataset(to: dir, side: 16, testSide: 28)
+        let out = dir.appendingPathComponent("run")
+        let r = try runPart(["train", "--data", dir.path, "--epochs", "2", "--burn-in", "1", "--out", out.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssert(r.stderr.contains("16x16x1") && r.stderr.contains("28x28x1"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a run that never started leaves no directory")
+
+        let empty = try makeTemporaryDirectory(self, "part-empty")
+        try writeTinyDataset(to: empty, train: 0, test: 4)
+        let none = try runPart(["train", "--data", empty.path, "--epochs", "2", "--burn-in", "1",
+                                "--out", empty.appendingPathComponent("run").path])
+        XCTAssertEqual(none.status, 1, none.stderr)
+        XCTAssert(none.stderr.contains("has no images"), none.stderr)
+    }
+
+    /// Two runs started together without --out claim two directories; --overwrite replaces a
+    /// run (its log starts again); AT takes --eps below the default --eps-low.
+    func testRunDirectoriesAreClaimedOnceAndOverwriteReplaces() throws {
+        let dir = try makeTemporaryDirectory(self, "part-claim")
+        let data = dir.appendingPathComponent("tiny")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyDataset(to: data, train: 8)
+        let arguments = ["train", "--data", data.path, "--method", "at", "--eps", "0.05", "--epochs", "1",
+                         "--steps", "1", "--eval-steps", "1", "--batch-size", "8"]
+        let a = try LivePart(arguments, directory: dir), b = try LivePart(arguments, directory: dir)
+        let ra = a.finish(), rb = b.finish()
+        XCTAssertEqual(ra.status, 0, ra.stderr)
+        XCTAssertEqual(rb.status, 0, rb.stderr)
+        let runs = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("runs").path).sorted()
+        XCTAssertEqual(runs, ["at-tiny", "at-tiny-2"], "each run claims its own directory")
+
+        let run = dir.appendingPathComponent("runs/at-tiny")
+        let again = try runPart(arguments + ["--out", run.path, "--overwrite"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let log = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
+        XCTAssertEqual(log.split(separator: "\n").count, 1, "--overwrite starts a new log, it does not append")
+    }
+}
