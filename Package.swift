@@ -2,7 +2,8 @@
 // PART for Swift: pixel-reweighted adversarial training on a oneDNN engine.
 //
 // Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
-// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool).
+// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool); PARTDistributed (the
+// ranks of a data-parallel job) stands apart and PARTTraining uses it.
 import PackageDescription
 
 let package = Package(
@@ -37,14 +38,18 @@ let package = Package(
         .target(name: "PARTCAM", dependencies: ["PARTNN"]),
         // The evaluation protocol: attack sequences, re-verification, results files and resume.
         .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
+        // The ranks of a data-parallel job: one process, or Open MPI loaded at run time (dlopen), so
+        // that nothing needs MPI to build or run alone.
+        .target(name: "PARTDistributed"),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
-        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM"]),
+        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed"]),
         // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
         .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",
             "PARTReport",
+            "PARTDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -65,6 +70,9 @@ let package = Package(
         // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
         // would (headless Chromium opens the report when it is installed).
         .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
+        // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
+        // when Open MPI is installed.
+        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
         .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],

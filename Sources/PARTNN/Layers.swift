@@ -125,6 +125,9 @@ public final class BatchNorm2d: Layer {
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let training = mode == .train
+        if training, let reducer = BatchNorm2d.synchronization.value {
+            return try synchronizedForward(x, reducer: reducer, tape: tape)
+        }
         let (y, record) = try op.forward(x, scale: weight.value, shift: bias.value, training: training,
                                      runningMean: runningMean.value, runningVariance: runningVar.value)
         if training { updateRunningStatistics(record, count: x.shape[0] * x.shape[1] * x.shape[2]) }
@@ -141,7 +144,7 @@ public final class BatchNorm2d: Layer {
         return y
     }
 
-    private func updateRunningStatistics(_ record: BatchNorm.Record, count: Int) {
+    func updateRunningStatistics(_ record: BatchNorm.Record, count: Int) {
         let unbias = count > 1 ? Float(count) / Float(count - 1) : 1
         runningMean.value.blend(toward: record.mean, weight: momentum)
         runningVar.value.blend(toward: record.variance, weight: momentum, factor: unbias)

@@ -84,6 +84,8 @@ public final class Trainer {
     public var commandArguments: [String]?
     /// Set by `resume(from:)`: the next `train` continues from it.
     var resumeState: ResumeState?
+    /// The data-parallel job this trainer is one rank of (nil: one process). See DataParallel.swift.
+    public var parallel: DataParallel?
     /// Called after every batch's step with (epoch, batch, batches in the epoch, the batch's
     /// mean training loss), for loggers of per-batch figures (TensorBoard).
     public var batchLoss: ((Int, Int, Int, Double) -> Void)?
@@ -130,6 +132,10 @@ public final class Trainer {
         }
         let split = try TrainingSplit(data, validation: config.validationSplit)
         let check = split.validation ?? heldOut
+        let isRoot = parallel?.isRoot ?? true
+        try parallel?.checkAgreement(configuration: try JSONOutput.line(config), data: data, model: model)
+        parallel?.attach()
+        defer { parallel?.detach() }
         // A resumed run continues its store, position and reports; a new one starts them.
         let store: CheckpointStore
         var start = TrainingPosition()
@@ -140,9 +146,11 @@ public final class Trainer {
             last = resumed.reports.last
             best = resumed.reports.last { $0.best }
         } else {
-            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-            try writeConfig(to: runDirectory, trainImages: split.train.count, check: check,
-                            heldOut: split.validation == nil ? "test" : "validation", data: data.name)
+            if isRoot {
+                try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+                try writeConfig(to: runDirectory, trainImages: split.train.count, check: check,
+                                heldOut: split.validation == nil ? "test" : "validation", data: data.name)
+            }
             store = CheckpointStore(directory: runDirectory)
         }
         resumeState = nil
@@ -155,23 +163,31 @@ public final class Trainer {
             let epochRng = rng
             let sampler = BatchSampler(count: split.train.count, batchSize: config.batchSize, shuffle: true, rng: &rng)
             let batches = sampler.map(split.datasetIndices)
+            // This rank's contiguous share of every global batch (all of it in one process).
+            let shares = try parallel?.localBatches(batches) ?? batches
             let resuming = epoch == start.epochsDone + 1
             let skip = resuming ? min(start.batchesDone, batches.count) : 0
             var sums = resuming ? start.sums : EpochSums()
             let begin = Date(), before = sums.seconds
             // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
-            for (i, batch) in Batcher(data, batches: Array(batches.dropFirst(skip)), seed: config.seed, epoch: epoch).enumerated() {
+            for (i, batch) in Batcher(data, batches: Array(shares.dropFirst(skip)), seed: config.seed, epoch: epoch).enumerated() {
                 let b = skip + i
                 let (x, y, indices) = (batch.images, batch.labels, batch.indices)
                 optimizer.learningRate = schedule.rate(epoch: epoch, batch: b, batches: batches.count)
-                let budget = try provider.budget(model, images: x)
-                sums.fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
-                sums.entries += Double(budget.values.count)
-                var batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
-                if objective.generation.needsReference { batch.reference = try AttackPass.logits(model, x) }
-                let adversarial = try generator.perturb(model, batch, seed: seed)
+                parallel?.beginStep(localCount: indices.count, globalCount: batches[b].count)
                 optimizer.zeroGradients()
-                let step = try objective.accumulateGradients(model, clean: x, adversarial: adversarial, labels: y)
+                // A rank whose share of a short last batch is empty adds zero gradients.
+                var step = ObjectiveStep(loss: 0, correct: 0)
+                if !indices.isEmpty {
+                    let budget = try provider.budget(model, images: x)
+                    sums.fullEntries += budget.fraction(atLeast: config.epsilon) * Double(budget.values.count)
+                    sums.entries += Double(budget.values.count)
+                    var batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
+                    if objective.generation.needsReference { batch.reference = try AttackPass.logits(model, x) }
+                    let adversarial = try generator.perturb(model, batch, seed: seed)
+                    step = try objective.accumulateGradients(model, clean: x, adversarial: adversarial, labels: y)
+                }
+                try parallel?.reduceGradients(model)
                 FaultInjection.reach("mid-batch")
                 if let bad = NonFiniteGuard.lossOrGradient(loss: step.loss, parameters: model.parameters) {
                     throw diverged(bad, epoch: epoch, batch: b + 1, batches: batches.count, store: store)
@@ -190,8 +206,10 @@ public final class Trainer {
                 if interrupted || checkpointing.due(done: b + 1, of: batches.count, since: lastSave) {
                     sums.seconds = before + Date().timeIntervalSince(begin)
                     let position = TrainingPosition(epochsDone: epoch - 1, batchesDone: b + 1, sums: sums)
-                    try commitCheckpoint(store, position: position, rng: epochRng, batches: batches.count, logLine: nil,
-                                         best: false)
+                    if isRoot {
+                        try commitCheckpoint(store, position: position, rng: epochRng, batches: batches.count,
+                                             logLine: nil, best: false)
+                    }
                     lastSave = Date()
                     if interrupted {
                         throw TrainingInterrupted(signal: Interrupt.signal, position: store.committed?.position ?? "",
@@ -200,10 +218,19 @@ public final class Trainer {
                 }
             }
             let seconds = before + Date().timeIntervalSince(begin)
+            if let parallel {
+                // The epoch's figures over every rank's examples.
+                let t = try parallel.totals([sums.lossSum, Double(sums.correct), Double(sums.seen), sums.fullEntries,
+                                             sums.entries])
+                (sums.lossSum, sums.correct, sums.seen, sums.fullEntries, sums.entries) = (t[0], Int(t[1]), Int(t[2]), t[3], t[4])
+            }
             // The same held-out starts every epoch, so epochs are compared on equal terms.
-            let result = try Evaluation.run(model, on: check, attack: PGD(steps: config.evalSteps, stepSize: config.stepSize),
-                                            epsilon: config.epsilon, batchSize: 256,
-                                            seed: KeyedStream.derivedSeed(config.seed, -1))
+            let evalAttack = PGD(steps: config.evalSteps, stepSize: config.stepSize)
+            let evalSeed = KeyedStream.derivedSeed(config.seed, -1)
+            let result = try parallel?.evaluate(model, on: check, attack: evalAttack, epsilon: config.epsilon,
+                                                batchSize: 256, seed: evalSeed)
+                ?? Evaluation.run(model, on: check, attack: evalAttack, epsilon: config.epsilon, batchSize: 256,
+                                  seed: evalSeed)
             let robust = result.robustAccuracy ?? 0
             let isBest = split.validation != nil && robust > (best?.robustAccuracy ?? -1)
             let path = runDirectory.appendingPathComponent("last.safetensors")
@@ -218,13 +245,15 @@ public final class Trainer {
                 imagesPerSecond: Double(seen - (resuming ? start.sums.seen : 0)) / max(seconds - before, 1e-9),
                 seconds: seconds, checkpoint: path.path, best: isBest)
             // Model, state, best copy and log line: one atomic unit.
-            try commitCheckpoint(store, position: TrainingPosition(epochsDone: epoch), rng: rng, batches: batches.count,
-                                 logLine: epochReport, best: isBest)
+            if isRoot {
+                try commitCheckpoint(store, position: TrainingPosition(epochsDone: epoch), rng: rng,
+                                     batches: batches.count, logLine: epochReport, best: isBest)
+            }
             lastSave = Date()
             FaultInjection.reach("epoch-end")
             if isBest { best = epochReport }
             last = epochReport
-            try report(epochReport)
+            if isRoot { try report(epochReport) }
             if Interrupt.requested && epoch < config.epochs {
                 throw TrainingInterrupted(signal: Interrupt.signal, position: store.committed?.position ?? "",
                                           directory: runDirectory)

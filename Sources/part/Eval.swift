@@ -147,6 +147,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
+        try refuseMPILaunch("part eval")
         do {
             let started = Date()
             engine.apply()

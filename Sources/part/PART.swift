@@ -14,7 +14,7 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self, Cam.self, Report.self, Bench.self, DataCommand.self, PresetsCommand.self])
+        subcommands: [Train.self, Eval.self, Cam.self, Report.self, Bench.self, DataCommand.self, PresetsCommand.self, MPICheck.self])
 }
 
 /// Which dataset, where its files are, and the options of its format (the dataset registry).

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PARTCAM
 import PARTData
+import PARTDistributed
 import PARTEngine
 import PARTNN
 import PARTTraining
@@ -32,6 +33,7 @@ struct Train: ParsableCommand {
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var parallel: DistributedOptions
     @OptionGroup var checkpoints: CheckpointOptions
     @OptionGroup var progressOptions: ProgressOptions
     @OptionGroup var reporting: TrainReportOptions
@@ -254,6 +256,17 @@ struct Train: ParsableCommand {
 
     func run() throws {
         engine.apply()
+        let communicator: Communicator?
+        do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
+        if let communicator {
+            // Each rank would claim the directory and resume on its own: not supported yet.
+            if checkpoints.resume != nil {
+                throw badArgument("--resume of a run under mpirun is not supported yet: resume it as one process")
+            }
+            if out == nil {
+                throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
+            }
+        }
         if let resume = checkpoints.resume {
             try runResumed(resume)
             return
@@ -266,6 +279,13 @@ struct Train: ParsableCommand {
         do {
             let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
+            // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.
+            let communicator = Distributed.current
+            let printing = communicator?.isRoot ?? true
+            if let communicator, seedList != nil {
+                throw badArgument("--seeds trains one seed after another; under mpirun start one job per --seed "
+                                  + "(\(communicator.size) ranks)")
+            }
             // TensorBoard and the report follow one run; a seed sweep writes them per seed
             // afterwards through `part report <seed directory>`.
             if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
@@ -274,7 +294,7 @@ struct Train: ParsableCommand {
             }
             // --out is claimed before any data is read: an unusable directory costs nothing.
             var claimed = resumed?.directory
-            if claimed == nil, out != nil { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
+            if claimed == nil, out != nil, printing { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
             defer { if resumed == nil { claimed?.removeIfUnused() } }
             let (train, heldOut) = try loadData(config)
             // No images is a data problem (exit 1); a split larger than the data a bad argument.
@@ -295,9 +315,8 @@ struct Train: ParsableCommand {
                 throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
             }
-            if claimed == nil { claimed = try claimDirectory(method: config.method, dataset: train.name) }
-            guard let run = claimed else { return }
-            let directory = run.url
+            if claimed == nil, printing { claimed = try claimDirectory(method: config.method, dataset: train.name) }
+            guard let directory = claimed?.url ?? (printing ? nil : out.map({ URL(fileURLWithPath: $0) })) else { return }
             let camLayer = try resolvedCAMLayer(config, data: train)
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
@@ -306,11 +325,13 @@ struct Train: ParsableCommand {
                           + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")
                           + "; writing \(directory.path)"]
                 + config.summaryLines(camLayer: camLayer).map { "  " + $0 }
-            for line in header {
+            for line in header where printing {
                 if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
             }
             var progress = Progress(quiet: progressOptions.quiet)
-            let outputs = try TrainOutputs(reporting, runDirectory: directory, log: progress.log)
+            // Other ranks write no TensorBoard files and no report.
+            let outputs = try TrainOutputs(printing ? reporting : try TrainReportOptions.parse([]), runDirectory: directory,
+                                           log: progress.log)
             let started = Date()
             let printReport = { (r: EpochReport) throws in
                 progress.clear()
@@ -343,6 +364,9 @@ struct Train: ParsableCommand {
                 let trainer = try TrainingRun.trainer(config, data: train)
                 trainer.batchLoss = outputs.batchLoss
                 trainer.checkpointing = checkpoints.policy
+                trainer.parallel = communicator.map {
+                    DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm)
+                }
                 trainer.commandArguments = Train.savedArguments()
                 if resumed != nil {
                     let info = try trainer.resume(from: directory)
@@ -354,13 +378,18 @@ struct Train: ParsableCommand {
                     let from = info.position.map { "from the checkpoint \($0)" } ?? "from its start (it had no checkpoint yet)"
                     FileHandle.standardError.write(Data("resuming \(directory.path) \(from)\n".utf8))
                 }
-                Interrupt.install()
+                // Under mpirun a SIGTERM comes from the launcher stopping the job: no graceful stop then.
+                if communicator == nil { Interrupt.install() }
                 let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
+                    guard printing else { return }
                     progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
                                     unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
                 }, report: printReport)
-                try outputs.finish(trainer: trainer, heldOut: heldOut)
-                if !output.json {
+                if printing { try outputs.finish(trainer: trainer, heldOut: heldOut) }
+                if printing, let line = trainer.parallel?.communicationSummary(trainer.model) {
+                    progress.log("part train: \(line)")
+                }
+                if !output.json && printing {
                     var text = String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                                       directory.appendingPathComponent("last.safetensors").path as NSString)
                     if let best = outcome.best {
@@ -372,7 +401,8 @@ struct Train: ParsableCommand {
                 }
             }
             // The directory's lock is held until the run is over.
-            withExtendedLifetime(run) {}
+            withExtendedLifetime(claimed) {}
+            communicator?.finalize()
         } catch let exit as ExitCode {
             throw exit
         } catch let interrupted as TrainingInterrupted {
@@ -381,6 +411,7 @@ struct Train: ParsableCommand {
         } catch let problem as RunDirectoryError where problem.badArgument {
             throw badArgument(problem.description)
         } catch {
+            if let communicator = Distributed.current { throw failRank(error, communicator) }
             throw fail(error)
         }
     }
