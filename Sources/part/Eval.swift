@@ -5,6 +5,7 @@ import PARTData
 import PARTEngine
 import PARTEvaluation
 import PARTNN
+import PARTTraining
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -159,7 +160,7 @@ struct Eval: ParsableCommand {
             if limit > 0 { test = test.prefix(limit) }
             try CheckpointFit.check(url, fits: test)
             var initRng = RNG(seed: output.seed)
-            var (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+            var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &initRng)
             if let (mean, std) = try normalization() {
                 do {
@@ -192,6 +193,7 @@ struct Eval: ParsableCommand {
                 + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
                 + (independent ? ", each attack independently" : "")
             progress.log("part eval: \(title)")
+            if let recipe = RecipeKey.describe(metadata) { progress.log("part eval: trained as \(recipe)") }
             progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
             for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
             runner.log = { progress.log("part eval: \($0)") }

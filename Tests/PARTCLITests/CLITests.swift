@@ -106,6 +106,8 @@ final class CLITests: XCTestCase {
         let checkpoint = out.appendingPathComponent("last.safetensors")
         let eval = try part(["eval", checkpoint.path, "--data", dir.path, "--limit", "16", "--pgd-steps", "3", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssert(eval.stderr.contains("part eval: trained as part: at objective, gradcam/zscore budget at act4, pgd generation"),
+                  "eval names the recipe the checkpoint records: \(eval.stderr)")
         let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(result["count"] as? Int, 16)
         XCTAssertEqual(result["architecture"] as? String, "small-cnn")
