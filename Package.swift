@@ -57,22 +57,24 @@ let package = Package(
         // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
         .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
 
+        // Running the built `part` from tests, shared by the test targets that do.
+        .target(name: "PARTTestSupport", path: "Tests/PARTTestSupport"),
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
-        .testTarget(name: "PARTDataTests", dependencies: ["PARTData", "part"]),
+        .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "part"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).
-        .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTEvaluation", "PARTTraining", "part"]),
+        .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTTestSupport", "PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
-        .testTarget(name: "PARTCLITests", dependencies: ["part", "PARTNN"]),
+        .testTarget(name: "PARTCLITests", dependencies: ["PARTTestSupport", "part", "PARTNN"]),
         // The report module, and `part cam` / `part report` / `part train --tensorboard` run as a user
         // would (headless Chromium opens the report when it is installed).
-        .testTarget(name: "PARTReportTests", dependencies: ["PARTReport", "PARTTraining", "part"]),
+        .testTarget(name: "PARTReportTests", dependencies: ["PARTTestSupport", "PARTReport", "PARTTraining", "part"]),
         // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
         // when Open MPI is installed.
-        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
+        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTTestSupport", "PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
         .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],

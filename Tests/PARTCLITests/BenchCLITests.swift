@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 
 /// `part bench` runs its workloads and prints the keys of the PyTorch reference script.

@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 
 /// The `part` command as a user runs it: output, one-line errors, exit codes.

@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import PARTEngine
 import XCTest
 

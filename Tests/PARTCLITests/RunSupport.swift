@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 
 /// A `part` process whose standard error is read while it runs (to wait for a line, then

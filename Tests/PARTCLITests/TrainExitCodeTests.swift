@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 
 /// `part train`'s side of the exit-code contract (CONVENTIONS.md section 1) and its run

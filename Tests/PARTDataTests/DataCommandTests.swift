@@ -1,18 +1,10 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 
 /// `part data inspect` as a user runs it: NumPy's figures on every original format, and a
 /// one-line error with exit code 1 for a bad file of each format.
 final class DataCommandTests: XCTestCase {
-    var binary: URL {
-        let candidates = [Bundle.main.bundleURL] + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-        for dir in candidates {
-            let url = dir.appendingPathComponent("part")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        return Bundle.main.bundleURL.appendingPathComponent("part")
-    }
-
     struct Run {
         let status: Int32
         let stdout: String
@@ -22,18 +14,8 @@ final class DataCommandTests: XCTestCase {
     }
 
     func part(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                   stderr: String(decoding: e, as: UTF8.self))
+        let r = try runPart(arguments)
+        return Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
     func testInspectGivesNumPysFigures() throws {

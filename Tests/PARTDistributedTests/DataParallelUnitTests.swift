@@ -1,3 +1,4 @@
+import PARTTestSupport
 import PARTData
 import PARTDistributed
 import PARTEngine

@@ -1,23 +1,7 @@
 import Foundation
+import PARTTestSupport
 import PARTEngine
 import XCTest
-
-/// What one run of a command printed and returned.
-struct CommandRun {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
-
-/// The built `part`, beside the test bundle in the products directory.
-var partBinary: URL {
-    let candidates = [Bundle.main.bundleURL] + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-    for dir in candidates {
-        let url = dir.appendingPathComponent("part")
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    return Bundle.main.bundleURL.appendingPathComponent("part")
-}
 
 /// `mpirun` on the PATH, or nil where Open MPI is not installed.
 var mpirun: URL? {
@@ -42,10 +26,10 @@ func start(_ executable: URL, _ arguments: [String], in dir: URL, name: String) 
     return (process, out, err)
 }
 
-func runToEnd(_ executable: URL, _ arguments: [String], in dir: URL, name: String) throws -> CommandRun {
+func runToEnd(_ executable: URL, _ arguments: [String], in dir: URL, name: String) throws -> PartRun {
     let (process, out, err) = try start(executable, arguments, in: dir, name: name)
     process.waitUntilExit()
-    return CommandRun(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+    return PartRun(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
                       stderr: try String(contentsOf: err, encoding: .utf8))
 }
 

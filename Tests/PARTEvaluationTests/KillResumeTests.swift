@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import PARTNN
 import XCTest
 
@@ -29,7 +30,7 @@ final class KillResumeTests: XCTestCase {
         ]
         for (n, moment) in moments.enumerated() {
             let process = Process()
-            process.executableURL = partBinary()
+            process.executableURL = partBinary
             process.arguments = arguments("killed")
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

@@ -105,27 +105,3 @@ func writeIDX(_ data: ImageDataset, to dir: URL) throws {
     try Data(labels).write(to: dir.appendingPathComponent("t10k-labels-idx1-ubyte"))
 }
 
-/// The built `part`, beside the test bundle in the products directory.
-func partBinary() -> URL {
-    let candidates = [Bundle.main.bundleURL] + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-    for dir in candidates {
-        let url = dir.appendingPathComponent("part")
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    return Bundle.main.bundleURL.appendingPathComponent("part")
-}
-
-/// Runs `part` to the end: exit status, standard output, standard error.
-func runPart(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = partBinary()
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}

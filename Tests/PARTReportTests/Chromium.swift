@@ -1,4 +1,5 @@
 import Foundation
+import PARTTestSupport
 import XCTest
 @testable import PARTReport
 
