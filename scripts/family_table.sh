@@ -5,49 +5,59 @@
 #   bash scripts/family_table.sh --table    # prints the tables of the runs that finished
 #
 # Runs (each `part train` with the defaults: SmallCNN, 60,000 training images, 5 epochs with 2
-# of burn-in, eps 0.1, eps-low 0.0875, alpha 0.025, PGD-10 generation; the per-epoch check is
-# clean and PGD-20 accuracy on all 10,000 test images), in this order (13 runs):
+# of burn-in, eps 0.1, eps-low 0.0875, alpha 0.025, PGD-10 generation, the per-epoch check on
+# the first 1,000 test images), in this order (13 runs):
 #   seed 0 of AT, TRADES, MART, PART, PART-T, PART-M, and of PART with XGrad-CAM, Layer-CAM and
-#   Grad-CAM++ (Grad-CAM is PART's default); then seeds 1 and 2 of AT and PART
-#   (`--seeds 1,2`). A run is a function of its seed, so seed 0's run serves both tables and the
-#   3-seed figures equal those of `part train --seeds 0,1,2` (computed here the same way: mean
-#   and sample standard deviation).
-# A finished run is skipped, an unfinished one is started again. Runs of 10-15 minutes each
-# on a quiet 2-core machine.
+#   Grad-CAM++ (Grad-CAM is PART's default); then seeds 1 and 2 of AT and PART.
+# After its last epoch each run's checkpoint is evaluated once on the whole test set
+# (`part eval --attacks natural,pgd20`: clean and PGD-20, eps 0.1, alpha 0.025, random start);
+# the tables report those figures. A run is a function of its seed, so seed 0's run serves both
+# tables, and the seeds 1 and 2 runs equal those of `part train --seeds 0,1,2` (the 3-seed
+# figures are computed the same way: mean and sample standard deviation).
+# A finished run is skipped; an unfinished one continues from its last checkpoint
+# (`part train --resume`), so the script can be stopped and started again at any time.
+# Runs of 15-20 minutes each on a quiet 2-core machine.
 #
 # Environment: PART (the binary, default .build/release/part, built if missing), OUT (default
-# runs/family), NICE (default 10), EVAL_LIMIT (test images of the check, default 10000), ARGS
-# (more `part train` flags for every run, e.g. ARGS="--epochs 2 --burn-in 1 --train-limit 20000"
-# for a shorter table; use another OUT for it).
+# runs/family), NICE (default 10), EVAL_LIMIT (test images of the per-epoch check, default 1000),
+# TEST_LIMIT (test images of the final evaluation, default 10000), ARGS (more `part train` flags
+# for every run, e.g. ARGS="--epochs 2 --burn-in 1 --train-limit 20000" for a shorter table;
+# use another OUT for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${PART:-.build/release/part}
 OUT=${OUT:-runs/family}
 NICE=${NICE:-10}
-EVAL_LIMIT=${EVAL_LIMIT:-10000}
+EVAL_LIMIT=${EVAL_LIMIT:-1000}
+TEST_LIMIT=${TEST_LIMIT:-10000}
 read -r -a EXTRA <<< "${ARGS:-}"
 
-finished() {   # a run directory whose log has all its epochs (or a sweep with its 2 seeds)
-  if [ -f "$1/summary.json" ]; then
-    python3 -c 'import json,sys; sys.exit(0 if len(json.load(open(sys.argv[1]))["seeds"]) == 2 else 1)' "$1/summary.json"
-  else
-    [ -f "$1/log.jsonl" ] && [ -f "$1/config.json" ] && python3 -c '
+finished() {   # a run directory whose log has all its epochs
+  [ -f "$1/log.jsonl" ] && [ -f "$1/config.json" ] && python3 -c '
 import json, sys
 epochs = json.load(open(sys.argv[1] + "/config.json"))["config"]["epochs"]
 sys.exit(0 if sum(1 for l in open(sys.argv[1] + "/log.jsonl") if l.strip()) >= epochs else 1)' "$1"
-  fi
 }
 
-run() {   # run NAME ARGS...: part train into $OUT/NAME unless it finished
+run() {   # run NAME ARGS...: part train into $OUT/NAME unless it finished, then part eval once
   local name=$1
   shift
   if finished "$OUT/$name"; then
-    echo "family: $name finished, skipped" >&2
-    return
+    echo "family: $name finished" >&2
+  elif [ -f "$OUT/$name/checkpoint.json" ]; then
+    echo "family: $name: part train --resume $OUT/$name" >&2
+    nice -n "$NICE" "$PART" train --resume "$OUT/$name" --json >> "$OUT/$name.jsonl"
+  else
+    echo "family: $name: part train $* ${EXTRA[*]}" >&2
+    nice -n "$NICE" "$PART" train --eval-limit "$EVAL_LIMIT" --out "$OUT/$name" --overwrite --json "$@" \
+      ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/$name.jsonl"
   fi
-  echo "family: $name: part train $* ${EXTRA[*]}" >&2
-  nice -n "$NICE" "$PART" train --eval-limit "$EVAL_LIMIT" --out "$OUT/$name" --overwrite --json "$@" ${EXTRA[@]+"${EXTRA[@]}"} \
-    > "$OUT/$name.jsonl"
+  if [ ! -s "$OUT/$name.eval.json" ]; then
+    echo "family: $name: part eval on the first $TEST_LIMIT test images" >&2
+    nice -n "$NICE" "$PART" eval "$OUT/$name/last.safetensors" --limit "$TEST_LIMIT" --attacks natural,pgd20 \
+      --json --quiet > "$OUT/$name.eval.json.partial"
+    mv "$OUT/$name.eval.json.partial" "$OUT/$name.eval.json"
+  fi
 }
 
 if [ "${1:-}" != "--table" ]; then
@@ -59,15 +69,17 @@ if [ "${1:-}" != "--table" ]; then
   for cam in xgradcam layercam gradcam++; do
     run "part-$cam" --method part --cam "$cam"
   done
-  run at-seeds --method at --seeds 1,2
-  run part-seeds --method part --seeds 1,2
+  for seed in 1 2; do
+    run "at-seed$seed" --method at --seed "$seed"
+    run "part-seed$seed" --method part --seed "$seed"
+  done
 fi
 
-python3 - "$OUT" "${ARGS:-}" "$EVAL_LIMIT" <<'EOF'
+python3 - "$OUT" "${ARGS:-}" "$EVAL_LIMIT" "$TEST_LIMIT" <<'EOF'
 import json, os, statistics, sys
 
-out, extra = sys.argv[1], sys.argv[2]
-if sys.argv[3] != "10000":
+out, extra, test_limit = sys.argv[1], sys.argv[2], int(sys.argv[4])
+if sys.argv[3] != "1000":
     extra = f"--eval-limit {sys.argv[3]} {extra}"
 
 def log(directory):
@@ -78,14 +90,23 @@ def log(directory):
     lines = [json.loads(l) for l in open(path) if l.strip()]
     return lines if lines and len(lines) >= json.load(open(config))["config"]["epochs"] else None
 
-def row(label, command, lines):
+def evaluation(directory):
+    """(clean, PGD-20) accuracy of the run's final `part eval`, None until it finished."""
+    path = directory + ".eval.json"
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    result = json.load(open(path))
+    stages = {s["name"]: s for s in result["attacks"]}
+    return result["cleanAccuracy"], stages["pgd20"]["robust"] / result["count"]
+
+def row(label, command, lines, figures):
     last = lines[-1]
     cam = [l for l in lines if l["budget"] != "constant"]
     seconds = sum(l["seconds"] for l in lines)
     speed = statistics.mean(l["imagesPerSecond"] for l in lines)
     share = f"{100 * last['fullEpsilonFraction']:.1f}%" if cam else "100%"
     command = f"{command} {extra}".strip()
-    return (f"| {label} | `{command}` | {100 * last['cleanAccuracy']:.2f}% | {100 * last['robustAccuracy']:.2f}% "
+    return (f"| {label} | `{command}` | {100 * figures[0]:.2f}% | {100 * figures[1]:.2f}% "
             f"| {share} | {speed:.0f} | {seconds / 60:.0f} min |")
 
 print("| method | command | clean | PGD-20 | entries at full eps | training images/s | training time |")
@@ -98,9 +119,9 @@ runs = [("AT", "at", "part train --method at"), ("TRADES", "trades", "part train
         ("PART, Grad-CAM++", "part-gradcam++", "part train --cam gradcam++")]
 missing = []
 for label, directory, command in runs:
-    lines = log(os.path.join(out, directory))
-    if lines:
-        print(row(label, command, lines))
+    lines, figures = log(os.path.join(out, directory)), evaluation(os.path.join(out, directory))
+    if lines and figures:
+        print(row(label, command, lines, figures))
     else:
         missing.append(label)
 if missing:
@@ -108,18 +129,15 @@ if missing:
 
 print("\n| method | seeds | clean (mean ± std) | PGD-20 (mean ± std) | per seed (clean / PGD-20) |")
 print("| --- | --- | --- | --- | --- |")
-for label, single, sweep in [("AT", "at", "at-seeds"), ("PART", "part", "part-seeds")]:
-    lines = log(os.path.join(out, single))
-    path = os.path.join(out, sweep, "summary.json")
-    if not lines or not os.path.exists(path):
+for label, name in [("AT", "at"), ("PART", "part")]:
+    results = [evaluation(os.path.join(out, d)) for d in (name, f"{name}-seed1", f"{name}-seed2")]
+    if any(r is None for r in results):
         print(f"| {label} | not finished | | | |")
         continue
-    results = [(0, lines[-1]["cleanAccuracy"], lines[-1]["robustAccuracy"])]
-    results += [(r["seed"], r["cleanAccuracy"], r["robustAccuracy"]) for r in json.load(open(path))["seeds"]]
-    clean, robust = [100 * r[1] for r in results], [100 * r[2] for r in results]
+    clean, robust = [100 * r[0] for r in results], [100 * r[1] for r in results]
     per = ", ".join(f"{c:.2f} / {p:.2f}" for c, p in zip(clean, robust))
-    seeds = ",".join(str(r[0]) for r in results)
-    std = statistics.stdev if len(results) > 1 else (lambda v: 0.0)
-    print(f"| {label} | {seeds} | {statistics.mean(clean):.2f}% ± {std(clean):.2f} "
-          f"| {statistics.mean(robust):.2f}% ± {std(robust):.2f} | {per} |")
+    print(f"| {label} | 0,1,2 | {statistics.mean(clean):.2f}% ± {statistics.stdev(clean):.2f} "
+          f"| {statistics.mean(robust):.2f}% ± {statistics.stdev(robust):.2f} | {per} |")
+print(f"\nclean and PGD-20 (eps 0.1, alpha 0.025, random start): `part eval --attacks natural,pgd20` on the "
+      f"first {test_limit} test images")
 EOF
