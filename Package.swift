@@ -3,7 +3,7 @@
 //
 // Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
 // PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool); PARTDistributed (the
-// ranks of a data-parallel job) stands apart and PARTTraining uses it.
+// ranks of a data-parallel job) stands apart and PARTTraining and PARTEvaluation use it.
 import PackageDescription
 
 let package = Package(
@@ -37,7 +37,7 @@ let package = Package(
         // Class activation maps and the rules that turn them into epsilon maps.
         .target(name: "PARTCAM", dependencies: ["PARTNN"]),
         // The evaluation protocol: attack sequences, re-verification, results files and resume.
-        .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN"]),
+        .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN", "PARTDistributed"]),
         // The ranks of a data-parallel job: one process, or Open MPI loaded at run time (dlopen), so
         // that nothing needs MPI to build or run alone.
         .target(name: "PARTDistributed"),
@@ -73,8 +73,8 @@ let package = Package(
         // would (headless Chromium opens the report when it is installed).
         .testTarget(name: "PARTReportTests", dependencies: ["PARTTestSupport", "PARTReport", "PARTTraining", "part"]),
         // Collectives, the sharded sampler, synchronised batch norm; runs `mpirun -np 2 part train`
-        // when Open MPI is installed.
-        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTTestSupport", "PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "part"]),
+        // and `part eval` when Open MPI is installed.
+        .testTarget(name: "PARTDistributedTests", dependencies: ["PARTTestSupport", "PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "PARTTraining", "part"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
         .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
     ],

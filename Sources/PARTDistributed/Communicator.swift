@@ -100,3 +100,51 @@ public final class SingleProcess: Communicator {
     public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }
+
+extension Communicator {
+    /// Every rank's `bytes`, in rank order, where the lengths may differ between ranks: the
+    /// lengths are summed first, then blocks padded to the longest are all-gathered and cut back.
+    /// Costs (size x longest) bytes on every rank: meant for small records (outcomes, a few
+    /// images), not for weights.
+    public func allgatherVariable(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        var lengths = [Double](repeating: 0, count: size)
+        lengths[rank] = Double(bytes.count)
+        lengths = try allreduceSum(lengths)
+        let longest = Int(lengths.max() ?? 0)
+        let blocks = try allgather(bytes + [UInt8](repeating: 0, count: longest - bytes.count))
+        return blocks.indices.map { Array(blocks[$0].prefix(Int(lengths[$0]))) }
+    }
+
+    /// Rank 0's `bytes` on every rank (the argument of the other ranks is ignored).
+    public func broadcastBytes(_ bytes: [UInt8]) throws -> [UInt8] {
+        try allgatherVariable(isRoot ? bytes : [])[0]
+    }
+
+    /// Runs `body` on rank 0 alone and hands its value to every rank; when `body` throws, every
+    /// rank throws the same collective error with its description (so a file only rank 0 reads
+    /// can be refused without the other ranks waiting for it).
+    public func rootDecides<T: Codable>(_ body: () throws -> T) throws -> T {
+        var message = [UInt8]()
+        if isRoot {
+            let outcome: Decision<T>
+            do { outcome = Decision(value: try body(), error: nil) } catch {
+                outcome = Decision(value: nil, error: "\(error)")
+            }
+            message = try JSONEncoder().encode(outcome).map { $0 }
+        }
+        let received = try broadcastBytes(message)
+        let decision: Decision<T>
+        do { decision = try JSONDecoder().decode(Decision<T>.self, from: Data(received)) } catch {
+            throw DistributedError("rank \(rank) could not read rank 0's message (\(error))")
+        }
+        if let error = decision.error { throw DistributedError(error, collective: true) }
+        guard let value = decision.value else { throw DistributedError("rank 0 sent neither a value nor an error") }
+        return value
+    }
+}
+
+/// What `rootDecides` sends: rank 0's value, or the description of its error.
+private struct Decision<T: Codable>: Codable {
+    let value: T?
+    let error: String?
+}

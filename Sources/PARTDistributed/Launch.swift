@@ -76,7 +76,7 @@ public enum Distributed {
 
     private static func installStopMessage(rank: Int) {
         let text = "part: error: rank \(rank) stopped by the MPI launcher (another rank failed or the job was "
-            + "cancelled); nothing of the unfinished epoch was saved\n"
+            + "cancelled); what it had not saved yet is lost\n"
         stopMessage = strdup(text)
         stopMessageLength = text.utf8.count
         for sig in [SIGTERM, SIGINT] {

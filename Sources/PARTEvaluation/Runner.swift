@@ -129,54 +129,16 @@ public final class EvaluationRunner {
 
     public func run() throws -> EvaluationSummary {
         let n = dataset.count, stageCount = stages.count
-        var results: ResultsFile?
-        var outcomes = [ExampleOutcome]()
-        var seconds = [Double](repeating: 0, count: stageCount)
-        var pending: BatchProgress?
-        if let url = options.resultsFile {
-            let (file, loaded) = try ResultsFile.open(url, header: header)
-            results = file
-            outcomes = loaded
-            if let state = file.readProgress() {
-                seconds = state.seconds
-                // A batch in progress is taken only when it is exactly the next batch of this
-                // evaluation, point by point; anything else (a corrupt file) is redone.
-                if let batch = state.batch, batch.start == loaded.count, batch.stagesDone >= 1,
-                   batch.stagesDone <= stageCount, batch.end == Swift.min(batch.start + options.batchSize, n),
-                   batch.outcomes.map(\.index) == Array(batch.start..<batch.end),
-                   batch.outcomes.allSatisfy({ o in
-                       o.robust.count == stageCount && o.label == dataset.labels[o.index]
-                           && (o.brokenBy.map { (0..<stageCount).contains($0) } ?? true)
-                           && o.unverified.allSatisfy { (0..<stageCount).contains($0) }
-                   }) {
-                    pending = batch
-                }
-            }
-        }
+        let point = try openResults()
+        let results = point.file
+        var outcomes = point.outcomes
+        var seconds = point.seconds
+        var pending = point.pending
         let resumed = outcomes.count
-        guard resumed % options.batchSize == 0 || resumed == n else {
-            throw EvaluationError("\(options.resultsFile?.path ?? "the results file") holds \(resumed) points, not whole batches of "
-                                  + "\(options.batchSize): it is corrupt (delete it to start over)")
-        }
         if resumed > 0 || pending != nil {
             log?("resuming: \(resumed) of \(n) points done" + (pending.map { ", \($0.stagesDone) of \(stageCount) stages of the next batch" } ?? ""))
         }
-        let shape = [n, dataset.height, dataset.width, dataset.channels]
-        var adversarial: NPYFile?
-        if let url = options.adversarialFile {
-            if resumed > 0 || pending != nil {
-                do {
-                    adversarial = try NPYFile.open(url, shape: shape)
-                } catch {
-                    throw EvaluationError("\(error) but the results file holds finished work: pass the --save-adversarial file "
-                                          + "of the interrupted run, or start over with a new --save-results file")
-                }
-            } else {
-                adversarial = try NPYFile.create(url, shape: shape)
-            }
-            // The labels of the same points, so the arrays read back as a dataset.
-            try NPYFile.writeLabels(Array(dataset.labels.prefix(n)), to: NPYFile.labelsURL(beside: url))
-        }
+        let adversarial = try openAdversarial(resuming: resumed > 0 || pending != nil)
 
         var sanity = Sanity()
         /// Records the batch in progress (nil: none) and the time per stage beside the results.
@@ -259,6 +221,77 @@ public final class EvaluationRunner {
             }.joined(separator: ", "))
             start = end
         }
+        return summary(outcomes: outcomes, seconds: seconds, refusals: refusals, sanity: sanity, resumed: resumed)
+    }
+
+    /// Where a run continues: the results file (when one is given), the points it holds, the
+    /// time spent per stage, and the batch in progress with the stages done on it.
+    struct ResumePoint {
+        var file: ResultsFile?
+        var outcomes: [ExampleOutcome]
+        var seconds: [Double]
+        var pending: BatchProgress?
+    }
+
+    /// Opens the results file, if any, and reads back where an earlier run of this evaluation
+    /// stopped.
+    func openResults() throws -> ResumePoint {
+        let n = dataset.count, stageCount = stages.count
+        var point = ResumePoint(file: nil, outcomes: [], seconds: [Double](repeating: 0, count: stageCount), pending: nil)
+        if let url = options.resultsFile {
+            let (file, loaded) = try ResultsFile.open(url, header: header)
+            point.file = file
+            point.outcomes = loaded
+            if let state = file.readProgress() {
+                point.seconds = state.seconds
+                // A batch in progress is taken only when it is exactly the next batch of this
+                // evaluation, point by point; anything else (a corrupt file) is redone.
+                if let batch = state.batch, batch.start == loaded.count, batch.stagesDone >= 1,
+                   batch.stagesDone <= stageCount, batch.end == Swift.min(batch.start + options.batchSize, n),
+                   batch.outcomes.map(\.index) == Array(batch.start..<batch.end),
+                   batch.outcomes.allSatisfy({ o in
+                       o.robust.count == stageCount && o.label == dataset.labels[o.index]
+                           && (o.brokenBy.map { (0..<stageCount).contains($0) } ?? true)
+                           && o.unverified.allSatisfy { (0..<stageCount).contains($0) }
+                   }) {
+                    point.pending = batch
+                }
+            }
+        }
+        let resumed = point.outcomes.count
+        guard resumed % options.batchSize == 0 || resumed == n else {
+            throw EvaluationError("\(options.resultsFile?.path ?? "the results file") holds \(resumed) points, not whole batches of "
+                                  + "\(options.batchSize): it is corrupt (delete it to start over)")
+        }
+        return point
+    }
+
+    /// Opens the worst-case examples file of a resumed run, or creates it, and writes the labels
+    /// beside it; nil without `--save-adversarial`.
+    func openAdversarial(resuming: Bool) throws -> NPYFile? {
+        guard let url = options.adversarialFile else { return nil }
+        let n = dataset.count
+        let shape = [n, dataset.height, dataset.width, dataset.channels]
+        let adversarial: NPYFile
+        if resuming {
+            do {
+                adversarial = try NPYFile.open(url, shape: shape)
+            } catch {
+                throw EvaluationError("\(error) but the results file holds finished work: pass the --save-adversarial file "
+                                      + "of the interrupted run, or start over with a new --save-results file")
+            }
+        } else {
+            adversarial = try NPYFile.create(url, shape: shape)
+        }
+        // The labels of the same points, so the arrays read back as a dataset.
+        try NPYFile.writeLabels(Array(dataset.labels.prefix(n)), to: NPYFile.labelsURL(beside: url))
+        return adversarial
+    }
+
+    /// The totals over every point's outcome.
+    func summary(outcomes: [ExampleOutcome], seconds: [Double], refusals: [Refusal: String], sanity: Sanity,
+                 resumed: Int) -> EvaluationSummary {
+        let n = dataset.count
         // Every refusal is in the outcomes, those of an interrupted earlier run included.
         let disagreements = outcomes.flatMap { o in
             o.unverified.map { (index: o.index, stage: stages[$0].name,

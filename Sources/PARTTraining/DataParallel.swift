@@ -116,7 +116,7 @@ public final class DataParallel: BatchStatisticsReducer {
 
     /// Name, size, labels and the pixels of three images: enough to tell different files apart
     /// without reading the whole set.
-    static func fingerprint(_ data: ImageDataset) -> String {
+    public static func fingerprint(_ data: ImageDataset) -> String {
         let probe = data.count == 0 ? [] : [0, data.count / 2, data.count - 1]
         let labels = data.labels.enumerated().reduce(0) { $0 &+ UInt64($1.offset + 1) &* UInt64(bitPattern: Int64($1.element)) }
         let pixels = probe.isEmpty ? 0 : data.batch(probe).images.sum()

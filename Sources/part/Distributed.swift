@@ -18,13 +18,20 @@ struct DistributedOptions: ParsableArguments {
     /// The job's communicator, or nil for a one-process run. Under MPI, unless `--threads` was
     /// given, the ranks on one machine share its cores.
     func start(threads: Int?) throws -> Communicator? {
-        guard distributed || Distributed.launchedByMPI else { return nil }
-        let communicator = try Distributed.communicator(required: true)
-        if threads == nil {
-            Engine.setThreads(max(1, Engine.availableCores / max(1, communicator.localSize)))
-        }
-        return communicator
+        try startCommunicator(required: distributed, threads: threads)
     }
+}
+
+/// The job's communicator when mpirun started the command (or `required`), nil for a
+/// one-process run. Under MPI, unless `--threads` was given, the ranks on one machine share its
+/// cores.
+func startCommunicator(required: Bool, threads: Int?) throws -> Communicator? {
+    guard required || Distributed.launchedByMPI else { return nil }
+    let communicator = try Distributed.communicator(required: true)
+    if threads == nil {
+        Engine.setThreads(max(1, Engine.availableCores / max(1, communicator.localSize)))
+    }
+    return communicator
 }
 
 /// Stops a rank after `error`. An error every rank met at the same point (ranks that disagree)
@@ -40,20 +47,6 @@ func failRank(_ error: Error, _ communicator: Communicator) -> ExitCode {
     FileHandle.standardError.write(Data("part: error: \(prefix)\(error)\n".utf8))
     if communicator.size > 1 { communicator.abort(code: 1) }
     return ExitCode(1)
-}
-
-/// Stops a command that does not split its work over MPI ranks yet when `mpirun` started it,
-/// rather than have every rank repeat the whole job and write the same files (exit code 64).
-func refuseMPILaunch(_ command: String) throws {
-    guard Distributed.launchedByMPI else { return }
-    let environment = ProcessInfo.processInfo.environment
-    if (environment["OMPI_COMM_WORLD_SIZE"] ?? environment["PMIX_SIZE"]).flatMap(Int.init) == 1 { return }
-    if (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"] ?? "0") == "0" {
-        let message = "part: error: \(command) does not split its work over MPI ranks yet: run it without mpirun "
-            + "(or with -np 1)\n"
-        FileHandle.standardError.write(Data(message.utf8))
-    }
-    throw ExitCode.validationFailure
 }
 
 /// `part mpi`: checks a job's collectives and times the gradient all-reduce of a model.

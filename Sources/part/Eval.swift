@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PARTAttacks
 import PARTData
+import PARTDistributed
 import PARTEngine
 import PARTEvaluation
 import PARTNN
@@ -24,6 +25,9 @@ struct Eval: ParsableCommand {
 
         With --save-results FILE, a run that is killed continues where it stopped when the same \
         command is run again.
+
+        Under mpirun -np R, every batch is split between the R ranks; rank 0 gathers the per-example \
+        outcomes (and the adversarial examples) and alone prints and writes the files.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
@@ -67,6 +71,9 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Write the per-example outcome (JSON lines, header first) here; rerunning the same "
                                + "command on an unfinished file resumes it.", valueName: "file"))
     var saveResults: String?
+
+    @Flag(help: "Require an MPI job (started by mpirun); without the flag, a command joins one when mpirun started it.")
+    var distributed = false
 
     @Option(help: ArgumentHelp("Write the worst-case examples here (.npy, float32, [N, H, W, C]).", valueName: "file.npy"))
     var saveAdversarial: String?
@@ -148,97 +155,157 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        try refuseMPILaunch("part eval")
+        engine.apply()
+        let communicator: Communicator?
+        do { communicator = try startCommunicator(required: distributed, threads: engine.threads) } catch { throw fail(error) }
+        let refused: String?
         do {
-            let started = Date()
-            engine.apply()
-            let url = URL(fileURLWithPath: checkpoint)
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw CheckpointError("\(checkpoint): no such file")
+            refused = try evaluate(communicator)
+        } catch let exit as ExitCode {
+            // Flag errors are the same on every rank: each stops on its own.
+            communicator?.finalize()
+            throw exit
+        } catch {
+            if let communicator { throw failRank(error, communicator) }
+            throw fail(error)
+        }
+        communicator?.finalize()
+        // Re-verification's verdict is the whole job's: every rank exits 1, rank 0 says why.
+        if let refused {
+            if communicator?.isRoot ?? true { throw fail(EvaluationError(refused)) }
+            throw ExitCode(1)
+        }
+    }
+
+    /// Evaluates, alone or as one rank of an MPI job (rank 0 prints and writes); returns the
+    /// re-verification refusal to report, if any.
+    func evaluate(_ communicator: Communicator?) throws -> String? {
+        let started = Date()
+        let root = communicator?.isRoot ?? true
+        let url = URL(fileURLWithPath: checkpoint)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CheckpointError("\(checkpoint): no such file")
+        }
+        var test = try loadTestSplit()
+        if limit > 0 { test = test.prefix(limit) }
+        try CheckpointFit.check(url, fits: test)
+        var initRng = RNG(seed: output.seed)
+        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+                                                  inputShape: (test.height, test.width, test.channels), rng: &initRng)
+        if let (mean, std) = try normalization() {
+            do {
+                model = try Normalized(model, mean: mean, std: std)
+            } catch {
+                if root { FileHandle.standardError.write(Data("part: error: --normalize: \(error)\n".utf8)) }
+                throw ExitCode.validationFailure
             }
-            var test = try loadTestSplit()
-            if limit > 0 { test = test.prefix(limit) }
-            try CheckpointFit.check(url, fits: test)
-            var initRng = RNG(seed: output.seed)
-            var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
-                                                      inputShape: (test.height, test.width, test.channels), rng: &initRng)
-            if let (mean, std) = try normalization() {
-                do {
-                    model = try Normalized(model, mean: mean, std: std)
-                } catch {
-                    FileHandle.standardError.write(Data("part: error: --normalize: \(error)\n".utf8))
-                    throw ExitCode.validationFailure
-                }
-            }
-            let stages = try self.stages()
-            let header = EvaluationHeader(
-                checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
-                normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
-                columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
-                precision: engine.precision.rawValue, batchSize: batchSize)
-            // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made.
+        }
+        let stages = try self.stages()
+        let header = EvaluationHeader(
+            checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
+            normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
+            columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
+            precision: engine.precision.rawValue, batchSize: batchSize)
+        if let communicator, communicator.size > 1 {
+            try checkAgreement(communicator, header: header, test: test)
+        }
+        // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made (by rank 0,
+        // which alone writes them).
+        if root {
             for path in [saveResults, saveAdversarial].compactMap({ $0 }) {
                 try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
                                                         withIntermediateDirectories: true)
             }
-            let options = EvaluationOptions(batchSize: batchSize, seed: output.seed, independent: independent,
-                                            resultsFile: saveResults.map { URL(fileURLWithPath: $0) },
-                                            adversarialFile: saveAdversarial.map { URL(fileURLWithPath: $0) })
-            let eps = epsilon.value
-            let runner = try EvaluationRunner(model: model, dataset: test, stages: stages, header: header, options: options) {
-                try EpsilonMap.constant(eps, shape: $0.shape)
-            }
-            var progress = Progress(quiet: progressOptions.quiet)
-            let title = "\(model.architecture) on \(test.name) test, \(test.count) points, eps \(epsilon) (alpha \(alpha)), "
-                + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
-                + (independent ? ", each attack independently" : "")
-            progress.log("part eval: \(title)")
-            if let recipe = RecipeKey.describe(metadata) { progress.log("part eval: trained as \(recipe)") }
-            progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
-            for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
+        }
+        let options = EvaluationOptions(batchSize: batchSize, seed: output.seed, independent: independent,
+                                        resultsFile: saveResults.map { URL(fileURLWithPath: $0) },
+                                        adversarialFile: saveAdversarial.map { URL(fileURLWithPath: $0) })
+        let eps = epsilon.value
+        let runner = try EvaluationRunner(model: model, dataset: test, stages: stages, header: header, options: options) {
+            try EpsilonMap.constant(eps, shape: $0.shape)
+        }
+        var progress = Progress(quiet: progressOptions.quiet || !root)
+        let title = "\(model.architecture) on \(test.name) test, \(test.count) points, eps \(epsilon) (alpha \(alpha)), "
+            + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
+            + (independent ? ", each attack independently" : "")
+        progress.log("part eval: \(title)")
+        if let communicator, communicator.size > 1 {
+            progress.log("part eval: \(communicator.size) ranks (\(communicator.name)), each batch split between them; "
+                         + "rank 0 gathers the outcomes and writes")
+        }
+        if let recipe = RecipeKey.describe(metadata) { progress.log("part eval: trained as \(recipe)") }
+        progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
+        for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
+        if root {
             runner.log = { progress.log("part eval: \($0)") }
             runner.progress = { p in
                 progress.update(done: p.done, total: p.total, unit: "points",
                                 "batch \(p.batch)/\(p.batches), \(p.stage); robust \(p.robust)/\(p.finished) so far")
             }
-            let summary = try runner.run()
-            progress.clear()
-
-            // The stage log AutoAttack users know.
-            for (s, stage) in summary.stages.enumerated() {
-                let what = s == 0 ? "initial accuracy" : (independent ? "robust accuracy against \(stage.name) alone"
-                                                                    : "robust accuracy after \(stage.name)")
-                progress.log(String(format: "part eval: %@: %.2f%% (%.1f s)", what as NSString, 100 * stage.accuracy, stage.seconds))
-            }
-            progress.log(String(format: "part eval: worst case: %.2f%% of %d points", 100 * summary.robustAccuracy, summary.count))
-            if summary.minimum <= summary.maximum {   // this run confirmed at least one adversarial example
-                progress.log(String(format: "part eval: adversarial examples of this run: max L-inf perturbation %.5f, non-finite %d, "
-                                    + "min %.5f, max %.5f", summary.largestPerturbation, summary.nonFinite, summary.minimum, summary.maximum))
-            }
-
-            let seconds = Date().timeIntervalSince(started)
-            if output.json {
-                try printJSON(Output(
-                    checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: test.name,
-                    split: "test", count: summary.count, seed: output.seed, epsilon: eps, alpha: alpha,
-                    precision: engine.precision.rawValue, independent: independent, attacks: summary.stages,
-                    cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
-                    resumed: summary.resumed, unverified: summary.disagreements.count, seconds: seconds,
-                    resultsFile: saveResults, adversarialFile: saveAdversarial))
-            } else {
-                print(title)
-                print(table(summary))
-            }
-            fflush(stdout)
-            if let first = summary.disagreements.first {
-                throw EvaluationError("re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
-                                      + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust")
-            }
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            throw fail(error)
         }
+        let result: EvaluationSummary?
+        if let communicator {
+            result = try runner.run(communicator: communicator)
+        } else {
+            result = try runner.run()
+        }
+        func finish() throws -> String {
+            guard let summary = result else { return "" }
+            try report(summary, title: title, model: model, datasetName: test.name, started: started, progress: &progress)
+            guard let first = summary.disagreements.first else { return "" }
+            return "re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
+                + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust"
+        }
+        // Only rank 0 has the gathered outcomes; it tells the others whether re-verification refused any.
+        let refusal = try communicator.map { try $0.rootDecides(finish) } ?? finish()
+        return refusal.isEmpty ? nil : refusal
+    }
+
+    /// Every rank must evaluate the same checkpoint on the same points with the same settings;
+    /// otherwise every rank stops with one line naming the difference.
+    func checkAgreement(_ communicator: Communicator, header: EvaluationHeader, test: ImageDataset) throws {
+        try communicator.checkAgreement("checkpoint (SHA-256 of the file)", header.checkpointSHA256)
+        try communicator.checkAgreement("test data (--data, --dataset, --limit)", DataParallel.fingerprint(test))
+        var settings = header
+        settings.checkpoint = ""   // the path may differ between machines; the content may not
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let outputs = "results \(saveResults != nil), adversarial \(saveAdversarial != nil)"
+        try communicator.checkAgreement("evaluation configuration (--attacks, --eps, --alpha, --seed, --batch-size, --precision, "
+                                        + "--normalize, --independent, --save-results, --save-adversarial)",
+                                        String(decoding: try encoder.encode(settings), as: UTF8.self) + outputs)
+    }
+
+    /// The stage log, then the table or JSON, on standard output.
+    func report(_ summary: EvaluationSummary, title: String, model: ImageClassifier, datasetName: String, started: Date,
+                progress: inout Progress) throws {
+        progress.clear()
+        // The stage log AutoAttack users know.
+        for (s, stage) in summary.stages.enumerated() {
+            let what = s == 0 ? "initial accuracy" : (independent ? "robust accuracy against \(stage.name) alone"
+                                                                : "robust accuracy after \(stage.name)")
+            progress.log(String(format: "part eval: %@: %.2f%% (%.1f s)", what as NSString, 100 * stage.accuracy, stage.seconds))
+        }
+        progress.log(String(format: "part eval: worst case: %.2f%% of %d points", 100 * summary.robustAccuracy, summary.count))
+        if summary.minimum <= summary.maximum {   // this run confirmed at least one adversarial example
+            progress.log(String(format: "part eval: adversarial examples of this run: max L-inf perturbation %.5f, non-finite %d, "
+                                + "min %.5f, max %.5f", summary.largestPerturbation, summary.nonFinite, summary.minimum, summary.maximum))
+        }
+
+        let seconds = Date().timeIntervalSince(started)
+        if output.json {
+            try printJSON(Output(
+                checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: datasetName,
+                split: "test", count: summary.count, seed: output.seed, epsilon: epsilon.value, alpha: alpha,
+                precision: engine.precision.rawValue, independent: independent, attacks: summary.stages,
+                cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
+                resumed: summary.resumed, unverified: summary.disagreements.count, seconds: seconds,
+                resultsFile: saveResults, adversarialFile: saveAdversarial))
+        } else {
+            print(title)
+            print(table(summary))
+        }
+        fflush(stdout)
     }
 
     /// The results table: one row per stage and the worst case.

@@ -152,15 +152,6 @@ final class MPIRunTests: XCTestCase {
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 2, r.stdout)
     }
 
-    /// `part eval` does not split its points over ranks yet: under mpirun it stops at once rather
-    /// than have both ranks evaluate everything into the same files.
-    func testPartEvalUnderMPIStopsWithAMessage() throws {
-        let r = try runToEnd(launcher, mpi(2) + ["eval", dir.appendingPathComponent("absent.safetensors").path],
-                             in: dir, name: "eval")
-        XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("part eval does not split its work over MPI ranks yet"), r.stderr)
-    }
-
     /// Rank 1 is killed (SIGKILL) while the job trains: the launcher stops rank 0, which says why,
     /// and the job exits non-zero within a minute instead of hanging.
     func testAJobWhoseRankIsKilledStopsWithAMessage() throws {
@@ -208,21 +199,21 @@ final class MPIRunTests: XCTestCase {
         let stderr = try String(contentsOf: err, encoding: .utf8)
         XCTAssertTrue(stderr.contains("rank 1 exits before the job has ended"), stderr)
     }
+}
 
-    /// The process of `part` with MPI rank `rank` among the children of `parent` (mpirun).
-    func rankProcess(_ rank: Int, of parent: pid_t) -> pid_t? {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
-        for entry in entries {
-            guard let pid = pid_t(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            // Fields after "(comm)": state, ppid, ...
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 1, pid_t(fields[1]) == parent,
-                  let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
-            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
-        }
-        return nil
+/// The process of `part` with MPI rank `rank` among the children of `parent` (mpirun).
+func rankProcess(_ rank: Int, of parent: pid_t) -> pid_t? {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+    for entry in entries {
+        guard let pid = pid_t(entry),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { continue }
+        // Fields after "(comm)": state, ppid, ...
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, pid_t(fields[1]) == parent,
+              let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+        let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
     }
+    return nil
 }
