@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PARTDistributed
 import PARTTraining
 
 /// `part train --resume RUN` and the checkpoint cadence.
@@ -34,6 +35,13 @@ struct CheckpointOptions: ParsableArguments {
         if out != nil { throw ValidationError("--resume names the run directory; drop --out") }
         if overwrite { throw ValidationError("--resume continues a run; --overwrite would replace it: drop one of them") }
     }
+}
+
+/// A run directory opened for `--resume`: its `config.json`, or why it cannot be resumed.
+struct OpenedRun: Codable {
+    var config: String
+    var problem: String?
+    var badArgument: Bool
 }
 
 /// What `config.json` holds that a resume needs.
@@ -117,24 +125,43 @@ extension Train {
 
     /// Continues the run in `path`: the saved command, overridden by the flags given now, must
     /// describe the same run; then it trains from the last checkpoint.
+    ///
+    /// Under mpirun, rank 0 alone opens the directory (it may exist only on rank 0's machine) and
+    /// sends its `config.json` to the other ranks; a directory it refuses stops every rank with
+    /// rank 0's message and exit code.
     func runResumed(_ path: String) throws {
-        let directory: RunDirectory
+        var directory: RunDirectory?
+        let opened: OpenedRun
+        let communicator = Distributed.current.flatMap { $0.size > 1 ? $0 : nil }
+        /// Stops with `message`: exit 64 for a bad argument, 1 for a damaged file. Under mpirun
+        /// every rank meets the same problem here (rank 0's files, one command): rank 0 says it
+        /// and each rank leaves the job in step.
+        func refuse(_ message: String, badArgument bad: Bool) -> ExitCode {
+            guard let communicator else { return bad ? badArgument(message) : fail(TrainingError(message)) }
+            if communicator.isRoot { FileHandle.standardError.write(Data("part: error: \(message)\n".utf8)) }
+            communicator.finalize()
+            return bad ? ExitCode.validationFailure : ExitCode(1)
+        }
+        if let communicator {
+            do {
+                opened = try communicator.rootDecides { Train.openRun(path, into: &directory) }
+            } catch {
+                throw failRank(error, communicator)
+            }
+        } else {
+            opened = Train.openRun(path, into: &directory)
+        }
+        if let problem = opened.problem { throw refuse(problem, badArgument: opened.badArgument) }
         let saved: SavedRun
         do {
-            directory = try RunDirectory.existing(path)
-            let configURL = directory.url.appendingPathComponent("config.json")
-            do {
-                saved = try JSONDecoder().decode(SavedRun.self, from: try Data(contentsOf: configURL))
-            } catch {
-                throw fail(TrainingError("\(configURL.path) is not the configuration of a part train run (damaged or "
-                                         + "edited); the run cannot be resumed"))
-            }
-        } catch let problem as RunDirectoryError {
-            throw problem.badArgument ? badArgument(problem.description) : fail(problem)
+            saved = try JSONDecoder().decode(SavedRun.self, from: Data(opened.config.utf8))
+        } catch {
+            throw refuse("\(path)/config.json is not the configuration of a part train run (damaged or edited); the run "
+                         + "cannot be resumed", badArgument: false)
         }
         guard let savedArguments = saved.arguments else {
-            throw badArgument("--resume \(path): its config.json records no command (a sweep's seed run or an older "
-                              + "version); start a new run")
+            throw refuse("--resume \(path): its config.json records no command (a sweep's seed run or an older "
+                         + "version); start a new run", badArgument: true)
         }
         let given = Train.absolutePaths(Train.savedArguments() ?? [])
         let overridden = Train.optionNames(given).subtracting(Train.processOptions)
@@ -144,12 +171,34 @@ extension Train {
             original = try Train.parse(Train.removing(Train.processOptions, from: savedArguments))
             command = try Train.parse(base + Train.removing(["--resume"], from: given))
         } catch {
-            throw badArgument("--resume \(path): the saved command no longer parses (\(Train.message(for: error)))")
+            throw refuse("--resume \(path): the saved command no longer parses (\(Train.message(for: error)))",
+                         badArgument: true)
         }
         if let difference = try Train.difference(saved: saved.config, original: original, now: command) {
-            throw badArgument("--resume \(path): \(difference); drop the flag or start a new run")
+            throw refuse("--resume \(path): \(difference); drop the flag or start a new run", badArgument: true)
         }
-        try command.start(resumed: (directory, saved.config, saved.trainImages, saved.heldOutImages))
+        try command.start(resumed: (directory, directory?.url ?? URL(fileURLWithPath: path), saved.config,
+                                    saved.trainImages, saved.heldOutImages))
+    }
+
+    /// Opens the run directory at `path` (held in `directory`) and reads its `config.json`; a
+    /// problem is returned as its sentence, and whether it is a bad argument (exit 64) or a
+    /// missing or damaged file (exit 1).
+    static func openRun(_ path: String, into directory: inout RunDirectory?) -> OpenedRun {
+        do {
+            let run = try RunDirectory.existing(path)
+            let configURL = run.url.appendingPathComponent("config.json")
+            guard let data = try? Data(contentsOf: configURL) else {
+                return OpenedRun(config: "", problem: "\(configURL.path) is not the configuration of a part train run (damaged or edited); the run cannot be resumed",
+                                 badArgument: false)
+            }
+            directory = run
+            return OpenedRun(config: String(decoding: data, as: UTF8.self), problem: nil, badArgument: false)
+        } catch let problem as RunDirectoryError {
+            return OpenedRun(config: "", problem: problem.description, badArgument: problem.badArgument)
+        } catch {
+            return OpenedRun(config: "", problem: "\(error)", badArgument: false)
+        }
     }
 
     /// The first setting in which the resumed command differs from the saved run, as a clause

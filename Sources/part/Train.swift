@@ -258,14 +258,8 @@ struct Train: ParsableCommand {
         engine.apply()
         let communicator: Communicator?
         do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
-        if let communicator {
-            // Each rank would claim the directory and resume on its own: not supported yet.
-            if checkpoints.resume != nil {
-                throw badArgument("--resume of a run under mpirun is not supported yet: resume it as one process")
-            }
-            if out == nil {
-                throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
-            }
+        if let communicator, checkpoints.resume == nil, out == nil {
+            throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
         }
         if let resume = checkpoints.resume {
             try runResumed(resume)
@@ -275,7 +269,9 @@ struct Train: ParsableCommand {
     }
 
     /// Trains a new run, or continues `resumed` (its directory, held, and its saved configuration).
-    func start(resumed: (directory: RunDirectory, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
+    ///
+    /// Under mpirun only rank 0 holds the resumed directory (`directory`); every rank has its path.
+    func start(resumed: (directory: RunDirectory?, url: URL, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
         do {
             let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
@@ -307,7 +303,7 @@ struct Train: ParsableCommand {
                 // The same command on other files would shuffle other images: not this run.
                 let now = train.count - config.validationSplit, held = config.validationSplit > 0 ? config.validationSplit : heldOut.count
                 guard now == saved && held == savedHeld else {
-                    throw TrainingError("--resume \(resumed.directory.url.path): the run trained on \(saved) images and checked "
+                    throw TrainingError("--resume \(resumed.url.path): the run trained on \(saved) images and checked "
                                         + "\(savedHeld); its data now gives \(now) and \(held): the files under --data changed")
                 }
             }
@@ -316,7 +312,9 @@ struct Train: ParsableCommand {
                                   + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
             }
             if claimed == nil, printing { claimed = try claimDirectory(method: config.method, dataset: train.name) }
-            guard let directory = claimed?.url ?? (printing ? nil : out.map({ URL(fileURLWithPath: $0) })) else { return }
+            guard let directory = claimed?.url ?? (printing ? nil : resumed?.url ?? out.map({ URL(fileURLWithPath: $0) })) else {
+                return
+            }
             let camLayer = try resolvedCAMLayer(config, data: train)
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
@@ -369,14 +367,20 @@ struct Train: ParsableCommand {
                 }
                 trainer.commandArguments = Train.savedArguments()
                 if resumed != nil {
-                    let info = try trainer.resume(from: directory)
+                    // Under mpirun rank 0 reads the checkpoint and sends it to the other ranks.
+                    let info = try trainer.parallel.map { try trainer.resume(from: directory, job: $0) }
+                        ?? trainer.resume(from: directory)
                     for warning in info.warnings { FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
                     if info.finished {
-                        FileHandle.standardError.write(Data("part: the run in \(directory.path) is complete (\(config.epochs) epochs); nothing to resume\n".utf8))
+                        if printing {
+                            FileHandle.standardError.write(Data("part: the run in \(directory.path) is complete (\(config.epochs) epochs); nothing to resume\n".utf8))
+                        }
+                        communicator?.finalize()
                         return
                     }
                     let from = info.position.map { "from the checkpoint \($0)" } ?? "from its start (it had no checkpoint yet)"
-                    FileHandle.standardError.write(Data("resuming \(directory.path) \(from)\n".utf8))
+                    let ranks = communicator.map { " with \($0.size) ranks" } ?? ""
+                    if printing { FileHandle.standardError.write(Data("resuming \(directory.path) \(from)\(ranks)\n".utf8)) }
                 }
                 // Under mpirun a SIGTERM comes from the launcher stopping the job: no graceful stop then.
                 if communicator == nil { Interrupt.install() }

@@ -143,6 +143,60 @@ final class MPIRunTests: XCTestCase {
         XCTAssertLessThan(difference.buffers, 1e-4)
     }
 
+    /// A 2-rank PART run with a checkpoint every 3 steps is killed (SIGKILL of mpirun and its
+    /// ranks) after a checkpoint and resumed under mpirun: it ends with the uninterrupted 2-rank
+    /// run's weights, byte for byte. The run directory exists only where rank 0 runs: rank 1 is
+    /// given a path with nothing there (as on another machine's disk), and rank 0 sends it the
+    /// checkpoint.
+    func testAKilledTwoRankRunResumesUnderMPIToTheSameWeights() throws {
+        let base = ["train", "--data", dir.path, "--threads", "1", "--arch", "small-cnn", "--method", "part",
+                    "--epochs", "2", "--burn-in", "1", "--train-limit", "150", "--batch-size", "15", "--steps", "2",
+                    "--eval-limit", "20", "--eval-steps", "1", "--checkpoint-every", "3"]
+        let full = dir.appendingPathComponent("full"), killed = dir.appendingPathComponent("killed")
+        let reference = try runToEnd(launcher, mpi(2) + base + ["--out", full.path], in: dir, name: "full")
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+
+        let (job, _, _) = try start(launcher, mpi(2) + base + ["--out", killed.path], in: dir, name: "killed")
+        var ranks: [pid_t] = []
+        var position: (epochs: Int, batches: Int)?
+        let deadline = Date().addingTimeInterval(120)
+        while job.isRunning && Date() < deadline {
+            if ranks.count < 2 { ranks = [0, 1].compactMap { rankProcess($0, of: job.processIdentifier) } }
+            if let data = FileManager.default.contents(atPath: killed.appendingPathComponent("checkpoint.json").path),
+               let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let epochs = manifest["epochsDone"] as? Int, let batches = manifest["batchesDone"] as? Int {
+                position = (epochs, batches)
+                break
+            }
+            usleep(2_000)
+        }
+        XCTAssertTrue(job.isRunning, "the run ended before its first checkpoint could be caught")
+        XCTAssertEqual(ranks.count, 2, "the ranks' processes were not found")
+        for pid in ranks + [job.processIdentifier] { kill(pid, SIGKILL) }
+        job.waitUntilExit()
+        let gone = Date().addingTimeInterval(30)
+        while ranks.contains(where: { kill($0, 0) == 0 && !isZombie($0) }) && Date() < gone { usleep(20_000) }
+        let caught = try XCTUnwrap(position, "no checkpoint was written")
+        XCTAssertLessThan(caught.epochs, 2)
+
+        let root = geteuid() == 0 ? ["--allow-run-as-root"] : []
+        let resume = ["train", "--threads", "1", "--resume"]
+        let arguments = ["--oversubscribe"] + root + ["-np", "1", partBinary.path] + resume + [killed.path]
+            + [":", "-np", "1", partBinary.path] + resume + [dir.appendingPathComponent("not-on-this-machine").path]
+        let resumed = try runToEnd(launcher, arguments, in: dir, name: "resumed")
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming \(killed.path) from the checkpoint"), resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("with 2 ranks"), resumed.stderr)
+        XCTAssertLessThan(try differences(full.appendingPathComponent("last.safetensors"),
+                                          killed.appendingPathComponent("last.safetensors")).parameters, 1e-6)
+        XCTAssertEqual(try Data(contentsOf: full.appendingPathComponent("last.safetensors")),
+                       try Data(contentsOf: killed.appendingPathComponent("last.safetensors")),
+                       "the resumed run's weights are not byte-identical to the uninterrupted run's")
+        let epochs = try String(contentsOf: killed.appendingPathComponent("log.jsonl"), encoding: .utf8)
+            .split(separator: "\n").count
+        XCTAssertEqual(epochs, 2)
+    }
+
     /// `part mpi` checks the collectives of two ranks and reports from rank 0 only.
     func testPartMPIChecksTheCollectives() throws {
         let r = try runToEnd(launcher, mpi(2) + ["mpi", "--arch", "small-cnn", "--repeats", "2"], in: dir, name: "check")
