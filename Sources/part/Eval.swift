@@ -72,11 +72,11 @@ struct Eval: ParsableCommand {
                                + "command on an unfinished file resumes it.", valueName: "file"))
     var saveResults: String?
 
-    @Flag(help: "Require an MPI job (started by mpirun); without the flag, a command joins one when mpirun started it.")
-    var distributed = false
-
     @Option(help: ArgumentHelp("Write the worst-case examples here (.npy, float32, [N, H, W, C]).", valueName: "file.npy"))
     var saveAdversarial: String?
+
+    @Flag(help: "Require an MPI job (started by mpirun); without the flag, a command joins one when mpirun started it.")
+    var distributed = false
 
     var alpha: Float { stepSize?.value ?? epsilon.value / 4 }
 
