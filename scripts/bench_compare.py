@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-OPTIMISATIONS = ["fold", "fuse", "pool", "narrow", "inference"]
+OPTIMISATIONS = ["fold", "fuse", "pool", "narrow", "inference", "winograd"]
 
 
 def run_json(command):

@@ -109,7 +109,9 @@ def main():
     p.add_argument("--part", default=os.path.join(".build", "release", "part"), help="the part binary")
     p.add_argument("--iterations", type=int, default=100, help="APGD, APGD-T and FAB iterations of both tools")
     p.add_argument("--queries", type=int, default=5000, help="Square's queries of both tools")
-    p.add_argument("--part-results", help="also keep part eval's per-example results (--save-results) here")
+    p.add_argument("--precisions", default="fp32", help="part eval runs, one per --precision (e.g. fp32,bf16)")
+    p.add_argument("--part-results", help="also keep part eval's per-example results (--save-results) here "
+                                          "(other precisions: FILE-bf16.jsonl)")
     p.add_argument("--skip-autoattack", action="store_true", help="torchattacks PGD-20 only (quick checks)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args()
@@ -170,51 +172,61 @@ def main():
     attacks = "natural,pgd20" if a.skip_autoattack else "natural,pgd20,aa"
     if not a.skip_autoattack and (a.iterations != 100 or a.queries != 5000):
         attacks += f":steps={a.iterations}:queries={a.queries}"
-    command = [a.part, "eval", a.checkpoint, "--data", a.data, "--limit", str(a.limit), "--eps", str(a.eps),
-               "--alpha", str(a.alpha), "--seed", str(a.seed), "--batch-size", str(a.batch),
-               "--attacks", attacks, "--json", "--quiet"]
-    if a.part_results:
-        if os.path.exists(a.part_results):
-            os.remove(a.part_results)   # a fresh run, not the resume of an earlier one
-        command += ["--save-results", a.part_results]
-    t0 = time.perf_counter()
-    run = subprocess.run(command, capture_output=True, text=True)
-    part_seconds = time.perf_counter() - t0
-    if run.returncode != 0:
-        sys.exit(f"part eval failed ({run.returncode}): {run.stderr.strip()}")
-    result = json.loads(run.stdout)
-    stages = {s["name"]: s for s in result["attacks"]}
-    part_aa = None
-    if not a.skip_autoattack:
-        part_aa = (result["robustAccuracy"], sum(s["seconds"] for n, s in stages.items() if n in
-                                                  ("apgd-ce", "apgd-t", "fab-t", "square")))
+    parts = {}
+    for precision in a.precisions.split(","):
+        command = [a.part, "eval", a.checkpoint, "--data", a.data, "--limit", str(a.limit), "--eps", str(a.eps),
+                   "--alpha", str(a.alpha), "--seed", str(a.seed), "--batch-size", str(a.batch),
+                   "--attacks", attacks, "--precision", precision, "--json", "--quiet"]
+        results_file = None
+        if a.part_results:
+            root, ext = os.path.splitext(a.part_results)
+            results_file = a.part_results if precision == "fp32" else f"{root}-{precision}{ext or '.jsonl'}"
+            for stale in (results_file, results_file + ".progress.json"):
+                if os.path.exists(stale):
+                    os.remove(stale)   # a fresh run, not the resume of an earlier one
+            command += ["--save-results", results_file]
+        t0 = time.perf_counter()
+        run = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if run.returncode != 0:
+            sys.exit(f"part eval --precision {precision} failed ({run.returncode}): {run.stderr.strip()}")
+        parts[precision] = (json.loads(run.stdout), wall, results_file)
 
     print(f"SmallCNN on Fashion-MNIST test, first {a.limit} points, eps {a.eps}, PGD-20 alpha {a.alpha} "
           f"with random start, AutoAttack standard ({a.iterations} iterations, {a.queries} queries), "
-          f"seed {a.seed}, batch {a.batch}, fp32; torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
+          f"seed {a.seed}, batch {a.batch}; torch {torch.__version__} (fp32), torchattacks {torchattacks.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'tool':<24}{'natural':>10}{'PGD-20':>10}{'+ AutoAttack':>14}{'AA time':>10}")
+    print(f"{'tool':<28}{'natural':>10}{'PGD-20':>10}{'+ AutoAttack':>14}{'AA time':>10}{'ratio':>8}")
     aa_t = rows.get("aa")
-    print(f"{'torchattacks':<24}{100 * rows['natural'][0]:>9.2f}%{100 * rows['pgd20'][0]:>9.2f}%"
-          + (f"{100 * aa_t[0]:>13.2f}%{aa_t[1]:>9.1f}s" if aa_t else f"{'-':>14}{'-':>10}"))
-    print(f"{'part eval':<24}{100 * stages['natural']['accuracy']:>9.2f}%{100 * stages['pgd20']['robust'] / result['count']:>9.2f}%"
-          + (f"{100 * part_aa[0]:>13.2f}%{part_aa[1]:>9.1f}s" if part_aa else f"{'-':>14}{'-':>10}"))
-    print(f"part eval wall time {part_seconds:.1f} s (all stages); torchattacks PGD-20 {rows['pgd20'][1]:.1f} s, "
-          f"part PGD-20 {stages['pgd20']['seconds']:.1f} s")
-    if aa_t and part_aa and part_aa[1] > 0:
-        print(f"AutoAttack time ratio torchattacks / part: {aa_t[1] / part_aa[1]:.2f}")
-    if a.part_results and torch_flags is not None:
-        with open(a.part_results) as f:
-            header = json.loads(f.readline())
-            mine = {}
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    mine[r["index"]] = r[header["columns"][-1]]
-        differ = [i for i in range(len(y)) if mine.get(i) != bool(torch_flags[i])]
-        print(f"AutoAttack final flags that differ: {len(differ)} of {len(y)} points {differ[:20]}")
+    print(f"{'torchattacks':<28}{100 * rows['natural'][0]:>9.2f}%{100 * rows['pgd20'][0]:>9.2f}%"
+          + (f"{100 * aa_t[0]:>13.2f}%{aa_t[1]:>9.1f}s{1:>8.2f}" if aa_t else f"{'-':>14}{'-':>10}{'-':>8}"))
+    summary = {}
+    for precision, (result, wall, results_file) in parts.items():
+        stages = {s["name"]: s for s in result["attacks"]}
+        aa_seconds = sum(s["seconds"] for n, s in stages.items() if n in STAGES)
+        label = f"part eval ({precision})"
+        ratio = aa_t[1] / aa_seconds if aa_t and aa_seconds > 0 else None
+        print(f"{label:<28}{100 * stages['natural']['accuracy']:>9.2f}%"
+              f"{100 * stages['pgd20']['robust'] / result['count']:>9.2f}%"
+              + (f"{100 * result['robustAccuracy']:>13.2f}%{aa_seconds:>9.1f}s{ratio:>8.2f}" if ratio
+                 else f"{'-':>14}{'-':>10}{'-':>8}"))
+        summary[precision] = {"result": result, "wall_seconds": wall, "aa_seconds": aa_seconds}
+        if results_file and torch_flags is not None:
+            with open(results_file) as f:
+                header = json.loads(f.readline())
+                mine = {}
+                for line in f:
+                    if line.strip():
+                        r = json.loads(line)
+                        mine[r["index"]] = r[header["columns"][-1]]
+            differ = [i for i in range(len(y)) if mine.get(i) != bool(torch_flags[i])]
+            summary[precision]["differ"] = differ
+            print(f"  {precision}: final flags that differ from torchattacks': {len(differ)} of {len(y)} points "
+                  f"{differ[:20]}")
+    print(f"torchattacks PGD-20 {rows['pgd20'][1]:.1f} s; ratio = torchattacks' AutoAttack seconds / part's "
+          "(the four stages, re-verification included)")
     print(json.dumps({"torchattacks": {k: {"accuracy": v[0], "seconds": v[1]} for k, v in rows.items()},
-                      "part": result, "part_wall_seconds": part_seconds}))
+                      "part": summary}))
 
 
 if __name__ == "__main__":

@@ -154,6 +154,9 @@ public enum Optimizations {
         /// Passes that need no backward skip what only a backward pass reads (max-pool's arg-max
         /// workspace).
         case inference
+        /// 3x3 stride-1 fp32 convolutions with channel counts divisible by 16 run oneDNN's
+        /// Winograd kernels in forward and backward-data (`WinogradConvolution`).
+        case winograd
     }
 
     private static let disabled = Locked(Set<Name>())

@@ -63,7 +63,7 @@ extension Conv2d {
                        residualGradient: ((Tensor) throws -> Void)? = nil) throws -> Tensor {
         let f = folded(with: batchNorm)
         let y = try f.op.forward(x, weight: f.weight, bias: f.bias, weightVersion: f.version, relu: relu,
-                                 accumulate: accumulate)
+                                 accumulate: accumulate, winograd: true)
         if let tape {
             precondition(!tape.parameterGradients, "folded batch norm serves evaluation-mode passes only")
             let needInput = tape.needsInputGradient
@@ -72,7 +72,7 @@ extension Conv2d {
                 try residualGradient?(dz)
                 guard needInput else { return Tensor(shape: [0]) }
                 return try f.op.backward(dz, x: x, weight: f.weight, weightVersion: f.version, needInputGradient: true,
-                                         needParameterGradients: false).input ?? Tensor(shape: [0])
+                                         needParameterGradients: false, winograd: true).input ?? Tensor(shape: [0])
             }
         }
         return y

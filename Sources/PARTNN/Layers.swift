@@ -34,7 +34,10 @@ public final class Conv2d: Layer {
 
     /// The convolution, optionally followed by a ReLU fused into the kernel.
     func forward(_ x: Tensor, relu: Bool, tape: Tape?) throws -> Tensor {
-        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version, relu: relu)
+        // Passes without parameter gradients (attacks, CAMs, evaluation) may use Winograd kernels.
+        let winograd = !(tape?.parameterGradients ?? false)
+        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version, relu: relu,
+                               winograd: winograd)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
@@ -43,7 +46,7 @@ public final class Conv2d: Layer {
             tape.record { [self] dy in
                 let dz = relu ? try ReLU.backward(dy, output: y) : dy
                 let g = try op.backward(dz, x: x, weight: w, weightVersion: version, needInputGradient: needInput,
-                                    needParameterGradients: params)
+                                    needParameterGradients: params, winograd: winograd)
                 if let dw = g.weight { weight.gradient.add(dw) }
                 if let db = g.bias { bias?.gradient.add(db) }
                 return g.input ?? Tensor(shape: [0])

@@ -146,7 +146,7 @@ struct Bench: ParsableCommand {
             let input = try Tensor(shape: shape, repeating: 0.5).converted(to: dtype)
             let w = Tensor(shape: [op.outChannels, op.inChannels, op.kernel, op.kernel], repeating: 0.01)
             let b = op.hasBias ? Tensor(shape: [op.outChannels]) : nil
-            let t = try timed { _ = try op.forward(input, weight: w, bias: b, weightVersion: 7) }
+            let t = try timed { _ = try op.forward(input, weight: w, bias: b, weightVersion: 7, winograd: true) }
             peakFlops += t.flops
             peakSeconds += t.seconds
         }

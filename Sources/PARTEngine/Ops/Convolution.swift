@@ -47,6 +47,9 @@ public final class Convolution {
         var backwardDataWeights: ReorderedWeights?
         var backwardWeights: DNNLPrimitive?
         var weightGradient: GradientReorder?
+        /// Winograd kernels for this shape (3x3 stride 1, fp32, channels divisible by 16), when
+        /// oneDNN has them for the CPU.
+        var winograd: WinogradConvolution?
         let outShape: [Int]
 
         init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights, outShape: [Int]) {
@@ -100,6 +103,13 @@ public final class Convolution {
             let weights = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
                                                to: try fwd.md(dnnl_query_weights_md), what: describe(key))
             let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
+            if WinogradConvolution.applies(kernel: kernel, stride: stride, inChannels: inChannels,
+                                           outChannels: outChannels, dtype: key.dtype) {
+                p.winograd = WinogradConvolution(
+                    dims: (key.n, inChannels, key.h, key.w, outChannels, d.outShape[1], d.outShape[2]),
+                    weights: weightDims, bias: d.bias, strides: window.strides, pads: window.pads,
+                    postOps: attributes, sum: key.sum, what: describe(key))
+            }
             plans[key] = p
             return p
         }
@@ -112,8 +122,12 @@ public final class Convolution {
     /// is added to the convolution's output, then `relu` applies max(0, .):
     ///
     ///     y = relu?(conv(x) + b + accumulate?)
+    ///
+    /// `winograd`: run oneDNN's Winograd kernels when they apply (`WinogradConvolution`); passes
+    /// that serve attacks, CAMs and evaluation ask for them, training's own passes do not (their
+    /// results then follow PyTorch's direct convolutions to the last bits the order allows).
     public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, weightVersion: Int, relu: Bool = false,
-                        accumulate: Tensor? = nil) throws -> Tensor {
+                        accumulate: Tensor? = nil, winograd: Bool = false) throws -> Tensor {
         precondition(x.shape.count == 4 && x.shape[3] == inChannels,
                      "convolution expects [N, H, W, \(inChannels)], got \(x.shape)")
         precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
@@ -128,11 +142,16 @@ public final class Convolution {
         } else {
             y = Tensor.uninitialized(shape: p.outShape, dtype: x.dtype)
         }
-        let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
-        var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
-                                                        (DNNL_ARG_DST, y.mutableRawPointer())]
-        if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
-        try p.forward.execute(args)
+        if winograd, Optimizations.isEnabled(.winograd), let kernels = p.winograd,
+           try kernels.run(x, weight: weight, bias: bias, weightVersion: weightVersion, into: &y) {
+            // done by the Winograd kernels
+        } else {
+            let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
+            var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
+                                                            (DNNL_ARG_DST, y.mutableRawPointer())]
+            if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
+            try p.forward.execute(args)
+        }
         Profile.addFlops(flops(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
         Profile.trace(self, x.shape, x.dtype)
         return y
@@ -140,9 +159,12 @@ public final class Convolution {
 
     /// Backward pass for the forward call on `x`.
     /// - Returns: dL/dx (of x's type) when `needInputGradient`; dL/dw and dL/db (nil without
-    ///   bias) when `needParameterGradients` (f32 passes only).
+    ///   bias) when `needParameterGradients` (f32 passes only). `winograd` as in `forward`, for
+    ///   the input gradient of passes without parameter gradients.
     public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
-                         needParameterGradients: Bool) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+                         needParameterGradients: Bool, winograd: Bool = false) throws -> (input: Tensor?,
+                                                                                           weight: Tensor?,
+                                                                                           bias: Tensor?) {
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], dtype: x.dtype)
         let p = try plan(key)
         precondition(dy.shape == p.outShape && dy.dtype == x.dtype,
@@ -156,6 +178,11 @@ public final class Convolution {
                                              columns: inChannels * kernel * kernel)
             dx = try Col2Im.fold(columns, n: key.n, height: key.h, width: key.w, channels: inChannels, kernel: kernel,
                                  stride: stride, padding: padding).converted(to: x.dtype)
+        } else if needInputGradient, winograd, !needParameterGradients, Optimizations.isEnabled(.winograd),
+                  let kernels = p.winograd,
+                  let g = try kernels.inputGradient(dy, weight: weight, weightVersion: weightVersion, inputShape: x.shape) {
+            Profile.addFlops(flops(n: key.n, h: key.h, w: key.w))
+            dx = g
         } else if needInputGradient {
             let (prim, weights) = try backwardData(p, key)
             var g = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
