@@ -74,6 +74,12 @@ public enum Distributed {
     nonisolated(unsafe) private static var stopMessage: UnsafeMutablePointer<CChar>?
     nonisolated(unsafe) private static var stopMessageLength = 0
 
+    /// After a rank has said why the job stops (ranks that disagree), a SIGTERM from the launcher
+    /// ends it without a second message: a rank whose sibling exits first is stopped by `mpirun`.
+    public static func silenceStopMessage() {
+        stopMessageLength = 0
+    }
+
     private static func installStopMessage(rank: Int) {
         let text = "part: error: rank \(rank) stopped by the MPI launcher (another rank failed or the job was "
             + "cancelled); what it had not saved yet is lost\n"
@@ -81,7 +87,7 @@ public enum Distributed {
         stopMessageLength = text.utf8.count
         for sig in [SIGTERM, SIGINT] {
             signal(sig) { _ in
-                if let message = Distributed.stopMessage {
+                if let message = Distributed.stopMessage, Distributed.stopMessageLength > 0 {
                     _ = write(2, message, Distributed.stopMessageLength)
                 }
                 _exit(1)

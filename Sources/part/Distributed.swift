@@ -39,6 +39,7 @@ func startCommunicator(required: Bool, threads: Int?) throws -> Communicator? {
 /// aborts the whole job, so that no rank waits forever for one that has stopped.
 func failRank(_ error: Error, _ communicator: Communicator) -> ExitCode {
     if let e = error as? DistributedError, e.collective {
+        Distributed.silenceStopMessage()
         if communicator.isRoot { FileHandle.standardError.write(Data("part: error: \(e)\n".utf8)) }
         communicator.finalize()
         return ExitCode(1)
