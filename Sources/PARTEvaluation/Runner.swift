@@ -215,10 +215,7 @@ public final class EvaluationRunner {
             try results?.append(current)
             try saveProgress(nil)
             outcomes += current
-            log?("batch \(batchNumber)/\(batches) (points \(start)..<\(end)): " + stages.indices.map { s in
-                String(format: "%@ %.1f%%", stages[s].name as NSString,
-                       100 * Double(current.filter { $0.robust[s] }.count) / Double(current.count))
-            }.joined(separator: ", "))
+            log?(batchLine(batchNumber, of: batches, points: start..<end, outcomes: current))
             start = end
         }
         return summary(outcomes: outcomes, seconds: seconds, refusals: refusals, sanity: sanity, resumed: resumed)
@@ -235,6 +232,14 @@ public final class EvaluationRunner {
 
     /// Opens the results file, if any, and reads back where an earlier run of this evaluation
     /// stopped.
+    /// The log's line for a finished batch: robust accuracy after each stage.
+    func batchLine(_ number: Int, of batches: Int, points: Range<Int>, outcomes: [ExampleOutcome]) -> String {
+        "batch \(number)/\(batches) (points \(points.lowerBound)..<\(points.upperBound)): " + stages.indices.map { s in
+            String(format: "%@ %.1f%%", stages[s].name as NSString,
+                   100 * Double(outcomes.filter { $0.robust[s] }.count) / Double(outcomes.count))
+        }.joined(separator: ", ")
+    }
+
     func openResults() throws -> ResumePoint {
         let n = dataset.count, stageCount = stages.count
         var point = ResumePoint(file: nil, outcomes: [], seconds: [Double](repeating: 0, count: stageCount), pending: nil)

@@ -164,10 +164,7 @@ extension EvaluationRunner {
                 try results?.append(current)
                 try saveProgress(nil)
                 outcomes += current
-                userLog?("batch \(batchNumber)/\(batches) (points \(begin)..<\(end)): " + stages.indices.map { s in
-                    String(format: "%@ %.1f%%", stages[s].name as NSString,
-                           100 * Double(current.filter { $0.robust[s] }.count) / Double(current.count))
-                }.joined(separator: ", "))
+                userLog?(batchLine(batchNumber, of: batches, points: begin..<end, outcomes: current))
             }
             begin = end
         }

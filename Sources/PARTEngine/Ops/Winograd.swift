@@ -39,10 +39,10 @@ final class WinogradConvolution {
     /// nil until first asked; then the backward-data kernel, or nil inside when oneDNN has none.
     private let backward = Locked<Backward??>(nil)
 
-    /// Whether a convolution of this geometry may use Winograd kernels at all.
+    /// Whether a convolution of this geometry may use Winograd kernels at all (whether a pass
+    /// uses them is decided per call, with `Optimizations` read then).
     static func applies(kernel: Int, stride: Int, inChannels: Int, outChannels: Int, dtype: DType) -> Bool {
-        Optimizations.isEnabled(.winograd) && kernel == 3 && stride == 1 && dtype == .f32
-            && inChannels % 16 == 0 && outChannels % 16 == 0
+        kernel == 3 && stride == 1 && dtype == .f32 && inChannels % 16 == 0 && outChannels % 16 == 0
     }
 
     /// Nil when oneDNN has no Winograd kernel for this CPU, shape and post-ops.
