@@ -8,9 +8,9 @@ import Glibc
 /// Process-wide engine settings: how many threads the kernels use.
 ///
 /// oneDNN threads with OpenMP (Debian's build links libgomp); the element-wise ops of this
-/// engine split their loops over the same number of workers with Dispatch. The two never run
-/// at the same time: every op waits for its oneDNN primitive before returning, and element-wise
-/// loops run between primitives.
+/// engine split their loops over the same number of workers, on the same OpenMP threads
+/// (`OpenMPTeam`). The two never run at the same time: every op waits for its oneDNN primitive
+/// before returning, and element-wise loops run between primitives.
 public enum Engine {
     /// Worker threads of every op; defaults to the machine's active cores.
     public static var threads: Int {
@@ -105,10 +105,17 @@ public enum Parallel {
         }
         // Each worker takes a contiguous run of chunks: fewer wake-ups than one task per chunk.
         let perWorker = (chunks + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let lo = w * perWorker * g
-            let hi = Swift.min(count, (w + 1) * perWorker * g)
-            if lo < hi { body(lo..<hi) }
+        withoutActuallyEscaping(body) { body in
+            let share: (Int) -> Void = { w in
+                let lo = w * perWorker * g
+                let hi = Swift.min(count, (w + 1) * perWorker * g)
+                if lo < hi { body(lo..<hi) }
+            }
+            if let team = OpenMPTeam.shared {
+                team.run(workers, share)
+            } else {
+                DispatchQueue.concurrentPerform(iterations: workers, execute: share)
+            }
         }
     }
 
@@ -166,6 +173,64 @@ public enum Optimizations {
     public static func set(_ name: Name, enabled: Bool) {
         disabled.withLock { d in
             if enabled { d.remove(name) } else { d.insert(name) }
+        }
+    }
+}
+
+/// The OpenMP runtime that oneDNN threads with, used for the engine's own loops too.
+///
+/// Between two oneDNN primitives, OpenMP's workers spin for a while before they sleep. A second
+/// pool (Dispatch) running the element-wise loops in that gap puts three busy threads on two
+/// cores: the loops and the next primitive's barriers then wait for descheduled threads.
+/// Running the loops as OpenMP parallel regions of libgomp's `GOMP_parallel` (what a
+/// `#pragma omp parallel` compiles to) keeps one team of hot threads for everything.
+/// Nil where the symbols are absent (another OpenMP runtime); Dispatch is used then.
+final class OpenMPTeam: @unchecked Sendable {
+    typealias Region = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    private typealias Parallel = @convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
+    private typealias Query = @convention(c) () -> Int32
+
+    private let parallel: Parallel
+    private let threadNumber: Query
+    private let teamSize: Query
+
+    static let shared: OpenMPTeam? = OpenMPTeam()
+
+    private init?() {
+        let all = UnsafeMutableRawPointer(bitPattern: 0)
+        guard let p = dlsym(all, "GOMP_parallel"), let n = dlsym(all, "omp_get_thread_num"),
+              let t = dlsym(all, "omp_get_num_threads") else { return nil }
+        parallel = unsafeBitCast(p, to: Parallel.self)
+        threadNumber = unsafeBitCast(n, to: Query.self)
+        teamSize = unsafeBitCast(t, to: Query.self)
+    }
+
+    /// What one parallel region runs: the shares and the number of the thread it is on.
+    private struct Work {
+        let shares: Int
+        let body: (Int) -> Void
+        let threadNumber: Query
+        let teamSize: Query
+    }
+
+    /// Calls `body(w)` for every `w` in `0..<shares`, on a team of `shares` threads. A team
+    /// may come out smaller (a region inside a region runs on one thread): each thread then
+    /// takes every team-size-th share, so every share runs exactly once.
+    func run(_ shares: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var work = Work(shares: shares, body: body, threadNumber: threadNumber, teamSize: teamSize)
+            withUnsafeMutablePointer(to: &work) { pointer in
+                let region: Region = { raw in
+                    guard let work = raw?.assumingMemoryBound(to: Work.self).pointee else { return }
+                    let size = Swift.max(1, Int(work.teamSize()))
+                    var w = Int(work.threadNumber())
+                    while w < work.shares {
+                        work.body(w)
+                        w += size
+                    }
+                }
+                parallel(region, UnsafeMutableRawPointer(pointer), UInt32(shares), 0)
+            }
         }
     }
 }

@@ -83,7 +83,7 @@ extension EvaluationRunner {
                 let images = newly.isEmpty ? nil : shareBest?.gatherRows(newly)
                 let report = ShareReport(outcomes: mine, refusals: refusals.filter { mineIndices.contains($0.key.index) }
                                             .map { [String($0.key.index), String($0.key.stage), $0.value] },
-                                         lines: lines, newly: newly.map { mineIndices[$0] })
+                                         lines: lines, newly: images == nil ? [] : newly.map { mineIndices[$0] })
                 lines = []
                 let all = try communicator.allgatherVariable(try report.encoded(images: images))
                 guard root else { return }
@@ -194,8 +194,9 @@ struct StartPoint: Codable {
 }
 
 /// One rank's part of a batch after a stage: its points' outcomes, its re-verification refusals
-/// ([index, stage, reason]), its log lines, and the dataset indices of the points newly broken
-/// by the stage, whose examples follow the JSON as raw float32 rows.
+/// ([index, stage, reason]), its log lines, and, when adversarial examples are saved, the dataset
+/// indices of the points newly broken by the stage, whose examples follow the JSON as raw
+/// float32 rows.
 struct ShareReport: Codable {
     var outcomes: [ExampleOutcome]
     var refusals: [[String]]

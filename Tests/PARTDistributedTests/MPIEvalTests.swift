@@ -125,6 +125,22 @@ final class MPIEvalTests: XCTestCase {
                           "the attacks should break points")
     }
 
+    /// Without files to write (no --save-results, no --save-adversarial), two ranks print the
+    /// accuracies of one process (the ranks then send their outcomes without examples).
+    func testTwoRanksWithoutFilesPrintTheAccuraciesOfOneProcess() throws {
+        let arguments = Array(evalArguments("plain").prefix(while: { $0 != "--save-results" }))
+        let single = try runToEnd(partBinary, arguments, in: dir, name: "plain-one")
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let double = try runToEnd(launcher, mpi(2) + arguments, in: dir, name: "plain-two")
+        XCTAssertEqual(double.status, 0, double.stderr)
+        let a = try json(single.stdout), b = try json(double.stdout)
+        let stages = { (o: [String: Any]) in ((o["attacks"] as? [[String: Any]]) ?? []).map { "\($0["name"] ?? "") \($0["robust"] ?? "")" } }
+        XCTAssertEqual(stages(a), stages(b))
+        XCTAssertEqual("\(a["robustAccuracy"] ?? "none")", "\(b["robustAccuracy"] ?? "none")")
+        XCTAssertLessThan(a["robustAccuracy"] as? Double ?? 1, a["cleanAccuracy"] as? Double ?? 0,
+                          "the attacks should break points, so that examples would have been sent")
+    }
+
     /// The mpirun job is killed with SIGKILL inside a batch after the first (after two or three of
     /// its stages; Square's 300 queries make that moment long enough to catch) and run again under
     /// mpirun: the results file and the .npy end as an uninterrupted run's.
