@@ -37,6 +37,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var progressOptions: ProgressOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var optimizations: OptimizationOptions
 
     @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
     var attacks: String?
@@ -156,6 +157,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         engine.apply()
+        optimizations.apply()
         let communicator: Communicator?
         do { communicator = try startCommunicator(required: distributed, threads: engine.threads) } catch { throw fail(error) }
         let refused: String?

@@ -33,6 +33,7 @@ struct Train: ParsableCommand {
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var optimizations: OptimizationOptions
     @OptionGroup var parallel: DistributedOptions
     @OptionGroup var checkpoints: CheckpointOptions
     @OptionGroup var progressOptions: ProgressOptions
@@ -272,6 +273,8 @@ struct Train: ParsableCommand {
     ///
     /// Under mpirun only rank 0 holds the resumed directory (`directory`); every rank has its path.
     func start(resumed: (directory: RunDirectory?, url: URL, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
+        // Here rather than in run(): a resumed run keeps the --without of its saved command.
+        optimizations.apply()
         do {
             let config = try resumed?.config ?? resolvedConfig()
             let seedList = try parsedSeeds()
@@ -465,3 +468,25 @@ extension GenerationKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
 extension CAMMethodName: ExpressibleByArgument {}
 extension MapRuleName: ExpressibleByArgument {}
+
+/// `--without LIST` of `part train` and `part eval`: the engine optimisations to turn off, as
+/// `part bench --without` takes them, for ablations and for checking that a figure does not
+/// hang on one of them (the results differ by rounding only).
+struct OptimizationOptions: ParsableArguments {
+    @Option(parsing: .upToNextOption,
+            help: ArgumentHelp("Engine optimisations to turn off (results differ by rounding only): "
+                               + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ".",
+                               valueName: "name"))
+    var without: [String] = []
+
+    func validate() throws {
+        for name in without where Optimizations.Name(rawValue: name) == nil {
+            throw ValidationError("unknown optimisation '\(name)' in --without (known: "
+                                  + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+    }
+
+    func apply() {
+        for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
+    }
+}

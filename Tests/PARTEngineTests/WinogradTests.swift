@@ -59,6 +59,45 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// The same for the layer shapes of SmallCNN on 28x28 images and the batches a training run
+    /// makes: a global batch of 128, its halves on 2 ranks, a trailing partial batch (1,000 images
+    /// in batches of 128 leave 104, 52 per rank), and one image; forward and backward-data, with
+    /// 1 and 2 threads.
+    func testSmallCNNLayersGiveEachExampleTheSameResultInEveryBatchSplit() throws {
+        let threads = Engine.threads
+        defer { Engine.setThreads(threads) }
+        for (inC, outC, side) in [(32, 32, 26), (32, 64, 12), (64, 64, 10)] {
+            let conv = Convolution(inChannels: inC, outChannels: outC, kernel: 3, bias: true)
+            let w = random([outC, inC, 3, 3], scale: 1 / Float(inC * 9).squareRoot())
+            let b = random([outC], scale: 0.1)
+            let out = conv.outputSide(side)
+            let x = random([128, side, side, inC]), dy = random([128, out, out, outC])
+            for count in [1, 2] {
+                Engine.setThreads(count)
+                let what = "\(inC)->\(outC) on \(side)x\(side), \(count) thread(s)"
+                let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true, winograd: true)
+                let dx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1, needInputGradient: true,
+                                                         needParameterGradients: false, winograd: true).input)
+                // Winograd rounds differently from the direct kernels: proof that it ran here.
+                let direct = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true)
+                let directDx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1,
+                                                               needInputGradient: true,
+                                                               needParameterGradients: false).input)
+                XCTAssertNotEqual(y.scalars, direct.scalars, "\(what): the forward ran the direct kernels")
+                XCTAssertNotEqual(dx.scalars, directDx.scalars, "\(what): backward-data ran the direct kernels")
+                for rows in [0..<64, 64..<128, 0..<104, 52..<104, 77..<78] {
+                    let part = try conv.forward(x.slice(rows), weight: w, bias: b, weightVersion: 1, relu: true,
+                                                winograd: true)
+                    XCTAssertEqual(part.scalars, y.slice(rows).scalars, "\(what), forward of rows \(rows)")
+                    let g = try XCTUnwrap(try conv.backward(dy.slice(rows), x: x.slice(rows), weight: w, weightVersion: 1,
+                                                            needInputGradient: true, needParameterGradients: false,
+                                                            winograd: true).input)
+                    XCTAssertEqual(g.scalars, dx.slice(rows).scalars, "\(what), backward-data of rows \(rows)")
+                }
+            }
+        }
+    }
+
     /// Near the top of Float's range (a diverged model's weights) the Winograd transforms can
     /// overflow where the direct kernels do not: the result must still be the finite one.
     func testHugeValuesStayFiniteWhereTheDirectKernelsAre() throws {
