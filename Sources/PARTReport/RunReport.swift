@@ -59,6 +59,8 @@ public struct RunReport {
             throw ReportError("\(runDirectory.path): no such directory; name a run directory written by part train")
         }
         var report = RunReport(runDirectory: runDirectory)
+        // A --seeds sweep's config.json records the sweep (a "sweep" key) beside its command.
+        var isSweep = false
         let config = runDirectory.appendingPathComponent("config.json")
         let state = runDirectory.appendingPathComponent("last.state.safetensors")
         let model = runDirectory.appendingPathComponent("last.safetensors")
@@ -70,6 +72,7 @@ public struct RunReport {
             }
             report.configuration = flatten(object)
             report.configurationSource = "config.json"
+            isSweep = (object as? [String: Any])?["sweep"] != nil
         } else if let meta = try? checkpointMetadata(state), let text = meta["config"],
                   let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) {
             report.configuration = flatten(object)
@@ -81,7 +84,7 @@ public struct RunReport {
         if fm.fileExists(atPath: log.path) {
             report.epochs = try readLog(log)
         }
-        if report.epochs.isEmpty && report.configuration.isEmpty {
+        if report.epochs.isEmpty && (report.configuration.isEmpty || isSweep) {
             let seeds = (try? fm.contentsOfDirectory(atPath: runDirectory.path))?.filter { $0.hasPrefix("seed-") }.sorted() ?? []
             if seeds.isEmpty {
                 throw ReportError("\(runDirectory.path) holds no run (no log.jsonl, config.json or checkpoint): "

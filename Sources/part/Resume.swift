@@ -6,7 +6,10 @@ import PARTTraining
 /// `part train --resume RUN` and the checkpoint cadence.
 struct CheckpointOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Continue the run in this directory from its last checkpoint, with the configuration "
-                               + "saved in it (flags given again must agree).", valueName: "dir"))
+                               + "saved in it (flags given again must agree). The directory of a --seeds sweep "
+                               + "continues the sweep: finished seeds are kept, the interrupted one resumes, the rest "
+                               + "start, and <dir>/summary.json is written; <dir>/seed-K continues that seed alone.",
+                               valueName: "dir"))
     var resume: String?
 
     @Option(parsing: .unconditional,
@@ -30,7 +33,8 @@ struct CheckpointOptions: ParsableArguments {
     /// Flags that cannot go with --resume.
     func validateResume(seeds: String?, out: String?, overwrite: Bool) throws {
         if seeds != nil {
-            throw ValidationError("--resume continues one run; the runs of a --seeds sweep are <out>/seed-K")
+            throw ValidationError("--resume takes the seeds saved with the run: drop --seeds (--resume RUN continues a "
+                                  + "whole --seeds sweep, --resume RUN/seed-K one seed of it)")
         }
         if out != nil { throw ValidationError("--resume names the run directory; drop --out") }
         if overwrite { throw ValidationError("--resume continues a run; --overwrite would replace it: drop one of them") }
@@ -50,6 +54,8 @@ private struct SavedRun: Decodable {
     let arguments: [String]?
     let trainImages: Int?
     let heldOutImages: Int?
+    /// Present in the `config.json` of a `--seeds` sweep.
+    let sweep: SweepRecord?
 }
 
 extension Train {
@@ -159,9 +165,14 @@ extension Train {
             throw refuse("\(path)/config.json is not the configuration of a part train run (damaged or edited); the run "
                          + "cannot be resumed", badArgument: false)
         }
+        if saved.sweep != nil, let communicator {
+            throw refuse("--resume \(path) holds a --seeds sweep, which trains one seed after another and is not "
+                         + "resumed under mpirun (\(communicator.size) ranks): run part train --resume \(path) without "
+                         + "mpirun", badArgument: true)
+        }
         guard let savedArguments = saved.arguments else {
-            throw refuse("--resume \(path): its config.json records no command (a sweep's seed run or an older "
-                         + "version); start a new run", badArgument: true)
+            throw refuse("--resume \(path): its config.json records no command (written by an older version); start "
+                         + "a new run", badArgument: true)
         }
         let given = Train.absolutePaths(Train.savedArguments() ?? [])
         let overridden = Train.optionNames(given).subtracting(Train.processOptions)
@@ -177,8 +188,86 @@ extension Train {
         if let difference = try Train.difference(saved: saved.config, original: original, now: command) {
             throw refuse("--resume \(path): \(difference); drop the flag or start a new run", badArgument: true)
         }
-        try command.start(resumed: (directory, directory?.url ?? URL(fileURLWithPath: path), saved.config,
-                                    saved.trainImages, saved.heldOutImages))
+        let url = directory?.url ?? URL(fileURLWithPath: path)
+        let seeds = (try? command.parsedSeeds()) ?? nil
+        if let sweep = saved.sweep {
+            guard seeds == sweep.seeds else {
+                throw refuse("\(url.path)/config.json: its seed list and its command disagree (damaged or edited); the "
+                             + "sweep cannot be resumed", badArgument: false)
+            }
+            // Every seed directory is checked before any seed trains.
+            if let problem = Train.sweepSeedProblem(url, seeds: sweep.seeds, sweepArguments: savedArguments,
+                                                    trainImages: saved.trainImages, heldOutImages: saved.heldOutImages) {
+                throw refuse(problem, badArgument: false)
+            }
+        } else if seeds != nil {
+            throw refuse("\(url.path)/config.json records a --seeds command but no seed list (damaged or edited); the "
+                         + "run cannot be resumed", badArgument: false)
+        }
+        try command.start(resumed: (directory, url, saved.config, saved.trainImages, saved.heldOutImages, savedArguments))
+    }
+
+    /// The command recorded in seed `seed`'s run of a sweep started with `arguments`: the same
+    /// recipe and data with `--seed K` for `--seeds`, and without the sweep's directory, so that
+    /// `part train --resume RUN/seed-K` continues that seed as a single run.
+    static func seedArguments(_ arguments: [String], seed: UInt64) -> [String] {
+        removing(["--seeds", "--seed", "--out", "--overwrite"], from: arguments) + ["--seed", String(seed)]
+    }
+
+    /// The first reason why a seed directory of the sweep in `directory` is not that seed's run
+    /// of this sweep, nil when each existing `seed-K` holds seed K's run of the sweep's recipe and
+    /// data (whatever its progress), or nothing yet. Checked before any seed trains, so that a
+    /// foreign directory is found at once rather than hours later; nothing is changed.
+    ///
+    /// A seed's run is recognised by what it computes, not by where it came from: its recorded
+    /// configuration, seed, command and image counts must be those the sweep gives that seed
+    /// (a copy of the same seed's run from a sweep with the same command would train the same
+    /// weights, and is accepted).
+    static func sweepSeedProblem(_ directory: URL, seeds: [UInt64], sweepArguments: [String], trainImages: Int?,
+                                 heldOutImages: Int?) -> String? {
+        let fm = FileManager.default
+        for seed in seeds {
+            let sub = TrainingRun.seedDirectory(directory, seed: seed)
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: sub.path, isDirectory: &isDirectory) else { continue }
+            let away = "move it out of \(directory.path) (nothing is deleted) and resume again"
+            guard isDirectory.boolValue else { return "\(sub.path) is not a directory, so seed \(seed) cannot be trained; \(away)" }
+            let configURL = sub.appendingPathComponent("config.json")
+            guard fm.fileExists(atPath: configURL.path) else {
+                if RunDirectory.holdsRun(sub) {
+                    return "\(sub.path) holds files of a run but no config.json, so it cannot be shown to be seed \(seed) "
+                        + "of this sweep; \(away)"
+                }
+                continue
+            }
+            guard let data = fm.contents(atPath: configURL.path),
+                  let run = try? JSONDecoder().decode(SavedRun.self, from: data) else {
+                return "\(configURL.path) is not the configuration of a part train run (damaged or edited); \(away)"
+            }
+            let notOurs = "\(sub.path) is not seed \(seed) of the sweep in \(directory.path)"
+            if run.sweep != nil { return "\(notOurs): it holds a sweep of its own; \(away)" }
+            if run.config.seed != seed {
+                return "\(notOurs): it holds a run of seed \(run.config.seed) (copied or renamed from another sweep); \(away)"
+            }
+            guard let recordedArguments = run.arguments else {
+                return "\(notOurs): its config.json records no command (written by an older version); \(away)"
+            }
+            do {
+                let recorded = try Train.parse(removing(processOptions, from: recordedArguments))
+                let expected = try Train.parse(removing(processOptions, from: seedArguments(sweepArguments, seed: seed)))
+                if let difference = try Train.difference(saved: run.config, original: recorded, now: expected,
+                                                         subject: "its run", other: "the sweep") {
+                    return "\(notOurs) (it comes from another sweep or configuration): \(difference); \(away)"
+                }
+            } catch {
+                return "\(notOurs): its recorded command no longer parses (\(Train.message(for: error))); \(away)"
+            }
+            if let trainImages, let heldOutImages, run.trainImages != trainImages || run.heldOutImages != heldOutImages {
+                return "\(notOurs): its run trained on \(run.trainImages.map(String.init) ?? "?") images and checked "
+                    + "\(run.heldOutImages.map(String.init) ?? "?"), the sweep on \(trainImages) and \(heldOutImages); \(away)"
+            }
+        }
+        return nil
     }
 
     /// Opens the run directory at `path` (held in `directory`) and reads its `config.json`; a
@@ -195,6 +284,15 @@ extension Train {
             directory = run
             return OpenedRun(config: String(decoding: data, as: UTF8.self), problem: nil, badArgument: false)
         } catch let problem as RunDirectoryError {
+            let url = URL(fileURLWithPath: path)
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+            if !FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path),
+               names.contains(where: { $0.hasPrefix("seed-") }) {
+                // Sweeps record their command in config.json since they can be resumed.
+                return OpenedRun(config: "", problem: "--resume \(path) holds a --seeds sweep without config.json "
+                                 + "(written by an older version, which did not record its command): it cannot be "
+                                 + "resumed; start the sweep again with another --out", badArgument: true)
+            }
             return OpenedRun(config: "", problem: problem.description, badArgument: problem.badArgument)
         } catch {
             return OpenedRun(config: "", problem: "\(error)", badArgument: false)
@@ -203,15 +301,17 @@ extension Train {
 
     /// The first setting in which the resumed command differs from the saved run, as a clause
     /// naming the flag, nil when they agree.
-    static func difference(saved: TrainingConfig, original: Train, now: Train) throws -> String? {
+    /// `subject` and `other` name the two sides in the clause ("the run", "this command").
+    static func difference(saved: TrainingConfig, original: Train, now: Train, subject: String = "the run",
+                           other: String = "this command") throws -> String? {
         let nowConfig = try now.resolvedConfig()
         let a = try fields(saved), b = try fields(nowConfig)
         for key in a.keys.sorted() where a[key] != b[key] {
-            return "the run was trained with \(flag(forConfigKey: key)) \(a[key] ?? "(none)"), this command gives "
+            return "\(subject) was trained with \(flag(forConfigKey: key)) \(a[key] ?? "(none)"), \(other) gives "
                 + "\(b[key] ?? "(none)")"
         }
         for ((name, x), (_, y)) in zip(original.dataFingerprint, now.dataFingerprint) where x != y {
-            return "the run was trained with \(name) \(x), this command gives \(y)"
+            return "\(subject) was trained with \(name) \(x), \(other) gives \(y)"
         }
         return nil
     }

@@ -27,6 +27,10 @@ struct Train: ParsableCommand {
         and images/s, and writes <out>/last.safetensors (PyTorch names and layouts) atomically. \
         <out>/config.json holds the resolved configuration. --seeds 0,1,2 trains one run per seed \
         into <out>/seed-K and reports clean and PGD accuracy as mean ± std (<out>/summary.json).
+
+        --resume <out> continues an interrupted run from its last checkpoint; for a --seeds sweep \
+        it keeps the finished seeds, resumes the interrupted one and starts the rest, then writes \
+        <out>/summary.json. --resume <out>/seed-K continues one seed of a sweep alone.
         """)
 
     @OptionGroup var data: DataOptions
@@ -272,7 +276,11 @@ struct Train: ParsableCommand {
     /// Trains a new run, or continues `resumed` (its directory, held, and its saved configuration).
     ///
     /// Under mpirun only rank 0 holds the resumed directory (`directory`); every rank has its path.
-    func start(resumed: (directory: RunDirectory?, url: URL, config: TrainingConfig, trainImages: Int?, heldOutImages: Int?)?) throws {
+    ///
+    /// A resumed `--seeds` sweep continues in `resumed.url` with the command it was started with
+    /// (`resumed.arguments`), which each seed's run records.
+    func start(resumed: (directory: RunDirectory?, url: URL, config: TrainingConfig, trainImages: Int?,
+                         heldOutImages: Int?, arguments: [String]?)?) throws {
         // Here rather than in run(): a resumed run keeps the --without of its saved command.
         optimizations.apply()
         do {
@@ -324,7 +332,8 @@ struct Train: ParsableCommand {
             let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "
                           + "\(train.name) (\(train.count - config.validationSplit) training images, \(held)), "
                           + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")
-                          + "; writing \(directory.path)"]
+                          + (resumed != nil && seedList != nil ? "; resuming the sweep in \(directory.path)"
+                             : "; writing \(directory.path)")]
                 + config.summaryLines(camLayer: camLayer).map { "  " + $0 }
             for line in header where printing {
                 if output.json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
@@ -350,16 +359,37 @@ struct Train: ParsableCommand {
                 fflush(stdout)
             }
             if let seedList {
-                let summary = try TrainingRun.sweep(config, seeds: seedList, data: train, heldOut: heldOut,
-                                                    directory: directory, progress: { seed, epoch, done, total in
+                var options = SweepOptions()
+                options.checkpointing = checkpoints.policy
+                options.resuming = resumed != nil
+                // A resumed sweep keeps the command it was started with.
+                let sweepArguments = resumed != nil ? resumed?.arguments : Train.savedArguments()
+                options.arguments = sweepArguments
+                options.seedArguments = { seed in sweepArguments.map { Train.seedArguments($0, seed: seed) } }
+                options.log = { line in
+                    progress.clear()
+                    FileHandle.standardError.write(Data("\(line)\n".utf8))
+                }
+                // A sweep runs in one process (refused under mpirun above).
+                Interrupt.install()
+                let swept = try TrainingRun.runSweep(config, seeds: seedList, data: train, heldOut: heldOut,
+                                                     directory: directory, options: options, progress: { seed, epoch, done, total in
                     progress.update("seed \(seed) epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
                 }, report: { _, r in try printReport(r) })
+                let summary = swept.summary
+                if swept.nothingToDo {
+                    let seeds = seedList.map(String.init).joined(separator: ",")
+                    FileHandle.standardError.write(Data(("part: the sweep in \(directory.path) is complete (seeds \(seeds)); "
+                                                         + "nothing to resume\n").utf8))
+                }
                 if output.json {
                     try printJSON(summary)
                 } else {
                     print("\(summary.method) over seeds \(seedList.map(String.init).joined(separator: ",")): \(summary.line)")
-                    print(String(format: "done in %.0fs; summary: %@", Date().timeIntervalSince(started),
-                                 directory.appendingPathComponent("summary.json").path as NSString))
+                    if !swept.nothingToDo {
+                        print(String(format: "done in %.0fs; summary: %@", Date().timeIntervalSince(started),
+                                     directory.appendingPathComponent("summary.json").path as NSString))
+                    }
                 }
             } else {
                 let trainer = try TrainingRun.trainer(config, data: train)
