@@ -230,8 +230,6 @@ public final class EvaluationRunner {
         var pending: BatchProgress?
     }
 
-    /// Opens the results file, if any, and reads back where an earlier run of this evaluation
-    /// stopped.
     /// The log's line for a finished batch: robust accuracy after each stage.
     func batchLine(_ number: Int, of batches: Int, points: Range<Int>, outcomes: [ExampleOutcome]) -> String {
         "batch \(number)/\(batches) (points \(points.lowerBound)..<\(points.upperBound)): " + stages.indices.map { s in
@@ -240,6 +238,8 @@ public final class EvaluationRunner {
         }.joined(separator: ", ")
     }
 
+    /// Opens the results file, if any, and reads back where an earlier run of this evaluation
+    /// stopped.
     func openResults() throws -> ResumePoint {
         let n = dataset.count, stageCount = stages.count
         var point = ResumePoint(file: nil, outcomes: [], seconds: [Double](repeating: 0, count: stageCount), pending: nil)

@@ -168,14 +168,10 @@ public enum TrainingRun {
     private static func writeSweepConfig(_ config: TrainingConfig, camLayer: String?, seeds: [UInt64], data: ImageDataset,
                                          heldOut: ImageDataset, arguments: [String]?, to directory: URL) throws {
         let split = config.validationSplit
-        let file = SweepConfigFile(method: config.method, config: config, camLayer: camLayer,
-                                   trainImages: data.count - split, heldOut: split > 0 ? "validation" : "test",
-                                   heldOutImages: split > 0 ? split : heldOut.count, data: data.name,
-                                   arguments: arguments, sweep: SweepRecord(seeds: seeds))
-        let encoder = JSONOutput.encoder()
-        encoder.outputFormatting.insert(.prettyPrinted)
-        try (try encoder.encode(file) + Data("\n".utf8)).write(to: directory.appendingPathComponent("config.json"),
-                                                                options: .atomic)
+        try RunConfigFile(method: config.method, config: config, camLayer: camLayer,
+                          trainImages: data.count - split, heldOut: split > 0 ? "validation" : "test",
+                          heldOutImages: split > 0 ? split : heldOut.count, data: data.name,
+                          arguments: arguments, sweep: SweepRecord(seeds: seeds)).write(to: directory)
     }
 }
 
@@ -186,19 +182,6 @@ public struct SweepRecord: Sendable, Codable, Equatable {
     public init(seeds: [UInt64]) {
         self.seeds = seeds
     }
-}
-
-/// `RUN/config.json` of a sweep: a single run's fields plus `sweep`.
-struct SweepConfigFile: Encodable {
-    let method: String
-    let config: TrainingConfig
-    let camLayer: String?
-    let trainImages: Int
-    let heldOut: String
-    let heldOutImages: Int
-    let data: String
-    let arguments: [String]?
-    let sweep: SweepRecord
 }
 
 /// How a sweep runs besides its recipe.

@@ -44,7 +44,8 @@ public struct TrainingOutcome: Sendable {
     public let best: EpochReport?
 }
 
-/// What a run directory's `config.json` holds: the resolved configuration and the data it ran on.
+/// What a run directory's `config.json` holds: the resolved configuration and the data it ran on;
+/// for the directory of a `--seeds` sweep, also the seed list (`sweep`, absent for a single run).
 struct RunConfigFile: Encodable {
     let method: String
     let config: TrainingConfig
@@ -54,6 +55,15 @@ struct RunConfigFile: Encodable {
     let heldOutImages: Int
     let data: String
     let arguments: [String]?
+    var sweep: SweepRecord? = nil
+
+    /// Writes `directory/config.json` (pretty-printed, atomically).
+    func write(to directory: URL) throws {
+        let encoder = JSONOutput.encoder()
+        encoder.outputFormatting.insert(.prettyPrinted)
+        try (try encoder.encode(self) + Data("\n".utf8)).write(to: directory.appendingPathComponent("config.json"),
+                                                                options: .atomic)
+    }
 }
 
 /// Runs a recipe: for each batch, a budget from the epoch's provider (constant during burn-in),
@@ -288,13 +298,9 @@ public final class Trainer {
 
     /// The resolved configuration, before the first step.
     private func writeConfig(to directory: URL, trainImages: Int, check: ImageDataset, heldOut: String, data: String) throws {
-        let file = RunConfigFile(method: config.method, config: config, camLayer: camLayer, trainImages: trainImages,
-                                 heldOut: heldOut, heldOutImages: check.count, data: data,
-                                 arguments: commandArguments)
-        let encoder = JSONOutput.encoder()
-        encoder.outputFormatting.insert(.prettyPrinted)
-        try (try encoder.encode(file) + Data("\n".utf8)).write(to: directory.appendingPathComponent("config.json"),
-                                                                options: .atomic)
+        try RunConfigFile(method: config.method, config: config, camLayer: camLayer, trainImages: trainImages,
+                          heldOut: heldOut, heldOutImages: check.count, data: data,
+                          arguments: commandArguments).write(to: directory)
     }
 }
 

@@ -42,11 +42,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also print the seconds spent per kind of kernel in one PART step.")
     var profile = false
 
-    @Option(parsing: .upToNextOption,
-            help: ArgumentHelp("Optimisations to turn off, to measure each on its own: "
-                               + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ".",
-                               valueName: "name"))
-    var without: [String] = []
+    @OptionGroup var optimizations: OptimizationOptions
 
     func validate() throws {
         guard ModelZoo.recognises(arch) else {
@@ -55,10 +51,6 @@ struct Bench: ParsableCommand {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
         guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
-        for name in without where Optimizations.Name(rawValue: name) == nil {
-            throw ValidationError("unknown optimisation '\(name)' in --without (known: "
-                                  + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
-        }
     }
 
     /// Median seconds of `reps` calls after one warm-up call, and the FLOPs of one call.
@@ -87,7 +79,7 @@ struct Bench: ParsableCommand {
 
     func runBench() throws {
         engine.apply()
-        for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
+        optimizations.apply()
         let (side, channels, epsilon): (Int, Int, Float) = arch == "small-cnn" ? (28, 1, 0.1) : (32, 3, 8.0 / 255)
         var rng = RNG(seed: 0)
         let model = try ModelZoo.make(arch, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
@@ -167,7 +159,7 @@ struct Bench: ParsableCommand {
         let result = BenchResult(
             model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
             precision: engine.precision.rawValue,
-            without: without.sorted(),
+            without: optimizations.without.sorted(),
             pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,
             at_step_s_per_batch: tAT.seconds, at_images_per_s: Double(n) / tAT.seconds,
             part_step_s_per_batch: tPART.seconds, part_images_per_s: Double(n) / tPART.seconds,

@@ -499,9 +499,9 @@ extension ScheduleKind: ExpressibleByArgument {}
 extension CAMMethodName: ExpressibleByArgument {}
 extension MapRuleName: ExpressibleByArgument {}
 
-/// `--without LIST` of `part train` and `part eval`: the engine optimisations to turn off, as
-/// `part bench --without` takes them, for ablations and for checking that a figure does not
-/// hang on one of them (the results differ by rounding only).
+/// `--without LIST` of `part train`, `part eval` and `part bench`: the engine optimisations to
+/// turn off, for ablations and for checking that a figure does not hang on one of them (the
+/// results differ by rounding only).
 struct OptimizationOptions: ParsableArguments {
     @Option(parsing: .upToNextOption,
             help: ArgumentHelp("Engine optimisations to turn off (results differ by rounding only): "

@@ -16,13 +16,7 @@ final class ResumeCLITests: XCTestCase {
 
     /// The uninterrupted run, made once for the class.
     static let reference: Result<(data: URL, run: URL), Error> = Result {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("part-resume-\(UUID().uuidString)")
-        let data = root.appendingPathComponent("data"), run = root.appendingPathComponent("reference")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try writeTinyDataset(to: data)
-        let r = try runPart(arguments(data: data, out: run))
-        guard r.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: ["stderr": r.stderr]) }
-        return (data, run)
+        try tinyReferenceRun("part-resume") { arguments(data: $0, out: $1) }
     }
 
     override class func tearDown() {

@@ -97,6 +97,18 @@ func writeTinyDataset(to dir: URL, train: Int = 16, test: Int = 4, side: Int = 1
     }
 }
 
+/// A finished reference run of `part train` on the tiny dataset, in a new temporary folder
+/// named `prefix-UUID` holding `data/` and `reference/` (`arguments(data, out)` is the command).
+func tinyReferenceRun(_ prefix: String, arguments: (URL, URL) -> [String]) throws -> (data: URL, run: URL) {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    let data = root.appendingPathComponent("data"), run = root.appendingPathComponent("reference")
+    try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+    try writeTinyDataset(to: data)
+    let r = try runPart(arguments(data, run))
+    guard r.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: ["stderr": r.stderr]) }
+    return (data, run)
+}
+
 func makeTemporaryDirectory(_ test: XCTestCase, _ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
