@@ -18,9 +18,16 @@
 # (`part train --resume`), so the script can be stopped and started again at any time.
 # Runs of 15-20 minutes each on a quiet 2-core machine.
 #
+# JOBS=2 THREADS=1 runs two runs at a time, each on one thread: on a 2-core machine that is about
+# as fast as one run on two threads when the machine is quiet, and much faster when something
+# else also runs (a kernel's threads then wait for each other at every barrier). Each run is taken
+# by one worker under a lock (flock on OUT/NAME.lock), so workers never share a run. A run's
+# figures depend on its thread count only through the order of floating-point sums.
+#
 # Environment: PART (the binary, default .build/release/part, built if missing), OUT (default
 # runs/family), NICE (default 10), EVAL_LIMIT (test images of the per-epoch check, default 1000),
-# TEST_LIMIT (test images of the final evaluation, default 10000), ARGS (more `part train` flags
+# TEST_LIMIT (test images of the final evaluation, default 10000), JOBS (runs at a time, default
+# 1), THREADS (--threads of every part command, default all cores), ARGS (more `part train` flags
 # for every run, e.g. ARGS="--epochs 2 --burn-in 1 --train-limit 20000" for a shorter table;
 # use another OUT for it).
 set -euo pipefail
@@ -30,7 +37,10 @@ OUT=${OUT:-runs/family}
 NICE=${NICE:-10}
 EVAL_LIMIT=${EVAL_LIMIT:-1000}
 TEST_LIMIT=${TEST_LIMIT:-10000}
+JOBS=${JOBS:-1}
 read -r -a EXTRA <<< "${ARGS:-}"
+THREAD_ARGS=()
+[ -n "${THREADS:-}" ] && THREAD_ARGS=(--threads "$THREADS")
 
 finished() {   # a run directory whose log has all its epochs
   [ -f "$1/log.jsonl" ] && [ -f "$1/config.json" ] && python3 -c '
@@ -39,23 +49,31 @@ epochs = json.load(open(sys.argv[1] + "/config.json"))["config"]["epochs"]
 sys.exit(0 if sum(1 for l in open(sys.argv[1] + "/log.jsonl") if l.strip()) >= epochs else 1)' "$1"
 }
 
-run() {   # run NAME ARGS...: part train into $OUT/NAME unless it finished, then part eval once
+run() {   # run NAME ARGS...: under NAME's lock, unless another worker holds it
+  (
+    flock -n 9 || { echo "family: $1 is being run by another worker" >&2; exit 0; }
+    run_locked "$@"
+  ) 9> "$OUT/$1.lock"
+}
+
+run_locked() {   # part train into $OUT/NAME unless it finished, then part eval once
   local name=$1
   shift
   if finished "$OUT/$name"; then
     echo "family: $name finished" >&2
   elif [ -f "$OUT/$name/checkpoint.json" ]; then
     echo "family: $name: part train --resume $OUT/$name" >&2
-    nice -n "$NICE" "$PART" train --resume "$OUT/$name" --json >> "$OUT/$name.jsonl"
+    nice -n "$NICE" "$PART" train --resume "$OUT/$name" ${THREAD_ARGS[@]+"${THREAD_ARGS[@]}"} --json >> "$OUT/$name.jsonl"
   else
     echo "family: $name: part train $* ${EXTRA[*]}" >&2
     nice -n "$NICE" "$PART" train --eval-limit "$EVAL_LIMIT" --out "$OUT/$name" --overwrite --json "$@" \
+      ${THREAD_ARGS[@]+"${THREAD_ARGS[@]}"} \
       ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/$name.jsonl"
   fi
   if [ ! -s "$OUT/$name.eval.json" ]; then
     echo "family: $name: part eval on the first $TEST_LIMIT test images" >&2
     nice -n "$NICE" "$PART" eval "$OUT/$name/last.safetensors" --limit "$TEST_LIMIT" --attacks natural,pgd20 \
-      --json --quiet > "$OUT/$name.eval.json.partial"
+      ${THREAD_ARGS[@]+"${THREAD_ARGS[@]}"} --json --quiet > "$OUT/$name.eval.json.partial"
     mv "$OUT/$name.eval.json.partial" "$OUT/$name.eval.json"
   fi
 }
@@ -63,6 +81,11 @@ run() {   # run NAME ARGS...: part train into $OUT/NAME unless it finished, then
 if [ "${1:-}" != "--table" ]; then
   [ -x "$PART" ] || swift build -c release --product part
   mkdir -p "$OUT"
+  workers=()
+  for ((job = 1; job < JOBS; job++)); do   # the other workers, each one pass over the list
+    JOBS=1 bash "$0" --runs-only & workers+=($!)
+    sleep 5   # so that the workers start on different runs in list order
+  done
   for method in at trades mart part part-t part-m; do
     run "$method" --method "$method"
   done
@@ -73,6 +96,8 @@ if [ "${1:-}" != "--table" ]; then
     run "at-seed$seed" --method at --seed "$seed"
     run "part-seed$seed" --method part --seed "$seed"
   done
+  for worker in ${workers[@]+"${workers[@]}"}; do wait "$worker"; done
+  [ "${1:-}" = "--runs-only" ] && exit 0
 fi
 
 python3 - "$OUT" "${ARGS:-}" "$EVAL_LIMIT" "$TEST_LIMIT" <<'EOF'

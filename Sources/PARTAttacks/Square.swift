@@ -76,11 +76,9 @@ public struct Square: Attack {
         return outcome.images
     }
 
-    /// The margin loss at x: max_{j != y} z_j - z_y per row (higher is better for the attack) and
-    /// the predicted classes.
-    private func query(_ model: ImageClassifier, _ x: Tensor, _ slots: AttackBatch) throws -> (values: [Float],
-                                                                                                 predictions: [Int32]) {
-        let logits = try AttackPass.logits(model, x)
+    /// The margin loss max_{j != y} z_j - z_y per row (higher is better for the attack) and the
+    /// predicted classes, from logits.
+    private func margins(_ logits: Tensor, _ slots: AttackBatch) throws -> (values: [Float], predictions: [Int32]) {
         let values = try CWMarginLoss().evaluate(logits: logits, batch: slots, targets: nil).values
         return (values, logits.argmaxRows())
     }
@@ -91,7 +89,8 @@ public struct Square: Attack {
         var slots = batch.subset(set.rows)
         var streams = slots.indices.map { KeyedStream(seed: seed, purpose: .square, index: $0, step: restart) }
         var best = SquareKernels.stripeStart(slots.images, map: slots.budget.values, streams: &streams)
-        var (bestValue, predictions) = try query(model, best, slots)
+        var querier = SquareQueries(model, best)
+        var (bestValue, predictions) = try margins(try querier.start(best), slots)
         func retireFooled() {
             let fooled = set.liveSlots.filter { predictions[$0] != slots.labels[$0] }
             outcome.recordAdversarial(fooled, of: best, in: set)
@@ -102,7 +101,7 @@ public struct Square: Attack {
         let height = best.shape[1], width = best.shape[2], channels = best.shape[3]
         var candidate = best
         var tops = [Int](), lefts = [Int](), signs = [Float]()
-        for i in 0..<queries {
+        for i in 0..<self.queries {
             if set.liveCount == 0 { break }
             if let order = set.compaction() {
                 slots = slots.subset(order)
@@ -110,6 +109,7 @@ public struct Square: Attack {
                 best = best.gatherRows(order)
                 bestValue = bestValue.gathered(order)
                 candidate = best
+                querier.gather(order)
             }
             let side = Square.side(iteration: i, pInit: pInit, height: height, width: width)
             let n = set.count
@@ -123,14 +123,89 @@ public struct Square: Attack {
             }
             SquareKernels.paint(&candidate, origin: slots.images, map: slots.budget.values, tops: tops, lefts: lefts,
                                 signs: signs, side: side)
-            let proposal = try query(model, candidate, slots)
+            let proposal = try margins(try querier.query(candidate, tops: tops, lefts: lefts, side: side), slots)
             predictions = proposal.predictions
             let accepted = (0..<n).map { proposal.values[$0] > bestValue[$0] || predictions[$0] != slots.labels[$0] }
             SquareKernels.settle(candidate: &candidate, best: &best, tops: tops, lefts: lefts, side: side,
                                  accepted: accepted)
+            querier.settle(accepted: accepted)
             for slot in 0..<n where accepted[slot] { bestValue[slot] = proposal.values[slot] }
             retireFooled()
         }
         outcome.offerBest(set.liveSlots, of: best, losses: bestValue, in: set)
+    }
+}
+
+/// How Square queries the model. By default one full forward pass per query. When the model
+/// starts with spatially local layers (`LocallyComputable`), it keeps those layers' activations
+/// of each row's best point and, per query, recomputes only the window that the row's square
+/// changes, from a patch of the candidate, then runs the rest of the model: on SmallCNN that
+/// is about half the work of a query once the squares are small (from iteration 500 on).
+/// Every row's logits still depend on that row alone. Off with `--without windows`.
+struct SquareQueries {
+    private let model: ImageClassifier
+    private let prefix: LocalPrefix?
+    /// The prefix's activations of the best points, and of the candidates (equal to them outside
+    /// the windows of the last query).
+    private var best = Tensor(shape: [0]), candidate = Tensor(shape: [0])
+    /// The windows of the last query: origins in the prefix's output, and their sides.
+    private var tops = [Int](), lefts = [Int](), windowHeight = 0, windowWidth = 0
+    /// The window geometry per square side and axis length.
+    private var axes = [[Int]: (rows: WindowAxis, columns: WindowAxis)]()
+
+    init(_ model: ImageClassifier, _ images: Tensor) {
+        self.model = model
+        let prefix = Optimizations.isEnabled(.windows) ? (model as? LocallyComputable)?.localPrefix : nil
+        let usable = prefix.map { $0.outputLength(images.shape[1]) > 0 && $0.outputLength(images.shape[2]) > 0 } ?? false
+        self.prefix = usable ? prefix : nil
+    }
+
+    /// Logits [N, K] (f32) of the starting points; they become the best points.
+    mutating func start(_ images: Tensor) throws -> Tensor {
+        guard let prefix else { return try AttackPass.logits(model, images) }
+        best = try prefix.forward(try images.converted(to: Engine.attackPrecision))
+        candidate = best
+        return try prefix.logits(from: best).converted(to: .f32)
+    }
+
+    /// Logits [N, K] (f32) of `images`, which differ from the best points only inside the squares
+    /// of side `side` at (tops[b], lefts[b]).
+    mutating func query(_ images: Tensor, tops squareTops: [Int], lefts squareLefts: [Int], side: Int) throws -> Tensor {
+        guard let prefix else { return try AttackPass.logits(model, images) }
+        let height = images.shape[1], width = images.shape[2]
+        let key = [side, height, width]
+        if axes[key] == nil {
+            guard let rows = prefix.axis(inputLength: height, changed: side),
+                  let columns = prefix.axis(inputLength: width, changed: side) else {
+                throw AttackError("square: a \(side)x\(side) square in \(height)x\(width) images has no window")
+            }
+            axes[key] = (rows, columns)
+        }
+        let (rows, columns) = axes[key]!
+        let patches = Windows.gather(images, tops: squareTops.map { rows.inputOrigins[$0] },
+                                     lefts: squareLefts.map { columns.inputOrigins[$0] },
+                                     height: rows.patch, width: columns.patch)
+        let windows = try prefix.forward(try patches.converted(to: Engine.attackPrecision))
+        tops = squareTops.map { rows.outputOrigins[$0] }
+        lefts = squareLefts.map { columns.outputOrigins[$0] }
+        windowHeight = rows.window
+        windowWidth = columns.window
+        Windows.scatter(windows, into: &candidate, tops: tops, lefts: lefts)
+        return try prefix.logits(from: candidate).converted(to: .f32)
+    }
+
+    /// After a query: accepted rows' windows become part of the best points' activations, the
+    /// others are restored in the candidates'.
+    mutating func settle(accepted: [Bool]) {
+        guard prefix != nil else { return }
+        Windows.settle(candidate: &candidate, best: &best, tops: tops, lefts: lefts, height: windowHeight,
+                       width: windowWidth, accepted: accepted)
+    }
+
+    /// Keeps rows `order` (in that order), as the attack's working set does.
+    mutating func gather(_ order: [Int]) {
+        guard prefix != nil else { return }
+        best = best.gatherRows(order)
+        candidate = best
     }
 }

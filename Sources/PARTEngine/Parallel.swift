@@ -164,6 +164,9 @@ public enum Optimizations {
         /// 3x3 stride-1 fp32 convolutions with channel counts divisible by 16 run oneDNN's
         /// Winograd kernels in forward and backward-data (`WinogradConvolution`).
         case winograd
+        /// Square's queries recompute only the window of a model's spatially local first layers
+        /// that the square changes (`LocalPrefix`), not the whole forward pass.
+        case windows
     }
 
     private static let disabled = Locked(Set<Name>())

@@ -98,6 +98,25 @@ final class AutoAttackInvariantTests: XCTestCase {
         }
     }
 
+    /// Square's windowed queries (`SquareQueries` on SmallCNN's local prefix) give the result of
+    /// a full forward pass per query: the same points, bit for bit, with the same kernels in both
+    /// (Winograd off: its tiles start at a patch's corner, so its rounding differs), through
+    /// squares of every size the schedule reaches in 600 queries and rows that retire.
+    func testSquareWindowsGiveTheResultOfFullForwardPasses() throws {
+        Optimizations.set(.winograd, enabled: false)
+        defer { for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) } }
+        let (model, x, labels) = try trainedModelAndImages(16)
+        let map = try data.varyingMap(x.shape, scale: 0.5)
+        let attack = Square(queries: 600)
+        let windowed = try runAttack(attack, model, images: x, labels: labels, budget: map)
+        Optimizations.set(.windows, enabled: false)
+        let full = try runAttack(attack, model, images: x, labels: labels, budget: map)
+        XCTAssertEqual(windowed.scalars, full.scalars)
+        XCTAssertNotEqual(windowed.scalars, x.scalars)
+        let fooled = try correct(model, full, labels).filter { !$0 }.count
+        XCTAssertGreaterThan(fooled, 0, "no row retired: the test would not reach the compaction of the activations")
+    }
+
     /// Another seed or another dataset index gives another random start.
     func testRandomDrawsAreKeyedBySeedAndIndex() throws {
         let (model, x, labels) = try modelAndImages(3)

@@ -5,16 +5,16 @@ extension Tensor {
     /// Elements per row (everything after the first dimension).
     public var rowSize: Int { shape.isEmpty ? 1 : shape.dropFirst().reduce(1, *) }
 
-    /// Rows `indices` (in that order) as a new tensor [indices.count, ...].
+    /// Rows `indices` (in that order) as a new tensor [indices.count, ...] of this tensor's type.
     public func gatherRows(_ indices: [Int]) -> Tensor {
-        let size = rowSize
-        var out = Tensor.uninitialized(shape: [indices.count] + shape.dropFirst())
-        let s = readPointer, d = out.uniquePointer()
+        let size = rowSize * dtype.size
+        var out = Tensor.uninitialized(shape: [indices.count] + shape.dropFirst(), dtype: dtype)
+        let s = rawPointer, d = out.mutableRawPointer()
         let rows = shape.first ?? 0
         indices.withUnsafeBufferPointer { idx in
-            Parallel.forEachIndex(idx.count, cost: size) { r in
+            Parallel.forEachIndex(idx.count, cost: rowSize) { r in
                 precondition(idx[r] >= 0 && idx[r] < rows, "row \(idx[r]) outside 0..<\(rows)")
-                (d + r * size).update(from: s + idx[r] * size, count: size)
+                (d + r * size).copyMemory(from: s + idx[r] * size, byteCount: size)
             }
         }
         return out

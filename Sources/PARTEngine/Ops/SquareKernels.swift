@@ -61,21 +61,7 @@ public enum SquareKernels {
     /// way candidate and best agree again, touching only the squares.
     public static func settle(candidate: inout Tensor, best: inout Tensor, tops: [Int], lefts: [Int], side: Int,
                               accepted: [Bool]) {
-        precondition(candidate.shape.count == 4 && candidate.shape == best.shape, "Square settle of mismatched shapes")
-        let n = candidate.shape[0], h = candidate.shape[1], w = candidate.shape[2], c = candidate.shape[3]
-        precondition(tops.count == n && lefts.count == n && accepted.count == n, "one square per row")
-        let cp = candidate.uniquePointer(), bp = best.uniquePointer()
-        Parallel.forEachIndex(n, cost: side * side * c) { b in
-            precondition(tops[b] >= 0 && tops[b] + side <= h && lefts[b] >= 0 && lefts[b] + side <= w,
-                         "square at (\(tops[b]), \(lefts[b])) outside \(h)x\(w)")
-            for r in tops[b]..<(tops[b] + side) {
-                let start = ((b * h + r) * w + lefts[b]) * c
-                if accepted[b] {
-                    (bp + start).update(from: cp + start, count: side * c)
-                } else {
-                    (cp + start).update(from: bp + start, count: side * c)
-                }
-            }
-        }
+        Windows.settle(candidate: &candidate, best: &best, tops: tops, lefts: lefts, height: side, width: side,
+                       accepted: accepted)
     }
 }

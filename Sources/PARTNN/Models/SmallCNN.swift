@@ -5,13 +5,17 @@ import PARTEngine
 ///
 /// CAM layers, named after the PyTorch modules whose outputs they are: `conv1` ... `conv4`
 /// (before their ReLU) and `act4` = relu(conv4), the default.
-public final class SmallCNN: ImageClassifier {
+///
+/// Its first layers, conv1-ReLU-conv2-ReLU-pool, are spatially local (`LocalPrefix`): the Square
+/// attack recomputes only the window of their activations that a square changes.
+public final class SmallCNN: ImageClassifier, LocallyComputable {
     public let architecture = "small-cnn"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
     public let defaultCAMLayer = "act4"
     let conv1, conv2, conv3, conv4: Conv2d
     let fc1, fc2, fc3: Linear
     private let chain: StageChain
+    public let localPrefix: LocalPrefix?
 
     /// - Parameters: `imageSize` is the side of the square input (28 for MNIST-like data).
     public init(numClasses: Int = 10, inChannels: Int = 1, imageSize: Int = 28, rng: inout RNG) {
@@ -36,6 +40,12 @@ public final class SmallCNN: ImageClassifier {
                      ("conv4", Sequential([ReLULayer(), conv4])),
                      ("act4", ReLULayer())],
             head: Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3]))
+        // The same layers, split after the first max-pooling.
+        localPrefix = LocalPrefix(
+            steps: [.convolution(conv1, relu: true), .convolution(conv2, relu: true),
+                    .maxPool(MaxPool2d(kernel: 2, channels: 32))],
+            rest: Sequential([conv3, ReLULayer(), conv4, ReLULayer(), MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1,
+                              ReLULayer(), fc2, ReLULayer(), fc3]))
     }
 
     public var camLayers: [String] { chain.names }
