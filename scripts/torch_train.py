@@ -236,6 +236,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="0 = torch default")
     p.add_argument("--save", type=str, default=None, help="write the final state_dict here (safetensors)")
+    p.add_argument("--init", type=str, default=None,
+                   help="start from this state_dict (safetensors, e.g. a part checkpoint), as `part train --init`")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     a = p.parse_args(argv)
     checks = [
@@ -280,6 +282,9 @@ def main(argv=None):
     x_eval, y_eval = x_test[:args.eval_limit], y_test[:args.eval_limit]
 
     model = SmallCNN(10, in_channels=1, image_size=28)
+    if args.init:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(args.init))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
     n = x_train.shape[0]
     if not args.json:

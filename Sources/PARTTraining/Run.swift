@@ -5,9 +5,10 @@ import PARTNN
 
 /// Starting runs: a model initialised from the seed, its trainer, and sweeps over seeds.
 public enum TrainingRun {
-    /// A trainer with a freshly initialised model (PyTorch's default initialisation) for
-    /// `config` and `data`. The seed's RNG first splits off the initialisation stream; shuffling
-    /// continues from it.
+    /// A trainer with a freshly initialised model (PyTorch's default initialisation, or the
+    /// weights of `config.initialWeights`) for `config` and `data`. The seed's RNG first splits
+    /// off the initialisation stream; shuffling continues from it (also when the weights come from
+    /// a file, so a run with `--init` shuffles as the same run without it).
     public static func trainer(_ config: TrainingConfig, data: ImageDataset) throws -> Trainer {
         guard data.height == data.width else {
             throw TrainingError("\(data.name) has \(data.height)x\(data.width) images; the models take square images")
@@ -16,6 +17,14 @@ public enum TrainingRun {
         var initRng = rng.split()
         let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
                                       imageSize: data.height, rng: &initRng)
+        if let path = config.initialWeights {
+            do {
+                try Checkpoint.load(URL(fileURLWithPath: path), into: model)
+            } catch {
+                throw TrainingError("--init \(path): \(error) (the run starts from these weights: a resumed run "
+                                    + "needs the file too)")
+            }
+        }
         return try Trainer(config: config, model: model, rng: rng)
     }
 

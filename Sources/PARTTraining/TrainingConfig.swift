@@ -47,6 +47,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// uses test images and no best checkpoint is kept).
     public var validationSplit = 0
     public var seed: UInt64 = 0
+    /// A checkpoint whose weights (and batch-norm statistics) replace the seed's initialisation
+    /// (`part train --init`: fine-tuning a trained model); nil for PyTorch's initialisation.
+    /// The seed still drives shuffling and attack starts.
+    public var initialWeights: String?
 
     public init() {}
 
@@ -146,6 +150,7 @@ extension TrainingConfig {
         }
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
         optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps)"
+        if let weights = c.initialWeights { optimiser += "; starting from the weights of \(weights)" }
         return [recipe, optimiser]
     }
 }

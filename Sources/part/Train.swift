@@ -141,6 +141,12 @@ struct Train: ParsableCommand {
     @Flag(help: "Allow --out to name a directory that already holds a run (its files are replaced).")
     var overwrite = false
 
+    @Option(name: .customLong("init"),
+            help: ArgumentHelp("Start from the weights of this checkpoint (same architecture, classes and input; a "
+                               + "PyTorch state_dict in safetensors loads too) instead of a fresh initialisation: "
+                               + "fine-tuning. SGD's momentum starts at zero.", valueName: "checkpoint"))
+    var initialWeights: String?
+
     /// The preset (or the built-in defaults), then --method, then every explicit flag.
     func resolvedConfig() throws -> TrainingConfig {
         var c = TrainingConfig()
@@ -184,6 +190,8 @@ struct Train: ParsableCommand {
         if let steps { c.steps = steps }
         if let evalSteps { c.evalSteps = evalSteps }
         c.seed = output.seed
+        // Absolute, so that a resumed run started elsewhere finds the file.
+        if let initialWeights { c.initialWeights = URL(fileURLWithPath: initialWeights).standardizedFileURL.path }
         return c.resolved
     }
 
@@ -222,6 +230,9 @@ struct Train: ParsableCommand {
         if let problem = c.problem() { throw ValidationError(problem) }
         guard trainLimit >= 0 else { throw ValidationError("--train-limit must be >= 0") }
         guard evalLimit >= 1 else { throw ValidationError("--eval-limit must be at least 1") }
+        if let initialWeights, !FileManager.default.isReadableFile(atPath: initialWeights) {
+            throw ValidationError("--init \(initialWeights): no readable file there")
+        }
         _ = try parsedSeeds()
     }
 
