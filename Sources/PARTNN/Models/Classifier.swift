@@ -119,6 +119,21 @@ struct StageChain {
     /// (name of the layer the stage ends at, the stage), in forward order.
     let stages: [(name: String, layer: Layer)]
     let head: Layer
+    /// Per CAM layer i: stages 0...i, and the stages after i followed by the head, each as one
+    /// sequence of layers (a `Sequential` stage contributes its layers), so that a layer that
+    /// ends one stage fuses with one that starts the next (SmallCNN's convolutions with the ReLU
+    /// that opens the following stage). The results are the same as stage by stage.
+    private let featureRuns: [Sequential]
+    private let headRuns: [Sequential]
+
+    init(architecture: String, stages: [(name: String, layer: Layer)], head: Layer) {
+        self.architecture = architecture
+        self.stages = stages
+        self.head = head
+        func flat(_ parts: [Layer]) -> Sequential { Sequential(parts.flatMap { ($0 as? Sequential)?.layers ?? [$0] }) }
+        featureRuns = stages.indices.map { end in flat(stages[...end].map(\.layer)) }
+        headRuns = stages.indices.map { i in flat(stages[(i + 1)...].map(\.layer) + [head]) }
+    }
 
     var names: [String] { stages.map(\.name) }
 
@@ -130,13 +145,10 @@ struct StageChain {
     }
 
     func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        let end = try index(of: layer)
-        return try stages[...end].reduce(x) { try $1.layer.forward($0, mode: mode, tape: tape) }
+        try featureRuns[try index(of: layer)].forward(x, mode: mode, tape: tape)
     }
 
     func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        let start = try index(of: layer) + 1
-        let y = try stages[start...].reduce(a) { try $1.layer.forward($0, mode: mode, tape: tape) }
-        return try head.forward(y, mode: mode, tape: tape)
+        try headRuns[try index(of: layer)].forward(a, mode: mode, tape: tape)
     }
 }

@@ -36,7 +36,9 @@ public final class SmallCNN: ImageClassifier, LocallyComputable {
             architecture: "small-cnn",
             stages: [("conv1", conv1),
                      ("conv2", Sequential([ReLULayer(), conv2])),
-                     ("conv3", Sequential([ReLULayer(), MaxPool2d(kernel: 2, channels: 32), conv3])),
+                     // Max-pooling before the ReLU (they commute): the ReLU and its backward then
+                     // touch a quarter of the values.
+                     ("conv3", Sequential([MaxPool2d(kernel: 2, channels: 32), ReLULayer(), conv3])),
                      ("conv4", Sequential([ReLULayer(), conv4])),
                      ("act4", ReLULayer())],
             head: Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3]))
