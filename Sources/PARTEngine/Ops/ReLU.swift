@@ -46,15 +46,16 @@ public enum ReLU {
         return y
     }
 
-    /// dL/dx from dL/dy and the forward's output `y`. Reuses `dy`'s storage when it is not shared.
+    /// dL/dx from dL/dy and the forward's output `y`, into a new tensor: `dy` is usually still
+    /// held by the caller, so working in place would first copy it.
     public static func backward(_ dy: Tensor, output y: Tensor) throws -> Tensor {
         precondition(dy.shape == y.shape && dy.dtype == y.dtype,
                      "ReLU gradient \(dy.shape) \(dy.dtype) does not match its output \(y.shape) \(y.dtype)")
-        var dx = dy
+        var dx = Tensor.uninitialized(shape: dy.shape, dtype: dy.dtype)
         guard dx.count > 0 else { return dx }
         let p = try plan(y.count, y.dtype)
-        let ptr = dx.mutableRawPointer()
-        try p.backward.execute([(DNNL_ARG_DST, y.rawPointer), (DNNL_ARG_DIFF_DST, ptr), (DNNL_ARG_DIFF_SRC, ptr)])
+        try p.backward.execute([(DNNL_ARG_DST, y.rawPointer), (DNNL_ARG_DIFF_DST, dy.rawPointer),
+                                (DNNL_ARG_DIFF_SRC, dx.mutableRawPointer())])
         return dx
     }
 }
