@@ -44,6 +44,8 @@ public enum Col2Im {
         let oh = (height + 2 * padding - kernel) / stride + 1, ow = (width + 2 * padding - kernel) / stride + 1
         let kk = kernel * kernel, rowSize = channels * kk
         precondition(columns.count == n * oh * ow * rowSize, "col2im of \(columns.shape) into [\(n), \(height), \(width), \(channels)]")
+        if stride == 1 { return gatheredFold(columns, n: n, height: height, width: width, channels: channels,
+                                             kernel: kernel, padding: padding, oh: oh, ow: ow) }
         var image = Tensor(shape: [n, height, width, channels])
         let src = columns.readPointer, dst = image.uniquePointer()
         Parallel.forEachIndex(n, cost: oh * ow * rowSize) { b in
@@ -60,6 +62,36 @@ public enum Col2Im {
                             let pixel = img + (iy * width + ix) * channels
                             for c in 0..<channels { pixel[c] += row[c * kk + kh * kernel + kw] }
                         }
+                    }
+                }
+            }
+        }
+        return image
+    }
+
+    /// Stride 1 as a gather: each image pixel sums the entries of the windows that cover it, and
+    /// is written once (no read-modify-write of the image, rows spread over the cores). The
+    /// entries are added in the order the scatter adds them (windows by increasing output row,
+    /// then column, i.e. kernel offsets decreasing), so the sums are the same bit for bit.
+    private static func gatheredFold(_ columns: Tensor, n: Int, height: Int, width: Int, channels: Int, kernel: Int,
+                                     padding: Int, oh: Int, ow: Int) -> Tensor {
+        let kk = kernel * kernel, rowSize = channels * kk
+        var image = Tensor.uninitialized(shape: [n, height, width, channels])
+        let src = columns.readPointer, dst = image.uniquePointer()
+        Parallel.forEachIndex(n * height, cost: width * rowSize) { task in
+            let b = task / height, iy = task % height
+            let line = dst + (b * height + iy) * width * channels
+            for ix in 0..<width {
+                let pixel = line + ix * channels
+                for c in 0..<channels { pixel[c] = 0 }
+                for kh in stride(from: kernel - 1, through: 0, by: -1) {
+                    let y = iy + padding - kh
+                    if y < 0 || y >= oh { continue }
+                    for kw in stride(from: kernel - 1, through: 0, by: -1) {
+                        let x = ix + padding - kw
+                        if x < 0 || x >= ow { continue }
+                        let row = src + ((b * oh + y) * ow + x) * rowSize + kh * kernel + kw
+                        for c in 0..<channels { pixel[c] += row[c * kk] }
                     }
                 }
             }
