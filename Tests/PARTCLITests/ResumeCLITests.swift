@@ -155,9 +155,15 @@ final class ResumeCLITests: XCTestCase {
         XCTAssert(line.contains("the last good checkpoint (after epoch 1) stays in \(run.path)"), line)
         let log = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
         XCTAssertEqual(log.split(separator: "\n").count, 1, "only the finite epoch is logged")
+        // The kept checkpoint is epoch 1's, finite. Its weights reach 1e32 at this learning rate,
+        // so its logits are NaN (in PyTorch too): part eval loads it and refuses them in one line.
+        let kept = try SafetensorsFile.read(from: run.appendingPathComponent("last.safetensors"))
+        XCTAssertFalse(kept.tensors.isEmpty)
+        for (name, t) in kept.tensors { XCTAssert(t.allFinite, "\(name) is not finite") }
         let eval = try runPart(["eval", run.appendingPathComponent("last.safetensors").path, "--data", ref.data.path,
                                 "--limit", "4", "--pgd-steps", "1", "--json"])
-        XCTAssertEqual(eval.status, 0, "the last good checkpoint loads in part eval: \(eval.stderr)")
+        XCTAssert(eval.status == 0 || (eval.status == 1 && eval.stderr.contains("logits for points 0..<4 are not finite")),
+                  "the last good checkpoint loads in part eval: \(eval.stderr)")
     }
 
     func testDamagedCheckpointsAreRefusedNamingTheFile() throws {
