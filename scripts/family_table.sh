@@ -125,17 +125,16 @@ def evaluation(directory):
     return result["cleanAccuracy"], stages["pgd20"]["robust"] / result["count"]
 
 def row(label, command, lines, figures):
+    """One table row. No speed column: the runs share the machine (JOBS, other work), so their
+    times say nothing about the methods' costs; `part bench` measures those."""
     last = lines[-1]
     cam = [l for l in lines if l["budget"] != "constant"]
-    seconds = sum(l["seconds"] for l in lines)
-    speed = statistics.mean(l["imagesPerSecond"] for l in lines)
     share = f"{100 * last['fullEpsilonFraction']:.1f}%" if cam else "100%"
     command = f"{command} {extra}".strip()
-    return (f"| {label} | `{command}` | {100 * figures[0]:.2f}% | {100 * figures[1]:.2f}% "
-            f"| {share} | {speed:.0f} | {seconds / 60:.0f} min |")
+    return f"| {label} | `{command}` | {100 * figures[0]:.2f}% | {100 * figures[1]:.2f}% | {share} |"
 
-print("| method | command | clean | PGD-20 | entries at full eps | training images/s | training time |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("| method | command | clean | PGD-20 | entries at full eps (last epoch) |")
+print("| --- | --- | --- | --- | --- |")
 runs = [("AT", "at", "part train --method at"), ("TRADES", "trades", "part train --method trades"),
         ("MART", "mart", "part train --method mart"), ("PART", "part", "part train --method part"),
         ("PART-T", "part-t", "part train --method part-t"), ("PART-M", "part-m", "part train --method part-m"),
