@@ -50,6 +50,7 @@ attempt=0
 for kill in $(seq "$KILLS"); do
   attempt=$((attempt + 1))
   log="$OUT/attempt-$attempt.log"
+  : > "$log"   # exists before the wait loop reads it
   "${command[@]}" --save-results "$results" > "$OUT/attempt-$attempt.json" 2> "$log" &
   pid=$!
   # Wait until the progress line names the attack, then a random 0.0-3.0 s more.
