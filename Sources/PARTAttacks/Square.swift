@@ -150,8 +150,8 @@ struct SquareQueries {
     private var best = Tensor(shape: [0]), candidate = Tensor(shape: [0])
     /// The windows of the last query: origins in the prefix's output, and their sides.
     private var tops = [Int](), lefts = [Int](), windowHeight = 0, windowWidth = 0
-    /// The window geometry per square side and axis length.
-    private var axes = [[Int]: (rows: WindowAxis, columns: WindowAxis)]()
+    /// The window geometry per square side (the images keep their size through an attack).
+    private var axes = [Int: (rows: WindowAxis, columns: WindowAxis)]()
 
     init(_ model: ImageClassifier, _ images: Tensor) {
         self.model = model
@@ -172,16 +172,15 @@ struct SquareQueries {
     /// of side `side` at (tops[b], lefts[b]).
     mutating func query(_ images: Tensor, tops squareTops: [Int], lefts squareLefts: [Int], side: Int) throws -> Tensor {
         guard let prefix else { return try AttackPass.logits(model, images) }
-        let height = images.shape[1], width = images.shape[2]
-        let key = [side, height, width]
-        if axes[key] == nil {
+        if axes[side] == nil {
+            let height = images.shape[1], width = images.shape[2]
             guard let rows = prefix.axis(inputLength: height, changed: side),
                   let columns = prefix.axis(inputLength: width, changed: side) else {
                 throw AttackError("square: a \(side)x\(side) square in \(height)x\(width) images has no window")
             }
-            axes[key] = (rows, columns)
+            axes[side] = (rows, columns)
         }
-        let (rows, columns) = axes[key]!
+        let (rows, columns) = axes[side]!
         let patches = Windows.gather(images, tops: squareTops.map { rows.inputOrigins[$0] },
                                      lefts: squareLefts.map { columns.inputOrigins[$0] },
                                      height: rows.patch, width: columns.patch)

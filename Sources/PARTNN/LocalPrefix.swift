@@ -6,61 +6,47 @@ import PARTEngine
 /// a window of the prefix's activations changes, and that window can be recomputed from a patch
 /// of the input alone. The Square attack's queries change one square per image: it keeps each
 /// image's prefix activations and, per query, runs the prefix on patches and only the rest of the
-/// model on the full activations (`Windowing`).
+/// model on the full activations (`SquareQueries`).
 ///
 /// Evaluation mode, no tape: the prefix serves forward-only passes. The activations of a window
 /// equal those of the full pass up to the rounding of the kernel chosen (oneDNN's Winograd kernels
 /// tile a patch from its own corner).
 public final class LocalPrefix {
-    /// One layer of the prefix.
-    public enum Step {
-        /// A convolution of stride 1 without padding, optionally followed by a ReLU.
-        case convolution(Conv2d, relu: Bool)
-        case relu
-        /// Max pooling with kernel = stride.
-        case maxPool(MaxPool2d)
-    }
-
-    public let steps: [Step]
+    /// The prefix's layers, run as one fused sequence.
+    public let prefix: Sequential
     /// The rest of the model: from the prefix's activations to logits.
-    public let rest: Layer
+    public let rest: Sequential
+    /// The kernel size of each layer that changes the geometry: (is a convolution, k).
+    private let geometry: [(convolution: Bool, k: Int)]
 
-    /// Nil when a step is not local in this sense (a strided or padded convolution).
-    public init?(steps: [Step], rest: Layer) {
-        for step in steps {
-            if case .convolution(let conv, _) = step, conv.op.stride != 1 || conv.op.padding != 0 { return nil }
+    /// The model's layers in forward order, split after the first `count`; nil when one of those
+    /// is not local in this sense (a strided or padded convolution, any other kind of layer).
+    public init?(splitting layers: [Layer], after count: Int) {
+        guard count >= 1 && count < layers.count else { return nil }
+        var geometry = [(convolution: Bool, k: Int)]()
+        for layer in layers[..<count] {
+            if let conv = layer as? Conv2d {
+                guard conv.op.stride == 1 && conv.op.padding == 0 else { return nil }
+                geometry.append((true, conv.op.kernel))
+            } else if let pool = layer as? MaxPool2d {
+                geometry.append((false, pool.op.kernel))
+            } else if !(layer is ReLULayer) {
+                return nil
+            }
         }
-        self.steps = steps
-        self.rest = rest
+        self.geometry = geometry
+        prefix = Sequential(Array(layers[..<count]))
+        rest = Sequential(Array(layers[count...]))
     }
 
     /// The prefix's activations of images (or patches) x.
     public func forward(_ x: Tensor) throws -> Tensor {
-        var h = x
-        for step in steps {
-            switch step {
-            case .convolution(let conv, let relu): h = try conv.forward(h, relu: relu, tape: nil)
-            case .relu: h = try ReLU.forward(h)
-            case .maxPool(let pool): h = try pool.forward(h, mode: .eval, tape: nil)
-            }
-        }
-        return h
+        try prefix.forward(x, mode: .eval, tape: nil)
     }
 
     /// Logits [N, classes] from the prefix's activations.
     public func logits(from activations: Tensor) throws -> Tensor {
         try rest.forward(activations, mode: .eval, tape: nil)
-    }
-
-    /// The kernel size of each step that changes the geometry: (is a convolution, k).
-    private var geometry: [(convolution: Bool, k: Int)] {
-        steps.compactMap { step in
-            switch step {
-            case .convolution(let conv, _): return (true, conv.op.kernel)
-            case .relu: return nil
-            case .maxPool(let pool): return (false, pool.op.kernel)
-            }
-        }
     }
 
     /// The length of the prefix's output along an axis of input length `n` (0 when too short).

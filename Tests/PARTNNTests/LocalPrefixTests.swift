@@ -44,13 +44,14 @@ final class LocalPrefixTests: XCTestCase {
         XCTAssertNil(prefix.axis(inputLength: 5, changed: 2))
     }
 
-    func testPaddedOrStridedConvolutionsAreNotLocal() throws {
+    func testPaddedOrStridedConvolutionsAndOtherLayersAreNotLocal() throws {
         var rng = RNG(seed: 2)
         let padded = Conv2d(1, 4, kernel: 3, padding: 1, rng: &rng)
         let strided = Conv2d(1, 4, kernel: 3, stride: 2, rng: &rng)
-        XCTAssertNil(LocalPrefix(steps: [.convolution(padded, relu: true)], rest: Flatten()))
-        XCTAssertNil(LocalPrefix(steps: [.relu, .convolution(strided, relu: false)], rest: Flatten()))
-        XCTAssertNotNil(LocalPrefix(steps: [.relu], rest: Flatten()))
+        XCTAssertNil(LocalPrefix(splitting: [padded, ReLULayer(), Flatten()], after: 2))
+        XCTAssertNil(LocalPrefix(splitting: [ReLULayer(), strided, Flatten()], after: 2))
+        XCTAssertNil(LocalPrefix(splitting: [ReLULayer(), Flatten(), Flatten()], after: 2))
+        XCTAssertNotNil(LocalPrefix(splitting: [ReLULayer(), Flatten()], after: 1))
     }
 
     /// For squares of every side the Square attack uses on 28x28 images, at the corners, the

@@ -20,17 +20,23 @@ public enum Windows {
         return (n, h, w, x.shape[3] * x.dtype.size)
     }
 
+    /// Calls `body(b, r, at)` for line r of every row b's window, where `at` is the byte offset
+    /// of the line in the image tensor; rows spread over the cores.
+    private static func forEachLine(_ g: (n: Int, h: Int, w: Int, pixel: Int), tops: [Int], lefts: [Int], height: Int,
+                                    width: Int, _ body: (_ b: Int, _ r: Int, _ at: Int) -> Void) {
+        Parallel.forEachIndex(g.n, cost: height * width * g.pixel / 4) { b in
+            for r in 0..<height { body(b, r, ((b * g.h + tops[b] + r) * g.w + lefts[b]) * g.pixel) }
+        }
+    }
+
     /// The windows as a tensor [N, height, width, C] of x's type.
     public static func gather(_ x: Tensor, tops: [Int], lefts: [Int], height: Int, width: Int) -> Tensor {
         let g = geometry(x, tops: tops, lefts: lefts, height: height, width: width, "window gather")
         var out = Tensor.uninitialized(shape: [g.n, height, width, x.shape[3]], dtype: x.dtype)
         let s = x.rawPointer, d = out.mutableRawPointer()
         let line = width * g.pixel
-        Parallel.forEachIndex(g.n, cost: height * line / 4) { b in
-            for r in 0..<height {
-                let from = ((b * g.h + tops[b] + r) * g.w + lefts[b]) * g.pixel
-                (d + (b * height + r) * line).copyMemory(from: s + from, byteCount: line)
-            }
+        forEachLine(g, tops: tops, lefts: lefts, height: height, width: width) { b, r, at in
+            (d + (b * height + r) * line).copyMemory(from: s + at, byteCount: line)
         }
         return out
     }
@@ -44,11 +50,8 @@ public enum Windows {
         let g = geometry(x, tops: tops, lefts: lefts, height: height, width: width, "window scatter")
         let s = patches.rawPointer, d = x.mutableRawPointer()
         let line = width * g.pixel
-        Parallel.forEachIndex(g.n, cost: height * line / 4) { b in
-            for r in 0..<height {
-                let to = ((b * g.h + tops[b] + r) * g.w + lefts[b]) * g.pixel
-                (d + to).copyMemory(from: s + (b * height + r) * line, byteCount: line)
-            }
+        forEachLine(g, tops: tops, lefts: lefts, height: height, width: width) { b, r, at in
+            (d + at).copyMemory(from: s + (b * height + r) * line, byteCount: line)
         }
     }
 
@@ -63,14 +66,11 @@ public enum Windows {
         precondition(accepted.count == g.n, "window settle: one decision per row")
         let cp = candidate.mutableRawPointer(), bp = best.mutableRawPointer()
         let line = width * g.pixel
-        Parallel.forEachIndex(g.n, cost: height * line / 4) { b in
-            for r in 0..<height {
-                let at = ((b * g.h + tops[b] + r) * g.w + lefts[b]) * g.pixel
-                if accepted[b] {
-                    (bp + at).copyMemory(from: cp + at, byteCount: line)
-                } else {
-                    (cp + at).copyMemory(from: bp + at, byteCount: line)
-                }
+        forEachLine(g, tops: tops, lefts: lefts, height: height, width: width) { b, _, at in
+            if accepted[b] {
+                (bp + at).copyMemory(from: cp + at, byteCount: line)
+            } else {
+                (cp + at).copyMemory(from: bp + at, byteCount: line)
             }
         }
     }

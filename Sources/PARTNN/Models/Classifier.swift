@@ -137,6 +137,9 @@ struct StageChain {
 
     var names: [String] { stages.map(\.name) }
 
+    /// Every layer of the whole forward pass, in order, as it runs (`featureRuns` then the head).
+    var layers: [Layer] { (featureRuns.last?.layers ?? []) + (headRuns.last?.layers ?? []) }
+
     func index(of layer: String) throws -> Int {
         guard let i = stages.firstIndex(where: { $0.name == layer }) else {
             throw UnknownLayerError(architecture: architecture, layer: layer, known: names)

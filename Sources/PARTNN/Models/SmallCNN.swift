@@ -42,12 +42,9 @@ public final class SmallCNN: ImageClassifier, LocallyComputable {
                      ("conv4", Sequential([ReLULayer(), conv4])),
                      ("act4", ReLULayer())],
             head: Sequential([MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1, ReLULayer(), fc2, ReLULayer(), fc3]))
-        // The same layers, split after the first max-pooling.
-        localPrefix = LocalPrefix(
-            steps: [.convolution(conv1, relu: true), .convolution(conv2, relu: true),
-                    .maxPool(MaxPool2d(kernel: 2, channels: 32))],
-            rest: Sequential([conv3, ReLULayer(), conv4, ReLULayer(), MaxPool2d(kernel: 2, channels: 64), Flatten(), fc1,
-                              ReLULayer(), fc2, ReLULayer(), fc3]))
+        // The forward pass split after the first max-pooling and its ReLU:
+        // conv1, ReLU, conv2, max-pool, ReLU | conv3, ...
+        localPrefix = LocalPrefix(splitting: chain.layers, after: 5)
     }
 
     public var camLayers: [String] { chain.names }
