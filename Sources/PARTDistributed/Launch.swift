@@ -12,6 +12,20 @@ public enum Distributed {
         return environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil
     }
 
+    /// The number of ranks the launcher started (nil when no launcher says): Open MPI's
+    /// `OMPI_COMM_WORLD_SIZE`, or Slurm's `SLURM_STEP_NUM_TASKS`. Read without starting MPI.
+    public static var launchedRanks: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_SIZE"] ?? environment["SLURM_STEP_NUM_TASKS"]).flatMap { Int($0) }
+    }
+
+    /// This process's rank as the launcher numbered it (`OMPI_COMM_WORLD_RANK` or `PMIX_RANK`),
+    /// read without starting MPI.
+    public static var launchedRank: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap { Int($0) }
+    }
+
     private static let lock = NSLock()
     nonisolated(unsafe) private static var shared: Communicator?
 

@@ -70,6 +70,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        try requireOneProcess("bench")
         do {
             try runBench()
         } catch {

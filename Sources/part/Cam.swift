@@ -116,6 +116,7 @@ struct Cam: ParsableCommand {
     }
 
     func run() throws {
+        try requireOneProcess("cam")
         do {
             let started = Date()
             engine.apply()

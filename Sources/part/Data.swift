@@ -47,6 +47,7 @@ extension DataCommand {
         }
 
         func run() throws {
+            try requireOneProcess("data inspect")
             do {
                 var stats: [SplitStatistics] = []
                 var first: ImageDataset?
@@ -200,6 +201,7 @@ extension DataCommand {
         }
 
         func run() throws {
+            try requireOneProcess("data bench")
             do {
                 let started = DispatchTime.now().uptimeNanoseconds
                 let train = try data.load(.train, augmentation: augmentation.policy)

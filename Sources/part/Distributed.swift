@@ -34,6 +34,18 @@ func startCommunicator(required: Bool, threads: Int?) throws -> Communicator? {
     return communicator
 }
 
+/// Commands that run in one process (`part cam`, `part report`, `part bench`, `part data`): started
+/// by mpirun as several ranks, each rank would do all the work and write the same files. They stop
+/// before any work with exit code 64 (a usage error), rank 0 saying why. One rank is one process.
+func requireOneProcess(_ command: String) throws {
+    guard let ranks = Distributed.launchedRanks, ranks > 1 else { return }
+    if (Distributed.launchedRank ?? 0) == 0 {
+        FileHandle.standardError.write(Data(
+            "part: error: part \(command) runs in one process, and mpirun started \(ranks) ranks: start it without mpirun\n".utf8))
+    }
+    throw ExitCode(64)
+}
+
 /// Stops a rank after `error`. An error every rank met at the same point (ranks that disagree)
 /// ends each rank on its own, rank 0 saying why; any other error is printed with the rank and
 /// aborts the whole job, so that no rank waits forever for one that has stopped.

@@ -136,6 +136,7 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
+        try requireOneProcess("report")
         do {
             engine.apply()
             let run = URL(fileURLWithPath: runDirectory)

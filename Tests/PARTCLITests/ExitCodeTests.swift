@@ -186,4 +186,34 @@ final class ExitCodeTests: XCTestCase {
         try (lines.joined(separator: "\n") + "\n").write(to: results, atomically: true, encoding: .utf8)
         try assertFileError(command, [results.path, "line 2 is not the record of point 0"])
     }
+
+    /// `part cam`, `report`, `bench` and `data` run in one process: started by mpirun as several
+    /// ranks they stop with 64 before any work, rank 0 saying why and the others silent; one rank
+    /// runs as usual.
+    func testOneProcessCommandsRefuseSeveralRanks() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir)
+        let model = dir.appendingPathComponent("m.safetensors")
+        try Data(try checkpointBytes()).write(to: model)
+        let commands: [[String]] = [
+            ["cam", model.path, "--data", dir.path, "--out", dir.appendingPathComponent("g.png").path],
+            ["report", dir.path],
+            ["bench", "--arch", "small-cnn"],
+            ["data", "inspect", "--data", dir.path],
+            ["data", "bench", "--data", dir.path],
+        ]
+        for command in commands {
+            let (root, _) = try runPart(command, environment: ["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"])
+            XCTAssertEqual(root.status, 64, "\(command): \(root.stderr)")
+            XCTAssert(root.stderr.hasPrefix("part: error: part \(command[0])") && root.stderr.contains("start it without mpirun"),
+                      "\(command): \(root.stderr)")
+            XCTAssertEqual(root.stdout, "")
+            let (other, _) = try runPart(command, environment: ["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"])
+            XCTAssertEqual(other.status, 64, "\(command): \(other.stderr)")
+            XCTAssertEqual(other.stderr + other.stdout, "", "\(command)")
+        }
+        let (one, _) = try runPart(["data", "inspect", "--data", dir.path], environment: ["OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "0"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssert(one.stdout.contains("train"), one.stdout)
+    }
 }
