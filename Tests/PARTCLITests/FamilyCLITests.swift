@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 import XCTest
 
 /// `part train`'s recipe flags, presets and seed sweeps, and `part presets`, as a user runs them.
@@ -112,5 +113,35 @@ extension CLITests {
         let again = try part(["train", "--data", dir.path, "--seeds", "0", "--out", out.path])
         XCTAssertEqual(again.status, 64, "an --out that holds a run is a bad argument")
         XCTAssert(again.stderr.contains("already holds a run"), again.stderr)
+    }
+
+    /// Seed K of a sweep is the run `--seed K` makes on its own (the family table's 3-seed rows
+    /// are made that way): the same weights bit for bit and the same held-out figures.
+    func testASweepSeedIsTheRunOfThatSeedAlone() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir, count: 24)
+        let recipe = ["train", "--data", dir.path, "--method", "part", "--epochs", "2", "--burn-in", "1",
+                      "--batch-size", "12", "--steps", "1", "--eval-steps", "1", "--eval-limit", "8", "--json"]
+        let sweep = dir.appendingPathComponent("sweep"), alone = dir.appendingPathComponent("alone")
+        let a = try part(recipe + ["--seeds", "0,1", "--out", sweep.path])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try part(recipe + ["--seed", "1", "--out", alone.path])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let swept = try SafetensorsFile.read(from: sweep.appendingPathComponent("seed-1/last.safetensors"))
+        let single = try SafetensorsFile.read(from: alone.appendingPathComponent("last.safetensors"))
+        XCTAssertEqual(Set(swept.tensors.keys), Set(single.tensors.keys))
+        for (name, tensor) in single.tensors {
+            XCTAssertEqual(swept.tensors[name]?.scalars, tensor.scalars, name)
+        }
+        func figures(_ run: URL) throws -> [[Double]] {
+            try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8).split(separator: "\n").map { line in
+                let epoch = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+                return ["loss", "cleanAccuracy", "robustAccuracy"].compactMap { epoch[$0] as? Double }
+            }
+        }
+        let sweptFigures = try figures(sweep.appendingPathComponent("seed-1"))
+        XCTAssertEqual(sweptFigures.count, 2)
+        XCTAssertEqual(sweptFigures.map(\.count), [3, 3], "the log's field names")
+        XCTAssertEqual(sweptFigures, try figures(alone))
     }
 }
