@@ -16,7 +16,8 @@
 # figures are computed the same way: mean and sample standard deviation).
 # A finished run is skipped; an unfinished one continues from its last checkpoint
 # (`part train --resume`), so the script can be stopped and started again at any time.
-# Runs of 15-20 minutes each on a quiet 2-core machine.
+# On a quiet 2-core machine a run takes about 20 minutes alone on both cores, and about 25 minutes
+# on one core beside another (JOBS=2 THREADS=1: about 2.7 hours for all 13).
 #
 # JOBS=2 THREADS=1 runs two runs at a time, each on one thread: on a 2-core machine that is about
 # as fast as one run on two threads when the machine is quiet, and much faster when something
