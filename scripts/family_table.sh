@@ -152,17 +152,23 @@ for label, directory, command in runs:
 if missing:
     print(f"\nnot finished: {'; '.join(missing)}")
 
-print("\n| method | seeds | clean (mean ± std) | PGD-20 (mean ± std) | per seed (clean / PGD-20) |")
-print("| --- | --- | --- | --- | --- |")
+def spread(values):
+    return f"{statistics.mean(values):.2f}% ± {statistics.stdev(values):.2f}"
+
+print("\n| method | seeds | clean (mean ± std) | PGD-20 (mean ± std) | per seed (clean / PGD-20) "
+      "| last held-out check, as `--seeds` prints it (clean; PGD-20) |")
+print("| --- | --- | --- | --- | --- | --- |")
 for label, name in [("AT", "at"), ("PART", "part")]:
-    results = [evaluation(os.path.join(out, d)) for d in (name, f"{name}-seed1", f"{name}-seed2")]
-    if any(r is None for r in results):
-        print(f"| {label} | not finished | | | |")
+    directories = [os.path.join(out, d) for d in (name, f"{name}-seed1", f"{name}-seed2")]
+    results, logs = [evaluation(d) for d in directories], [log(d) for d in directories]
+    if any(r is None for r in results) or any(l is None for l in logs):
+        print(f"| {label} | not finished | | | | |")
         continue
     clean, robust = [100 * r[0] for r in results], [100 * r[1] for r in results]
     per = ", ".join(f"{c:.2f} / {p:.2f}" for c, p in zip(clean, robust))
-    print(f"| {label} | 0,1,2 | {statistics.mean(clean):.2f}% ± {statistics.stdev(clean):.2f} "
-          f"| {statistics.mean(robust):.2f}% ± {statistics.stdev(robust):.2f} | {per} |")
+    check = (spread([100 * l[-1]["cleanAccuracy"] for l in logs]) + "; "
+             + spread([100 * l[-1]["robustAccuracy"] for l in logs]))
+    print(f"| {label} | 0,1,2 | {spread(clean)} | {spread(robust)} | {per} | {check} |")
 print(f"\nclean and PGD-20 (eps 0.1, alpha 0.025, random start): `part eval --attacks natural,pgd20` on the "
-      f"first {test_limit} test images")
+      f"first {test_limit} test images; the held-out check: each run's last epoch in log.jsonl")
 EOF

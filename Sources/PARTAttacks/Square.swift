@@ -101,7 +101,7 @@ public struct Square: Attack {
         let height = best.shape[1], width = best.shape[2], channels = best.shape[3]
         var candidate = best
         var tops = [Int](), lefts = [Int](), signs = [Float]()
-        for i in 0..<self.queries {
+        for i in 0..<queries {
             if set.liveCount == 0 { break }
             if let order = set.compaction() {
                 slots = slots.subset(order)

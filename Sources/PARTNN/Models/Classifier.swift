@@ -116,9 +116,8 @@ extension ImageClassifier {
 /// `head(from: L)` runs the remaining stages and the head, so both compose to the full forward.
 struct StageChain {
     let architecture: String
-    /// (name of the layer the stage ends at, the stage), in forward order.
-    let stages: [(name: String, layer: Layer)]
-    let head: Layer
+    /// The names of the layers the stages end at (the CAM layers), in forward order.
+    let names: [String]
     /// Per CAM layer i: stages 0...i, and the stages after i followed by the head, each as one
     /// sequence of layers (a `Sequential` stage contributes its layers), so that a layer that
     /// ends one stage fuses with one that starts the next (SmallCNN's convolutions with the ReLU
@@ -126,22 +125,20 @@ struct StageChain {
     private let featureRuns: [Sequential]
     private let headRuns: [Sequential]
 
+    /// `stages`: (name of the layer the stage ends at, the stage), in forward order.
     init(architecture: String, stages: [(name: String, layer: Layer)], head: Layer) {
         self.architecture = architecture
-        self.stages = stages
-        self.head = head
+        names = stages.map(\.name)
         func flat(_ parts: [Layer]) -> Sequential { Sequential(parts.flatMap { ($0 as? Sequential)?.layers ?? [$0] }) }
         featureRuns = stages.indices.map { end in flat(stages[...end].map(\.layer)) }
         headRuns = stages.indices.map { i in flat(stages[(i + 1)...].map(\.layer) + [head]) }
     }
 
-    var names: [String] { stages.map(\.name) }
-
     /// Every layer of the whole forward pass, in order, as it runs (`featureRuns` then the head).
     var layers: [Layer] { (featureRuns.last?.layers ?? []) + (headRuns.last?.layers ?? []) }
 
     func index(of layer: String) throws -> Int {
-        guard let i = stages.firstIndex(where: { $0.name == layer }) else {
+        guard let i = names.firstIndex(of: layer) else {
             throw UnknownLayerError(architecture: architecture, layer: layer, known: names)
         }
         return i
