@@ -160,6 +160,35 @@ public enum CIFAR {
         throw DatasetError("\(location.path): no CIFAR binary files: expected \(probe) there or in \(folder)/, or \(archive); download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html")
     }
 
+    /// Whether `location` holds CIFAR-10 as an image folder (`train/` beside no binary files),
+    /// such as a re-encoded copy: `train/` and `test/` with one folder per class.
+    public static func isImageFolder(_ location: URL) -> Bool {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: location.appendingPathComponent("train").path, isDirectory: &isDirectory),
+              isDirectory.boolValue else { return false }
+        let binary = [names(.cifar10).folder, names(.cifar10).archive, "data_batch_1.bin"]
+        return !binary.contains { fm.fileExists(atPath: location.appendingPathComponent($0).path) }
+    }
+
+    /// CIFAR-10 from an image folder: the class folders must be CIFAR-10's ten names, which sort
+    /// into the official label order, and the images 32x32. The training augmentation is
+    /// CIFAR-10's (the registry sets it).
+    public static func loadImageFolder(_ location: URL, split: DatasetSplit, cache: URL?, name: String,
+                                       warn: (String) -> Void) throws -> ImageDataset {
+        let dataset = try ImageFolder.load(location, split: split, channels: 3, cache: cache, name: name, warn: warn)
+        guard dataset.classNames == cifar10Names else {
+            throw DatasetError("\(location.path): class folders \(dataset.classNames.prefix(12).joined(separator: ", ")); "
+                               + "CIFAR-10 as an image folder needs the ten folders \(cifar10Names.joined(separator: ", ")) "
+                               + "(use --dataset imagefolder for other classes)")
+        }
+        guard dataset.height == side, dataset.width == side else {
+            throw DatasetError("\(location.path): \(dataset.height)x\(dataset.width) images; CIFAR-10's are \(side)x\(side) "
+                               + "(use --dataset imagefolder for other sizes)")
+        }
+        return dataset
+    }
+
     /// Loads a split. Every file of the split must be present; each is validated; a record
     /// count that differs from the official files' is reported through `warn`, and so is an
     /// official archive whose checksum differs from the published one.

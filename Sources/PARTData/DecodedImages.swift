@@ -165,7 +165,8 @@ public enum DecodedCache {
     }
 
     /// The places a cache of `key` may live, first choice first: `explicit` (--cache), else a
-    /// `.part-cache` folder inside the data folder when it is writable, then the user's cache
+    /// `.part-cache` folder inside the data folder when it is writable (and not marked read-only
+    /// by its mode), then the user's cache
     /// folder (`$XDG_CACHE_HOME/part` or `~/.cache/part`).
     static func locations(key: String, dataRoot: URL, explicit: URL?) -> [URL] {
         let pathTag = Array(dataRoot.standardizedFileURL.path.utf8).withUnsafeBytes { String(MD5.hex($0).prefix(12)) }
@@ -176,6 +177,21 @@ public enum DecodedCache {
             ?? URL(fileURLWithPath: env["HOME"] ?? NSTemporaryDirectory()).appendingPathComponent(".cache")
         out.append(userCache.appendingPathComponent("part").appendingPathComponent("\(key)-\(pathTag).partcache"))
         return out
+    }
+
+    /// Whether `folder` (or, when it does not exist yet, the nearest existing folder above it)
+    /// has no write permission bit at all: a read-only copy of a dataset. Root may write there
+    /// regardless, so the mode is what says the folder is not to be written.
+    static func markedReadOnly(_ folder: URL) -> Bool {
+        var url = folder.standardizedFileURL
+        while true {
+            if let mode = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.posixPermissions] as? NSNumber {
+                return mode.intValue & 0o222 == 0
+            }
+            let parent = url.deletingLastPathComponent()
+            if parent.path == url.path { return false }
+            url = parent
+        }
     }
 
     /// The dataset of `list`: mapped from a matching cache when one exists, else decoded and
@@ -199,7 +215,7 @@ public enum DecodedCache {
         let header = Header(count: list.files.count, height: height, width: width, channels: channels,
                             classNames: list.classNames, fingerprint: fingerprint)
         var problems: [String] = []
-        for place in places {
+        for place in places where !markedReadOnly(place.deletingLastPathComponent()) {
             do {
                 try FileManager.default.createDirectory(at: place.deletingLastPathComponent(), withIntermediateDirectories: true)
                 try write(header, labels: list.labels, pixels: storage.bytes, to: place)

@@ -144,6 +144,38 @@ public struct ImageDataset: Sendable {
                             classNames: classNames, augmentation: augmentation)
     }
 
+    /// The indices of a class-balanced subset of about `n` examples: the first ceil(n / K)
+    /// examples of each of the K classes, in dataset order (fewer for a class that has fewer).
+    public func balancedIndices(_ n: Int) -> [Int] {
+        let perClass = (Swift.max(n, 0) + classes - 1) / classes
+        var taken = [Int](repeating: 0, count: classes)
+        var out: [Int] = []
+        for (i, label) in labels.enumerated() where taken[Int(label)] < perClass {
+            taken[Int(label)] += 1
+            out.append(i)
+        }
+        return out
+    }
+
+    /// The examples `indices` (in that order) as a dataset of their own, copied; for subsets
+    /// that are not a prefix (`--balanced`).
+    public func subset(_ indices: [Int]) throws -> ImageDataset {
+        if indices == Array(0..<count) { return self }
+        let stride = imageSize * pixelType.size
+        let copy = try ByteBuffer.allocate(indices.count * stride)
+        for (row, i) in indices.enumerated() {
+            precondition(i >= 0 && i < count, "\(name): example \(i) out of range 0..<\(count)")
+            copy.mutablePointer.advanced(by: row * stride).copyMemory(from: storage.pointer.advanced(by: i * stride),
+                                                                      byteCount: stride)
+        }
+        return ImageDataset(unchecked: name, storage: copy, pixelType: pixelType, labels: indices.map { labels[$0] },
+                            height: height, width: width, channels: channels, classes: classes,
+                            classNames: classNames, augmentation: augmentation)
+    }
+
+    /// The class-balanced subset of `balancedIndices(n)` (`--balanced` with `--limit N`).
+    public func balancedPrefix(_ n: Int) throws -> ImageDataset { try subset(balancedIndices(n)) }
+
     /// The same images under another augmentation policy.
     public func withAugmentation(_ policy: Augmentation) -> ImageDataset {
         var copy = self

@@ -16,7 +16,7 @@ public enum DatasetName: String, Sendable, CaseIterable, Codable {
     public var expectedData: String {
         switch self {
         case .fashionMNIST, .mnist: return "a folder with the IDX files (train-images-idx3-ubyte[.gz], ...)"
-        case .cifar10: return "the extracted cifar-10-batches-bin folder or cifar-10-binary.tar.gz"
+        case .cifar10: return "the extracted cifar-10-batches-bin folder, cifar-10-binary.tar.gz, or a folder with train/ and test/ holding the ten class folders of images"
         case .cifar100: return "the extracted cifar-100-binary folder or cifar-100-binary.tar.gz"
         case .svhn: return "the folder holding train_32x32.mat and test_32x32.mat (and extra_32x32.mat)"
         case .tinyimagenet: return "the extracted tiny-imagenet-200 folder"
@@ -122,7 +122,9 @@ public enum DatasetRegistry {
                                        height: raw.height, width: raw.width, channels: 1, classes: 10,
                                        classNames: names, augmentation: .none)
         case .cifar10:
-            dataset = try CIFAR.load(location, variant: .cifar10, split: split, name: name, warn: warn)
+            dataset = CIFAR.isImageFolder(location)
+                ? try CIFAR.loadImageFolder(location, split: split, cache: request.cache, name: name, warn: warn)
+                : try CIFAR.load(location, variant: .cifar10, split: split, name: name, warn: warn)
         case .cifar100:
             dataset = try CIFAR.load(location, variant: .cifar100(request.labelMode), split: split, name: name, warn: warn)
         case .svhn:

@@ -25,10 +25,13 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var precision: String
     public var batchSize: Int
+    /// true when the points are the class-balanced subset of `--balanced` (the first
+    /// ceil(count/K) of each class; indices are positions in it); absent for the first `count`.
+    public var balanced: Bool?
 
     public init(checkpoint: String, checkpointSHA256: String, architecture: String, normalize: String?, dataset: String,
                 split: String, count: Int, attacks: [String], columns: [String], independent: Bool, epsilon: Float,
-                alpha: Float, seed: UInt64, precision: String, batchSize: Int) {
+                alpha: Float, seed: UInt64, precision: String, batchSize: Int, balanced: Bool? = nil) {
         self.checkpoint = checkpoint
         self.checkpointSHA256 = checkpointSHA256
         self.architecture = architecture
@@ -44,6 +47,7 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
         self.seed = seed
         self.precision = precision
         self.batchSize = batchSize
+        self.balanced = balanced
     }
 
     /// The SHA-256 of a checkpoint file, as `sha256sum` prints it.
@@ -65,6 +69,7 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
         check(dataset, command.dataset, "the dataset (--data)", { $0 })
         check(split, command.split, "the split", { $0 })
         check(count, command.count, "the number of points (--limit)", { String($0) })
+        check(balanced ?? false, command.balanced ?? false, "--balanced", { String($0) })
         check(columns, command.columns, "--attacks", { $0.joined(separator: ",") })
         check(independent, command.independent, "--independent", { String($0) })
         check(epsilon, command.epsilon, "--eps", { String($0) })

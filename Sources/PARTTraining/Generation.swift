@@ -4,13 +4,15 @@ import PARTNN
 
 extension GenerationKind {
     /// The kinds this build can run.
-    public static var available: [GenerationKind] { [.pgd, .mma] }
+    public static var available: [GenerationKind] { [.pgd, .mma, .fgsm] }
 
     /// The attack that makes an objective's training examples.
     ///
     /// PGD ascends the objective's generation loss from its start (`PGD` for the uniform start,
     /// `NoiseStartPGD` for TRADES' and MART's Gaussian one), with sign steps of size `stepSize`
-    /// projected under the batch's epsilon map. MMA ascends its own margin loss towards the
+    /// projected under the batch's epsilon map. FGSM-RS is one such step of `stepSize` from a
+    /// uniform start inside the map, whatever the objective's own start (`steps` is ignored).
+    /// MMA ascends its own margin loss towards the
     /// three most likely wrong classes whatever the objective; the objective's training loss is
     /// unchanged.
     public func attack(for recipe: GenerationRecipe, steps: Int, stepSize: Float) throws -> Attack {
@@ -22,6 +24,8 @@ extension GenerationKind {
             }
         case .mma:
             return try MMA(steps: steps, stepSize: stepSize, k: 3)
+        case .fgsm:
+            return PGD(steps: 1, stepSize: stepSize, randomStart: true, loss: recipe.loss)
         }
     }
 }

@@ -29,6 +29,10 @@ public enum GenerationKind: String, CaseIterable, Codable, Sendable {
     case pgd
     /// MMA (SPEC section 4, k = 3) on its own margin loss.
     case mma
+    /// One signed-gradient step of `--alpha` on the objective's generation loss from a uniform
+    /// random start inside the map (FGSM-RS, Wong, Rice and Kolter 2020): fast adversarial
+    /// training. `--steps` does not apply.
+    case fgsm
 }
 
 /// The family's shorthand names: each sets all three choices (generation PGD).

@@ -74,6 +74,7 @@ public enum TrainingRun {
             let trainer = try trainer(c, data: data)
             trainer.checkpointing = options.checkpointing
             trainer.commandArguments = options.seedArguments(seed)
+            trainer.warn = options.log
             if n == 0 && !options.resuming {
                 try writeSweepConfig(config, camLayer: trainer.camLayer, seeds: seeds, data: data, heldOut: heldOut,
                                      arguments: options.arguments, to: directory)

@@ -6,6 +6,10 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
     case piecewise
     /// Cosine annealing from the base rate towards 0 over the epochs after the warm-up.
     case cosine
+    /// Linear from 0 up to the base rate at 2/5 of the training steps, then linear down to 0
+    /// at the last step, updated every batch (the schedule of Wong, Rice and Kolter 2020's fast
+    /// adversarial training).
+    case onecycle
 }
 
 /// The learning rate of every batch of a run.
@@ -15,10 +19,14 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
 ///
 ///     piecewise:  r * gamma^(number of milestones m with epoch > m)
 ///     cosine:     r * (1 + cos(pi * (epoch - 1 - W) / (E - W))) / 2       (epochs after the warm-up)
+///     onecycle:   r * interp(t, [0, 2E/5, E], [0, 1, 0]) with t = epoch - 1 + (batch + 1) / B
 ///     warm-up:    the rate above times ((epoch - 1) * B + batch + 1) / (W * B) while epoch <= W
 ///
 /// so the rate rises linearly batch by batch to its scheduled value during the warm-up, and
-/// cosine decays once per epoch (as `CosineAnnealingLR` stepped per epoch, minimum 0).
+/// cosine decays once per epoch (as `CosineAnnealingLR` stepped per epoch, minimum 0). One-cycle
+/// is a function of the step alone (t counts epochs in fractions of a batch, as Wong et al.'s
+/// `np.interp` does): its first step runs at r / (2E/5 * B) and its last at 0; it takes no
+/// warm-up or milestones of its own.
 /// The official PART code's schedule is piecewise with milestones after burn-in + 59 and
 /// burn-in + 89 epochs, gamma 0.1: its rate drops in epoch 60 of the PART phase.
 public struct LearningRateSchedule: Sendable, Equatable {
@@ -49,6 +57,12 @@ public struct LearningRateSchedule: Sendable, Equatable {
             let span = max(epochs - warmupEpochs, 1)
             let t = Double(max(epoch - 1 - warmupEpochs, 0))
             r = Double(base) * (1 + cos(Double.pi * t / Double(span))) / 2
+        case .onecycle:
+            let b = Double(max(batches, 1)), e = Double(max(epochs, 1))
+            let t = Double(epoch - 1) + Double(batch + 1) / b
+            let peak = 0.4 * e
+            let shape = t <= peak ? t / peak : max(0, (e - t) / (e - peak))
+            r = Double(base) * min(max(shape, 0), 1)
         }
         if epoch <= warmupEpochs {
             let done = Double((epoch - 1) * max(batches, 1) + batch + 1)

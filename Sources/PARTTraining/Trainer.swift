@@ -99,6 +99,8 @@ public final class Trainer {
     /// Called after every batch's step with (epoch, batch, batches in the epoch, the batch's
     /// mean training loss), for loggers of per-batch figures (TensorBoard).
     public var batchLoss: ((Int, Int, Int, Double) -> Void)?
+    /// Receives warning lines (each beginning `warning: `), such as `OverfittingGuard`'s.
+    public var warn: ((String) -> Void)?
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG) throws {
         if let problem = config.problem() { throw TrainingError(problem) }
@@ -150,11 +152,13 @@ public final class Trainer {
         let store: CheckpointStore
         var start = TrainingPosition()
         var last: EpochReport?, best: EpochReport?
+        var history: [EpochReport] = []
         if let resumed = resumeState, resumed.store.directory.standardizedFileURL == runDirectory.standardizedFileURL {
             store = resumed.store
             start = resumed.position
             last = resumed.reports.last
             best = resumed.reports.last { $0.best }
+            history = resumed.reports
         } else {
             if isRoot {
                 try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
@@ -235,7 +239,7 @@ public final class Trainer {
                 (sums.lossSum, sums.correct, sums.seen, sums.fullEntries, sums.entries) = (t[0], Int(t[1]), Int(t[2]), t[3], t[4])
             }
             // The same held-out starts every epoch, so epochs are compared on equal terms.
-            let evalAttack = PGD(steps: config.evalSteps, stepSize: config.stepSize)
+            let evalAttack = PGD(steps: config.evalSteps, stepSize: config.checkStepSize)
             let evalSeed = KeyedStream.derivedSeed(config.seed, -1)
             let result = try parallel?.evaluate(model, on: check, attack: evalAttack, epsilon: config.epsilon,
                                                 batchSize: 256, seed: evalSeed)
@@ -264,6 +268,8 @@ public final class Trainer {
             if isBest { best = epochReport }
             last = epochReport
             if isRoot { try report(epochReport) }
+            if isRoot, let line = OverfittingGuard.warning(history: history, current: epochReport) { warn?(line) }
+            history.append(epochReport)
             if Interrupt.requested && epoch < config.epochs {
                 throw TrainingInterrupted(signal: Interrupt.signal, position: store.committed?.position ?? "",
                                           directory: runDirectory)

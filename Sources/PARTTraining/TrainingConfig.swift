@@ -1,5 +1,6 @@
 import Foundation
 import PARTCAM
+import PARTEngine
 import PARTNN
 
 /// Everything that defines a training run: what to train on, the recipe (objective x budget x
@@ -52,12 +53,25 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The seed still drives shuffling and attack starts.
     public var initialWeights: String?
 
+    /// Precision of the attack and CAM passes (`--precision`); nil: fp32, or what the command
+    /// says. Presets set it; recorded so that a resumed run keeps it.
+    public var precision: PassPrecision?
+    /// The per-epoch check takes the first ceil(N/K) test images of each of the K classes
+    /// instead of the first N (`--balanced`; nil: false). Image folders are sorted by class, so
+    /// their first N test images are one class.
+    public var balancedCheck: Bool?
+
     public init() {}
 
     /// The family's shorthand of this recipe ("part-t"), with "-mma" for MMA generation.
     public var method: String {
-        TrainingMethod(objective: objective, budget: budget).rawValue + (generation == .mma ? "-mma" : "")
+        TrainingMethod(objective: objective, budget: budget).rawValue + (generation == .pgd ? "" : "-\(generation.rawValue)")
     }
+
+    /// The step of the per-epoch PGD check: `stepSize`, except under FGSM generation, whose
+    /// `stepSize` is the single step's size (1.25 eps by default), where the check keeps PGD's
+    /// usual eps / 4.
+    public var checkStepSize: Float { generation == .fgsm ? epsilon / 4 : stepSize }
 
     /// Sets objective, budget and generation from a shorthand.
     public mutating func apply(_ method: TrainingMethod) {
@@ -97,8 +111,11 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if !(finite(learningRate) && learningRate > 0) { return "--lr must be a finite number > 0, got \(learningRate)" }
         if !(finite(momentum) && momentum >= 0 && momentum < 1) { return "--momentum must be in [0, 1), got \(momentum)" }
         if !(finite(weightDecay) && weightDecay >= 0) { return "--weight-decay must be a finite number >= 0, got \(weightDecay)" }
-        if schedule == .cosine && !milestones.isEmpty {
-            return "--lr-milestones apply to --schedule piecewise; drop them or use --lr-milestones none with cosine"
+        if schedule != .piecewise && !milestones.isEmpty {
+            return "--lr-milestones apply to --schedule piecewise; drop them or use --lr-milestones none with \(schedule.rawValue)"
+        }
+        if schedule == .onecycle && warmupEpochs > 0 {
+            return "--schedule onecycle has its own warm-up (up to --lr at 2/5 of the steps); drop --warmup-epochs"
         }
         if let bad = milestones.first(where: { $0 < 1 || $0 >= epochs }) {
             return "--lr-milestones must lie in 1...\(max(epochs - 1, 1)) (a milestone E lowers the rate from epoch E+1), got \(bad)"
@@ -127,6 +144,13 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     }
 }
 
+/// Precision of a kind of pass: float32, or bfloat16 through oneDNN on CPUs that have it.
+public enum PassPrecision: String, CaseIterable, Codable, Sendable {
+    case fp32, bf16
+
+    public var dtype: DType { self == .fp32 ? .f32 : .bf16 }
+}
+
 extension TrainingConfig {
     /// The resolved configuration in a few human-readable lines (printed at the start of a run).
     public func summaryLines(camLayer: String?) -> [String] {
@@ -140,16 +164,20 @@ extension TrainingConfig {
                 + "\(c.mapRule.rawValue) rule (eps \(c.epsilon), eps-low \(c.epsilonLow)) after \(c.burnIn) burn-in "
                 + "epoch\(c.burnIn == 1 ? "" : "s")"
         }
-        recipe += ", generation \(c.generation.rawValue)-\(c.steps) (alpha \(c.stepSize))"
+        recipe += c.generation == .fgsm ? ", generation fgsm with a random start (alpha \(c.stepSize))"
+            : ", generation \(c.generation.rawValue)-\(c.steps) (alpha \(c.stepSize))"
         var optimiser = "SGD lr \(c.learningRate), momentum \(c.momentum), weight decay \(c.weightDecay), batch \(c.batchSize); "
         switch c.schedule {
         case .piecewise:
             optimiser += c.milestones.isEmpty ? "constant rate"
                 : "x\(c.gamma) after epoch\(c.milestones.count == 1 ? "" : "s") \(c.milestones.map(String.init).joined(separator: ", "))"
         case .cosine: optimiser += "cosine schedule"
+        case .onecycle: optimiser += "one-cycle schedule (peak at 2/5 of the steps)"
         }
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
-        optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps)"
+        optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps) (alpha \(c.checkStepSize))"
+        if c.balancedCheck == true { optimiser += " on class-balanced test images" }
+        if c.precision == .bf16 { optimiser += "; bf16 attack and CAM passes" }
         if let weights = c.initialWeights { optimiser += "; starting from the weights of \(weights)" }
         return [recipe, optimiser]
     }

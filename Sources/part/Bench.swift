@@ -12,7 +12,7 @@ import PARTTraining
 /// side by side, plus achieved GFLOP/s against the machine's own convolution peak.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time PGD-10, a training step, Grad-CAM, a whole PART step and the data path.",
+        abstract: "Time PGD-10 (or FGSM), a training step, Grad-CAM, a whole PART step and the data path.",
         discussion: """
         Each time is the median of --reps runs after one warm-up run, on random images of the \
         architecture's usual shape (small-cnn 28x28x1 with eps 0.1; the others 32x32x3 with eps \
@@ -20,6 +20,10 @@ struct Bench: ParsableCommand {
         backward-weights). The peak is measured here: every convolution of the model timed alone \
         (forward, same batch and precision), combined as total FLOPs over total time. Keys match \
         torch_reference.py: ratio = PyTorch seconds / these seconds.
+
+        --generation fgsm times fast adversarial training instead: one FGSM step of 1.25 eps from a \
+        random start replaces PGD-10 (keys fgsm_s_per_batch, fast_at_images_per_s and \
+        fast_part_images_per_s, as torch_reference.py --generation fgsm prints the first two).
         """)
 
     @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
@@ -33,6 +37,10 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Images of the Grad-CAM workloads.")
     var camImages: Int = 32
+
+    @Option(help: ArgumentHelp("The attack of the AT and PART steps: pgd (PGD-10, alpha eps/4) or fgsm (one step of "
+                               + "1.25 eps from a random start: fast AT).", valueName: "pgd|fgsm"))
+    var generation: BenchGeneration = .pgd
 
     @OptionGroup var engine: EngineOptions
 
@@ -89,7 +97,8 @@ struct Bench: ParsableCommand {
         let y = (0..<n).map { _ in Int32(rng.next() % 10) }
         let indices = Array(0..<n)
         let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
-        let pgd = PGD(steps: 10, stepSize: epsilon / 4)
+        let fast = generation == .fgsm
+        let pgd = fast ? PGD(steps: 1, stepSize: 1.25 * epsilon) : PGD(steps: 10, stepSize: epsilon / 4)
         let sgd = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 2e-4)
 
         func trainStep(_ images: Tensor) throws {
@@ -161,9 +170,13 @@ struct Bench: ParsableCommand {
             model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
             precision: engine.precision.rawValue,
             without: optimizations.without.sorted(),
-            pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,
-            at_step_s_per_batch: tAT.seconds, at_images_per_s: Double(n) / tAT.seconds,
-            part_step_s_per_batch: tPART.seconds, part_images_per_s: Double(n) / tPART.seconds,
+            generation: generation.rawValue,
+            pgd10_s_per_batch: fast ? nil : tPGD.seconds, fgsm_s_per_batch: fast ? tPGD.seconds : nil,
+            train_step_s_per_batch: tStep.seconds,
+            at_step_s_per_batch: tAT.seconds, at_images_per_s: fast ? nil : Double(n) / tAT.seconds,
+            fast_at_images_per_s: fast ? Double(n) / tAT.seconds : nil,
+            part_step_s_per_batch: tPART.seconds, part_images_per_s: fast ? nil : Double(n) / tPART.seconds,
+            fast_part_images_per_s: fast ? Double(n) / tPART.seconds : nil,
             cam_official_s_per_image: tCamSingle.seconds / Double(m), cam_batched_s_per_image: tCamBatched.seconds / Double(m),
             data_images_per_s: Double(n) / tData.seconds,
             pgd10_gflops: gflops(tPGD), train_step_gflops: gflops(tStep), at_step_gflops: gflops(tAT),
@@ -188,14 +201,20 @@ struct BenchResult: Encodable {
     let precision: String
     /// Optimisations turned off for this run.
     let without: [String]
-    let pgd10_s_per_batch: Double
+    /// "pgd" (PGD-10) or "fgsm" (fast AT): which of the pairs of keys below are present.
+    let generation: String
+    let pgd10_s_per_batch: Double?
+    let fgsm_s_per_batch: Double?
     let train_step_s_per_batch: Double
-    /// PGD-10 followed by a training step on its examples (at_images_per_s = batch / this).
+    /// The attack followed by a training step on its examples (at_images_per_s or
+    /// fast_at_images_per_s = batch / this).
     let at_step_s_per_batch: Double
-    let at_images_per_s: Double
-    /// Grad-CAM maps + PGD-10 under them + a training step.
+    let at_images_per_s: Double?
+    let fast_at_images_per_s: Double?
+    /// Grad-CAM maps + the attack under them + a training step.
     let part_step_s_per_batch: Double
-    let part_images_per_s: Double
+    let part_images_per_s: Double?
+    let fast_part_images_per_s: Double?
     let cam_official_s_per_image: Double
     let cam_batched_s_per_image: Double
     let data_images_per_s: Double
@@ -211,19 +230,22 @@ struct BenchResult: Encodable {
     let kernel_seconds_per_part_step: [String: Double]?
 
     func printTable() {
+        let attack = generation == "fgsm" ? "FGSM" : "PGD-10"
+        let atImages = at_images_per_s ?? fast_at_images_per_s ?? 0
+        let partImages = part_images_per_s ?? fast_part_images_per_s ?? 0
         print("\(model), batch \(batch), \(threads) threads, \(precision)"
               + (without.isEmpty ? "" : ", without \(without.joined(separator: ", "))")
               + String(format: "; peak (convolutions alone): %.0f GFLOP/s", peak_gflops))
         let rows: [(String, String, String)] = [
-            ("PGD-10 per batch", String(format: "%.3f s", pgd10_s_per_batch),
+            ("\(attack) per batch", String(format: "%.3f s", pgd10_s_per_batch ?? fgsm_s_per_batch ?? 0),
              String(format: "%.0f GFLOP/s (%.0f%% of peak)", pgd10_gflops, 100 * pgd10_fraction_of_peak)),
             ("training step per batch", String(format: "%.3f s", train_step_s_per_batch),
              String(format: "%.0f GFLOP/s", train_step_gflops)),
-            ("AT step (PGD-10 + step)", String(format: "%.3f s", at_step_s_per_batch),
-             String(format: "%.1f images/s, %.0f GFLOP/s (%.0f%% of peak)", at_images_per_s, at_step_gflops,
+            ("\(generation == "fgsm" ? "fast " : "")AT step (\(attack) + step)", String(format: "%.3f s", at_step_s_per_batch),
+             String(format: "%.1f images/s, %.0f GFLOP/s (%.0f%% of peak)", atImages, at_step_gflops,
                     100 * at_step_fraction_of_peak)),
-            ("PART step (maps + PGD-10 + step)", String(format: "%.3f s", part_step_s_per_batch),
-             String(format: "%.1f images/s, %.0f GFLOP/s, %+.1f%% vs AT", part_images_per_s, part_step_gflops,
+            ("\(generation == "fgsm" ? "fast " : "")PART step (maps + \(attack) + step)", String(format: "%.3f s", part_step_s_per_batch),
+             String(format: "%.1f images/s, %.0f GFLOP/s, %+.1f%% vs AT", partImages, part_step_gflops,
                     100 * (part_step_s_per_batch / at_step_s_per_batch - 1))),
             ("Grad-CAM one image at a time", String(format: "%.2f ms/image", 1000 * cam_official_s_per_image), ""),
             ("Grad-CAM batched", String(format: "%.2f ms/image", 1000 * cam_batched_s_per_image), ""),
@@ -244,4 +266,9 @@ struct BenchResult: Encodable {
                   + String(format: "%.4f s  %4.1f%%", total - inKernels, 100 * (total - inKernels) / total))
         }
     }
+}
+
+/// The attack `part bench` times in its AT and PART steps.
+enum BenchGeneration: String, ExpressibleByArgument, CaseIterable {
+    case pgd, fgsm
 }

@@ -55,6 +55,10 @@ struct Cam: ParsableCommand {
     @Option(help: "The first N test images.")
     var limit: Int = 8
 
+    @Flag(help: ArgumentHelp("The first ceil(N/K) test images of each of the K classes instead of the first N "
+                             + "(N = --limit)."))
+    var balanced = false
+
     @Option(help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
     var gridRows: Int = 32
 
@@ -124,7 +128,8 @@ struct Cam: ParsableCommand {
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
             }
-            let test = try data.load(.test).prefix(limit)
+            let all = try data.load(.test)
+            let test = balanced ? try all.balancedPrefix(limit) : all.prefix(limit)
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,

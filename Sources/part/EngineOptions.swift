@@ -14,9 +14,13 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
-                               + "(training's own passes stay fp32).", valueName: "fp32|bf16"))
-    var precision: PrecisionChoice = .fp32
+    @Option(name: .customLong("precision"),
+            help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
+                               + "(training's own passes stay fp32). (default: fp32, or the preset's)", valueName: "fp32|bf16"))
+    var precisionOption: PrecisionChoice?
+
+    /// --precision as given, fp32 when not.
+    var precision: PrecisionChoice { precisionOption ?? .fp32 }
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }

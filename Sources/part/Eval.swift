@@ -66,6 +66,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
 
+    @Flag(help: ArgumentHelp("With --limit N: the first ceil(N/K) test images of each of the K classes instead of the "
+                             + "first N (recorded in the results header; image folders are sorted by class)."))
+    var balanced = false
+
     @Option(help: "Images per batch.")
     var batchSize: Int = 256
 
@@ -105,6 +109,7 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
+        if balanced && limit == 0 { throw ValidationError("--balanced picks a subset of --limit N images: give --limit") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
         if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
@@ -189,7 +194,7 @@ struct Eval: ParsableCommand {
             throw CheckpointError("\(checkpoint): no such file")
         }
         var test = try loadTestSplit()
-        if limit > 0 { test = test.prefix(limit) }
+        if limit > 0 { test = balanced ? try test.balancedPrefix(limit) : test.prefix(limit) }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
@@ -207,7 +212,7 @@ struct Eval: ParsableCommand {
             checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
             normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
             columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
-            precision: engine.precision.rawValue, batchSize: batchSize)
+            precision: engine.precision.rawValue, batchSize: batchSize, balanced: balanced && limit > 0 ? true : nil)
         if let communicator, communicator.size > 1 {
             try checkAgreement(communicator, header: header, test: test)
         }
@@ -227,7 +232,7 @@ struct Eval: ParsableCommand {
             try EpsilonMap.constant(eps, shape: $0.shape)
         }
         var progress = Progress(quiet: progressOptions.quiet || !root)
-        let title = "\(model.architecture) on \(test.name) test, \(test.count) points, eps \(epsilon) (alpha \(alpha)), "
+        let title = "\(model.architecture) on \(test.name) test, \(test.count) \(balanced && limit > 0 ? "class-balanced " : "")points, eps \(epsilon) (alpha \(alpha)), "
             + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
             + (independent ? ", each attack independently" : "")
         progress.log("part eval: \(title)")

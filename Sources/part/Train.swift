@@ -55,7 +55,8 @@ struct Train: ParsableCommand {
     @Option(help: "Budget: constant eps, or a CAM map after the burn-in; overrides --method. (default: cam)")
     var budget: BudgetKind?
 
-    @Option(help: "Attack that makes the training examples. (default: pgd)")
+    @Option(help: ArgumentHelp("Attack that makes the training examples: PGD (--steps of --alpha), MMA, or FGSM "
+                               + "(one step of --alpha from a random start; --alpha defaults to 1.25 eps). (default: pgd)"))
     var generation: GenerationKind?
 
     @Option(parsing: .unconditional, help: "Weight of the KL term of TRADES and MART. (default: 6)")
@@ -84,6 +85,10 @@ struct Train: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Held-out test images for the per-epoch check.")
     var evalLimit: Int = 1000
+
+    @Flag(help: ArgumentHelp("Check on the first ceil(N/K) test images of each of the K classes (N = --eval-limit) "
+                             + "instead of the first N (image folders are sorted by class)."))
+    var balanced = false
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Hold N training images out of training; they replace the test images in the "
                                + "per-epoch check and pick <out>/best.safetensors. (default: 0)"))
@@ -121,7 +126,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("eps-low"), parsing: .unconditional, help: "Budget of the other pixels with a CAM budget. (default: 0.0875)")
     var epsilonLow: FractionArgument?
 
-    @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of the generation attack and of the check. (default: 0.025)")
+    @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of the generation attack and of the check; with --generation fgsm the FGSM step (default 1.25 eps), the check then stepping eps/4. (default: 0.025)")
     var stepSize: FractionArgument?
 
     @Option(parsing: .unconditional, help: "Attack steps when generating training examples. (default: 10)")
@@ -186,10 +191,17 @@ struct Train: ParsableCommand {
         if let warmupEpochs { c.warmupEpochs = warmupEpochs }
         if let epsilon { c.epsilon = epsilon.value }
         if let epsilonLow { c.epsilonLow = epsilonLow.value }
-        if let stepSize { c.stepSize = stepSize.value }
+        if let stepSize {
+            c.stepSize = stepSize.value
+        } else if c.generation == .fgsm {
+            // Wong et al.'s FGSM-RS step: 1.25 eps (10/255 at 8/255).
+            c.stepSize = 1.25 * c.epsilon
+        }
         if let steps { c.steps = steps }
         if let evalSteps { c.evalSteps = evalSteps }
         c.seed = output.seed
+        if balanced { c.balancedCheck = true }
+        if let precision = engine.precisionOption { c.precision = PassPrecision(rawValue: precision.rawValue) }
         // Absolute, so that a resumed run started elsewhere finds the file.
         if let initialWeights { c.initialWeights = URL(fileURLWithPath: initialWeights).standardizedFileURL.path }
         return c.resolved
@@ -256,7 +268,8 @@ struct Train: ParsableCommand {
         let warn = { (warning: String) in FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
         var train = try DatasetRegistry.load(request, split: .train, warn: warn)
         if trainLimit > 0 { train = train.prefix(trainLimit) }
-        let heldOut = try DatasetRegistry.load(request, split: .test, warn: warn).prefix(evalLimit)
+        let test = try DatasetRegistry.load(request, split: .test, warn: warn)
+        let heldOut = config.balancedCheck == true ? try test.balancedPrefix(evalLimit) : test.prefix(evalLimit)
         try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
         return (train, heldOut)
     }
@@ -296,6 +309,7 @@ struct Train: ParsableCommand {
         optimizations.apply()
         do {
             let config = try resumed?.config ?? resolvedConfig()
+            try applyPrecision(config)
             let seedList = try parsedSeeds()
             // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.
             let communicator = Distributed.current
@@ -405,6 +419,10 @@ struct Train: ParsableCommand {
             } else {
                 let trainer = try TrainingRun.trainer(config, data: train)
                 trainer.batchLoss = outputs.batchLoss
+                trainer.warn = { line in
+                    progress.clear()
+                    FileHandle.standardError.write(Data((line + "\n").utf8))
+                }
                 trainer.checkpointing = checkpoints.policy
                 trainer.parallel = communicator.map {
                     DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm)
@@ -477,6 +495,21 @@ struct Train: ParsableCommand {
         } catch {
             throw badArgument("\(error)")
         }
+    }
+
+    /// Sets the precision of attack and CAM passes from the configuration (--precision, else the
+    /// preset's). A preset's bf16 on a CPU without it falls back to fp32 with a warning; an
+    /// explicit --precision bf16 was refused by the option's validation.
+    func applyPrecision(_ config: TrainingConfig) throws {
+        var precision = config.precision ?? .fp32
+        if precision == .bf16 && !Engine.supportsBF16 {
+            if Distributed.current?.isRoot ?? true {
+                FileHandle.standardError.write(Data(("warning: \(config.preset.map { "preset \($0)" } ?? "the run") asks for bf16 attack "
+                    + "and CAM passes, which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
+            }
+            precision = .fp32
+        }
+        Engine.attackPrecision = precision.dtype
     }
 
     /// Prints a bad-argument sentence found only after reading the data, and exits with 64.

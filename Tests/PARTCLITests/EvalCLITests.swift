@@ -96,6 +96,26 @@ final class EvalCLITests: XCTestCase {
         XCTAssertEqual(reread["cleanAccuracy"] as! Double, json["robustAccuracy"] as! Double, accuracy: 1e-12)
     }
 
+    /// --balanced takes the first ceil(N/K) images of each class (labels here cycle 0-3 among 10
+    /// classes: one of each of 4 classes for --limit 8) and says so in the results header.
+    func testBalancedSubsetIsRecorded() throws {
+        let (dir, checkpoint) = try setUpFiles()
+        let results = dir.appendingPathComponent("r.jsonl")
+        let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--limit", "8", "--balanced", "--attacks", "natural",
+                             "--save-results", results.path, "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["count"] as? Int, 4)
+        let lines = try String(contentsOf: results, encoding: .utf8).split(separator: "\n")
+        let header = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        XCTAssertEqual(header["balanced"] as? Bool, true)
+        XCTAssertEqual(lines.dropFirst().map { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["label"] as? Int },
+                       [0, 1, 2, 3])
+        let plain = try runPart(["eval", checkpoint.path, "--data", dir.path, "--balanced"])
+        XCTAssertEqual(plain.status, 64, plain.stderr)
+        XCTAssert(plain.stderr.contains("--balanced picks a subset of --limit N images"), plain.stderr)
+    }
+
     func testTableOnStandardOutputAndStageLogOnStandardError() throws {
         let (dir, checkpoint) = try setUpFiles()
         let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--seed", "3"])

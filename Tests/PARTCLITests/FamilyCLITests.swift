@@ -16,7 +16,8 @@ extension CLITests {
             (["--preset", "cifar10-wrn-34-10-part"], "preset cifar10-wrn-34-10-part: --dataset cifar10 needs --data"),
             (["--preset", "cifar10-resnet18-part"], "preset cifar10-resnet18-part: --dataset cifar10 needs --data"),
             (["--cam-layer", "fc1"], "--cam-layer fc1"),
-            (["--generation", "fgsm"], "fgsm"),
+            (["--generation", "pgd-l2"], "pgd-l2"),
+            (["--schedule", "onecycle", "--warmup-epochs", "1"], "--warmup-epochs"),
             (["--seeds", "0,0"], "--seeds"),
             (["--seeds", "a"], "--seeds"),
             (["--method", "part", "--eps", "0.05"], "--eps-low"),
@@ -36,7 +37,8 @@ extension CLITests {
                           ["--method", "part-m", "--cam", "gradcam++", "--map-rule", "zscore", "--beta", "3"],
                           ["--preset", "fashion-mnist-small-cnn-trades", "--epochs", "3", "--schedule", "cosine"],
                           ["--objective", "mart", "--budget", "cam", "--burn-in", "0", "--val-split", "100"],
-                          ["--method", "part", "--generation", "mma"]] {
+                          ["--method", "part", "--generation", "mma"], ["--generation", "fgsm", "--schedule", "onecycle"],
+                          ["--preset", "cifar10-fast-part", "--dataset", "fashion-mnist", "--arch", "small-cnn"]] {
             let r = try part(["train", "--data", missing] + arguments)
             XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
             XCTAssert(r.stderr.contains("train-images-idx3-ubyte"), "\(arguments): \(r.stderr)")
@@ -53,6 +55,31 @@ extension CLITests {
         let split = try part(["train", "--data", dir.path, "--val-split", "8", "--out", dir.appendingPathComponent("run").path])
         XCTAssertEqual(split.status, 64, split.stderr)
         XCTAssert(split.stderr.contains("--val-split 8 must be smaller than the 8 training images"), split.stderr)
+    }
+
+    /// The fast preset on the generated CIFAR-10 files: FGSM-RS (alpha 10/255), one-cycle, a
+    /// class-balanced check and bf16 attack passes recorded; without --alpha, FGSM's step is
+    /// 1.25 eps and the check's eps/4.
+    func testFastPresetRunsOnGeneratedCIFARFiles() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/data_cifar10")
+        let out = try temporaryDirectory().appendingPathComponent("run")
+        let r = try part(["train", "--preset", "cifar10-fast-part", "--data", fixtures.path, "--epochs", "2",
+                          "--burn-in", "1", "--train-limit", "8", "--eval-limit", "4", "--batch-size", "8",
+                          "--eval-steps", "1", "--eps", "16/255", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("generation fgsm with a random start (alpha 0.078431375)"), r.stdout)
+        XCTAssert(r.stdout.contains("one-cycle schedule"), r.stdout)
+        XCTAssert(r.stdout.contains("check pgd-1 (alpha 0.015686275) on class-balanced test images"), r.stdout)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json")))
+            as! [String: Any]
+        let recorded = config["config"] as! [String: Any]
+        XCTAssertEqual(recorded["generation"] as? String, "fgsm")
+        XCTAssertEqual(recorded["schedule"] as? String, "onecycle")
+        XCTAssertEqual(recorded["balancedCheck"] as? Bool, true)
+        XCTAssertEqual(recorded["precision"] as? String, "bf16")
+        XCTAssertEqual(recorded["stepSize"] as? Double ?? 0, 1.25 * 16 / 255, accuracy: 1e-7)
+        if !Engine.supportsBF16 { XCTAssert(r.stderr.contains("warning: preset cifar10-fast-part asks for bf16"), r.stderr) }
     }
 
     /// A paper preset on the generated CIFAR-10 files of the dataset fixtures, its fields overridden

@@ -268,8 +268,8 @@ final class FamilyTrainerTests: XCTestCase {
     }
 
     func testPresets() throws {
-        XCTAssertEqual(Presets.all.count, 30)
-        XCTAssertEqual(Set(Presets.all.map(\.name)).count, 30)
+        XCTAssertEqual(Presets.all.count, 32)
+        XCTAssertEqual(Set(Presets.all.map(\.name)).count, 32)
         let part = try XCTUnwrap(Presets.named("cifar10-resnet18-part"))
         XCTAssertEqual(part.config.dataset, "cifar10")
         XCTAssertEqual(part.config.objective, .at)
@@ -294,5 +294,90 @@ final class FamilyTrainerTests: XCTestCase {
         for p in Presets.all where ModelZoo.architectures.contains(p.config.architecture) {
             XCTAssertNil(p.config.problem(), p.name)
         }
+    }
+
+    /// FGSM-RS generation trains with every objective and budget; its check steps eps/4.
+    func testFGSMGenerationTrainsEveryObjective() throws {
+        // One objective with a constant budget, the other two with a CAM budget from the start.
+        for method in [TrainingMethod.at, .partT, .partM] {
+            var c = tinyConfig(method)
+            c.generation = .fgsm
+            c.stepSize = 1.25 * c.epsilon
+            c.epochs = 1
+            c.burnIn = 0
+            let (trainer, reports, _) = try train(c)
+            XCTAssertEqual(trainer.generator.name, "pgd-1", "\(method): one step")
+            XCTAssertEqual(reports.map(\.method), ["\(method.rawValue)-fgsm"])
+            XCTAssert(reports.allSatisfy { $0.loss.isFinite && $0.generation == "fgsm" }, "\(method)")
+        }
+        var c = tinyConfig(.at)
+        c.generation = .fgsm
+        c.stepSize = 0.125
+        XCTAssertEqual(c.checkStepSize, c.epsilon / 4, "the check keeps PGD's step whatever the FGSM step")
+        c.generation = .pgd
+        XCTAssertEqual(c.checkStepSize, 0.125)
+    }
+
+    /// One-cycle: linear from 0 up to the base rate at 2/5 of the steps, down to 0 at the last.
+    func testOneCycleSchedule() throws {
+        let s = LearningRateSchedule(base: 0.2, kind: .onecycle, epochs: 5)
+        let batches = 10
+        var rates: [Float] = []
+        for epoch in 1...5 { for b in 0..<batches { rates.append(s.rate(epoch: epoch, batch: b, batches: batches)) } }
+        // Step k (0-based) ends at t = (k + 1) / 10 epochs; the peak is at t = 2 (step 19).
+        XCTAssertEqual(rates[0], 0.2 * 0.1 / 2, accuracy: 1e-7)
+        XCTAssertEqual(rates[9], 0.1, accuracy: 1e-7)
+        XCTAssertEqual(rates[19], 0.2, accuracy: 1e-7)
+        XCTAssertEqual(rates[34], 0.1, accuracy: 1e-7)
+        XCTAssertEqual(rates[49], 0, accuracy: 1e-9)
+        XCTAssertEqual(rates.firstIndex(of: rates.max()!), 19)
+        for k in 1..<rates.count {
+            if k <= 19 { XCTAssertGreaterThan(rates[k], rates[k - 1], "rises until the peak (step \(k))") }
+            else { XCTAssertLessThan(rates[k], rates[k - 1], "falls after the peak (step \(k))") }
+        }
+        // The trainer reports the rate of each epoch's last batch: 0 at the end.
+        var c = tinyConfig(.at)
+        c.schedule = .onecycle
+        c.learningRate = 0.05
+        let (_, reports, _) = try train(c)
+        // Two batches an epoch: epoch 1 ends at t = 1 epoch, past the peak at 0.8: 0.05 (2 - 1) / 1.2.
+        XCTAssertEqual(reports[0].learningRate, 0.05 / 1.2, accuracy: 1e-7)
+        XCTAssertEqual(reports[1].learningRate, 0)
+        // No milestones or warm-up of its own.
+        c.milestones = [1]
+        XCTAssertEqual(c.problem()?.contains("--lr-milestones"), true)
+        c.milestones = []
+        c.warmupEpochs = 1
+        XCTAssertEqual(c.problem()?.contains("--warmup-epochs"), true)
+    }
+
+    /// The fast presets resolve to the recipe of Wong et al. (and PART's fast form).
+    func testFastPresets() throws {
+        let at = try XCTUnwrap(Presets.named("cifar10-fast-at")).config
+        let part = try XCTUnwrap(Presets.named("cifar10-fast-part")).config
+        for c in [at, part] {
+            XCTAssertEqual(c.dataset, "cifar10")
+            XCTAssertEqual(c.architecture, "preact-resnet18")
+            XCTAssertEqual(c.generation, .fgsm)
+            XCTAssertEqual(c.schedule, .onecycle)
+            XCTAssertEqual(c.learningRate, 0.2)
+            XCTAssertEqual(c.momentum, 0.9)
+            XCTAssertEqual(c.weightDecay, 5e-4)
+            XCTAssertEqual(c.batchSize, 128)
+            XCTAssertEqual(c.epsilon, 8 / 255)
+            XCTAssertEqual(c.stepSize, 10 / 255)
+            XCTAssertEqual(c.checkStepSize, 2 / 255)
+            XCTAssertEqual(c.precision, .bf16)
+            XCTAssertEqual(c.balancedCheck, true)
+            XCTAssertNil(c.problem())
+        }
+        XCTAssertEqual(at.budget, .constant)
+        XCTAssertEqual(at.burnIn, 0)
+        XCTAssertEqual(at.method, "at-fgsm")
+        XCTAssertEqual(part.budget, .cam)
+        XCTAssertEqual(part.epsilonLow, 7 / 255)
+        XCTAssertGreaterThan(part.burnIn, 0)
+        XCTAssertLessThan(part.burnIn, part.epochs)
+        XCTAssertEqual(part.method, "part-fgsm")
     }
 }
