@@ -69,8 +69,12 @@ extension XCTestCase {
         if let labels = e["labels"] as? [Int] {
             XCTAssertEqual(dataset.labels.map(Int.init), labels, "labels", file: file, line: line)
         }
+        // Every fixture lists labels and pixel probes: a missing list would make the checks vacuous.
+        XCTAssertNotNil(e["labels"] as? [Int], "the expected figures list no labels", file: file, line: line)
+        let probes = e["pixels"] as? [[Double]] ?? []
+        XCTAssertFalse(probes.isEmpty, "the expected figures list no pixel probes", file: file, line: line)
         let batch = dataset.batch(Array(0..<dataset.count)).images
-        for p in e["pixels"] as? [[Double]] ?? [] {
+        for p in probes {
             let (n, y, x, c) = (Int(p[0]), Int(p[1]), Int(p[2]), Int(p[3]))
             let flat = ((n * dataset.height + y) * dataset.width + x) * dataset.channels + c
             let expectedValue = dataset.pixelType == .uint8 ? Float(p[4]) / 255 : Float(p[4])

@@ -48,6 +48,21 @@ func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Double, _ wh
     let err = relativeError(actual, expected)
     ParityLog.record(what, err)
     XCTAssert(err <= tolerance, "\(what): relative error \(err) > \(tolerance)", file: file, line: line)
+    // Element by element too: an entry far smaller than the largest one must still be close to
+    // its own value (to `tolerance` of itself, plus half of what the scaled check allows), so
+    // that small gradient entries are checked and not hidden by the tensor's largest.
+    var scale = 0.0
+    for e in expected { scale = max(scale, Double(abs(e))) }
+    var worst: Int?
+    for k in expected.indices {
+        let error = Double(abs(actual[k] - expected[k]))
+        let allowed: Double = tolerance * (Double(abs(expected[k])) + 0.5 * scale)
+        if error > allowed { worst = k; break }
+    }
+    if let i = worst {
+        XCTFail("\(what): entry \(i) is \(actual[i]), expected \(expected[i]) (tolerance \(tolerance) of the entry "
+                + "plus \(0.5 * tolerance * scale))", file: file, line: line)
+    }
 }
 
 /// Uniform [0, 1) from an integer hash of (element i, parameter t): the formula of
