@@ -44,7 +44,7 @@ let package = Package(
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
         .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed"]),
         // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
-        .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
+        .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTAttacks", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
             "PARTTraining",
             "PARTEvaluation",

@@ -1,4 +1,5 @@
 import Foundation
+import PARTAttacks
 import PARTCAM
 import PARTEngine
 import PARTNN

@@ -5,8 +5,10 @@ import Foundation
 // compiler to vectorise; `Parallel` spreads them over the engine's workers between oneDNN calls.
 
 extension Tensor {
-    /// A mutable base address after making the storage unique (copy on write).
-    mutating func uniquePointer() -> UnsafeMutablePointer<Float> {
+    /// A mutable base address after making the storage unique (copy on write): the entry point
+    /// of the element-wise kernels that algorithms keep beside themselves (attacks, CAM methods,
+    /// losses, optimisers). Valid until the tensor is next copied or resized.
+    public mutating func uniquePointer() -> UnsafeMutablePointer<Float> {
         withUnsafeMutableBufferPointer { $0.baseAddress! }
     }
 

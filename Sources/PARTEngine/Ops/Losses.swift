@@ -31,7 +31,7 @@ public enum Softmax {
     }
 
     /// log(sum_j exp(row[j])), stable.
-    @inline(__always) static func logSumExp(_ row: UnsafeMutablePointer<Float>, _ k: Int) -> Double {
+    @inlinable public static func logSumExp(_ row: UnsafeMutablePointer<Float>, _ k: Int) -> Double {
         var m = row[0]
         for j in 1..<k { m = Swift.max(m, row[j]) }
         var s = 0.0

@@ -127,7 +127,7 @@ extension Tensor {
     }
 
     /// `reduce(rowPointer, rowSize)` for every row, spread over the workers.
-    func rowReduce<T>(_ reduce: (UnsafeMutablePointer<Float>, Int) -> T) -> [T] {
+    public func rowReduce<T>(_ reduce: (UnsafeMutablePointer<Float>, Int) -> T) -> [T] {
         let n = shape.first ?? 0, size = rowSize
         let p = readPointer
         var out = [T?](repeating: nil, count: n)

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The update rules of optimisers, element by element.
 public enum OptimizerKernels {
     /// One step of SGD with momentum and weight decay, PyTorch's semantics (dampening 0, no

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// A training loss of clean logits z and adversarial logits z' with both gradients.
 public struct PairedLoss {

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The element-wise steps of APGD (Croce & Hein 2020, Algorithm 1) under an epsilon map, and
 /// the row bookkeeping attacks that keep a best point per example need.
 ///

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The element-wise steps of L-inf attacks under an epsilon map (SPEC section 1): sign
 /// steps, projection onto the map's box intersected with [0, 1], keyed random starts.
 public enum Perturbation {

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The element-wise steps of FAB (Croce & Hein, ICML 2020, "Minimally distorted adversarial
 /// examples with a fast adaptive boundary attack") in the L-inf norm weighted by an epsilon map.
 ///

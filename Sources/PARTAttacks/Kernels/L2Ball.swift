@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The element-wise steps of L2 attacks: a random start inside the ball, normalised gradient
 /// steps and the projection back onto {x' : ||x' - x||_2 <= radius} ∩ [0, 1], row by row.
 public enum L2Ball {

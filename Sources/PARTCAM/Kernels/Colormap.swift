@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// matplotlib's `jet` colormap as the 256-entry lookup table that `matplotlib.colormaps["jet"]`
 /// builds from its segment data (`LinearSegmentedColormap`, N = 256, gamma 1), in double

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// The element-wise steps of the L-inf Square attack (Andriushchenko et al., ECCV 2020) under an
 /// epsilon map: images NHWC [N, H, W, C]; a perturbation entry is +-map (CONVENTIONS section 3),
 /// clamped to [0, 1]; entries whose budget is 0 stay at the original bit for bit.

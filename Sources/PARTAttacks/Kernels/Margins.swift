@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// Margin losses of logits [N, K] used by attacks, per example with their gradients
 /// d loss_i / d logits_i (rows are independent; nothing is averaged).
 ///

@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// Ops that turn importance maps [N, H, W] into per-entry budgets [N, H, W, C] (SPEC section 3).
 public enum BudgetMaps {
     /// z = (u - mean(u)) / std(u) over each image's pixels (population std); eps where z > 1,

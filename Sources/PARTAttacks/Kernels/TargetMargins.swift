@@ -1,3 +1,5 @@
+import PARTEngine
+
 /// Targeted margins of logits [N, K] and the choice of targets: the losses of targeted attacks
 /// such as MMA (Gao et al. 2022), per example with their gradients d loss_i / d logits_i.
 public enum TargetMargins {

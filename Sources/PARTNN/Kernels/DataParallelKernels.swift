@@ -1,3 +1,5 @@
+import PARTEngine
+
 // Element-wise work of data-parallel training: per-channel moments of synchronised batch norm
 // and its input gradient, and the packing of many gradients into the one buffer a step
 // all-reduces.

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# PART against AT with fast adversarial training on CIFAR-10: the runs behind docs/cifar10.md.
+#
+#   DATA=CIFAR10_DIR bash scripts/cifar10_experiment.sh           # runs what is missing, then the table
+#   DATA=CIFAR10_DIR bash scripts/cifar10_experiment.sh --table   # the table of what finished
+#   DATA=CIFAR10_DIR bash scripts/cifar10_experiment.sh --pilot   # the pilot: cifar10-fast-at with
+#                                                                 # 5, 10 and 15 epochs (PILOT_EPOCHS)
+#
+# DATA is CIFAR-10 as `part train --dataset cifar10` reads it (the binary files, or an image
+# folder with train/ and test/). Label every figure of an image-folder copy that is not the
+# original data as such (e.g. "CIFAR-10 (JPEG copy)").
+#
+# Runs, in this order (7): cifar10-fast-at and cifar10-fast-part with seeds 0, 1 and 2, then seed 0
+# of cifar10-fast-part with --train-precision fp32 (is bf16 training harmless?). After its last
+# epoch each run is evaluated once:
+#   - clean and PGD-20 (eps 8/255, alpha 2/255, random start) on all 10,000 test images;
+#   - seed 0 of each preset also with AutoAttack standard (aa) on 500 class-balanced test images
+#     (the first 50 of each class: `--limit 500 --balanced`).
+# A finished run or evaluation is skipped; an unfinished run continues from its last checkpoint
+# (`part train --resume`), so the script can be stopped and started again at any time, also
+# across reboots. Training hours are the sum of the epochs' seconds in log.jsonl (across resumes).
+#
+# JOBS=2 THREADS=1 (the default) runs two runs at a time on one thread each; each run is taken by
+# one worker under a lock (flock on OUT/NAME.lock). A run's figures depend on its thread count
+# only through the order of floating-point sums.
+#
+# Environment: DATA (required), PART (default .build/release/part, built if missing), OUT (default
+# runs/cifar10), JOBS (default 2), THREADS (default 1), NICE (default 10), TEST_LIMIT (default
+# 10000), AA_LIMIT (default 500), PILOT_EPOCHS (default "5 10 15"), ARGS (more `part train` flags
+# for every run; use another OUT with them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PART=${PART:-.build/release/part}
+OUT=${OUT:-runs/cifar10}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
+NICE=${NICE:-10}
+TEST_LIMIT=${TEST_LIMIT:-10000}
+AA_LIMIT=${AA_LIMIT:-500}
+PILOT_EPOCHS=${PILOT_EPOCHS:-5 10 15}
+read -r -a EXTRA <<< "${ARGS:-}"
+mode=${1:-}
+
+if [ "$mode" != "--table" ] && [ -z "${DATA:-}" ]; then
+  echo "cifar10: set DATA to the CIFAR-10 folder (binary files, or train/ and test/ image folders)" >&2
+  exit 64
+fi
+
+finished() {   # a run directory whose log has all its epochs
+  [ -f "$1/log.jsonl" ] && [ -f "$1/config.json" ] && python3 -c '
+import json, sys
+epochs = json.load(open(sys.argv[1] + "/config.json"))["config"]["epochs"]
+sys.exit(0 if sum(1 for l in open(sys.argv[1] + "/log.jsonl") if l.strip()) >= epochs else 1)' "$1"
+}
+
+run() {   # run NAME EVAL ARGS...: under NAME's lock, unless another worker holds it
+  (
+    flock -n 9 || { echo "cifar10: $1 is being run by another worker" >&2; exit 0; }
+    run_locked "$@"
+  ) 9> "$OUT/$1.lock"
+}
+
+evaluate() {   # evaluate NAME SUFFIX ARGS...: part eval of NAME's last checkpoint once into NAME.SUFFIX.json
+  local name=$1 suffix=$2
+  shift 2
+  [ -s "$OUT/$name.$suffix.json" ] && return 0
+  echo "cifar10: $name: part eval $*" >&2
+  nice -n "$NICE" "$PART" eval "$OUT/$name/last.safetensors" --dataset cifar10 --data "$DATA" --eps 8/255 \
+    --alpha 2/255 --threads "$THREADS" --save-results "$OUT/$name.$suffix.jsonl" --json --quiet "$@" \
+    > "$OUT/$name.$suffix.json.partial"
+  mv "$OUT/$name.$suffix.json.partial" "$OUT/$name.$suffix.json"
+}
+
+run_locked() {   # part train into $OUT/NAME unless it finished, then its evaluations
+  local name=$1 evals=$2
+  shift 2
+  if finished "$OUT/$name"; then
+    echo "cifar10: $name finished" >&2
+  elif [ -f "$OUT/$name/checkpoint.json" ]; then
+    echo "cifar10: $name: part train --resume $OUT/$name" >&2
+    nice -n "$NICE" "$PART" train --resume "$OUT/$name" --threads "$THREADS" --json >> "$OUT/$name.jsonl"
+  else
+    echo "cifar10: $name: part train $* ${EXTRA[*]}" >&2
+    nice -n "$NICE" "$PART" train --data "$DATA" --out "$OUT/$name" --overwrite --checkpoint-minutes 10 --json "$@" \
+      --threads "$THREADS" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/$name.jsonl"
+  fi
+  [ "$evals" = none ] && return 0
+  evaluate "$name" eval --limit "$TEST_LIMIT" --attacks natural,pgd20
+  if [ "$evals" = aa ]; then evaluate "$name" aa --limit "$AA_LIMIT" --balanced --attacks natural,aa; fi
+}
+
+if [ "$mode" != "--table" ]; then
+  [ -x "$PART" ] || swift build -c release --product part
+  mkdir -p "$OUT"
+  workers=()
+  for ((job = 1; job < JOBS; job++)); do   # the other workers, each one pass over the list
+    JOBS=1 bash "$0" "${mode:---runs}-only" & workers+=($!)
+    sleep 5   # so that the workers start on different runs in list order
+  done
+  if [ "$mode" = --pilot ] || [ "$mode" = --pilot-only ]; then
+    for epochs in $PILOT_EPOCHS; do
+      run "pilot-at-e$epochs" eval --preset cifar10-fast-at --epochs "$epochs"
+    done
+  else
+    for seed in 0 1 2; do
+      evals=$([ "$seed" = 0 ] && echo aa || echo eval)
+      run "at-seed$seed" "$evals" --preset cifar10-fast-at --seed "$seed"
+      run "part-seed$seed" "$evals" --preset cifar10-fast-part --seed "$seed"
+    done
+    run part-seed0-fp32 eval --preset cifar10-fast-part --seed 0 --train-precision fp32
+  fi
+  for worker in ${workers[@]+"${workers[@]}"}; do wait "$worker"; done
+  case "$mode" in --runs-only|--pilot-only) exit 0 ;; esac
+fi
+
+python3 - "$OUT" "$TEST_LIMIT" "$AA_LIMIT" <<'EOF'
+import glob, json, os, statistics, sys
+
+out, test_limit, aa_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def log(name):
+    """The epochs of a run (all lines of log.jsonl), and whether it finished."""
+    directory = os.path.join(out, name)
+    path, config = os.path.join(directory, "log.jsonl"), os.path.join(directory, "config.json")
+    if not os.path.exists(path) or not os.path.exists(config):
+        return None, False
+    lines = [json.loads(l) for l in open(path) if l.strip()]
+    return lines, len(lines) >= json.load(open(config))["config"]["epochs"]
+
+def figures(name, suffix, attack):
+    """(clean, robust) accuracy of a finished `part eval`, None until it finished."""
+    path = os.path.join(out, f"{name}.{suffix}.json")
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    result = json.load(open(path))
+    stages = {s["name"]: s for s in result["attacks"]}
+    return result["cleanAccuracy"], stages[attack]["robust"] / result["count"]
+
+def hours(lines):
+    return sum(l["seconds"] for l in lines) / 3600
+
+# The pilot: accuracy against training hours, epoch by epoch (the per-epoch check: 1,000
+# class-balanced test images) and at the end (all test images).
+pilots = sorted(glob.glob(os.path.join(out, "pilot-at-e*")), key=lambda p: int(p.rsplit("e", 1)[1].split(".")[0])
+                if p.rsplit("e", 1)[1].split(".")[0].isdigit() else 0)
+pilots = [os.path.basename(p) for p in pilots if os.path.isdir(p)]
+if pilots:
+    print("| pilot run | epoch | hours so far | check clean | check PGD-20 | train adv acc |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in pilots:
+        lines, done = log(name)
+        for i, l in enumerate(lines or []):
+            print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1]):.2f} | {100 * l['cleanAccuracy']:.2f}% "
+                  f"| {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% |")
+        f = figures(name, "eval", "pgd20")
+        if f:
+            print(f"| {name} | test set ({test_limit}) | {hours(lines):.2f} | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
+    print()
+
+def spread(values):
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+print("| method | seed | training hours | clean | PGD-20 | AutoAttack (clean / robust) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for label, prefix in [("AT (cifar10-fast-at)", "at"), ("PART (cifar10-fast-part)", "part")]:
+    cleans, robusts = [], []
+    for seed in (0, 1, 2):
+        name = f"{prefix}-seed{seed}"
+        lines, done = log(name)
+        f = figures(name, "eval", "pgd20")
+        aa = figures(name, "aa", "aa") if seed == 0 else None
+        if not lines:
+            print(f"| {label} | {seed} | not started | | | |")
+            continue
+        state = f"{hours(lines):.2f}" + ("" if done else f" (epoch {len(lines)}, running)")
+        aa_text = f"{100 * aa[0]:.2f}% / {100 * aa[1]:.2f}%" if aa else ""
+        if f:
+            cleans.append(100 * f[0])
+            robusts.append(100 * f[1])
+            print(f"| {label} | {seed} | {state} | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | {aa_text} |")
+        else:
+            print(f"| {label} | {seed} | {state} | | | |")
+    if len(cleans) == 3:
+        print(f"| {label} | mean ± std | | {spread(cleans)} | {spread(robusts)} | |")
+name = "part-seed0-fp32"
+lines, done = log(name)
+f = figures(name, "eval", "pgd20")
+if lines:
+    text = f"| PART, fp32 training passes | 0 | {hours(lines):.2f}" + ("" if done else " (running)")
+    print(text + (f" | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |" if f else " | | | |"))
+print(f"\nclean and PGD-20 (eps 8/255, alpha 2/255, random start) on the first {test_limit} test images; "
+      f"AutoAttack standard on {aa_limit} class-balanced test images; hours: the sum of the epochs' seconds "
+      "in log.jsonl")
+EOF
