@@ -206,12 +206,12 @@ final class FamilyLossTests: XCTestCase {
             // Attack passes differentiate the sum of the per-example losses; F.cross_entropy is the mean.
             if objective == .mart { expectedGradient.scale(by: Float(y.count)) }
             assertClose(gradient.scalars, expectedGradient.scalars, tolerance: Self.gradientTolerance, "grad.\(o)")
-            let oneStep = NoiseStartPGD(steps: 1, stepSize: 0.025, sigma: 0.001, loss: recipe.loss)
+            let oneStep = PGD(steps: 1, stepSize: 0.025, start: .gaussian(sigma: 0.001), loss: recipe.loss)
             // A sign can only flip where the gradient is ~0.
             assertSameEntries(try oneStep.ascend(m, batch, from: point), Layout.nchwToNHWC(g.tensors["\(o).step"]!),
                               share: 0.002, "one \(o) step")
             if objective == .mart {
-                let adv = try NoiseStartPGD(steps: 5, stepSize: 0.025, sigma: 0.001, loss: recipe.loss)
+                let adv = try PGD(steps: 5, stepSize: 0.025, start: .gaussian(sigma: 0.001), loss: recipe.loss)
                     .ascend(m, batch, from: start)
                 let expected = Layout.nchwToNHWC(g.tensors["mart.adv"]!)
                 assertSameEntries(adv, expected, share: 0.002, "five MART steps")
@@ -230,7 +230,7 @@ final class FamilyLossTests: XCTestCase {
         let map = try EpsilonMap.constant(0.1, shape: x.shape)
         var batch = AttackBatch(images: x, labels: [0, 1, 2, 3], indices: [10, 11, 12, 13], budget: map)
         batch.reference = try AttackPass.logits(m, x)
-        let attack = NoiseStartPGD(steps: 2, stepSize: 0.02, sigma: 0.001, loss: KLDivergenceLoss())
+        let attack = PGD(steps: 2, stepSize: 0.02, start: .gaussian(sigma: 0.001), loss: KLDivergenceLoss())
         let all = try attack.perturb(m, batch, seed: 5)
         let pair = try attack.perturb(m, batch.subset([3, 1]), seed: 5)
         XCTAssertLessThan(relativeError(pair.slice(0..<1).scalars, all.slice(3..<4).scalars), 1e-5)
@@ -239,7 +239,7 @@ final class FamilyLossTests: XCTestCase {
         var zero = batch
         zero.budget = try EpsilonMap.constant(0, shape: x.shape)
         XCTAssertEqual(try attack.perturb(m, zero, seed: 5).scalars, x.scalars)
-        let noSteps = NoiseStartPGD(steps: 0, stepSize: 0.02, sigma: 0.5, loss: KLDivergenceLoss())
+        let noSteps = PGD(steps: 0, stepSize: 0.02, start: .gaussian(sigma: 0.5), loss: KLDivergenceLoss())
         XCTAssert(Perturbation.rowsInside(try noSteps.perturb(m, batch, seed: 5), origin: x, map: map.values).allSatisfy { $0 })
     }
 }
