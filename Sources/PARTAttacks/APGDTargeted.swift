@@ -40,27 +40,10 @@ public struct APGDTargeted: Attack, ClassCountNotes {
     }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
-        try requireSetting(targets >= 1, name, "targets must be at least 1, got \(targets)")
-        try requireSetting(iterations >= 0, name, "iterations must be 0 or more, got \(iterations)")
-        try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
-        try validateAttackInput(model, batch)
-        var outcome = Outcome(batch)
-        let (rows, cleanLogits) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
-        guard let cleanLogits else { return outcome.images }
-        let used = targetCount(asked: targets, classes: model.numClasses)
-        let ranked = rankedTargets(cleanLogits: cleanLogits, labels: rows.map { batch.labels[$0] }, count: used)
-        let loss: AttackLoss = model.numClasses >= 4 ? DLRLoss() : CrossEntropyLoss()
-        let run = APGDRun(iterations: iterations, rho: rho, loss: loss)
-        for rank in 0..<used {
-            var targetOfRow = [Int32](repeating: 0, count: batch.count)
-            for (j, row) in rows.enumerated() { targetOfRow[row] = ranked[j][rank] }
-            for restart in 0..<restarts {
-                let remaining = outcome.unfooled(rows)
-                if remaining.isEmpty { return outcome.images }
-                try run.attack(model, batch, rows: remaining, targets: targetOfRow, seed: seed,
-                               step: rank * restarts + restart, outcome: &outcome)
+        let run = APGDRun(iterations: iterations, rho: rho, loss: model.numClasses >= 4 ? DLRLoss() : CrossEntropyLoss())
+        return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
+            .run(model, batch) { rows, targetOfRow, step, _, outcome in
+                try run.attack(model, batch, rows: rows, targets: targetOfRow, seed: seed, step: step, outcome: &outcome)
             }
-        }
-        return outcome.images
     }
 }

@@ -19,3 +19,39 @@ func targetNote(asked: Int, classes: Int) -> String? {
 func rankedTargets(cleanLogits: Tensor, labels: [Int32], count: Int) -> [[Int32]] {
     TargetMargins.topOthers(logits: cleanLogits, labels: labels, count: count)
 }
+
+/// The driver AutoAttack's targeted attacks share (APGD-T, FAB-T): check the settings, attack
+/// only the rows correctly classified when clean, then for each of the min(targets, classes - 1)
+/// highest non-true classes of the clean logits in turn, and each restart, run `body` on the
+/// rows not yet fooled, towards that target. `body` gets those rows, the target of every caller
+/// row, and the step (target rank k, restart r: k * restarts + r) that keys its random draws.
+struct TargetedDriver {
+    let name: String
+    let targets: Int
+    let iterations: Int
+    let restarts: Int
+
+    func run(_ model: ImageClassifier, _ batch: AttackBatch,
+             body: (_ rows: [Int], _ targetOfRow: [Int32], _ step: Int, _ restart: Int, _ outcome: inout Outcome) throws -> Void)
+        throws -> Tensor {
+        try requireSetting(targets >= 1, name, "targets must be at least 1, got \(targets)")
+        try requireSetting(iterations >= 0, name, "iterations must be 0 or more, got \(iterations)")
+        try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
+        try validateAttackInput(model, batch)
+        var outcome = Outcome(batch)
+        let (rows, cleanLogits) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
+        guard let cleanLogits else { return outcome.images }
+        let used = targetCount(asked: targets, classes: model.numClasses)
+        let ranked = rankedTargets(cleanLogits: cleanLogits, labels: rows.map { batch.labels[$0] }, count: used)
+        for rank in 0..<used {
+            var targetOfRow = [Int32](repeating: 0, count: batch.count)
+            for (j, row) in rows.enumerated() { targetOfRow[row] = ranked[j][rank] }
+            for restart in 0..<restarts {
+                let remaining = outcome.unfooled(rows)
+                if remaining.isEmpty { return outcome.images }
+                try body(remaining, targetOfRow, rank * restarts + restart, restart, &outcome)
+            }
+        }
+        return outcome.images
+    }
+}
