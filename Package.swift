@@ -57,6 +57,10 @@ let package = Package(
         // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
         .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
 
+        // The library used from code: trains and evaluates a tiny model (docs/quickstart.md quotes it).
+        .executableTarget(name: "quickstart", dependencies: ["PARTTraining", "PARTAttacks", "PARTData", "PARTEngine"],
+                          path: "Examples/Quickstart"),
+
         // Running the built `part` from tests, shared by the test targets that do.
         .target(name: "PARTTestSupport", path: "Tests/PARTTestSupport"),
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
