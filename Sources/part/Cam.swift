@@ -88,6 +88,8 @@ struct Cam: ParsableCommand {
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
         }
+        try checkOutputs([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
+                         inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
     }
 
     struct Output: Encodable {

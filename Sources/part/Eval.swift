@@ -121,9 +121,14 @@ struct Eval: ParsableCommand {
             throw ValidationError("--attacks: \(error.description)")
         }
         _ = try normalization()
-        if let saveResults, let saveAdversarial, saveResults == saveAdversarial {
-            throw ValidationError("--save-results and --save-adversarial must name different files")
+        var outputs = [OutputPath.Output]()
+        if let saveResults { outputs.append(.init("--save-results", saveResults)) }
+        if let saveAdversarial {
+            outputs.append(.init("--save-adversarial", saveAdversarial))
+            outputs.append(.init("--save-adversarial's labels",
+                                 NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
         }
+        try checkOutputs(outputs, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
     }
 
     /// The evaluated split: the one place that reads data.

@@ -133,6 +133,14 @@ struct Report: ParsableCommand {
 
     func validate() throws {
         guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+        // What the report reads: the run's own files and its evaluations.
+        let run = URL(fileURLWithPath: runDirectory)
+        let evaluations = (try? FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("eval").path)) ?? []
+        let inputs = ["config.json", "log.jsonl", "checkpoint.json", "last.safetensors", "last.state.safetensors",
+                      "summary.json"].map { run.appendingPathComponent($0).path }
+            + evaluations.map { run.appendingPathComponent("eval").appendingPathComponent($0).path }
+        let own = run.appendingPathComponent("report.html").path
+        try checkOutputs([.init("--out", out ?? own)], inputs: inputs + [data.directory, data.cache], owned: [own])
     }
 
     func run() throws {
