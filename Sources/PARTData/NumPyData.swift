@@ -92,6 +92,11 @@ public enum NumPyData {
                 guard let v = array.integer(i), v >= 0, v < Int64(Int32.max) else {
                     throw DatasetError("\(source): label \(array.integer(i).map(String.init) ?? "?") of example \(i) is negative or too large")
                 }
+                // The class count is the largest label + 1: a stray huge label would size the model.
+                guard v < Int64(Limits.classes) else {
+                    throw DatasetError("\(source): label \(v) of example \(i) is not below \(Limits.classes), the most classes a "
+                                       + "dataset may have")
+                }
                 out[i] = Int32(v)
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import PARTCAM
+import PARTEngine
 import PARTNN
 
 /// Everything that defines a training run: what to train on, the recipe (objective x budget x
@@ -94,6 +95,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
             return "--burn-in (\(burnIn)) must be smaller than --epochs (\(epochs)) for a CAM budget"
         }
         if batchSize < 1 { return "--batch-size must be at least 1" }
+        if let problem = Limits.batchSizeProblem(batchSize) { return problem }
         if !(finite(learningRate) && learningRate > 0) { return "--lr must be a finite number > 0, got \(learningRate)" }
         if !(finite(momentum) && momentum >= 0 && momentum < 1) { return "--momentum must be in [0, 1), got \(momentum)" }
         if !(finite(weightDecay) && weightDecay >= 0) { return "--weight-decay must be a finite number >= 0, got \(weightDecay)" }

@@ -49,6 +49,10 @@ struct Bench: ParsableCommand {
             throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
+        if let problem = ModelZoo.batchProblem(arch, imageSize: arch == "small-cnn" ? 28 : 32, batch: batchSize) {
+            throw ValidationError(problem)
+        }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
         guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
     }

@@ -77,6 +77,7 @@ struct Cam: ParsableCommand {
         guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
         guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         if let epsilon, !(epsilon.value >= 0 && epsilon.value <= 1) {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }

@@ -126,6 +126,7 @@ extension DataCommand {
 
         func validate() throws {
             guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+            if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
             guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
             guard trainBatches >= 0 else { throw ValidationError("--train-batches must be >= 0") }
             guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }

@@ -106,6 +106,7 @@ struct Eval: ParsableCommand {
     func validate() throws {
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
         if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
         if let pgdSteps {
@@ -199,6 +200,10 @@ struct Eval: ParsableCommand {
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                   inputShape: (test.height, test.width, test.channels), rng: &initRng)
+        if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
+                                               batch: min(batchSize, max(test.count, 1))) {
+            throw EvaluationError(problem)
+        }
         if let (mean, std) = try normalization() {
             do {
                 model = try Normalized(model, mean: mean, std: std)
