@@ -38,7 +38,13 @@ enum ImageDecoding {
         guard !list.files.isEmpty else { throw DatasetError("\(list.root.path): no images") }
         let first = try header(list, 0)
         let size = first.width * first.height * channels
-        let storage = try ByteBuffer.allocate(list.files.count * size)
+        let (total, overflow) = list.files.count.multipliedReportingOverflow(by: size)
+        guard !overflow, total <= FileInput.defaultLimit else {
+            throw DatasetError("\(list.root.path): \(list.files.count) images of \(first.width)x\(first.height)x\(channels) "
+                               + "(the size of \(list.describe(0))) need more than the \(FileInput.defaultLimit) bytes this "
+                               + "machine can hold; use fewer or smaller images")
+        }
+        let storage = try ByteBuffer.allocate(total)
         let out = storage.mutablePointer.assumingMemoryBound(to: UInt8.self)
         let failures = Locked([Int: Error]())
         Parallel.forEach(list.files.count, grain: 32) { range in
