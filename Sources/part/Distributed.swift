@@ -15,6 +15,12 @@ struct DistributedOptions: ParsableArguments {
           help: "Distributed runs: batch norm with the statistics of the global batch (default: each rank's own, with rank 0's running statistics broadcast every step, as PyTorch DDP).")
     var syncBatchNorm = false
 
+    func validate() throws {
+        if distributed && !Distributed.launchedByMPI {
+            throw ValidationError("--distributed needs a job started by mpirun (mpirun -np R part ...); drop it to run one process")
+        }
+    }
+
     /// The job's communicator, or nil for a one-process run. Under MPI, unless `--threads` was
     /// given, the ranks on one machine share its cores.
     func start(threads: Int?) throws -> Communicator? {

@@ -104,6 +104,9 @@ struct Eval: ParsableCommand {
     }
 
     func validate() throws {
+        if distributed && !Distributed.launchedByMPI {
+            throw ValidationError("--distributed needs a job started by mpirun (mpirun -np R part ...); drop it to run one process")
+        }
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
@@ -196,6 +199,7 @@ struct Eval: ParsableCommand {
         }
         var test = try loadTestSplit()
         if limit > 0 { test = test.prefix(limit) }
+        try Validation.nonEmpty(test, "test split")
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
