@@ -21,6 +21,20 @@ public enum ModelZoo {
         return (10...250).contains(depth) && (depth - 4) % 6 == 0 && (1...32).contains(widen)
     }
 
+    /// Why `--arch architecture` is refused, in one sentence that states the limits (a name of
+    /// the WideResNet form outside them says which limit it passes).
+    public static func unknownArchitecture(_ architecture: String) -> String {
+        let limits = "wrn-<depth>-<widen> with depth 6n + 4 from 10 to 250 and widen from 1 to 32"
+        if let (depth, widen) = wideResNetShape(architecture) {
+            if !((10...250).contains(depth) && (depth - 4) % 6 == 0) {
+                return "--arch \(architecture): a WideResNet's depth must be 6n + 4 from 10 to 250 (10, 16, 22, 28, 34, ...), "
+                    + "got \(depth)"
+            }
+            return "--arch \(architecture): a WideResNet's widen factor must be from 1 to 32, got \(widen)"
+        }
+        return "unknown --arch '\(architecture)' (known: \(architectures.joined(separator: ", ")), or \(limits))"
+    }
+
     /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.
     static func wideResNetShape(_ architecture: String) -> (depth: Int, widen: Int)? {
         let parts = architecture.split(separator: "-", omittingEmptySubsequences: false)

@@ -86,8 +86,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
         if !ModelZoo.recognises(architecture) {
-            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
-                + "or wrn-<depth>-<widen> with depth 6n + 4)"
+            return ModelZoo.unknownArchitecture(architecture)
         }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }

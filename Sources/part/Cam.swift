@@ -46,16 +46,16 @@ struct Cam: ParsableCommand {
     @Option(help: "Rule from CAM to epsilon map (default: the run's, else zscore).")
     var mapRule: MapRuleName?
 
-    @Option(name: .customLong("eps"), help: "Budget of important entries (default: the run's, else 0.1).")
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "Budget of important entries (default: the run's, else 0.1).")
     var epsilon: Fraction?
 
-    @Option(name: .customLong("eps-low"), help: "Budget of the other entries (default: the run's, else 0.0875).")
+    @Option(name: .customLong("eps-low"), parsing: .unconditional, help: "Budget of the other entries (default: the run's, else 0.0875).")
     var epsilonLow: Fraction?
 
-    @Option(help: "The first N test images.")
+    @Option(parsing: .unconditional, help: "The first N test images.")
     var limit: Int = 8
 
-    @Option(help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
     var gridRows: Int = 32
 
     @Option(help: ArgumentHelp("The PNG grid.", valueName: "file.png"))
@@ -67,7 +67,7 @@ struct Cam: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
 
-    @Option(help: "Images per CAM pass.")
+    @Option(parsing: .unconditional, help: "Images per CAM pass.")
     var batchSize: Int = 64
 
     @Flag(help: "Print the results as one JSON object.")
@@ -82,9 +82,7 @@ struct Cam: ParsableCommand {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
         if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
-        if let arch, !ModelZoo.architectures.contains(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
+        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")

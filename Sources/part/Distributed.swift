@@ -82,10 +82,10 @@ struct MPICheck: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture whose parameter count sets the buffer size.", valueName: "name"))
     var arch: String = "resnet18"
 
-    @Option(help: "Image side and channels of that architecture's input.")
+    @Option(parsing: .unconditional, help: "Image side and channels of that architecture's input.")
     var imageSize: Int = 32
 
-    @Option(help: "Timed all-reduces.")
+    @Option(parsing: .unconditional, help: "Timed all-reduces.")
     var repeats: Int = 20
 
     @Flag(help: "Print the result as JSON.")
@@ -102,9 +102,7 @@ struct MPICheck: ParsableCommand {
     }
 
     func validate() throws {
-        guard ModelZoo.architectures.contains(arch) || arch.hasPrefix("wrn-") else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
+        guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16") }
     }

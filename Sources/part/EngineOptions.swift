@@ -11,7 +11,7 @@ enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
 /// How the engine runs: threads and the precision of attack and CAM passes (CONVENTIONS
 /// section 1). Shared by every command that computes.
 struct EngineOptions: ParsableArguments {
-    @Option(help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
+    @Option(parsing: .unconditional, help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
     var threads: Int?
 
     @Option(help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "

@@ -42,13 +42,13 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
     var attacks: String?
 
-    @Option(name: .customLong("eps"), help: "L-inf budget: a decimal or a fraction such as 8/255.")
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "L-inf budget: a decimal or a fraction such as 8/255.")
     var epsilon: Fraction = Fraction(0.1)
 
-    @Option(name: .customLong("alpha"), help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
+    @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
     var stepSize: Fraction?
 
-    @Option(help: ArgumentHelp("Steps of the default PGD stage when --attacks is not given (same as --attacks natural,pgd:steps=N).",
+    @Option(parsing: .unconditional, help: ArgumentHelp("Steps of the default PGD stage when --attacks is not given (same as --attacks natural,pgd:steps=N).",
                                valueName: "n"))
     var pgdSteps: Int?
 
@@ -63,10 +63,10 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
 
-    @Option(help: "Evaluate the first N test images (0: all).")
+    @Option(parsing: .unconditional, help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
 
-    @Option(help: "Images per batch.")
+    @Option(parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 256
 
     @Option(help: ArgumentHelp("Write the per-example outcome (JSON lines, header first) here; rerunning the same "
@@ -116,9 +116,7 @@ struct Eval: ParsableCommand {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
-        if let arch, !ModelZoo.recognises(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
-        }
+        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         do {
             _ = try stages()
         } catch let error as AttackError {

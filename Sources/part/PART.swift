@@ -54,10 +54,10 @@ struct DataOptions: ParsableArguments {
     @Option(help: "NumPy images: nhwc or nchw, when the shape does not tell (a channel axis of size 1 or 3).")
     var layout: NumPyData.Layout?
 
-    @Option(help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
+    @Option(parsing: .unconditional, help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
     var classes: Int?
 
-    @Option(help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
+    @Option(parsing: .unconditional, help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
     var channels: Int = 3
 
     @Option(help: ArgumentHelp("Folder for decoded-image caches of tinyimagenet and imagefolder (default: "
@@ -133,12 +133,22 @@ struct Fraction: ExpressibleByArgument, CustomStringConvertible {
     var description: String { text }
 }
 
+/// A seed: a whole number from 0 to 2^64 - 1 ("-1" is read as a value, not as a flag, and
+/// refused saying so).
+func parseSeed(_ text: String) throws -> UInt64 {
+    guard let value = UInt64(text) else {
+        throw ValidationError("--seed must be a whole number >= 0 (at most \(UInt64.max)), got '\(text)'")
+    }
+    return value
+}
+
 /// Output format and randomness.
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print results as JSON (one object per line).")
     var json = false
 
-    @Option(help: "Seed of every random choice (initialisation, shuffling, attack starts).")
+    @Option(parsing: .unconditional, help: "Seed of every random choice (initialisation, shuffling, attack starts).",
+            transform: parseSeed)
     var seed: UInt64 = 0
 }
 
