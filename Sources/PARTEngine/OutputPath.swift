@@ -47,6 +47,25 @@ public enum OutputPath {
         }
     }
 
+    private static let readLock = NSLock()
+    nonisolated(unsafe) private static var read = Set<FileID>()
+
+    /// Records a file this process has read (the readers of outside files call it), so that a
+    /// later `check` refuses it as an output even when no flag named it (a file of a `--data`
+    /// folder).
+    public static func noteInput(device: UInt64, inode: UInt64) {
+        readLock.lock()
+        read.insert(FileID(device: device, inode: inode))
+        readLock.unlock()
+    }
+
+    /// Whether this process has read the file `id`.
+    static func wasRead(_ id: FileID) -> Bool {
+        readLock.lock()
+        defer { readLock.unlock() }
+        return read.contains(id)
+    }
+
     /// Checks `outputs` against each other and against `inputs` (paths of files or folders the
     /// command reads; absent ones are ignored). `owned` lists paths of run files the command
     /// itself writes. Throws the first problem found.
@@ -75,6 +94,9 @@ public enum OutputPath {
                 throw OutputPathError("\(flag) \(shownPath) is an input of this command (\(shown(input.path))); "
                                       + "name another file")
             }
+            if let id, wasRead(id) {
+                throw OutputPathError("\(flag) \(shownPath) is a file this command has read (its data); name another file")
+            }
             if let other = seen.first(where: { $0.canonical == where_ || (id != nil && $0.id == id) }) {
                 throw OutputPathError("\(flag) \(shownPath) is also the file of \(other.flag); give each output its own file")
             }
@@ -94,7 +116,7 @@ public enum OutputPath {
         runEntries.contains(name) || name.hasSuffix(".pending") || name.hasPrefix("seed-")
     }
 
-    struct FileID: Equatable {
+    struct FileID: Hashable {
         let device: UInt64
         let inode: UInt64
     }

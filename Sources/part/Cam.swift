@@ -126,6 +126,13 @@ struct Cam: ParsableCommand {
                 throw CheckpointError("\(checkpoint): no such file")
             }
             let test = try data.load(.test).prefix(limit)
+            // Checked again now that the data's own files are known (a file of a --data folder).
+            do {
+                try OutputPath.check([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
+                                     inputs: [checkpoint])
+            } catch let error as OutputPathError {
+                throw BadArgument(error.description)
+            }
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,

@@ -123,6 +123,11 @@ struct Eval: ParsableCommand {
             throw ValidationError("--attacks: \(error.description)")
         }
         _ = try normalization()
+        try checkOutputs(outputPaths, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
+    }
+
+    /// The files this command writes.
+    var outputPaths: [OutputPath.Output] {
         var outputs = [OutputPath.Output]()
         if let saveResults { outputs.append(.init("--save-results", saveResults)) }
         if let saveAdversarial {
@@ -130,7 +135,7 @@ struct Eval: ParsableCommand {
             outputs.append(.init("--save-adversarial's labels",
                                  NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
         }
-        try checkOutputs(outputs, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
+        return outputs
     }
 
     /// The evaluated split: the one place that reads data.
@@ -198,6 +203,13 @@ struct Eval: ParsableCommand {
         var test = try loadTestSplit()
         if limit > 0 { test = test.prefix(limit) }
         try Validation.nonEmpty(test, "test split")
+        // Checked again now that the data's own files are known (a file of a --data folder).
+        do {
+            try checkOutputs(outputPaths, inputs: [checkpoint])
+        } catch let error as ValidationError {
+            if root { FileHandle.standardError.write(Data("part: error: \(oneLine(error.message))\n".utf8)) }
+            throw ExitCode.validationFailure
+        }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,

@@ -95,4 +95,24 @@ final class OutputPathCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssert(FileManager.default.fileExists(atPath: results.path))
     }
+
+    func testAFileOfTheDataFolderIsNotAnOutput() throws {
+        let (dir, checkpoint) = try setUpFiles()
+        let images = dir.appendingPathComponent("t10k-images-idx3-ubyte")
+        let before = try Data(contentsOf: images)
+        try assertRefused(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural", "--quiet",
+                           "--save-results", images.path], "has read")
+        XCTAssertEqual(try Data(contentsOf: images), before, "the data file is unchanged")
+    }
+
+    func testAFIFOGivenAsDataDoesNotBlock() throws {
+        let (dir, checkpoint) = try setUpFiles()
+        let fifo = dir.appendingPathComponent("fifo.npz")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        let started = Date()
+        let r = try runPart(["eval", checkpoint.path, "--dataset", "npy", "--data", fifo.path, "--quiet"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssert(r.stderr.contains("fifo.npz") && r.stderr.contains("not a regular file"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30)
+    }
 }
