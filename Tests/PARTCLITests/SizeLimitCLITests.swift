@@ -68,4 +68,17 @@ final class SizeLimitCLITests: XCTestCase {
         assertOneLine(r, status: r.status, ["wrn-250-32"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.path), "no run directory holding only .lock")
     }
+
+    /// What the up-front checks cannot foresee (here: a limit on the process's address space)
+    /// ends in one line naming the tensor, with exit code 1, not the runtime's trap.
+    func testAnAllocationTheEngineCannotGetIsOneLine() throws {
+        try XCTSkipIf(ModelZoo.batchProblem("resnet18", imageSize: 32, batch: 2048) != nil, "refused up front on this machine")
+        let command = "ulimit -v 1500000; exec '\(partBinary.path)' bench --arch resnet18 --batch-size 2048 --reps 1 --threads 2"
+        let r = try runProcess(["-c", command], executable: URL(fileURLWithPath: "/bin/sh"))
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }
+        XCTAssertEqual(errors.count, 1, r.stderr)
+        XCTAssert(r.stderr.contains("out of memory") && r.stderr.contains("tensor of shape"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+    }
 }
