@@ -50,8 +50,8 @@ public enum ModelZoo {
         case "small-cnn": return 1_500_000 + 200 * numClasses
         case "resnet18", "preact-resnet18": return 11_200_000 + 9 * 64 * inChannels + 513 * numClasses
         default:
-            guard let (depth, widen) = wideResNetShape(architecture), (1...250).contains(depth), (1...1024).contains(widen)
-            else { return nil }
+            // Names outside the WideResNet limits are refused by its own checks, which say why.
+            guard recognises(architecture), let (depth, widen) = wideResNetShape(architecture) else { return nil }
             let n = max(1, (depth - 4) / 6)
             let widths = [16, 16 * widen, 32 * widen, 64 * widen]
             var total = 9 * inChannels * 16
