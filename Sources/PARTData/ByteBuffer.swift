@@ -54,7 +54,7 @@ public final class ByteBuffer: @unchecked Sendable {
     public static func mapping(_ url: URL) throws -> ByteBuffer {
         let path = url.path
         // Non-blocking: opening a FIFO must not wait for a writer (it is refused just below).
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let fd = open(RawName.cPath(path), O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             let exists = FileManager.default.fileExists(atPath: path)

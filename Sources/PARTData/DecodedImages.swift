@@ -14,7 +14,7 @@ struct ImageList {
     var classNames: [String]
 
     /// How a file is named in messages.
-    func describe(_ i: Int) -> String { root.appendingPathComponent(files[i]).path }
+    func describe(_ i: Int) -> String { RawName.display(root.appendingPathComponent(files[i]).path) }
 
     /// A digest of every file's path, size and modification time, the class names and the
     /// channel count: a cache made from other files, or other settings, does not match.
@@ -22,7 +22,7 @@ struct ImageList {
         var text = "part-decoded-images v1\nchannels \(channels)\nclasses \(classNames.joined(separator: "\t"))\n"
         for (i, f) in files.enumerated() {
             var info = stat()
-            guard stat(root.appendingPathComponent(f).path, &info) == 0 else {
+            guard stat(RawName.cPath(root.appendingPathComponent(f).path), &info) == 0 else {
                 throw DatasetError("\(describe(i)): cannot read (\(String(cString: strerror(errno))))")
             }
             text += "\(f)\t\(labels[i])\t\(info.st_size)\t\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)\n"

@@ -19,9 +19,8 @@ import Glibc
 /// listed, to a class folder, or to the split folder or one above it (which would loop, or
 /// relabel other classes' images) is skipped with a warning. Entries that are neither folders
 /// nor regular files (a FIFO named `x.png`, a socket, a device) are skipped with a warning, as
-/// reading one could block forever. A name that is not valid UTF-8 cannot be passed on as a
-/// path, so it is an error naming the folder and the escaped name (rename it), never a file
-/// silently dropped.
+/// reading one could block forever. Names need not be UTF-8: any bytes name a class or a file
+/// (`RawName`).
 public enum ImageFolder {
     static let extensions: Set<String> = ["png", "jpg", "jpeg"]
     static let unsupported: Set<String> = ["bmp", "ppm", "pgm", "pbm", "tif", "tiff", "webp", "gif"]
@@ -31,26 +30,19 @@ public enum ImageFolder {
         names.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
     }
 
-    static func isDirectory(_ url: URL) -> Bool {
-        var flag: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url.path, isDirectory: &flag) && flag.boolValue
-    }
+    static func isDirectory(_ url: URL) -> Bool { kind(url).0 == .folder }
 
-    /// The visible entries of the folder `url`, read as bytes (readdir): a name that is not
-    /// UTF-8 is an error naming it instead of an entry left out.
+    /// The visible entries of the folder `url`, read as bytes (readdir) and kept whatever they
+    /// are (`RawName`).
     static func contents(_ url: URL) throws -> [String] {
-        guard let dir = opendir(url.path) else {
-            throw DatasetError("\(url.path): cannot list the folder (\(String(cString: strerror(errno)).lowercased()))")
+        guard let dir = opendir(RawName.cPath(url.path)) else {
+            throw DatasetError("\(RawName.display(url.path)): cannot list the folder (\(String(cString: strerror(errno)).lowercased()))")
         }
         defer { closedir(dir) }
         var names = [String]()
         while let entry = readdir(dir) {
             let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
-            guard let name = String(validating: bytes, as: UTF8.self) else {
-                let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }.joined()
-                throw DatasetError("\(url.path): the entry '\(shown)' has a name that is not UTF-8, which part cannot open; "
-                                   + "rename it")
-            }
+            let name = RawName.decode(bytes)
             if name.hasPrefix(".") { continue }
             names.append(name)
         }
@@ -63,7 +55,7 @@ public enum ImageFolder {
 
     static func kind(_ url: URL) -> (Kind, id: [UInt64]) {
         var info = stat()
-        guard stat(url.path, &info) == 0 else { return (.other, []) }
+        guard stat(RawName.cPath(url.path), &info) == 0 else { return (.other, []) }
         let id = [UInt64(info.st_dev), UInt64(info.st_ino)]
         switch info.st_mode & S_IFMT {
         case S_IFDIR: return (.folder, id)
@@ -75,7 +67,7 @@ public enum ImageFolder {
     /// Whether `url` is a symbolic link.
     static func isLink(_ url: URL) -> Bool {
         var info = stat()
-        return lstat(url.path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK
+        return lstat(RawName.cPath(url.path), &info) == 0 && info.st_mode & S_IFMT == S_IFLNK
     }
 
     /// Sub-folders of `url`, sorted.
@@ -91,7 +83,7 @@ public enum ImageFolder {
         var folders = [folder]
         var visited = Set([kind(folder).id])
         let blocked = Set(reserved.map { kind($0).id }).subtracting(visited)
-        let rootPath = realpath(root.path, nil).map { p in defer { free(p) }; return String(cString: p) } ?? root.path
+        let rootPath = RawName.realPath(root.path) ?? root.path
         while let current = folders.first {
             folders.removeFirst()
             var subfolders: [URL] = []
@@ -100,10 +92,10 @@ public enum ImageFolder {
                 let (entryKind, id) = kind(url)
                 if entryKind == .folder {
                     if isLink(url) {
-                        let target = realpath(url.path, nil).map { p in defer { free(p) }; return String(cString: p) } ?? ""
+                        let target = RawName.realPath(url.path) ?? ""
                         let above = rootPath == target || rootPath.hasPrefix(target.hasSuffix("/") ? target : target + "/")
                         if above || visited.contains(id) || blocked.contains(id) {
-                            warn("\(url.path): a link to \(target), which is listed already or holds the data itself; skipped")
+                            warn("\(RawName.display(url.path)): a link to \(RawName.display(target)), which is listed already or holds the data itself; skipped")
                             continue
                         }
                     }
@@ -113,7 +105,7 @@ public enum ImageFolder {
                 }
                 let ext = url.pathExtension.lowercased()
                 if entryKind == .other && (extensions.contains(ext) || unsupported.contains(ext)) {
-                    warn("\(url.path): not a regular file (a FIFO, socket, device or broken link); skipped")
+                    warn("\(RawName.display(url.path)): not a regular file (a FIFO, socket, device or broken link); skipped")
                     continue
                 }
                 if extensions.contains(ext) {

@@ -52,14 +52,37 @@ final class ImageFolderLinkTests: XCTestCase {
         XCTAssert(warnings.lines.contains { $0.contains("fifo.png") && $0.contains("not a regular file") }, "\(warnings.lines)")
     }
 
-    func testANameThatIsNotUTF8IsAnErrorNamingIt() throws {
+    func testNamesThatAreNotUTF8AreClassesAndFilesLikeAnyOther() throws {
         let root = try makeImageFolder(self)
-        let path = Array(root.appendingPathComponent("train").path.utf8) + Array("/c".utf8) + [0xFF, 0]
-        let made = path.withUnsafeBufferPointer { p in
-            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { mkdir($0, 0o755) }
+        let png = try PNGCodec.encode([UInt8](repeating: 128, count: 4), width: 2, height: 2, channels: 1)
+        /// Writes `png` at `path` given as bytes (a name Foundation cannot spell).
+        func writeRaw(_ path: [UInt8]) {
+            let fd = (path + [0]).withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { open($0, O_WRONLY | O_CREAT, 0o644) }
+            }
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            _ = png.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            close(fd)
         }
-        XCTAssertEqual(made, 0)
-        assertFails(try load(root, Warnings()), "train", "c\\xff", "not UTF-8")
+        func mkdirRaw(_ path: [UInt8]) {
+            let made = (path + [0]).withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { mkdir($0, 0o755) }
+            }
+            XCTAssertEqual(made, 0)
+        }
+        for split in ["train", "test"] {
+            let folder = Array(root.appendingPathComponent(split).path.utf8) + Array("/c".utf8) + [0xFF]
+            mkdirRaw(folder)
+            writeRaw(folder + Array("/img.png".utf8))
+        }
+        // A file of class a whose name is not UTF-8.
+        writeRaw(Array(root.appendingPathComponent("train/a").path.utf8) + Array("/x".utf8) + [0xFE] + Array(".png".utf8))
+        let warnings = Warnings()
+        let data = try load(root, warnings)
+        XCTAssertEqual(data.classes, 3, "\(data.classNames)")
+        XCTAssertEqual(data.count, 4)
+        XCTAssertEqual(data.labels, [0, 0, 1, 2])
+        XCTAssertEqual(warnings.lines, [])
     }
 }
 
