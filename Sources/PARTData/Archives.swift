@@ -271,9 +271,22 @@ public enum Zip {
             guard entry.size / 1032 <= entry.compressedSize else {
                 throw fail("corrupt: \(entry.size) bytes declared from \(entry.compressedSize) compressed bytes, more than deflate can expand to")
             }
-            out = try ByteBuffer.allocate(entry.size)
+            guard entry.size <= FileInput.defaultLimit else {
+                throw fail("declares \(entry.size) bytes, more than the \(FileInput.defaultLimit) this machine can load")
+            }
             let inflater = try Inflater(data, wrapper: .raw, source: "\(source): \(messageText(entry.name))")
-            let got = try inflater.read(into: out.mutablePointer, count: entry.size)
+            // An .npy member's own header says how large it is: the archive's declared size is
+            // checked against it before the member's memory is allocated.
+            var head = [UInt8](repeating: 0, count: Swift.min(entry.size, NPY.largestHeader))
+            let headCount = try head.withUnsafeMutableBytes { try inflater.read(into: $0.baseAddress!, count: $0.count) }
+            if let described = head.withUnsafeBytes({ NPY.describedSize(UnsafeRawBufferPointer(rebasing: $0[..<headCount])) }),
+               described != entry.size {
+                throw fail("corrupt: the archive declares \(entry.size) bytes, the member's .npy header describes \(described)")
+            }
+            out = try ByteBuffer.allocate(entry.size)
+            if headCount > 0 { head.withUnsafeBytes { out.mutablePointer.copyMemory(from: $0.baseAddress!, byteCount: headCount) } }
+            let got = headCount + (headCount < entry.size
+                ? try inflater.read(into: out.mutablePointer + headCount, count: entry.size - headCount) : 0)
             guard got == entry.size else {
                 throw fail("corrupt: decompresses to \(got) bytes, the archive declares \(entry.size)")
             }

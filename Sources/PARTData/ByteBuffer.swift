@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,7 +53,8 @@ public final class ByteBuffer: @unchecked Sendable {
     /// The file at `url`, mapped read-only. Errors name the path.
     public static func mapping(_ url: URL) throws -> ByteBuffer {
         let path = url.path
-        let fd = open(path, O_RDONLY)
+        // Non-blocking: opening a FIFO must not wait for a writer (it is refused just below).
+        let fd = open(RawName.cPath(path), O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             let exists = FileManager.default.fileExists(atPath: path)
@@ -66,6 +68,7 @@ public final class ByteBuffer: @unchecked Sendable {
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw DatasetError("\(path): not a regular file")
         }
+        OutputPath.noteInput(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         let size = Int(info.st_size)
         if size == 0 { return ByteBuffer(base: nil, count: 0, mapped: false) }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)

@@ -52,6 +52,11 @@ public enum CheckpointFit {
     /// Throws a one-line error when the checkpoint at `url` was made for another class count
     /// or image shape than `dataset` has.
     public static func check(_ url: URL, fits dataset: ImageDataset) throws {
+        // Every model takes square images: other data is the data's problem, whatever the checkpoint.
+        guard dataset.height == dataset.width else {
+            throw DatasetError("\(dataset.name) has \(dataset.height)x\(dataset.width) images, and the models take square "
+                               + "images; check --data (resize or crop the images)")
+        }
         let s = try shape(of: url)
         let data = "\(dataset.name) has"
         if let classes = s.classes, classes != dataset.classes {

@@ -1,3 +1,4 @@
+import CZlib
 import Foundation
 import PARTEngine
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ struct ImageList {
     var classNames: [String]
 
     /// How a file is named in messages.
-    func describe(_ i: Int) -> String { root.appendingPathComponent(files[i]).path }
+    func describe(_ i: Int) -> String { RawName.display(root.appendingPathComponent(files[i]).path) }
 
     /// A digest of every file's path, size and modification time, the class names and the
     /// channel count: a cache made from other files, or other settings, does not match.
@@ -21,7 +22,7 @@ struct ImageList {
         var text = "part-decoded-images v1\nchannels \(channels)\nclasses \(classNames.joined(separator: "\t"))\n"
         for (i, f) in files.enumerated() {
             var info = stat()
-            guard stat(root.appendingPathComponent(f).path, &info) == 0 else {
+            guard stat(RawName.cPath(root.appendingPathComponent(f).path), &info) == 0 else {
                 throw DatasetError("\(describe(i)): cannot read (\(String(cString: strerror(errno))))")
             }
             text += "\(f)\t\(labels[i])\t\(info.st_size)\t\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)\n"
@@ -38,7 +39,13 @@ enum ImageDecoding {
         guard !list.files.isEmpty else { throw DatasetError("\(list.root.path): no images") }
         let first = try header(list, 0)
         let size = first.width * first.height * channels
-        let storage = try ByteBuffer.allocate(list.files.count * size)
+        let (total, overflow) = list.files.count.multipliedReportingOverflow(by: size)
+        guard !overflow, total <= FileInput.defaultLimit else {
+            throw DatasetError("\(list.root.path): \(list.files.count) images of \(first.width)x\(first.height)x\(channels) "
+                               + "(the size of \(list.describe(0))) need more than the \(FileInput.defaultLimit) bytes this "
+                               + "machine can hold; use fewer or smaller images")
+        }
+        let storage = try ByteBuffer.allocate(total)
         let out = storage.mutablePointer.assumingMemoryBound(to: UInt8.self)
         let failures = Locked([Int: Error]())
         Parallel.forEach(list.files.count, grain: 32) { range in
@@ -93,6 +100,37 @@ public enum DecodedCache {
         public var channels: Int
         public var classNames: [String]
         public var fingerprint: String
+        /// CRC-32 of the labels and pixels as written: a cache damaged on disk is detected and
+        /// decoded again rather than trained on (nil in caches of earlier versions, which are
+        /// decoded again too).
+        public var checksum: UInt32? = nil
+    }
+
+    /// CRC-32 of a cache's labels then pixels.
+    static func checksum(labels: UnsafeRawBufferPointer, pixels: UnsafeRawBufferPointer) -> UInt32 {
+        var crc = crc32(0, nil, 0)
+        for part in [labels, pixels] {
+            var offset = 0
+            while offset < part.count {
+                let n = Swift.min(part.count - offset, 1 << 30)
+                crc = crc32(crc, part.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self), uInt(n))
+                offset += n
+            }
+        }
+        return UInt32(crc)
+    }
+
+    /// Removes temporary files that a killed writer of `url` left beside it (`.NAME.PID.tmp`
+    /// of a process that no longer runs); a live writer's file is left alone.
+    static func removeStaleTemporaries(of url: URL) {
+        let folder = url.deletingLastPathComponent()
+        let prefix = ".\(url.lastPathComponent)."
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
+            let pid = Int32(name.dropFirst(prefix.count).dropLast(4)) ?? 0
+            if pid > 0 && pid != getpid() && kill(pid, 0) == 0 { continue }
+            unlink(folder.appendingPathComponent(name).path)
+        }
     }
 
     static let magic = Array("PARTIMG1".utf8)
@@ -124,11 +162,21 @@ public enum DecodedCache {
             guard v >= 0 && Int(v) < header.classNames.count else { throw fail("label \(v) of image \(i) out of range") }
             labels[i] = v
         }
-        return (header, labels, ByteBuffer.view(of: file, pixelsAt..<total))
+        let pixels = ByteBuffer.view(of: file, pixelsAt..<total)
+        guard let expected = header.checksum else { throw fail("a cache without a checksum (an earlier version's)") }
+        let actual = checksum(labels: UnsafeRawBufferPointer(rebasing: bytes[labelsAt..<(labelsAt + 4 * header.count)]),
+                              pixels: pixels.bytes)
+        guard actual == expected else {
+            throw fail(String(format: "damaged: CRC-32 %08x of its labels and pixels differs from the recorded %08x", actual, expected))
+        }
+        return (header, labels, pixels)
     }
 
     /// Writes a cache file atomically (a temporary file renamed into place).
     public static func write(_ header: Header, labels: [Int32], pixels: UnsafeRawBufferPointer, to url: URL) throws {
+        var header = header
+        let raw = labels.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) }
+        header.checksum = raw.withUnsafeBytes { checksum(labels: $0, pixels: pixels) }
         let json = try JSONEncoder().encode(header)
         var head = magic
         head += withUnsafeBytes(of: UInt64(json.count).littleEndian, Array.init)
@@ -200,6 +248,7 @@ public enum DecodedCache {
                      augmentation: Augmentation, warn: (String) -> Void) throws -> ImageDataset {
         let fingerprint = try list.fingerprint(channels: channels)
         let places = locations(key: key, dataRoot: list.root, explicit: explicitCache)
+        for place in places { removeStaleTemporaries(of: place) }
         for place in places where FileManager.default.fileExists(atPath: place.path) {
             do {
                 let (header, labels, pixels) = try parse(try ByteBuffer.mapping(place), source: place.path)

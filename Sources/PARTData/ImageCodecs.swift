@@ -1,6 +1,7 @@
 import CPNG
 import CTurboJPEG
 import Foundation
+import PARTEngine
 
 /// What an image file holds before decoding.
 public struct ImageHeader: Sendable, Equatable {
@@ -44,6 +45,7 @@ public final class JPEGDecoder {
         guard width > 0, height > 0 else {
             throw DatasetError("\(source): not a readable JPEG (its header gives a \(width)x\(height) image)")
         }
+        try checkBound(Int(width), Int(height), source: source)
         return ImageHeader(width: Int(width), height: Int(height), isColor: colorspace != Int32(TJCS_GRAY.rawValue))
     }
 
@@ -102,6 +104,7 @@ public enum PNGCodec {
         guard img.width > 0, img.height > 0 else {
             throw DatasetError("\(source): not a readable PNG (its header gives a \(img.width)x\(img.height) image)")
         }
+        try checkBound(Int(img.width), Int(img.height), source: source)
         return ImageHeader(width: Int(img.width), height: Int(img.height),
                            isColor: img.format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0)
     }
@@ -169,5 +172,14 @@ public enum ImageFileFormat: String, Sendable {
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return .jpeg }
         if bytes.count >= 8, bytes[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
         return nil
+    }
+}
+
+/// Refuses, naming the file, an image whose header declares more pixels than `Limits` allows:
+/// a small file may claim 100000x100000 pixels, and decoding allocates what the header says.
+func checkBound(_ width: Int, _ height: Int, source: String) throws {
+    guard Limits.imageFits(height: height, width: width) else {
+        throw DatasetError("\(source): its header declares \(width)x\(height) pixels, more than the \(Limits.imageSide) per side "
+                           + "and \(Limits.imagePixels) pixels an image may have")
     }
 }

@@ -62,6 +62,9 @@ public struct ImageDataset: Sendable {
         guard classes > 0 else {
             throw DatasetError("\(name): the number of classes must be positive, got \(classes)")
         }
+        guard classes <= Limits.classes else {
+            throw DatasetError("\(name): \(classes) classes is more than the \(Limits.classes) a dataset may have")
+        }
         let needed = labels.count * height * width * channels * pixelType.size
         guard storage.count >= needed else {
             throw DatasetError("\(name): \(labels.count) labels but only \(storage.count) bytes of pixels (\(needed) needed for \(height)x\(width)x\(channels) \(pixelType.rawValue) images); image and label counts must agree")

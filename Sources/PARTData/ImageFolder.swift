@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Users' images in torchvision's ImageFolder layout: `train/` and `test/` (or `val/`), each
 /// with one sub-folder per class holding PNG or JPEG files (sub-folders of a class count too).
@@ -11,6 +14,13 @@ import Foundation
 /// path, file names sorted. Hidden files and folders are skipped; files with other extensions
 /// are ignored, except other image formats, which are an error (they would silently be
 /// missing). Images are decoded once into a cache file.
+///
+/// Symbolic links are followed, each real folder at most once: a link to a folder already
+/// listed, to a class folder, or to the split folder or one above it (which would loop, or
+/// relabel other classes' images) is skipped with a warning. Entries that are neither folders
+/// nor regular files (a FIFO named `x.png`, a socket, a device) are skipped with a warning, as
+/// reading one could block forever. Names need not be UTF-8: any bytes name a class or a file
+/// (`RawName`).
 public enum ImageFolder {
     static let extensions: Set<String> = ["png", "jpg", "jpeg"]
     static let unsupported: Set<String> = ["bmp", "ppm", "pgm", "pbm", "tif", "tiff", "webp", "gif"]
@@ -20,17 +30,44 @@ public enum ImageFolder {
         names.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
     }
 
-    static func isDirectory(_ url: URL) -> Bool {
-        var flag: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url.path, isDirectory: &flag) && flag.boolValue
+    static func isDirectory(_ url: URL) -> Bool { kind(url).0 == .folder }
+
+    /// The visible entries of the folder `url`, read as bytes (readdir) and kept whatever they
+    /// are (`RawName`).
+    static func contents(_ url: URL) throws -> [String] {
+        guard let dir = opendir(RawName.cPath(url.path)) else {
+            throw DatasetError("\(RawName.display(url.path)): cannot list the folder (\(String(cString: strerror(errno)).lowercased()))")
+        }
+        defer { closedir(dir) }
+        var names = [String]()
+        while let entry = readdir(dir) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            let name = RawName.decode(bytes)
+            if name.hasPrefix(".") { continue }
+            names.append(name)
+        }
+        return names
     }
 
-    static func contents(_ url: URL) throws -> [String] {
-        do {
-            return try FileManager.default.contentsOfDirectory(atPath: url.path).filter { !$0.hasPrefix(".") }
-        } catch {
-            throw DatasetError("\(url.path): cannot list the folder (\(error.localizedDescription))")
+    /// The kind of the entry at `url` after symbolic links: a folder, a regular file, or
+    /// something else (FIFO, socket, device, dangling link).
+    enum Kind { case folder, file, other }
+
+    static func kind(_ url: URL) -> (Kind, id: [UInt64]) {
+        var info = stat()
+        guard stat(RawName.cPath(url.path), &info) == 0 else { return (.other, []) }
+        let id = [UInt64(info.st_dev), UInt64(info.st_ino)]
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR: return (.folder, id)
+        case S_IFREG: return (.file, id)
+        default: return (.other, id)
         }
+    }
+
+    /// Whether `url` is a symbolic link.
+    static func isLink(_ url: URL) -> Bool {
+        var info = stat()
+        return lstat(RawName.cPath(url.path), &info) == 0 && info.st_mode & S_IFMT == S_IFLNK
     }
 
     /// Sub-folders of `url`, sorted.
@@ -38,19 +75,39 @@ public enum ImageFolder {
         sortedNames(try contents(url).filter { isDirectory(url.appendingPathComponent($0)) })
     }
 
-    /// Image files under `folder` (relative to `root`), in torchvision's order.
-    static func images(in folder: URL, root: URL) throws -> [String] {
+    /// Image files under `folder` (relative to `root`), in torchvision's order. `reserved` are
+    /// folders never entered through a link (the split and class folders; `root` and the folders
+    /// above it are never entered either).
+    static func images(in folder: URL, root: URL, reserved: [URL] = [], warn: (String) -> Void = { _ in }) throws -> [String] {
         var out: [String] = []
         var folders = [folder]
-        var visited: [URL] = []
+        var visited = Set([kind(folder).id])
+        let blocked = Set(reserved.map { kind($0).id }).subtracting(visited)
+        let rootPath = RawName.realPath(root.path) ?? root.path
         while let current = folders.first {
             folders.removeFirst()
-            visited.append(current)
             var subfolders: [URL] = []
             for name in sortedNames(try contents(current)) {
                 let url = current.appendingPathComponent(name)
-                if isDirectory(url) { subfolders.append(url); continue }
+                let (entryKind, id) = kind(url)
+                if entryKind == .folder {
+                    if isLink(url) {
+                        let target = RawName.realPath(url.path) ?? ""
+                        let above = rootPath == target || rootPath.hasPrefix(target.hasSuffix("/") ? target : target + "/")
+                        if above || visited.contains(id) || blocked.contains(id) {
+                            warn("\(RawName.display(url.path)): a link to \(RawName.display(target)), which is listed already or holds the data itself; skipped")
+                            continue
+                        }
+                    }
+                    guard visited.insert(id).inserted else { continue }
+                    subfolders.append(url)
+                    continue
+                }
                 let ext = url.pathExtension.lowercased()
+                if entryKind == .other && (extensions.contains(ext) || unsupported.contains(ext)) {
+                    warn("\(RawName.display(url.path)): not a regular file (a FIFO, socket, device or broken link); skipped")
+                    continue
+                }
                 if extensions.contains(ext) {
                     out.append(String(url.path.dropFirst(root.path.count + 1)))
                 } else if unsupported.contains(ext) {
@@ -72,7 +129,7 @@ public enum ImageFolder {
     }
 
     /// The labelled file list of a split.
-    static func list(_ root: URL, split: DatasetSplit) throws -> ImageList {
+    static func list(_ root: URL, split: DatasetSplit, warn: (String) -> Void = { _ in }) throws -> ImageList {
         guard isDirectory(root) else {
             throw DatasetError("\(root.path): no such folder; --data should name a folder with train/ and test/ (or val/), one sub-folder of images per class")
         }
@@ -85,12 +142,14 @@ public enum ImageFolder {
             throw DatasetError("\(trainFolder.path): no class folders; put each class's images in a sub-folder named after it")
         }
         let present = try classFolders(folder)
+        let reserved = [folder, trainFolder] + classes.map { trainFolder.appendingPathComponent($0) }
+            + present.map { folder.appendingPathComponent($0) }
         if let unknown = present.first(where: { !classes.contains($0) }) {
             throw DatasetError("\(folder.appendingPathComponent(unknown).path): class \(unknown) is not among the \(classes.count) training classes")
         }
         var list = ImageList(root: root, files: [], labels: [], classNames: classes)
         for (k, name) in classes.enumerated() where present.contains(name) {
-            let files = try images(in: folder.appendingPathComponent(name), root: root)
+            let files = try images(in: folder.appendingPathComponent(name), root: root, reserved: reserved, warn: warn)
             if files.isEmpty && folder == trainFolder {
                 throw DatasetError("\(folder.appendingPathComponent(name).path): no PNG or JPEG images in class folder \(name)")
             }
@@ -104,7 +163,7 @@ public enum ImageFolder {
     /// Loads a split, 3 channels (RGB; grey images replicated) or 1 (grey images only).
     public static func load(_ root: URL, split: DatasetSplit, channels: Int, cache: URL?, name: String,
                             warn: (String) -> Void) throws -> ImageDataset {
-        let list = try self.list(root, split: split)
+        let list = try self.list(root, split: split, warn: warn)
         return try DecodedCache.load(list, channels: channels, key: "imagefolder-\(split.rawValue)-c\(channels)",
                                      explicitCache: cache, name: name, augmentation: .none, warn: warn)
     }

@@ -67,6 +67,39 @@ public enum NPY {
     }
 
     /// Parses a whole `.npy` file.
+    /// Bytes of the longest .npy prefix `describedSize` needs (magic, version, length, header).
+    static let largestHeader = 12 + 65_536
+
+    /// The size of the whole `.npy` file whose first bytes are `prefix`, as its header describes
+    /// it (header plus shape x element size); nil when the prefix is not a readable header, which
+    /// `parse` then reports.
+    static func describedSize(_ prefix: UnsafeRawBufferPointer) -> Int? {
+        let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]
+        guard prefix.count >= 10, prefix[0..<6].elementsEqual(magic) else { return nil }
+        let length: Int, start: Int
+        switch prefix[6] {
+        case 1: length = Int(prefix[8]) | Int(prefix[9]) << 8; start = 10
+        case 2, 3:
+            guard prefix.count >= 12 else { return nil }
+            length = Int(prefix[8]) | Int(prefix[9]) << 8 | Int(prefix[10]) << 16 | Int(prefix[11]) << 24; start = 12
+        default: return nil
+        }
+        guard length <= prefix.count - start else { return nil }
+        let header = String(decoding: prefix[start..<(start + length)], as: UTF8.self)
+        var parser = HeaderParser(header, source: "")
+        guard let dict = try? parser.dictionary(), case .string(let descr)? = dict["descr"],
+              case .tuple(let shape)? = dict["shape"], let dtype = try? parseDType(descr, source: "") else { return nil }
+        var size = dtype.size
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (m, overflow) = size.multipliedReportingOverflow(by: d)
+            guard !overflow else { return Int.max }
+            size = m
+        }
+        let (total, overflow) = size.addingReportingOverflow(start + length)
+        return overflow ? Int.max : total
+    }
+
     public static func parse(_ file: ByteBuffer, source: String) throws -> Array {
         func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(message)") }
         let bytes = file.bytes

@@ -92,6 +92,11 @@ public enum NumPyData {
                 guard let v = array.integer(i), v >= 0, v < Int64(Int32.max) else {
                     throw DatasetError("\(source): label \(array.integer(i).map(String.init) ?? "?") of example \(i) is negative or too large")
                 }
+                // The class count is the largest label + 1: a stray huge label would size the model.
+                guard v < Int64(Limits.classes) else {
+                    throw DatasetError("\(source): label \(v) of example \(i) is not below \(Limits.classes), the most classes a "
+                                       + "dataset may have")
+                }
                 out[i] = Int32(v)
             }
         }
@@ -148,6 +153,15 @@ public enum NumPyData {
             throw DatasetError("\(source): images have shape \(s); they must be [N, H, W, C], [N, C, H, W] or [N, H, W]")
         }
         guard h > 0, w > 0, c > 0 else { throw DatasetError("\(source): empty images (shape \(s))") }
+        // --layout chooses between the axes; the channel axis it names must still be 1 or 3.
+        guard c == 1 || c == 3 else {
+            throw DatasetError("\(source): shape \(s) read as \(planar ? "NCHW" : "NHWC") gives \(c) channels; images must have "
+                               + "1 or 3 (check --layout)")
+        }
+        guard Limits.imageFits(height: h, width: w) else {
+            throw DatasetError("\(source): images of \(h)x\(w) pixels are larger than the \(Limits.imageSide) per side and "
+                               + "\(Limits.imagePixels) pixels an image may have")
+        }
         let size = h * w * c
         let strides = planar ? (image: size, y: w, x: 1, c: h * w) : (image: size, y: w * c, x: c, c: 1)
         switch (array.dtype.kind, array.dtype.size) {

@@ -72,6 +72,13 @@ public struct DatasetRequest: Sendable {
         if channels != 3 && name != .imagefolder { return "--channels applies to --dataset imagefolder only" }
         if channels != 1 && channels != 3 { return "--channels must be 1 or 3" }
         if let classes, classes < 1 { return "--classes must be at least 1" }
+        if let cache {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: cache.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                return "--cache \(cache.path) is a file; name a folder for the decoded-image caches"
+            }
+        }
+        if let classes, classes > Limits.classes { return "--classes \(classes) is more than the \(Limits.classes) classes a dataset may have" }
         if classes != nil && name != .npy && name != .imagefolder { return "--classes applies to --dataset npy and imagefolder only" }
         if location == nil && name.defaultLocation == nil {
             return "--dataset \(name.rawValue) needs --data: \(name.expectedData)"

@@ -187,7 +187,7 @@ final class RawBuffer {
 
     init(bytes: Int) {
         self.bytes = (Swift.max(bytes, 64) + 63) / 64 * 64
-        pointer = BufferPool.shared.take(bytes: self.bytes)
+        pointer = BufferPool.shared.take(bytes: self.bytes, shape: [self.bytes])
     }
 
     deinit { BufferPool.shared.give(pointer, bytes: bytes) }

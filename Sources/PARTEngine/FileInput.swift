@@ -65,6 +65,7 @@ public enum FileInput {
             }
             self.fd = fd
             size = Int(info.st_size)
+            OutputPath.noteInput(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         }
 
         deinit { close(fd) }

@@ -33,7 +33,7 @@ public struct Tensor: @unchecked Sendable {
     public init(shape: [Int], repeating value: Float = 0) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
-        self.storage = TensorStorage(count: shape.reduce(1, *), dtype: .f32)
+        self.storage = TensorStorage(count: Allocation.elements(shape), dtype: .f32, shape: shape)
         storage.pointer.initialize(repeating: value, count: storage.count)
     }
 
@@ -48,7 +48,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// A tensor whose storage is left uninitialised, for kernels that overwrite all of it.
     public static func uninitialized(shape: [Int], dtype: DType = .f32) -> Tensor {
-        Tensor(shape: shape, storage: TensorStorage(count: shape.reduce(1, *), dtype: dtype))
+        Tensor(shape: shape, storage: TensorStorage(count: Allocation.elements(shape), dtype: dtype, shape: shape))
     }
 
     init(shape: [Int], storage: TensorStorage) {
@@ -82,7 +82,7 @@ public struct Tensor: @unchecked Sendable {
     /// Copies the storage if another tensor shares it.
     mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) {
-            let copy = TensorStorage(count: count, dtype: dtype)
+            let copy = TensorStorage(count: count, dtype: dtype, shape: shape)
             copy.raw.copyMemory(from: storage.raw, byteCount: count * dtype.size)
             storage = copy
         }
@@ -129,14 +129,22 @@ public struct Tensor: @unchecked Sendable {
     @usableFromInline let count: Int
     @usableFromInline let dtype: DType
 
-    init(count: Int, dtype: DType) {
+    init(count: Int, dtype: DType, shape: [Int]? = nil) {
         self.count = count
         self.dtype = dtype
-        raw = BufferPool.shared.take(bytes: TensorStorage.bytes(count, dtype))
+        guard let bytes = TensorStorage.checkedBytes(count, dtype) else { Allocation.fail(bytes: nil, shape: shape ?? [count]) }
+        raw = BufferPool.shared.take(bytes: bytes, shape: shape ?? [count])
         pointer = raw.bindMemory(to: Float.self, capacity: (TensorStorage.bytes(count, dtype) + 3) / 4)
     }
 
     static func bytes(_ count: Int, _ dtype: DType) -> Int { (Swift.max(count, 1) * dtype.size + 63) / 64 * 64 }
+
+    /// `bytes`, nil when the size does not fit in an `Int`.
+    static func checkedBytes(_ count: Int, _ dtype: DType) -> Int? {
+        let (product, overflow) = Swift.max(count, 1).multipliedReportingOverflow(by: dtype.size)
+        guard !overflow, product <= Int.max - 64 else { return nil }
+        return (product + 63) / 64 * 64
+    }
 
     deinit { BufferPool.shared.give(raw, bytes: TensorStorage.bytes(count, dtype)) }
 }
@@ -165,7 +173,7 @@ public final class BufferPool: @unchecked Sendable {
         return pooledBytes
     }
 
-    func take(bytes: Int) -> UnsafeMutableRawPointer {
+    func take(bytes: Int, shape: [Int]) -> UnsafeMutableRawPointer {
         if bytes >= BufferPool.smallest && Optimizations.isEnabled(.pool) {
             lock.lock()
             if let p = free[bytes]?.popLast() {
@@ -175,7 +183,10 @@ public final class BufferPool: @unchecked Sendable {
             }
             lock.unlock()
         }
-        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        // posix_memalign reports a failure where Swift's allocate would trap.
+        var pointer: UnsafeMutableRawPointer?
+        guard posix_memalign(&pointer, 64, bytes) == 0, let pointer else { Allocation.fail(bytes: bytes, shape: shape) }
+        return pointer
     }
 
     func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
@@ -189,7 +200,7 @@ public final class BufferPool: @unchecked Sendable {
             }
             lock.unlock()
         }
-        pointer.deallocate()
+        releaseMemory(pointer)
     }
 
     /// Returns every held buffer to the system.
@@ -199,7 +210,36 @@ public final class BufferPool: @unchecked Sendable {
         free = [:]
         pooledBytes = 0
         lock.unlock()
-        for (_, pointers) in all { for p in pointers { p.deallocate() } }
+        for (_, pointers) in all { for p in pointers { releaseMemory(p) } }
+    }
+}
+
+/// Frees what `posix_memalign` gave (`BufferPool.take`).
+private func releaseMemory(_ pointer: UnsafeMutableRawPointer) { free(pointer) }
+
+/// Where a tensor that cannot be allocated ends the process: one line naming its shape and
+/// size on standard error and exit code 1, instead of the runtime's trap and backtrace. Sizes
+/// are checked up front where they come from outside (class counts, batch sizes, image sizes,
+/// model sizes: `Limits`); this is the last line for what those checks cannot foresee.
+public enum Allocation {
+    public static func fail(bytes: Int?, shape: [Int]) -> Never {
+        let size = bytes.map { "\($0) bytes" } ?? "more bytes than memory can address"
+        FileHandle.standardError.write(Data(("part: error: out of memory: cannot allocate \(size) for a tensor of shape "
+                                             + "\(shape); lower --batch-size, choose a smaller --arch or free memory\n").utf8))
+        exit(1)
+    }
+
+    /// The element count of `shape`; a negative dimension or a product that overflows ends the
+    /// process as `fail` does.
+    public static func elements(_ shape: [Int]) -> Int {
+        var product = 1
+        for d in shape {
+            guard d >= 0 else { preconditionFailure("negative dimension in \(shape)") }
+            let (p, overflow) = product.multipliedReportingOverflow(by: d)
+            if overflow { fail(bytes: nil, shape: shape) }
+            product = p
+        }
+        return product
     }
 }
 

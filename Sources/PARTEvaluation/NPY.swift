@@ -90,11 +90,17 @@ public final class NPYFile {
     public func write(_ rows: Tensor, at positions: [Int]) throws {
         let size = rows.rowSize
         precondition(size * MemoryLayout<Float>.size == rowBytes && rows.shape.first == positions.count)
-        try rows.withUnsafeBufferPointer { p in
-            for (r, position) in positions.enumerated() {
-                try handle.seek(toOffset: UInt64(headerSize + position * rowBytes))
-                try handle.write(contentsOf: Data(bytes: p.baseAddress! + r * size, count: rowBytes))
+        do {
+            try rows.withUnsafeBufferPointer { p in
+                for (r, position) in positions.enumerated() {
+                    try handle.seek(toOffset: UInt64(headerSize + position * rowBytes))
+                    try handle.write(contentsOf: Data(bytes: p.baseAddress! + r * size, count: rowBytes))
+                }
             }
+        } catch {
+            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+                ?? error.localizedDescription
+            throw EvaluationError("cannot write \(url.path) (\(reason.lowercased())); free space and rerun the command to resume")
         }
     }
 

@@ -265,8 +265,16 @@ final class ResultsFile {
         guard let first = outcomes.first else { return }
         precondition(first.index == committed, "results must be appended in dataset order")
         let text = outcomes.map { $0.line(columns: header.columns) + "\n" }.joined()
-        try handle.write(contentsOf: Data(text.utf8))
-        try handle.synchronize()
+        do {
+            try handle.write(contentsOf: Data(text.utf8))
+            try handle.synchronize()
+        } catch {
+            // Foundation's text names neither the file nor the cause a user can act on.
+            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+                ?? "\(error.localizedDescription)"
+            throw EvaluationError("cannot write \(url.path) (\(reason.lowercased())); the \(committed) points written before are "
+                                  + "kept: free space and rerun the command to resume")
+        }
         committed += outcomes.count
     }
 

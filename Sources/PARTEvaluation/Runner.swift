@@ -245,6 +245,18 @@ public final class EvaluationRunner {
         var point = ResumePoint(file: nil, outcomes: [], seconds: [Double](repeating: 0, count: stageCount), pending: nil)
         if let url = options.resultsFile {
             let (file, loaded) = try ResultsFile.open(url, header: header)
+            // A record must be one this evaluation could have written: its point's label, and
+            // predictions among the model's classes (an edited file would skew every figure).
+            let classes = model.numClasses
+            if let bad = loaded.first(where: { o in
+                o.index >= n || o.label != dataset.labels[o.index] || !(0..<Int32(classes)).contains(o.prediction)
+                    || (o.adversarialPrediction.map { !(0..<Int32(classes)).contains($0) } ?? false)
+                    || (o.brokenBy.map { !(0..<stageCount).contains($0) } ?? false)
+            }) {
+                throw EvaluationError("\(url.path): the record of point \(bad.index) (label \(bad.label), prediction "
+                                      + "\(bad.prediction)) cannot come from this evaluation of \(classes) classes; the file was "
+                                      + "edited or is corrupt (delete it to start over)")
+            }
             point.file = file
             point.outcomes = loaded
             if let state = file.readProgress() {

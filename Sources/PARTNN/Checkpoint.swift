@@ -21,11 +21,78 @@ public enum ModelZoo {
         return (10...250).contains(depth) && (depth - 4) % 6 == 0 && (1...32).contains(widen)
     }
 
+    /// Why `--arch architecture` is refused, in one sentence that states the limits (a name of
+    /// the WideResNet form outside them says which limit it passes).
+    public static func unknownArchitecture(_ architecture: String) -> String {
+        let limits = "wrn-<depth>-<widen> with depth 6n + 4 from 10 to 250 and widen from 1 to 32"
+        if let (depth, widen) = wideResNetShape(architecture) {
+            if !((10...250).contains(depth) && (depth - 4) % 6 == 0) {
+                return "--arch \(architecture): a WideResNet's depth must be 6n + 4 from 10 to 250 (10, 16, 22, 28, 34, ...), "
+                    + "got \(depth)"
+            }
+            return "--arch \(architecture): a WideResNet's widen factor must be from 1 to 32, got \(widen)"
+        }
+        return "unknown --arch '\(architecture)' (known: \(architectures.joined(separator: ", ")), or \(limits))"
+    }
+
     /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.
     static func wideResNetShape(_ architecture: String) -> (depth: Int, widen: Int)? {
         let parts = architecture.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3 && parts[0] == "wrn", let depth = Int(parts[1]), let widen = Int(parts[2]) else { return nil }
         return (depth, widen)
+    }
+
+    /// The parameter count of `architecture` (nil for a name `make` does not build), computed
+    /// from its shape without building it, so that a model too large for the machine is refused
+    /// before its weights are allocated.
+    public static func estimatedParameters(_ architecture: String, numClasses: Int, inChannels: Int) -> Int? {
+        switch architecture {
+        case "small-cnn": return 1_500_000 + 200 * numClasses
+        case "resnet18", "preact-resnet18": return 11_200_000 + 9 * 64 * inChannels + 513 * numClasses
+        default:
+            // Names outside the WideResNet limits are refused by its own checks, which say why.
+            guard recognises(architecture), let (depth, widen) = wideResNetShape(architecture) else { return nil }
+            let n = max(1, (depth - 4) / 6)
+            let widths = [16, 16 * widen, 32 * widen, 64 * widen]
+            var total = 9 * inChannels * 16
+            for g in 0..<3 {
+                for i in 0..<n {
+                    let input = i == 0 ? widths[g] : widths[g + 1], output = widths[g + 1]
+                    total += 9 * input * output + 9 * output * output + (input != output ? input * output : 0)
+                        + 4 * (input + output)
+                }
+            }
+            return total + 4 * widths[3] + (widths[3] + 1) * numClasses
+        }
+    }
+
+    /// Floats of activation one image of `imageSize` x `imageSize` keeps through a forward pass of
+    /// `architecture` (nil for an unknown name): a coarse sum over its stages (channels x pixels
+    /// x layers), enough to tell a batch that fits from one that is hundreds of times too large.
+    public static func estimatedActivations(_ architecture: String, imageSize: Int) -> Double? {
+        let pixels = Double(imageSize) * Double(imageSize)
+        switch architecture {
+        case "small-cnn": return pixels * (32 * 2 + 64 * 2 / 4)
+        case "resnet18", "preact-resnet18": return pixels * (64 * 5 + 128 * 4 / 4 + 256 * 4 / 16 + 512 * 4 / 64)
+        default:
+            guard let (depth, widen) = wideResNetShape(architecture) else { return nil }
+            let convs = Double(max(1, (depth - 4) / 6) * 2)
+            let w = Double(16 * widen)
+            return pixels * (16 + convs * (w + 2 * w / 4 + 4 * w / 16))
+        }
+    }
+
+    /// Why a batch of `batch` images of `imageSize` cannot be trained with `architecture` on this
+    /// machine (its activations, kept for the backward pass and with their gradients, exceed the
+    /// physical memory), nil when it may fit. Checked before the first step, so that such a
+    /// batch is one line instead of an allocation failure or the kernel's out-of-memory kill.
+    public static func batchProblem(_ architecture: String, imageSize: Int, batch: Int) -> String? {
+        guard let perImage = estimatedActivations(architecture, imageSize: imageSize) else { return nil }
+        let bytes = perImage * Double(batch) * 4 * 3
+        guard bytes > Double(Limits.memory) else { return nil }
+        return "a batch of \(batch) \(imageSize)x\(imageSize) images through \(architecture) needs about "
+            + "\(Limits.bytesText(bytes)) of activations and this machine has \(Limits.bytesText(Double(Limits.memory))); "
+            + "lower --batch-size or choose a smaller --arch"
     }
 
     /// A freshly initialised model (PyTorch's default initialisation, drawn from `rng`).
@@ -34,6 +101,20 @@ public enum ModelZoo {
         guard numClasses >= 1 && inChannels >= 1 else {
             throw CheckpointError("\(architecture) needs at least one class and one input channel, "
                                   + "got \(numClasses) classes and \(inChannels) channels")
+        }
+        guard numClasses <= Limits.classes && inChannels <= 4 else {
+            throw CheckpointError("\(architecture) with \(numClasses) classes and \(inChannels) input channels is beyond what "
+                                  + "part builds (at most \(Limits.classes) classes and 4 channels)")
+        }
+        if let parameters = estimatedParameters(architecture, numClasses: numClasses, inChannels: inChannels) {
+            // Weights, gradients, momentum and a checkpoint's copy, before any activation.
+            let bytes = Double(parameters) * 4 * 4
+            if bytes > Double(Limits.memory) {
+                throw CheckpointError(String(format: "%@ with %d classes has about %.0f million parameters: training it "
+                                             + "needs more than %@ and this machine has %@; choose a smaller --arch",
+                                             architecture, numClasses, Double(parameters) / 1e6,
+                                             Limits.bytesText(bytes), Limits.bytesText(Double(Limits.memory))))
+            }
         }
         switch architecture {
         case "small-cnn":

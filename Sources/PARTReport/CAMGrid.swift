@@ -28,6 +28,13 @@ public struct CAMPanels {
     /// does it (`CAMBudget`: the same CAM pass, PIL bicubic upsampling, squaring, the rule).
     public static func compute(_ model: ImageClassifier, images: Tensor, labels: [Int32], indices: [Int],
                                budget: CAMBudget, epsilon: Float, epsilonLow: Float) throws -> CAMPanels {
+        // Non-finite logits have no arg-max: every prediction would read as class 0 and every map
+        // as noise. Refused as part eval refuses them.
+        if try model.forward(images, mode: .eval).firstNonFinite() != nil {
+            let range = indices.isEmpty ? "" : " \(indices[0])..<\(indices[indices.count - 1] + 1)"
+            throw ReportError("the model's logits for images\(range) are not finite: the checkpoint is corrupt or its "
+                              + "training diverged")
+        }
         let (cams, predictions) = try ClassActivation.maps(model, images: images, method: budget.method, layer: budget.layer)
         let importance = Bicubic.resize(cams, height: images.shape[1], width: images.shape[2]).squared()
         let budgets = try budget.rule.budgets(importance, channels: images.shape[3], epsilon: epsilon, epsilonLow: epsilonLow)

@@ -118,6 +118,8 @@ final class CheckpointStore {
         committed = manifest
         FaultInjection.reach("checkpoint-manifest")
         try finishRenames()
+        // The new run has a checkpoint: the run --overwrite set aside can go.
+        RunDirectory.settleReplaced(directory)
     }
 
     /// Renames the committed checkpoint's pending files over their names.
@@ -203,6 +205,18 @@ final class CheckpointStore {
         unlink(store.path(manifestName + pendingSuffix))
         let names = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
         guard fm.fileExists(atPath: manifestPath) else {
+            // Weights are renamed into place only after a manifest committed them, and at most one
+            // log line precedes the first commit: either means the manifest was lost, and starting
+            // over would overwrite the run.
+            let weights = ["last.safetensors", "last.state.safetensors", "best.safetensors"].filter(names.contains)
+            let logLines = (try? Data(contentsOf: URL(fileURLWithPath: store.path(logName))))
+                .map { $0.filter { $0 == UInt8(ascii: "\n") }.count } ?? 0
+            if !weights.isEmpty || logLines > 1 {
+                let what = weights.isEmpty ? "\(logLines) lines of \(logName)" : weights.joined(separator: ", ")
+                throw RunDirectoryError("\(directory.path) holds \(what) but no \(manifestName): the run's checkpoint "
+                                        + "manifest was deleted, so the run cannot be resumed and is left as it is; "
+                                        + "start a new run with another --out", badArgument: false)
+            }
             for name in names where name.hasSuffix(pendingSuffix) { unlink(store.path(name)) }
             truncate(store.path(logName), 0)
             return store

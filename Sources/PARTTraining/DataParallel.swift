@@ -135,12 +135,14 @@ public final class DataParallel: BatchStatisticsReducer {
     public func evaluate(_ model: ImageClassifier, on dataset: ImageDataset, attack: Attack?, epsilon: Float,
                          batchSize: Int, seed: UInt64) throws -> EvaluationResult {
         let mine = shard.range(of: dataset.count)
-        var clean = 0, robust = 0
+        var clean = 0, robust = 0, nonFinite = 0
         var start = mine.lowerBound
         while start < mine.upperBound {
             let indices = Array(start..<min(start + batchSize, mine.upperBound))
             let (x, y) = dataset.batch(indices)
-            clean += zip(try model.forward(x, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
+            let logits = try model.forward(x, mode: .eval)
+            nonFinite += logits.nonFiniteRows()
+            clean += zip(logits.argmaxRows(), y).filter { $0 == $1 }.count
             if let attack {
                 let batch = AttackBatch(images: x, labels: y, indices: indices,
                                         budget: try EpsilonMap.constant(epsilon, shape: x.shape))
@@ -149,8 +151,8 @@ public final class DataParallel: BatchStatisticsReducer {
             }
             start += indices.count
         }
-        let sums = try communicator.allreduceSum([Double(clean), Double(robust)])
+        let sums = try communicator.allreduceSum([Double(clean), Double(robust), Double(nonFinite)])
         return EvaluationResult(count: dataset.count, cleanCorrect: Int(sums[0]),
-                                robustCorrect: attack == nil ? nil : Int(sums[1]))
+                                robustCorrect: attack == nil ? nil : Int(sums[1]), nonFinite: Int(sums[2]))
     }
 }

@@ -8,6 +8,8 @@ public struct EvaluationResult: Sendable {
     public let count: Int
     public let cleanCorrect: Int
     public let robustCorrect: Int?
+    /// Images whose clean logits were not finite (a checkpoint of such a model is not kept).
+    public var nonFinite = 0
     public var cleanAccuracy: Double { count == 0 ? 0 : Double(cleanCorrect) / Double(count) }
     public var robustAccuracy: Double? { robustCorrect.map { count == 0 ? 0 : Double($0) / Double(count) } }
 }
@@ -19,12 +21,14 @@ public enum Evaluation {
     /// Random starts are keyed by (seed, dataset index): the result does not depend on `batchSize`.
     public static func run(_ model: ImageClassifier, on dataset: ImageDataset, attack: Attack?, epsilon: Float,
                            batchSize: Int, seed: UInt64, progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
-        var clean = 0, robust = 0
+        var clean = 0, robust = 0, nonFinite = 0
         var start = 0
         while start < dataset.count {
             let indices = Array(start..<min(start + batchSize, dataset.count))
             let (x, y) = dataset.batch(indices)
-            let predictions = try model.forward(x, mode: .eval).argmaxRows()
+            let logits = try model.forward(x, mode: .eval)
+            nonFinite += logits.nonFiniteRows()
+            let predictions = logits.argmaxRows()
             clean += zip(predictions, y).filter { $0 == $1 }.count
             if let attack {
                 let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
@@ -35,6 +39,18 @@ public enum Evaluation {
             start += indices.count
             progress?(start, dataset.count)
         }
-        return EvaluationResult(count: dataset.count, cleanCorrect: clean, robustCorrect: attack == nil ? nil : robust)
+        return EvaluationResult(count: dataset.count, cleanCorrect: clean, robustCorrect: attack == nil ? nil : robust,
+                                nonFinite: nonFinite)
+    }
+}
+
+extension Tensor {
+    /// Rows of a [n, k] tensor holding a value that is not finite.
+    func nonFiniteRows() -> Int {
+        guard firstNonFinite() != nil, shape.count >= 1, shape[0] > 0 else { return 0 }
+        let k = count / shape[0]
+        return withUnsafeBufferPointer { p in
+            (0..<shape[0]).filter { r in (0..<k).contains { !p[r * k + $0].isFinite } }.count
+        }
     }
 }

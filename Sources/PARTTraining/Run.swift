@@ -21,8 +21,9 @@ public enum TrainingRun {
             do {
                 try Checkpoint.load(URL(fileURLWithPath: path), into: model)
             } catch {
-                throw TrainingError("--init \(path): \(error) (the run starts from these weights: a resumed run "
-                                    + "needs the file too)")
+                // The loader's message names the file already.
+                let text = "\(error)"
+                throw TrainingError(text.hasPrefix(path) ? "--init \(text)" : "--init \(path): \(text)")
             }
         }
         return try Trainer(config: config, model: model, rng: rng)

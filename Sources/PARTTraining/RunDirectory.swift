@@ -34,9 +34,13 @@ public final class RunDirectory {
         self.created = created
     }
 
-    /// Removes the directory again when this process created it and nothing but the lock was
-    /// written into it (a run that failed before its first step leaves no empty folder).
+    /// Called when the run ends, however it ends: puts back the run that `--overwrite` set aside
+    /// when the new run committed no checkpoint (it failed on its data, its `--init`, diverged
+    /// or was stopped first), then removes the directory again when this process created it and
+    /// nothing but the lock was written into it (a run that failed before its first step leaves
+    /// no empty folder).
     public func removeIfUnused() {
+        RunDirectory.settleReplaced(url)
         guard created, let names = try? FileManager.default.contentsOfDirectory(atPath: url.path),
               names == [".lock"] else { return }
         unlink(url.appendingPathComponent(".lock").path)
@@ -64,12 +68,13 @@ public final class RunDirectory {
         }
         let url = URL(fileURLWithPath: path)
         let claimed = try take(url, flag: flag, creating: true)
+        settleReplaced(url)
         if holdsRun(url) {
             guard overwrite else {
                 throw RunDirectoryError("\(flag) \(path) already holds a run; choose another \(flag), pass --overwrite to "
                                         + "replace it, or continue it with --resume \(path)", badArgument: true)
             }
-            try claimed.removeRun()
+            try claimed.setAsideRun()
         }
         claimed.removeTemporaryFiles()
         return claimed
@@ -105,6 +110,7 @@ public final class RunDirectory {
                                     + "config.json)", badArgument: true)
         }
         let claimed = try take(url, flag: "--resume", creating: false)
+        settleReplaced(url)
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path) else {
             throw RunDirectoryError("--resume \(path) holds no run (no config.json)", badArgument: true)
         }
@@ -165,19 +171,63 @@ public final class RunDirectory {
 
     static func message(_ code: Int32) -> String { String(cString: strerror(code)).lowercased() }
 
-    /// Removes the run's own entries (for `--overwrite`).
-    private func removeRun() throws {
+    /// The folder where `--overwrite` keeps the old run until the new run's first checkpoint
+    /// commits (`RUN/.replaced`).
+    static let replacedName = ".replaced"
+
+    /// Whether `name` is an entry of a run (what `--overwrite` sets aside).
+    static func isRunEntry(_ name: String) -> Bool {
+        runEntries.contains(name) || name.hasPrefix("seed-") || name.hasSuffix(CheckpointStore.pendingSuffix)
+    }
+
+    /// Moves the run's own entries into `RUN/.replaced` (for `--overwrite`): the old run is
+    /// deleted only once the new one has committed a checkpoint (`CheckpointStore.commit`), and
+    /// is put back when the new one ends without one, so a new run that fails early never costs
+    /// the finished one.
+    private func setAsideRun() throws {
         let fm = FileManager.default
+        let aside = url.appendingPathComponent(RunDirectory.replacedName)
+        try? fm.removeItem(at: aside)
+        do {
+            try fm.createDirectory(at: aside, withIntermediateDirectories: false)
+        } catch {
+            throw RunDirectoryError("--overwrite: cannot create \(aside.path) to keep the old run until the new one has a "
+                                    + "checkpoint; choose another --out", badArgument: false)
+        }
         let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
-        for name in names where RunDirectory.runEntries.contains(name) || name.hasPrefix("seed-")
-            || name.hasSuffix(CheckpointStore.pendingSuffix) {
-            do {
-                try fm.removeItem(at: url.appendingPathComponent(name))
-            } catch {
-                throw RunDirectoryError("--overwrite: cannot remove \(url.appendingPathComponent(name).path) of the old run; "
-                                        + "remove it by hand or choose another --out", badArgument: false)
+        for name in names where RunDirectory.isRunEntry(name) {
+            guard rename(url.appendingPathComponent(name).path, aside.appendingPathComponent(name).path) == 0 else {
+                throw RunDirectoryError("--overwrite: cannot move \(url.appendingPathComponent(name).path) of the old run "
+                                        + "aside (\(RunDirectory.message(errno))); move it by hand or choose another --out",
+                                        badArgument: false)
             }
         }
+        CheckpointStore.syncDirectory(url.path)
+    }
+
+    /// Finishes an `--overwrite` in `directory` (under its lock): once the new run has committed a
+    /// checkpoint the old run is deleted; before that, the new run's entries are removed and the
+    /// old run is put back. Also run when a directory is claimed, for a process killed in between.
+    static func settleReplaced(_ directory: URL) {
+        let fm = FileManager.default
+        let aside = directory.appendingPathComponent(replacedName)
+        var info = stat()
+        guard lstat(aside.path, &info) == 0 else { return }
+        let names = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
+        // A checkpoint of the new run, or of a seed of a new sweep.
+        let committed = ([""] + names.filter { $0.hasPrefix("seed-") }).contains {
+            fm.fileExists(atPath: directory.appendingPathComponent($0).appendingPathComponent(CheckpointStore.manifestName).path)
+        }
+        if committed {
+            try? fm.removeItem(at: aside)
+            return
+        }
+        for name in names where isRunEntry(name) { try? fm.removeItem(at: directory.appendingPathComponent(name)) }
+        for name in (try? fm.contentsOfDirectory(atPath: aside.path)) ?? [] {
+            _ = rename(aside.appendingPathComponent(name).path, directory.appendingPathComponent(name).path)
+        }
+        rmdir(aside.path)
+        CheckpointStore.syncDirectory(directory.path)
     }
 
     /// Removes temporary files that a killed writer left (`NAME.tmp-PID`): no process writes

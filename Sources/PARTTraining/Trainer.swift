@@ -221,6 +221,9 @@ public final class Trainer {
                     sums.seconds = before + Date().timeIntervalSince(begin)
                     let position = TrainingPosition(epochsDone: epoch - 1, batchesDone: b + 1, sums: sums)
                     if isRoot {
+                        if let bad = try heldOutLogitsProblem(check) {
+                            throw diverged(bad, epoch: epoch, batch: b + 1, batches: batches.count, store: store)
+                        }
                         try commitCheckpoint(store, position: position, rng: epochRng, batches: batches.count,
                                              logLine: nil, best: false)
                     }
@@ -245,6 +248,12 @@ public final class Trainer {
                                                 batchSize: 256, seed: evalSeed)
                 ?? Evaluation.run(model, on: check, attack: evalAttack, epsilon: config.epsilon, batchSize: 256,
                                   seed: evalSeed)
+            // Finite weights can still give non-finite logits (weights of 1e35): such a model is
+            // no "last good" checkpoint, so the run stops before committing it.
+            if result.nonFinite > 0 {
+                throw diverged("the held-out logits of \(result.nonFinite) of \(result.count) images are not finite",
+                               epoch: epoch, batch: batches.count, batches: batches.count, store: store)
+            }
             let robust = result.robustAccuracy ?? 0
             let isBest = split.validation != nil && robust > (best?.robustAccuracy ?? -1)
             let path = runDirectory.appendingPathComponent("last.safetensors")
@@ -277,6 +286,16 @@ public final class Trainer {
         }
         guard let last else { throw TrainingError("\(runDirectory.path) holds no epoch to report") }
         return TrainingOutcome(last: last, best: best)
+    }
+
+    /// Whether the model's logits on the first held-out images (one batch) are finite, checked
+    /// before a mid-epoch checkpoint is kept; nil when they are.
+    private func heldOutLogitsProblem(_ check: ImageDataset) throws -> String? {
+        let n = min(check.count, 256)
+        guard n > 0 else { return nil }
+        let logits = try model.forward(check.batch(Array(0..<n)).images, mode: .eval)
+        let rows = logits.nonFiniteRows()
+        return rows == 0 ? nil : "the held-out logits of \(rows) of \(n) images are not finite"
     }
 
     /// The error that stops a diverged run: where, what, and the checkpoint that stays.

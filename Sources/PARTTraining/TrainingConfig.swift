@@ -99,8 +99,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
         if !ModelZoo.recognises(architecture) {
-            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
-                + "or wrn-<depth>-<widen> with depth 6n + 4)"
+            return ModelZoo.unknownArchitecture(architecture)
         }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
@@ -108,6 +107,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
             return "--burn-in (\(burnIn)) must be smaller than --epochs (\(epochs)) for a CAM budget"
         }
         if batchSize < 1 { return "--batch-size must be at least 1" }
+        if let problem = Limits.batchSizeProblem(batchSize) { return problem }
         if !(finite(learningRate) && learningRate > 0) { return "--lr must be a finite number > 0, got \(learningRate)" }
         if !(finite(momentum) && momentum >= 0 && momentum < 1) { return "--momentum must be in [0, 1), got \(momentum)" }
         if !(finite(weightDecay) && weightDecay >= 0) { return "--weight-decay must be a finite number >= 0, got \(weightDecay)" }

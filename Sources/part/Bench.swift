@@ -29,13 +29,13 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
     var arch: String = "resnet18"
 
-    @Option(help: "Images per batch.")
+    @Option(parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 128
 
-    @Option(help: "Timed repetitions per workload (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed repetitions per workload (the median is reported).")
     var reps: Int = 3
 
-    @Option(help: "Images of the Grad-CAM workloads.")
+    @Option(parsing: .unconditional, help: "Images of the Grad-CAM workloads.")
     var camImages: Int = 32
 
     @Option(help: ArgumentHelp("The attack of the AT and PART steps: pgd (PGD-10, alpha eps/4) or fgsm (one step of "
@@ -53,10 +53,12 @@ struct Bench: ParsableCommand {
     @OptionGroup var optimizations: OptimizationOptions
 
     func validate() throws {
-        guard ModelZoo.recognises(arch) else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
-        }
+        guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
+        if let problem = ModelZoo.batchProblem(arch, imageSize: arch == "small-cnn" ? 28 : 32, batch: batchSize) {
+            throw ValidationError(problem)
+        }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
         guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
     }

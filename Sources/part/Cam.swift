@@ -46,20 +46,20 @@ struct Cam: ParsableCommand {
     @Option(help: "Rule from CAM to epsilon map (default: the run's, else zscore).")
     var mapRule: MapRuleName?
 
-    @Option(name: .customLong("eps"), help: "Budget of important entries (default: the run's, else 0.1).")
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "Budget of important entries (default: the run's, else 0.1).")
     var epsilon: Fraction?
 
-    @Option(name: .customLong("eps-low"), help: "Budget of the other entries (default: the run's, else 0.0875).")
+    @Option(name: .customLong("eps-low"), parsing: .unconditional, help: "Budget of the other entries (default: the run's, else 0.0875).")
     var epsilonLow: Fraction?
 
-    @Option(help: "The first N test images.")
+    @Option(parsing: .unconditional, help: "The first N test images.")
     var limit: Int = 8
 
     @Flag(help: ArgumentHelp("The first ceil(N/K) test images of each of the K classes instead of the first N "
                              + "(N = --limit)."))
     var balanced = false
 
-    @Option(help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows of the picture: the first N of the images (0: all).", valueName: "n"))
     var gridRows: Int = 32
 
     @Option(help: ArgumentHelp("The PNG grid.", valueName: "file.png"))
@@ -71,7 +71,7 @@ struct Cam: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
 
-    @Option(help: "Images per CAM pass.")
+    @Option(parsing: .unconditional, help: "Images per CAM pass.")
     var batchSize: Int = 64
 
     @Flag(help: "Print the results as one JSON object.")
@@ -81,17 +81,18 @@ struct Cam: ParsableCommand {
         guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
         guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         if let epsilon, !(epsilon.value >= 0 && epsilon.value <= 1) {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
         if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
-        if let arch, !ModelZoo.architectures.contains(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
+        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
         }
+        try checkOutputs([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
+                         inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
     }
 
     struct Output: Encodable {
@@ -130,6 +131,13 @@ struct Cam: ParsableCommand {
             }
             let all = try data.load(.test)
             let test = balanced ? try all.balancedPrefix(limit) : all.prefix(limit)
+            // Checked again now that the data's own files are known (a file of a --data folder).
+            do {
+                try OutputPath.check([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
+                                     inputs: [checkpoint])
+            } catch let error as OutputPathError {
+                throw BadArgument(error.description)
+            }
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,

@@ -27,7 +27,7 @@ extension DataCommand {
         @Option(help: "Only this split: train or test (default: both).")
         var split: DatasetSplit?
 
-        @Option(help: "Only the first N images of each split (0: all).")
+        @Option(parsing: .unconditional, help: "Only the first N images of each split (0: all).")
         var limit: Int = 0
 
         @Flag(help: "Print one JSON object.")
@@ -100,25 +100,25 @@ extension DataCommand {
         @OptionGroup var data: DataOptions
         @OptionGroup var augmentation: AugmentOptions
 
-        @Option(help: "Mini-batch size.")
+        @Option(parsing: .unconditional, help: "Mini-batch size.")
         var batchSize: Int = 128
 
-        @Option(help: "Epochs of data-path timing.")
+        @Option(parsing: .unconditional, help: "Epochs of data-path timing.")
         var epochs: Int = 1
 
-        @Option(help: "Training batches per measurement (0: no training measurement).")
+        @Option(parsing: .unconditional, help: "Training batches per measurement (0: no training measurement).")
         var trainBatches: Int = 0
 
-        @Option(help: "Off/on measurement pairs of the training loop.")
+        @Option(parsing: .unconditional, help: "Off/on measurement pairs of the training loop.")
         var rounds: Int = 2
 
         @Option(help: ArgumentHelp("Architecture of the training measurement.", valueName: "name"))
         var arch: String = "resnet18"
 
-        @Option(help: "PGD steps of the training measurement.")
+        @Option(parsing: .unconditional, help: "PGD steps of the training measurement.")
         var steps: Int = 10
 
-        @Option(help: "Seed of shuffling, augmentation and initialisation.")
+        @Option(parsing: .unconditional, help: "Seed of shuffling, augmentation and initialisation.", transform: parseSeed)
         var seed: UInt64 = 0
 
         @Flag(help: "Print one JSON object.")
@@ -126,13 +126,12 @@ extension DataCommand {
 
         func validate() throws {
             guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+            if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
             guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
             guard trainBatches >= 0 else { throw ValidationError("--train-batches must be >= 0") }
             guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             guard steps >= 0 else { throw ValidationError("--steps must be >= 0") }
-            guard ModelZoo.recognises(arch) else {
-                throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
-            }
+            guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         }
 
         struct TrainingFigures: Encodable {

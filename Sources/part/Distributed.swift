@@ -15,6 +15,12 @@ struct DistributedOptions: ParsableArguments {
           help: "Distributed runs: batch norm with the statistics of the global batch (default: each rank's own, with rank 0's running statistics broadcast every step, as PyTorch DDP).")
     var syncBatchNorm = false
 
+    func validate() throws {
+        if distributed && !Distributed.launchedByMPI {
+            throw ValidationError("--distributed needs a job started by mpirun (mpirun -np R part ...); drop it to run one process")
+        }
+    }
+
     /// The job's communicator, or nil for a one-process run. Under MPI, unless `--threads` was
     /// given, the ranks on one machine share its cores.
     func start(threads: Int?) throws -> Communicator? {
@@ -76,10 +82,10 @@ struct MPICheck: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture whose parameter count sets the buffer size.", valueName: "name"))
     var arch: String = "resnet18"
 
-    @Option(help: "Image side and channels of that architecture's input.")
+    @Option(parsing: .unconditional, help: "Image side and channels of that architecture's input.")
     var imageSize: Int = 32
 
-    @Option(help: "Timed all-reduces.")
+    @Option(parsing: .unconditional, help: "Timed all-reduces.")
     var repeats: Int = 20
 
     @Flag(help: "Print the result as JSON.")
@@ -96,9 +102,7 @@ struct MPICheck: ParsableCommand {
     }
 
     func validate() throws {
-        guard ModelZoo.architectures.contains(arch) || arch.hasPrefix("wrn-") else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
+        guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16") }
     }

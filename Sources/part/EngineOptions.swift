@@ -11,7 +11,7 @@ enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
 /// How the engine runs: threads and the precision of attack and CAM passes (CONVENTIONS
 /// section 1). Shared by every command that computes.
 struct EngineOptions: ParsableArguments {
-    @Option(help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
+    @Option(parsing: .unconditional, help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
     var threads: Int?
 
     @Option(name: .customLong("precision"),
@@ -24,6 +24,12 @@ struct EngineOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        // Far more threads than cores only slows the kernels down, and each costs a stack.
+        let most = Swift.min(1024, 4 * Engine.availableCores)
+        if let threads, threads > most {
+            throw ValidationError("--threads \(threads) is more than \(most) (4 per core of the \(Engine.availableCores) cores "
+                                  + "here, at most 1024); use fewer")
+        }
         if precision == .bf16 && !Engine.supportsBF16 {
             throw ValidationError("--precision bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs "
                                   + "\(Engine.instructionSet): use --precision fp32")

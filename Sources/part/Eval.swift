@@ -42,13 +42,13 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
     var attacks: String?
 
-    @Option(name: .customLong("eps"), help: "L-inf budget: a decimal or a fraction such as 8/255.")
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "L-inf budget: a decimal or a fraction such as 8/255.")
     var epsilon: Fraction = Fraction(0.1)
 
-    @Option(name: .customLong("alpha"), help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
+    @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
     var stepSize: Fraction?
 
-    @Option(help: ArgumentHelp("Steps of the default PGD stage when --attacks is not given (same as --attacks natural,pgd:steps=N).",
+    @Option(parsing: .unconditional, help: ArgumentHelp("Steps of the default PGD stage when --attacks is not given (same as --attacks natural,pgd:steps=N).",
                                valueName: "n"))
     var pgdSteps: Int?
 
@@ -63,14 +63,14 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
     var arch: String?
 
-    @Option(help: "Evaluate the first N test images (0: all).")
+    @Option(parsing: .unconditional, help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
 
     @Flag(help: ArgumentHelp("With --limit N: the first ceil(N/K) test images of each of the K classes instead of the "
                              + "first N (recorded in the results header; image folders are sorted by class)."))
     var balanced = false
 
-    @Option(help: "Images per batch.")
+    @Option(parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 256
 
     @Option(help: ArgumentHelp("Write the per-example outcome (JSON lines, header first) here; rerunning the same "
@@ -108,27 +108,39 @@ struct Eval: ParsableCommand {
     }
 
     func validate() throws {
+        if distributed && !Distributed.launchedByMPI {
+            throw ValidationError("--distributed needs a job started by mpirun (mpirun -np R part ...); drop it to run one process")
+        }
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
         if balanced && limit == 0 { throw ValidationError("--balanced picks a subset of --limit N images: give --limit") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
         if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
         if let pgdSteps {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
-        if let arch, !ModelZoo.recognises(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
-        }
+        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         do {
             _ = try stages()
         } catch let error as AttackError {
             throw ValidationError("--attacks: \(error.description)")
         }
         _ = try normalization()
-        if let saveResults, let saveAdversarial, saveResults == saveAdversarial {
-            throw ValidationError("--save-results and --save-adversarial must name different files")
+        try checkOutputs(outputPaths, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
+    }
+
+    /// The files this command writes.
+    var outputPaths: [OutputPath.Output] {
+        var outputs = [OutputPath.Output]()
+        if let saveResults { outputs.append(.init("--save-results", saveResults)) }
+        if let saveAdversarial {
+            outputs.append(.init("--save-adversarial", saveAdversarial))
+            outputs.append(.init("--save-adversarial's labels",
+                                 NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
         }
+        return outputs
     }
 
     /// The evaluated split: the one place that reads data.
@@ -195,10 +207,22 @@ struct Eval: ParsableCommand {
         }
         var test = try loadTestSplit()
         if limit > 0 { test = balanced ? try test.balancedPrefix(limit) : test.prefix(limit) }
+        try Validation.nonEmpty(test, "test split")
+        // Checked again now that the data's own files are known (a file of a --data folder).
+        do {
+            try checkOutputs(outputPaths, inputs: [checkpoint])
+        } catch let error as ValidationError {
+            if root { FileHandle.standardError.write(Data("part: error: \(oneLine(error.message))\n".utf8)) }
+            throw ExitCode.validationFailure
+        }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
                                                   inputShape: (test.height, test.width, test.channels), rng: &initRng)
+        if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
+                                               batch: min(batchSize, max(test.count, 1))) {
+            throw EvaluationError(problem)
+        }
         if let (mean, std) = try normalization() {
             do {
                 model = try Normalized(model, mean: mean, std: std)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PARTAttacks
 import PARTData
+import PARTEngine
 import PARTTraining
 
 @main
@@ -15,6 +16,21 @@ struct PART: ParsableCommand {
         """,
         version: "0.1.0",
         subcommands: [Train.self, Eval.self, Cam.self, Report.self, Bench.self, DataCommand.self, PresetsCommand.self, MPICheck.self])
+
+    /// Parses and runs the command. A refused argument is one line on standard error, "Error: "
+    /// and what to change (newlines in it escaped), exit code 64; ArgumentParser's own report
+    /// adds help and usage lines, which bury the reason in scripts and logs (`--help` shows them).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Help and version go to standard output; an ExitCode was already reported in one line.
+            if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data("Error: \(oneLine(message(for: error)))\n".utf8))
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
 }
 
 /// Which dataset, where its files are, and the options of its format (the dataset registry).
@@ -38,10 +54,10 @@ struct DataOptions: ParsableArguments {
     @Option(help: "NumPy images: nhwc or nchw, when the shape does not tell (a channel axis of size 1 or 3).")
     var layout: NumPyData.Layout?
 
-    @Option(help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
+    @Option(parsing: .unconditional, help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
     var classes: Int?
 
-    @Option(help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
+    @Option(parsing: .unconditional, help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
     var channels: Int = 3
 
     @Option(help: ArgumentHelp("Folder for decoded-image caches of tinyimagenet and imagefolder (default: "
@@ -117,19 +133,52 @@ struct Fraction: ExpressibleByArgument, CustomStringConvertible {
     var description: String { text }
 }
 
+/// A seed: a whole number from 0 to 2^64 - 1 ("-1" is read as a value, not as a flag, and
+/// refused saying so).
+func parseSeed(_ text: String) throws -> UInt64 {
+    guard let value = UInt64(text) else {
+        throw ValidationError("--seed must be a whole number >= 0 (at most \(UInt64.max)), got '\(text)'")
+    }
+    return value
+}
+
 /// Output format and randomness.
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print results as JSON (one object per line).")
     var json = false
 
-    @Option(help: "Seed of every random choice (initialisation, shuffling, attack starts).")
+    @Option(parsing: .unconditional, help: "Seed of every random choice (initialisation, shuffling, attack starts).",
+            transform: parseSeed)
     var seed: UInt64 = 0
+}
+
+/// `text` with its line breaks escaped (`\\n`), so that an error quoting a path or a value that
+/// holds one stays one line.
+func oneLine(_ text: String) -> String {
+    text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
 }
 
 /// Prints `error` as one line on standard error and exits non-zero.
 func fail(_ error: Error) -> ExitCode {
-    FileHandle.standardError.write(Data("part: error: \(error)\n".utf8))
+    FileHandle.standardError.write(Data("part: error: \(oneLine("\(error)"))\n".utf8))
     return ExitCode(1)
+}
+
+/// Refuses (as a usage error, before any work) outputs that `OutputPath.check` refuses: not a
+/// regular file, one of `inputs`, another output's file, or a run file not in `owned`.
+func checkOutputs(_ outputs: [OutputPath.Output], inputs: [String?], owned: [String] = []) throws {
+    do {
+        try OutputPath.check(outputs, inputs: inputs.compactMap { $0 }, owned: owned)
+    } catch let error as OutputPathError {
+        throw ValidationError(error.description)
+    }
+}
+
+/// The optimiser state written beside a checkpoint (`NAME.state.safetensors`), an input too.
+func stateFile(beside checkpoint: String) -> String {
+    let url = URL(fileURLWithPath: checkpoint)
+    return url.deletingLastPathComponent().appendingPathComponent(url.deletingPathExtension().lastPathComponent
+                                                                  + ".state.safetensors").path
 }
 
 /// Prints `value` as one line of JSON on standard output.

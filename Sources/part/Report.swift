@@ -13,7 +13,7 @@ struct TrainReportOptions: ParsableArguments {
                                + "training loss every --tensorboard-every batches.", valueName: "dir"))
     var tensorboard: String?
 
-    @Option(help: ArgumentHelp("Batches between two training-loss points in TensorBoard.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Batches between two training-loss points in TensorBoard.", valueName: "n"))
     var tensorboardEvery: Int = 20
 
     @Flag(help: "Write <out>/report.html at the end of the run (as part report <out> does).")
@@ -128,11 +128,24 @@ struct Report: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var engine: EngineOptions
 
-    @Option(help: ArgumentHelp("Test images in the CAM grid (0: no grid).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Test images in the CAM grid (0: no grid).", valueName: "n"))
     var gridRows: Int = ReportGrid.rows
 
     func validate() throws {
         guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("\(runDirectory) is a file, not a run directory; name the folder part train wrote (the one "
+                                  + "holding config.json and log.jsonl)")
+        }
+        // What the report reads: the run's own files and its evaluations.
+        let run = URL(fileURLWithPath: runDirectory)
+        let evaluations = (try? FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("eval").path)) ?? []
+        let inputs = ["config.json", "log.jsonl", "checkpoint.json", "last.safetensors", "last.state.safetensors",
+                      "summary.json"].map { run.appendingPathComponent($0).path }
+            + evaluations.map { run.appendingPathComponent("eval").appendingPathComponent($0).path }
+        let own = run.appendingPathComponent("report.html").path
+        try checkOutputs([.init("--out", out ?? own)], inputs: inputs + [data.directory, data.cache], owned: [own])
     }
 
     func run() throws {

@@ -332,6 +332,10 @@ struct Train: ParsableCommand {
             // No images is a data problem (exit 1); a split larger than the data a bad argument.
             try Validation.nonEmpty(train, "training split")
             if config.validationSplit == 0 { try Validation.nonEmpty(heldOut, "test split") }
+            if let problem = ModelZoo.batchProblem(config.architecture, imageSize: max(train.height, train.width),
+                                                   batch: config.batchSize) {
+                throw badArgument(problem)
+            }
             if config.validationSplit >= train.count {
                 throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
             }

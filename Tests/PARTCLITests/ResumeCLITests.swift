@@ -146,24 +146,117 @@ final class ResumeCLITests: XCTestCase {
         let ref = try referenceRun()
         let run = try makeTemporaryDirectory(self, "part-nan").appendingPathComponent("run")
         let r = try runPart(["train", "--data", ref.data.path, "--batch-size", "8", "--epochs", "3", "--burn-in", "1",
-                             "--steps", "1", "--eval-steps", "1", "--lr", "1e6", "--out", run.path])
+                             "--steps", "1", "--eval-steps", "1", "--lr", "1e2", "--out", run.path])
         XCTAssertEqual(r.status, 1, r.stderr)
         let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }
         XCTAssertEqual(errors.count, 1, r.stderr)
         let line = String(errors.first ?? "")
-        XCTAssert(line.contains("epoch 2, batch 1 of 2") && line.contains("nan"), line)
+        XCTAssert(line.contains("epoch 2, batch 2 of 2") && line.contains("nan"), line)
         XCTAssert(line.contains("the last good checkpoint (after epoch 1) stays in \(run.path)"), line)
         let log = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
         XCTAssertEqual(log.split(separator: "\n").count, 1, "only the finite epoch is logged")
-        // The kept checkpoint is epoch 1's, finite. Its weights reach 1e32 at this learning rate,
-        // so its logits are NaN (in PyTorch too): part eval loads it and refuses them in one line.
+        // The kept checkpoint is epoch 1's: finite weights, and finite logits on the held-out images.
         let kept = try SafetensorsFile.read(from: run.appendingPathComponent("last.safetensors"))
         XCTAssertFalse(kept.tensors.isEmpty)
         for (name, t) in kept.tensors { XCTAssert(t.allFinite, "\(name) is not finite") }
         let eval = try runPart(["eval", run.appendingPathComponent("last.safetensors").path, "--data", ref.data.path,
                                 "--limit", "4", "--pgd-steps", "1", "--json"])
-        XCTAssert(eval.status == 0 || (eval.status == 1 && eval.stderr.contains("logits for points 0..<4 are not finite")),
-                  "the last good checkpoint loads in part eval: \(eval.stderr)")
+        XCTAssertEqual(eval.status, 0, "the last good checkpoint evaluates: \(eval.stderr)")
+    }
+
+    /// Weights can stay finite (1e35) while the logits are not: such a checkpoint is not kept as
+    /// "last good", and part eval and part cam refuse a model whose logits are not finite.
+    func testACheckpointWhoseHeldOutLogitsAreNotFiniteIsNotKept() throws {
+        let ref = try referenceRun()
+        let dir = try makeTemporaryDirectory(self, "part-nan-logits")
+        let run = dir.appendingPathComponent("run")
+        let r = try runPart(["train", "--data", ref.data.path, "--batch-size", "8", "--epochs", "3", "--burn-in", "1",
+                             "--steps", "1", "--eval-steps", "1", "--lr", "1e6", "--out", run.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }
+        XCTAssertEqual(errors.count, 1, r.stderr)
+        XCTAssert(r.stderr.contains("held-out logits") && r.stderr.contains("not finite"), r.stderr)
+        if FileManager.default.fileExists(atPath: run.appendingPathComponent("last.safetensors").path) {
+            let eval = try runPart(["eval", run.appendingPathComponent("last.safetensors").path, "--data", ref.data.path,
+                                    "--limit", "4", "--pgd-steps", "1"])
+            XCTAssertEqual(eval.status, 0, "a kept checkpoint has finite logits: \(eval.stderr)")
+        }
+        // part cam on weights of 1e35: the logits overflow, and cam says so as part eval does.
+        var file = try SafetensorsFile.read(from: ref.run.appendingPathComponent("last.safetensors"))
+        for (name, t) in file.tensors where name.hasSuffix("weight") && t.shape.count > 1 {
+            var big = t
+            big.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = p[i] >= 0 ? 4e35 : -4e35 } }
+            file.tensors[name] = big
+        }
+        let huge = dir.appendingPathComponent("huge.safetensors")
+        try Data(try file.encode()).write(to: huge)
+        let cam = try runPart(["cam", huge.path, "--data", ref.data.path, "--limit", "2",
+                               "--out", dir.appendingPathComponent("grid.png").path])
+        XCTAssertEqual(cam.status, 1, cam.stderr)
+        XCTAssert(cam.stderr.contains("logits") && cam.stderr.contains("not finite"), cam.stderr)
+        XCTAssertEqual(cam.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }.count, 1, cam.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("grid.png").path))
+    }
+
+    /// --overwrite keeps the finished run until the new one commits its first checkpoint.
+    func testOverwriteKeepsTheOldRunUntilTheNewOneHasACheckpoint() throws {
+        let ref = try referenceRun()
+        let dir = try makeTemporaryDirectory(self, "part-overwrite")
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.copyItem(at: ref.run, to: run)
+        func snapshot() throws -> [String: Data] {
+            var files = [String: Data]()
+            for name in try FileManager.default.contentsOfDirectory(atPath: run.path) where !name.hasPrefix(".") {
+                var isDirectory: ObjCBool = false
+                let path = run.appendingPathComponent(name).path
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    files[name] = try Data(contentsOf: run.appendingPathComponent(name))
+                }
+            }
+            return files
+        }
+        let before = try snapshot()
+        XCTAssertNotNil(before["last.safetensors"])
+        let empty = dir.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let garbage = dir.appendingPathComponent("garbage.safetensors")
+        try Data("not a checkpoint".utf8).write(to: garbage)
+        let failures: [[String]] = [
+            ["--data", empty.path],                                                   // a data error
+            ["--data", ref.data.path, "--init", garbage.path],                        // a bad --init
+            ["--data", ref.data.path, "--lr", "1e6"],                                 // diverges before a checkpoint
+        ]
+        for extra in failures {
+            let r = try runPart(["train", "--method", "at", "--batch-size", "8", "--epochs", "2", "--steps", "1",
+                                 "--eval-steps", "1", "--out", run.path, "--overwrite"] + extra)
+            XCTAssert(r.status == 1 || r.status == 64, "\(extra): \(r.stderr)")
+            XCTAssertEqual(try snapshot(), before, "\(extra): the old run is back as it was")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent(".replaced").path))
+        }
+        // A new run that commits a checkpoint replaces the old one.
+        let r = try runPart(["train", "--method", "at", "--data", ref.data.path, "--batch-size", "8", "--epochs", "1",
+                             "--steps", "1", "--eval-steps", "1", "--seed", "3", "--out", run.path, "--overwrite"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNotEqual(try snapshot()["last.safetensors"], before["last.safetensors"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent(".replaced").path))
+    }
+
+    /// A run whose manifest was deleted still holds its weights: resuming it "from its start"
+    /// would overwrite them, so it is refused and nothing is changed.
+    func testARunWithWeightsButNoManifestIsRefused() throws {
+        let ref = try referenceRun()
+        let run = try makeTemporaryDirectory(self, "part-no-manifest").appendingPathComponent("run")
+        try FileManager.default.copyItem(at: ref.run, to: run)
+        try FileManager.default.removeItem(at: run.appendingPathComponent("checkpoint.json"))
+        let weights = try Data(contentsOf: run.appendingPathComponent("last.safetensors"))
+        let log = try Data(contentsOf: run.appendingPathComponent("log.jsonl"))
+        let r = try runPart(["train", "--resume", run.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("part: error: ") }
+        XCTAssertEqual(errors.count, 1, r.stderr)
+        XCTAssert(r.stderr.contains("checkpoint.json"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("last.safetensors")), weights)
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("log.jsonl")), log)
     }
 
     func testDamagedCheckpointsAreRefusedNamingTheFile() throws {

@@ -111,8 +111,31 @@ final class CheckpointStoreTests: XCTestCase {
         }
         let claimed = try RunDirectory.claim(run.path, overwrite: true)
         let left = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
-        XCTAssertEqual(left, [".lock", "notes.txt"], "the old run's files go, the user's stay")
+        XCTAssertEqual(left, [".lock", ".replaced", "notes.txt"], "the old run's files are set aside, the user's stay")
+        let aside = try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent(".replaced").path).sorted()
+        XCTAssertEqual(aside, ["config.json", "last.safetensors", "log.jsonl", "seed-1"])
+        // The new run ends without a checkpoint: the old one is back.
+        try Data("new".utf8).write(to: run.appendingPathComponent("config.json"))
+        claimed.removeIfUnused()
+        let back = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
+        XCTAssertEqual(back, [".lock", "config.json", "last.safetensors", "log.jsonl", "notes.txt", "seed-1"])
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("config.json")), Data("x".utf8))
         withExtendedLifetime(claimed) {}
+    }
+
+    func testOverwriteDeletesTheOldRunOnceTheNewOneCommits() throws {
+        let run = try directory().appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        try Data("old".utf8).write(to: run.appendingPathComponent("last.safetensors"))
+        try Data("{}".utf8).write(to: run.appendingPathComponent("config.json"))
+        let claimed = try RunDirectory.claim(run.path, overwrite: true)
+        let store = CheckpointStore(directory: run)
+        try store.commit([("last.safetensors", Array("new".utf8))], logLine: nil,
+                         manifest: CheckpointManifest(epochsDone: 1, batchesDone: 0, batches: 1, epochs: 1, files: [:],
+                                                      logBytes: 0, logLines: 0, instructionSet: "", threads: 1))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent(".replaced").path))
+        claimed.removeIfUnused()
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("last.safetensors")), Data("new".utf8))
     }
 
     func testFinitenessCheckFindsOneBadElementAnywhere() {
