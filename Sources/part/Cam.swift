@@ -232,20 +232,19 @@ struct RunSettings {
         let directory = checkpoint.deletingLastPathComponent()
         let stem = checkpoint.deletingPathExtension().lastPathComponent
         let stateURL = directory.appendingPathComponent(stem + ".state.safetensors")
-        var object: [String: Any]?
-        if let data = FileManager.default.contents(atPath: directory.appendingPathComponent("config.json").path) {
-            object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        }
-        if object == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
-            object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        // The run's record (read as part train --resume reads it), else the configuration saved
+        // with the optimiser state; a damaged record counts as none (the checkpoint's own
+        // metadata still answers).
+        let record = (try? RunRecord.read(directory)) ?? nil
+        var config = record?.config
+        if config == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
+            config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
         }
         let meta = (try? RunReport.checkpointMetadata(checkpoint)) ?? [:]
-        let values = object?["config"] as? [String: Any] ?? object ?? [:]
-        func text(_ key: String) -> String? { values[key] as? String ?? object?[key] as? String ?? meta[key] }
-        cam = text("cam").flatMap(CAMMethodName.init(rawValue:))
-        mapRule = text("mapRule").flatMap(MapRuleName.init(rawValue:))
-        camLayer = text("camLayer")
-        epsilon = (values["epsilon"] as? NSNumber)?.floatValue
-        epsilonLow = (values["epsilonLow"] as? NSNumber)?.floatValue
+        cam = config?.cam ?? meta[RecipeKey.cam].flatMap(CAMMethodName.init(rawValue:))
+        mapRule = config?.mapRule ?? meta[RecipeKey.mapRule].flatMap(MapRuleName.init(rawValue:))
+        camLayer = record?.camLayer ?? config?.camLayer ?? meta[RecipeKey.camLayer]
+        epsilon = config?.epsilon
+        epsilonLow = config?.epsilonLow
     }
 }

@@ -13,26 +13,32 @@ struct TrainReportOptions: ParsableArguments {
                                + "training loss every --tensorboard-every batches.", valueName: "dir"))
     var tensorboard: String?
 
-    @Option(help: ArgumentHelp("Batches between two training-loss points in TensorBoard.", valueName: "n"))
-    var tensorboardEvery: Int = 20
+    @Option(name: .customLong("tensorboard-every"),
+            help: ArgumentHelp("Batches between two training-loss points in TensorBoard. (default: 20)", valueName: "n"))
+    var givenTensorboardEvery: Int?
+
+    var tensorboardEvery: Int { givenTensorboardEvery ?? 20 }
 
     @Flag(help: "Write <out>/report.html at the end of the run (as part report <out> does).")
     var report = false
 
     func validate() throws {
-        guard tensorboardEvery >= 1 else { throw ValidationError("--tensorboard-every must be at least 1") }
+        if let givenTensorboardEvery, givenTensorboardEvery < 1 {
+            throw ValidationError("--tensorboard-every must be at least 1")
+        }
     }
 }
 
-/// The outputs of `TrainReportOptions` during a run. Logging must never cost a run: when an
-/// event file cannot be written, one line says so and training goes on without it.
+/// The outputs of `TrainReportOptions` during a run (as the run's options record them). Logging
+/// must never cost a run: when an event file cannot be written, one line says so and training
+/// goes on without it.
 final class TrainOutputs {
-    let options: TrainReportOptions
+    let options: RunOptions
     let runDirectory: URL
     let log: (String) -> Void
     private var scalars: TrainingScalars?
 
-    init(_ options: TrainReportOptions, runDirectory: URL, log: @escaping (String) -> Void) throws {
+    init(_ options: RunOptions, runDirectory: URL, log: @escaping (String) -> Void) throws {
         self.options = options
         self.runDirectory = runDirectory
         self.log = log
