@@ -10,7 +10,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var preset: String?
     /// The dataset's registry name and the model's zoo name.
     public var dataset = "fashion-mnist"
-    public var architecture = "small-cnn"
+    public var architecture = ModelZoo.defaultArchitecture
 
     public var objective: ObjectiveKind = .at
     public var budget: BudgetKind = .cam
@@ -84,10 +84,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// A sentence naming the first invalid setting and what to change, nil when all are valid.
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
-        if !ModelZoo.recognises(architecture) {
-            return "unknown --arch '\(architecture)' (known: \(ModelZoo.architectures.joined(separator: ", ")), "
-                + "or wrn-<depth>-<widen> with depth 6n + 4)"
-        }
+        if let problem = ModelZoo.problem(architecture) { return problem }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
         if budget == .cam && burnIn >= epochs {

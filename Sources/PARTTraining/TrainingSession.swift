@@ -95,17 +95,13 @@ public final class TrainingSession {
         }
     }
 
-    /// The CAM layer of a CAM budget (nil for a constant budget), checked against the layers of
-    /// the architecture. The layer names do not depend on the weights, so an untrained instance
-    /// of the model answers.
-    public func camLayer(for data: ImageDataset) throws -> String? {
+    /// The CAM layer of a CAM budget (nil for a constant budget), checked against the layers the
+    /// zoo lists for the architecture.
+    public func camLayer() throws -> String? {
         let config = plan.config
         guard config.budget == .cam else { return nil }
-        var rng = RNG(seed: 0)
-        let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
-                                      imageSize: data.height, rng: &rng)
         do {
-            return try CAMLayer.resolve(config.camLayer, model: model)
+            return try CAMLayer.resolve(config.camLayer, architecture: ModelZoo.architecture(config.architecture))
         } catch {
             throw TrainingArgumentError("\(error)")
         }

@@ -22,8 +22,9 @@ struct Bench: ParsableCommand {
         torch_reference.py: ratio = PyTorch seconds / these seconds.
         """)
 
-    @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
-    var arch: String = "resnet18"
+    @Option(help: ArchitectureName.help("Architecture.", default: ModelZoo.benchmarkArchitecture),
+            transform: ArchitectureName.parse)
+    var arch: ArchitectureName = .benchmark
 
     @Option(help: "Images per batch.")
     var batchSize: Int = 128
@@ -45,9 +46,6 @@ struct Bench: ParsableCommand {
     @OptionGroup var optimizations: OptimizationOptions
 
     func validate() throws {
-        guard ModelZoo.recognises(arch) else {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
-        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
         guard camImages >= 1 else { throw ValidationError("--cam-images must be at least 1") }
@@ -81,9 +79,13 @@ struct Bench: ParsableCommand {
     func runBench() throws {
         engine.apply()
         optimizations.apply()
-        let (side, channels, epsilon): (Int, Int, Float) = arch == "small-cnn" ? (28, 1, 0.1) : (32, 3, 8.0 / 255)
+        // The architecture's default input, and the budget of its datasets: 0.1 on grey
+        // (Fashion-)MNIST-size images, 8/255 on CIFAR-size colour ones.
+        let input = try ModelZoo.architecture(arch.name).defaultInput
+        let (side, channels) = (input.side, input.channels)
+        let epsilon: Float = channels == 1 ? 0.1 : 8.0 / 255
         var rng = RNG(seed: 0)
-        let model = try ModelZoo.make(arch, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
+        let model = try ModelZoo.make(arch.name, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
         let n = batchSize
         let x = Tensor(shape: [n, side, side, channels], values: (0..<(n * side * side * channels)).map { _ in rng.uniform() })
         let y = (0..<n).map { _ in Int32(rng.next() % 10) }
@@ -158,7 +160,7 @@ struct Bench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
-            model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
+            model: arch.name, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
             precision: engine.precision.rawValue,
             without: optimizations.without.sorted(),
             pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,

@@ -3,6 +3,7 @@ import Foundation
 import PARTCAM
 import PARTData
 import PARTEngine
+import PARTEvaluation
 import PARTNN
 import PARTReport
 import PARTTraining
@@ -39,8 +40,8 @@ struct Cam: ParsableCommand {
     var cam: CAMMethodName?
 
     @Option(name: [.customLong("cam-layer"), .customLong("layer")], help: ArgumentHelp(
-        "CAM layer, one of the model's named layers (default: the run's, else the architecture's: small-cnn act4, "
-            + "resnet18 and preact-resnet18 layer4, wrn-34-10 block3).", valueName: "name"))
+        "CAM layer, one of the model's named layers (default: the run's, else the architecture's: "
+            + ModelZoo.defaultCAMLayers + ").", valueName: "name"))
     var layer: String?
 
     @Option(help: "Rule from CAM to epsilon map (default: the run's, else zscore).")
@@ -64,8 +65,8 @@ struct Cam: ParsableCommand {
     @Option(help: ArgumentHelp("Also write every map as NumPy arrays here.", valueName: "maps.npz"))
     var saveMaps: String?
 
-    @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(help: "Images per CAM pass.")
     var batchSize: Int = 64
@@ -81,9 +82,6 @@ struct Cam: ParsableCommand {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
         if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
-        if let arch, !ModelZoo.architectures.contains(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")))")
-        }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
@@ -127,7 +125,7 @@ struct Cam: ParsableCommand {
             let test = try data.load(.test).prefix(limit)
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
-            let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+            let (model, _) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &rng)
             let settings = RunSettings(checkpoint: url)
             let method = cam ?? settings.cam ?? .gradcam

@@ -60,8 +60,8 @@ struct Eval: ParsableCommand {
                                valueName: "mean/std"))
     var normalize: String?
 
-    @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
@@ -111,9 +111,6 @@ struct Eval: ParsableCommand {
         if let pgdSteps {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
-        }
-        if let arch, !ModelZoo.recognises(arch) {
-            throw ValidationError("unknown --arch '\(arch)' (known: \(ModelZoo.architectures.joined(separator: ", ")), or wrn-<depth>-<widen> with depth 6n + 4)")
         }
         do {
             _ = try stages()
@@ -192,7 +189,7 @@ struct Eval: ParsableCommand {
         if limit > 0 { test = test.prefix(limit) }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
-        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
                                                   inputShape: (test.height, test.width, test.channels), rng: &initRng)
         if let (mean, std) = try normalization() {
             do {

@@ -3,6 +3,7 @@ import Foundation
 import PARTCAM
 import PARTData
 import PARTEngine
+import PARTEvaluation
 import PARTNN
 import PARTReport
 import PARTTraining

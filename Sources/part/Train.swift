@@ -68,14 +68,15 @@ struct Train: ParsableCommand {
     @Option(help: "CAM method of a CAM budget. (default: gradcam)")
     var cam: CAMMethodName?
 
-    @Option(help: ArgumentHelp("CAM layer (default: the model's: act4, layer4, block3).", valueName: "name"))
+    @Option(help: ArgumentHelp("CAM layer (default: the architecture's: \(ModelZoo.defaultCAMLayers)).", valueName: "name"))
     var camLayer: String?
 
     @Option(help: "Rule from CAM to epsilon map; official needs 3-channel images. (default: zscore)")
     var mapRule: MapRuleName?
 
-    @Option(help: ArgumentHelp("Architecture. (default: small-cnn)", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture.", default: ModelZoo.defaultArchitecture),
+            transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(parsing: .unconditional, help: "Training epochs. (default: 5)")
     var epochs: Int?
@@ -163,7 +164,7 @@ struct Train: ParsableCommand {
         if let cam { c.cam = cam }
         if let camLayer { c.camLayer = camLayer }
         if let mapRule { c.mapRule = mapRule }
-        if let arch { c.architecture = arch }
+        if let arch { c.architecture = arch.name }
         if let epochs { c.epochs = epochs }
         if let burnIn { c.burnIn = burnIn }
         if let valSplit { c.validationSplit = valSplit }
@@ -350,7 +351,7 @@ struct Train: ParsableCommand {
             guard let directory = claimed?.url ?? (printing ? nil : job.url) else { return }
             let session = TrainingSession(plan: plan, directory: directory, resumed: job.resumed)
             try session.check(train: train, heldOut: heldOut)
-            let camLayer = try session.camLayer(for: train)
+            let camLayer = try session.camLayer()
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
             let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "

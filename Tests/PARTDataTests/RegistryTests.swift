@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import PARTEngine
+import PARTEvaluation
 @testable import PARTData
 
 final class RegistryTests: XCTestCase {
