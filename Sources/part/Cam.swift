@@ -26,7 +26,8 @@ struct Cam: ParsableCommand {
 
         Without the flags, budgets and CAM settings come from the run beside the checkpoint \
         (config.json, else the training configuration in <name>.state.safetensors), else the \
-        checkpoint's metadata, else the defaults.
+        checkpoint's metadata, else the defaults; without --dataset and --data, the images are the \
+        test split of the data the run's config.json records.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
@@ -122,12 +123,12 @@ struct Cam: ParsableCommand {
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
             }
-            let test = try data.load(.test).prefix(limit)
+            let settings = RunSettings(checkpoint: url)
+            let test = try data.load(.test, recorded: settings.dataset).prefix(limit)
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
             let (model, _) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &rng)
-            let settings = RunSettings(checkpoint: url)
             let method = cam ?? settings.cam ?? .gradcam
             let rule = mapRule ?? settings.mapRule ?? .zscore
             let eps = epsilon?.value ?? settings.epsilon ?? 0.1
@@ -225,6 +226,8 @@ struct RunSettings {
     var camLayer: String?
     var epsilon: Float?
     var epsilonLow: Float?
+    /// The data the run trained on (its record's dataset request), read when no data flag is given.
+    var dataset: DatasetRequest?
 
     init(checkpoint: URL) {
         let directory = checkpoint.deletingLastPathComponent()
@@ -235,6 +238,7 @@ struct RunSettings {
         // metadata still answers).
         let record = (try? RunRecord.read(directory)) ?? nil
         var config = record?.config
+        dataset = record?.dataset
         if config == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
             config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
         }

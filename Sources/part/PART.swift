@@ -89,9 +89,20 @@ struct DataOptions: ParsableArguments {
         if let problem = request.problem() { throw ValidationError(problem) }
     }
 
-    /// Loads a split through the registry; warnings go to standard error.
-    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil) throws -> ImageDataset {
-        var r = request
+    /// The request of a command that reads a run's checkpoint: the data the run recorded
+    /// (`recorded`, from its config.json) when neither --dataset nor --data is given, with the
+    /// format flags given now over it; else the flags alone.
+    func request(recorded: DatasetRequest?) -> DatasetRequest {
+        guard givenDataset == nil, directory == nil, let recorded else { return request }
+        var r = overriding(recorded)
+        r.augmentation = nil
+        return r
+    }
+
+    /// Loads a split through the registry (of `recorded`, see `request(recorded:)`); warnings go
+    /// to standard error.
+    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil, recorded: DatasetRequest? = nil) throws -> ImageDataset {
+        var r = request(recorded: recorded)
         r.augmentation = augmentation
         return try DatasetRegistry.load(r, split: split) { warning in
             FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8))

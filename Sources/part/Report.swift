@@ -121,7 +121,8 @@ struct Report: ParsableCommand {
         The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
         clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
         SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
-        test images under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
+        test images (of the data <run>/config.json records, unless --dataset or --data is given) \
+        under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
         <run>/last.state.safetensors) and the \
         environment. It needs no network and runs no script: open it in any browser, or mail it.
         """)
@@ -152,12 +153,12 @@ struct Report: ParsableCommand {
             let checkpoint = run.appendingPathComponent("last.safetensors")
             if gridRows > 0 && FileManager.default.fileExists(atPath: checkpoint.path) {
                 do {
-                    let test = try data.load(.test).prefix(gridRows)
+                    let settings = RunSettings(checkpoint: checkpoint)
+                    let test = try data.load(.test, recorded: settings.dataset).prefix(gridRows)
                     try CheckpointFit.check(checkpoint, fits: test)
                     var rng = RNG(seed: 0)
                     let (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
                                                               inputShape: (test.height, test.width, test.channels), rng: &rng)
-                    let settings = RunSettings(checkpoint: checkpoint)
                     let budget = CAMBudget(method: (settings.cam ?? .gradcam).method, rule: (settings.mapRule ?? .zscore).rule,
                                            layer: try CAMLayer.resolve(settings.camLayer, model: model))
                     report.camGrid = try ReportGrid.png(model: model, test: test, budget: budget,

@@ -88,6 +88,21 @@ final class RunRecordCLITests: XCTestCase {
                   other.stderr)
     }
 
+    /// part report and part cam read the record too: without --dataset and --data they draw the
+    /// test images of the data the run trained on.
+    func testReportAndCamReadTheRunsData() throws {
+        let ref = try referenceRuns()
+        let dir = try makeTemporaryDirectory(self, "part-record-report")
+        let report = try runPart(["report", ref.run.path, "--out", dir.appendingPathComponent("report.html").path,
+                                  "--grid-rows", "2"])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        XCTAssertFalse(report.stderr.contains("no CAM grid"), report.stderr)
+        let cam = try runPart(["cam", ref.run.appendingPathComponent("last.safetensors").path, "--limit", "2",
+                               "--out", dir.appendingPathComponent("grid.png").path])
+        XCTAssertEqual(cam.status, 0, cam.stderr)
+        XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent("grid.png").path))
+    }
+
     func testASweepResumesAsAWholeAndSeedBySeed() throws {
         let ref = try referenceRuns()
         let dir = try makeTemporaryDirectory(self, "part-record-sweep")
