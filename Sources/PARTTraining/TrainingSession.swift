@@ -1,6 +1,7 @@
 import Foundation
 import PARTCAM
 import PARTData
+import PARTDistributed
 import PARTEngine
 import PARTNN
 
@@ -151,11 +152,47 @@ public final class TrainingSession {
 
 // MARK: resuming
 
+/// A run directory opened for `part train --resume`: held by this process (rank 0 under
+/// mpirun; nil on the other ranks), its record and the plan the record describes.
+public struct ResumedRun {
+    public let directory: RunDirectory?
+    public let url: URL
+    public let record: RunRecord
+    public let plan: RunPlan
+}
+
 extension TrainingSession {
+    /// Opens the run directory `path` for a resume and rebuilds its plan from its record
+    /// (`legacy` converts an older record's command); a directory that cannot be resumed is a
+    /// `RunDirectoryError` (its `badArgument` telling a flag to change from a damaged file).
+    ///
+    /// Under mpirun (`communicator` of more than one rank) rank 0 alone opens the directory (it
+    /// may exist only on rank 0's machine) and sends its `config.json` to the other ranks, so
+    /// every rank refuses, or continues, with rank 0's answer. A sweep is not resumed under
+    /// mpirun (its seeds train one after another in one process).
+    public static func openForResume(_ path: String, communicator: Communicator?,
+                                     legacy: RunRecord.LegacyConversion?) throws -> ResumedRun {
+        var directory: RunDirectory?
+        let opened = try communicator.map { c in try c.rootDecides { openRun(path, into: &directory) } }
+            ?? openRun(path, into: &directory)
+        if let problem = opened.problem { throw RunDirectoryError(problem, badArgument: opened.badArgument) }
+        let url = directory?.url ?? URL(fileURLWithPath: path)
+        let record = try RunRecord.decode(Data(opened.config.utf8), path: url.appendingPathComponent(RunRecord.fileName).path,
+                                          legacy: legacy)
+        if record.sweep != nil, let communicator {
+            throw RunDirectoryError("--resume \(path) holds a --seeds sweep, which trains one seed after another and is "
+                                    + "not resumed under mpirun (\(communicator.size) ranks): run part train --resume "
+                                    + "\(path) without mpirun", badArgument: true)
+        }
+        // Every seed directory of a sweep is checked here, before any seed trains.
+        let plan = try resumablePlan(record, at: url, legacy: legacy)
+        return ResumedRun(directory: directory, url: url, record: record, plan: plan)
+    }
+
     /// Opens the run directory at `path` (held in `directory`) and reads its `config.json`; a
     /// problem is returned as its sentence, and whether it is a bad argument (exit 64) or a
     /// missing or damaged file (exit 1).
-    public static func openRun(_ path: String, into directory: inout RunDirectory?) -> OpenedRun {
+    static func openRun(_ path: String, into directory: inout RunDirectory?) -> OpenedRun {
         do {
             let run = try RunDirectory.existing(path)
             let configURL = run.url.appendingPathComponent(RunRecord.fileName)

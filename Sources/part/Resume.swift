@@ -55,8 +55,6 @@ extension Train {
     /// sends its `config.json` to the other ranks; a directory it refuses stops every rank with
     /// rank 0's message and exit code.
     func resumedJob(_ path: String) throws -> Job {
-        var directory: RunDirectory?
-        let opened: OpenedRun
         let communicator = Distributed.current.flatMap { $0.size > 1 ? $0 : nil }
         /// Stops with `message`: exit 64 for a bad argument, 1 for a damaged file. Under mpirun
         /// every rank meets the same problem here (rank 0's files, one command): rank 0 says it
@@ -67,42 +65,25 @@ extension Train {
             communicator.finalize()
             return bad ? ExitCode.validationFailure : ExitCode(1)
         }
-        if let communicator {
-            do {
-                opened = try communicator.rootDecides { TrainingSession.openRun(path, into: &directory) }
-            } catch {
-                throw failRank(error, communicator)
-            }
-        } else {
-            opened = TrainingSession.openRun(path, into: &directory)
-        }
-        if let problem = opened.problem { throw refuse(problem, badArgument: opened.badArgument) }
-        let url = directory?.url ?? URL(fileURLWithPath: path)
-        let record: RunRecord, recorded: RunPlan
+        let opened: ResumedRun
         do {
-            record = try RunRecord.decode(Data(opened.config.utf8), path: url.appendingPathComponent(RunRecord.fileName).path,
-                                          legacy: Train.legacyPlan)
-            if record.sweep != nil, let communicator {
-                throw RunDirectoryError("--resume \(path) holds a --seeds sweep, which trains one seed after another and "
-                                        + "is not resumed under mpirun (\(communicator.size) ranks): run part train "
-                                        + "--resume \(path) without mpirun", badArgument: true)
-            }
-            // Every seed directory of a sweep is checked here, before any seed trains (only rank
-            // 0 holds the files; a sweep is refused under mpirun above).
-            recorded = try TrainingSession.resumablePlan(record, at: url, legacy: Train.legacyPlan)
+            opened = try TrainingSession.openForResume(path, communicator: communicator, legacy: Train.legacyPlan)
         } catch let problem as RunDirectoryError {
             throw refuse(problem.description, badArgument: problem.badArgument)
+        } catch {
+            if let communicator { throw failRank(error, communicator) }
+            throw fail(error)
         }
         let now: RunPlan
         do {
-            now = try resumedPlan(recorded)
+            now = try resumedPlan(opened.plan)
         } catch {
             throw refuse("--resume \(path): \(Train.message(for: error))", badArgument: true)
         }
-        if let difference = recorded.difference(now) {
+        if let difference = opened.plan.difference(now) {
             throw refuse("--resume \(path): \(difference); drop the flag or start a new run", badArgument: true)
         }
-        return Job(plan: now, claimed: directory, url: url, resumed: record)
+        return Job(plan: now, claimed: opened.directory, url: opened.url, resumed: opened.record)
     }
 
     /// The recorded plan of a resumed run with the flags given now applied over it.
