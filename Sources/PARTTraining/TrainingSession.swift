@@ -27,10 +27,10 @@ extension RunPlan {
 /// A run directory opened for `part train --resume`: the text of its `config.json`, or why it
 /// cannot be resumed. Codable, so that under mpirun rank 0 opens the directory and sends the
 /// outcome to the other ranks.
-public struct OpenedRun: Sendable, Codable {
-    public var config: String
-    public var problem: String?
-    public var badArgument: Bool
+struct OpenedRun: Sendable, Codable {
+    var config: String
+    var problem: String?
+    var badArgument: Bool
 }
 
 /// One `part train` job, new or resumed: a single run or a `--seeds` sweep of `plan` in

@@ -8,8 +8,8 @@ import PARTTraining
 struct CheckpointOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Continue the run in this directory from its last checkpoint, with the configuration, "
                                + "data and options recorded in its config.json (recipe and data flags given again must "
-                               + "agree; checkpoint, engine and output flags replace the recorded ones). The directory of a --seeds sweep "
-                               + "continues the sweep: finished seeds are kept, the interrupted one resumes, the rest "
+                               + "agree; checkpoint, engine and output flags replace the recorded ones). The directory "
+                               + "of a --seeds sweep continues the sweep: finished seeds are kept, the interrupted one resumes, the rest "
                                + "start, and <dir>/summary.json is written; <dir>/seed-K continues that seed alone.",
                                valueName: "dir"))
     var resume: String?
