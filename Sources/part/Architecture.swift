@@ -15,7 +15,7 @@ struct ArchitectureName: ExpressibleByArgument, Sendable, CustomStringConvertibl
     }
 
     /// The option's transform: the registry's sentence when `text` names no architecture.
-    static func parse(_ text: String) throws -> ArchitectureName {
+    static let parse: @Sendable (String) throws -> ArchitectureName = { text in
         if let problem = ModelZoo.problem(text) { throw ValidationError(problem) }
         return ArchitectureName(text)
     }
