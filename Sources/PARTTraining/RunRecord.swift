@@ -182,7 +182,14 @@ public struct RunRecord: Sendable, Codable {
     public static func decode(_ data: Data, path: String, legacy: LegacyConversion? = nil) throws -> RunRecord {
         var record: RunRecord
         do {
-            record = try JSONDecoder().decode(RunRecord.self, from: data)
+            // Fields added to the configuration since the record was written take their defaults.
+            var text = data
+            if var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let config = object["config"] as? [String: Any], let filled = TrainingConfig.fillingDefaults(config) {
+                object["config"] = filled
+                text = try JSONSerialization.data(withJSONObject: object)
+            }
+            record = try JSONDecoder().decode(RunRecord.self, from: text)
         } catch {
             throw RunDirectoryError("\(path) is not the configuration of a part train run (damaged or edited)",
                                     badArgument: false)

@@ -151,3 +151,24 @@ extension TrainingConfig {
         return [recipe, optimiser]
     }
 }
+
+extension TrainingConfig {
+    /// `object` (a configuration as JSON) with every field it lacks set to its default, so that
+    /// a configuration written before a field was added still decodes (the run it describes ran
+    /// with that default). nil when nothing is missing.
+    static func fillingDefaults(_ object: [String: Any]) -> [String: Any]? {
+        guard let encoded = try? JSONOutput.encoder().encode(TrainingConfig()),
+              let defaults = try? JSONSerialization.jsonObject(with: encoded) as? [String: Any],
+              defaults.keys.contains(where: { object[$0] == nil }) else { return nil }
+        return defaults.merging(object) { _, given in given }
+    }
+
+    /// Decodes a configuration of any version of the project (see `fillingDefaults`).
+    public static func decodeFillingDefaults(_ data: Data) throws -> TrainingConfig {
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let filled = fillingDefaults(object) {
+            return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: filled))
+        }
+        return try JSONDecoder().decode(TrainingConfig.self, from: data)
+    }
+}

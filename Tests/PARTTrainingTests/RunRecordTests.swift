@@ -45,6 +45,26 @@ final class RunRecordTests: XCTestCase {
         XCTAssert(text.contains("\"location\" : \"\\/data\\/set.npz\""), text)
     }
 
+    /// A field added to the configuration after a record was written takes its default there.
+    func testAFieldTheRecordLacksTakesItsDefault() throws {
+        let dir = try directory()
+        try RunRecord(config: plan().config, plan: plan(), camLayer: nil, trainImages: 12, heldOut: "test", heldOutImages: 4,
+                      data: "set").write(to: dir)
+        let url = dir.appendingPathComponent("config.json")
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        var config = object["config"] as! [String: Any]
+        config.removeValue(forKey: "warmupEpochs")
+        config["epochs"] = 4
+        object["config"] = config
+        try JSONSerialization.data(withJSONObject: object).write(to: url)
+        let read = try XCTUnwrap(try RunRecord.read(dir))
+        XCTAssertEqual(read.config.warmupEpochs, TrainingConfig().warmupEpochs)
+        XCTAssertEqual(read.config.epochs, 4)
+        XCTAssertEqual(read.config.epsilonLow, plan().config.epsilonLow)
+        let state = try JSONSerialization.data(withJSONObject: config)
+        XCTAssertEqual(try TrainingConfig.decodeFillingDefaults(state), read.config)
+    }
+
     func testDifferencesNameTheFlagAndProcessOptionsDoNotCount() {
         let base = plan()
         XCTAssertNil(base.difference(base))
