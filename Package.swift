@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
-        .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "part"]),
+        .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "PARTEvaluation", "part"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).

@@ -1,5 +1,6 @@
 import Foundation
 import PARTData
+import PARTEvaluation
 
 /// The dataset readers of the registry (Sources/PARTData): CIFAR binaries, MAT-files (SVHN),
 /// NumPy arrays, zip and tar archives, PNG and JPEG images, the decoded-image cache, and the

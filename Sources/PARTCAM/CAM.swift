@@ -91,6 +91,17 @@ public struct CAMError: Error, CustomStringConvertible {
 /// ResNet-18 and PreAct-ResNet-18 `layer4`, WideResNet `block3`); `--cam-layer` picks another,
 /// e.g. a shallower one for Layer-CAM's finer maps.
 public enum CAMLayer {
+    /// The layer to use in a model of `architecture`: `requested`, or the architecture's default
+    /// when nil. The zoo knows the layer names without building the model.
+    public static func resolve(_ requested: String?, architecture: Architecture) throws -> String {
+        guard let requested else { return architecture.defaultCAMLayer }
+        guard architecture.camLayers.contains(requested) else {
+            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(architecture.name) "
+                           + "(available: \(architecture.camLayers.joined(separator: ", ")))")
+        }
+        return requested
+    }
+
     /// The layer to use: `requested`, or the model's default when nil.
     public static func resolve(_ requested: String?, model: ImageClassifier) throws -> String {
         guard let requested else { return model.defaultCAMLayer }

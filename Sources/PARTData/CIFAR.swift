@@ -17,7 +17,7 @@ public enum CIFAR {
     }
 
     /// Which of CIFAR-100's two labels is the class.
-    public enum LabelMode: String, Sendable, CaseIterable {
+    public enum LabelMode: String, Sendable, CaseIterable, Codable {
         /// 100 classes.
         case fine
         /// 20 superclasses.

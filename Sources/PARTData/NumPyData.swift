@@ -13,7 +13,7 @@ import PARTEngine
 /// Images are `[N, H, W, C]` (NHWC) or `[N, C, H, W]` (NCHW) with C = 1 or 3, told apart by
 /// which axis has size 1 or 3 (or by `layout`), or `[N, H, W]` for one channel.
 public enum NumPyData {
-    public enum Layout: String, Sendable, CaseIterable {
+    public enum Layout: String, Sendable, CaseIterable, Codable {
         case nhwc, nchw
     }
 

@@ -40,7 +40,10 @@ public enum DatasetName: String, Sendable, CaseIterable, Codable {
 }
 
 /// What a command asked for: the dataset, where its files are and the format options.
-public struct DatasetRequest: Sendable {
+///
+/// Codable, so that a run directory records the data it trained on (`RunRecord`) and a resume
+/// reads the same files; locations are stored as absolute paths.
+public struct DatasetRequest: Sendable, Equatable, Codable {
     public var name: DatasetName
     /// `--data`; nil reads the dataset's default location.
     public var location: URL?
@@ -62,6 +65,62 @@ public struct DatasetRequest: Sendable {
     public init(name: DatasetName = .fashionMNIST, location: URL? = nil) {
         self.name = name
         self.location = location
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, location, labelMode, svhnExtra, layout, classes, channels, cache, augmentation
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(DatasetName.self, forKey: .name)
+        location = try c.decodeIfPresent(String.self, forKey: .location).map { URL(fileURLWithPath: $0) }
+        labelMode = try c.decodeIfPresent(CIFAR.LabelMode.self, forKey: .labelMode) ?? .fine
+        svhnExtra = try c.decodeIfPresent(Bool.self, forKey: .svhnExtra) ?? false
+        layout = try c.decodeIfPresent(NumPyData.Layout.self, forKey: .layout)
+        classes = try c.decodeIfPresent(Int.self, forKey: .classes)
+        channels = try c.decodeIfPresent(Int.self, forKey: .channels) ?? 3
+        cache = try c.decodeIfPresent(String.self, forKey: .cache).map { URL(fileURLWithPath: $0) }
+        augmentation = try c.decodeIfPresent(Augmentation.self, forKey: .augmentation)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(location?.standardizedFileURL.path, forKey: .location)
+        try c.encode(labelMode, forKey: .labelMode)
+        try c.encode(svhnExtra, forKey: .svhnExtra)
+        try c.encodeIfPresent(layout, forKey: .layout)
+        try c.encodeIfPresent(classes, forKey: .classes)
+        try c.encode(channels, forKey: .channels)
+        try c.encodeIfPresent(cache?.standardizedFileURL.path, forKey: .cache)
+        try c.encodeIfPresent(augmentation, forKey: .augmentation)
+    }
+
+    /// The request with its paths absolute, so that a run resumed from another working
+    /// directory reads the same files.
+    public var absolute: DatasetRequest {
+        var r = self
+        r.location = location.map { URL(fileURLWithPath: $0.path).standardizedFileURL }
+        r.cache = cache.map { URL(fileURLWithPath: $0.path).standardizedFileURL }
+        return r
+    }
+
+    /// What defines the data a run trained on, as (flag, value) pairs in flag order: every
+    /// option but the cache folder (where decoded images are kept, not which).
+    public var fingerprint: [(flag: String, value: String)] {
+        let augment: String
+        switch augmentation {
+        case nil: augment = "auto"
+        case .some(let a) where a == .none: augment = "none"
+        case .some(let a) where a == .cropFlip: augment = "crop-flip"
+        case .some(let a): augment = a.description
+        }
+        return [("--dataset", name.rawValue),
+                ("--data", location.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path } ?? "(default)"),
+                ("--label-mode", labelMode.rawValue), ("--svhn-extra", String(svhnExtra)),
+                ("--layout", layout?.rawValue ?? "(auto)"), ("--classes", classes.map(String.init) ?? "(auto)"),
+                ("--channels", String(channels)), ("--augment", augment)]
     }
 
     /// A problem with the combination of options, as a sentence naming the flag; nil if none.

@@ -70,18 +70,7 @@ extension Checkpoint {
     /// values cannot fit; `loadModel` checks this before building, so that a small file naming a
     /// huge model (a "wrn-250-32", 1024x1024 images) is refused instead of exhausting memory.
     static func leastValues(_ architecture: String, classes: Int, imageSize: Int) -> Int {
-        switch architecture {
-        case "small-cnn":
-            let side = max(0, ((imageSize - 4) / 2 - 4) / 2)
-            return 64 * side * side * 200 + 200 * classes
-        case "resnet18", "preact-resnet18":
-            return 512 * classes
-        default:
-            guard let (depth, widen) = ModelZoo.wideResNetShape(architecture), (10...250).contains(depth),
-                  (1...32).contains(widen) else { return 0 }
-            let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widen) * ($1 * widen) }
-            return (depth - 4) / 6 * perGroup + 64 * widen * classes
-        }
+        (try? ModelZoo.architecture(architecture))?.leastValues(classes: classes, imageSize: imageSize) ?? 0
     }
 
     /// Refuses dimensions read off a file's tensor shapes that no model of the zoo has, before

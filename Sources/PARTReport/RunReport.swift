@@ -1,4 +1,5 @@
 import Foundation
+import PARTTraining
 
 /// One line of a run's `log.jsonl`: the epoch, its budget provider and its figures by field name
 /// (non-finite values, written as "nan"/"inf"/"-inf", are read back as such).
@@ -59,20 +60,22 @@ public struct RunReport {
             throw ReportError("\(runDirectory.path): no such directory; name a run directory written by part train")
         }
         var report = RunReport(runDirectory: runDirectory)
-        // A --seeds sweep's config.json records the sweep (a "sweep" key) beside its command.
+        // A --seeds sweep's config.json records the sweep (its seeds) beside its plan.
         var isSweep = false
-        let config = runDirectory.appendingPathComponent("config.json")
         let state = runDirectory.appendingPathComponent("last.state.safetensors")
         let model = runDirectory.appendingPathComponent("last.safetensors")
         let log = runDirectory.appendingPathComponent("log.jsonl")
-        if fm.fileExists(atPath: config.path) {
-            guard let data = fm.contents(atPath: config.path),
-                  let object = try? JSONSerialization.jsonObject(with: data) else {
-                throw ReportError("\(config.path) is not valid JSON; restore it or rerun part train")
-            }
+        // The run's record, read as part train --resume and part cam read it.
+        let record: RunRecord?
+        do {
+            record = try RunRecord.read(runDirectory)
+        } catch {
+            throw ReportError("\(error); restore it or rerun part train")
+        }
+        if let record, let object = try? JSONSerialization.jsonObject(with: JSONOutput.encoder().encode(record)) {
             report.configuration = flatten(object)
             report.configurationSource = "config.json"
-            isSweep = (object as? [String: Any])?["sweep"] != nil
+            isSweep = record.sweep != nil
         } else if let meta = try? checkpointMetadata(state), let text = meta["config"],
                   let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) {
             report.configuration = flatten(object)

@@ -46,7 +46,7 @@ public enum TrainingRun {
 
     /// Trains `config` once per seed into `directory/seed-K`, one seed after another.
     ///
-    /// A new sweep writes `directory/config.json` (the configuration, the command and the seed
+    /// A new sweep writes `directory/config.json` (the configuration, the plan and the seed
     /// list: what marks the directory as a sweep) before its first seed starts. Every seed's run
     /// writes its own `config.json` and checkpoints as a single run does, and after every seed
     /// `directory/summary.json` is written with the seeds finished so far.
@@ -74,11 +74,11 @@ public enum TrainingRun {
             let sub = seedDirectory(directory, seed: seed)
             let trainer = try trainer(c, data: data)
             trainer.checkpointing = options.checkpointing
-            trainer.commandArguments = options.seedArguments(seed)
+            trainer.plan = options.plan?.seedRun(seed)
             trainer.warn = options.log
             if n == 0 && !options.resuming {
                 try writeSweepConfig(config, camLayer: trainer.camLayer, seeds: seeds, data: data, heldOut: heldOut,
-                                     arguments: options.arguments, to: directory)
+                                     plan: options.plan, to: directory)
             }
             // The seed's directory stays locked while it trains.
             let (lock, wasComplete) = try openSeed(trainer, seed: seed, directory: sub, sweep: directory,
@@ -132,14 +132,12 @@ public enum TrainingRun {
             return (held, false)
         }
         let held = try RunDirectory.existing(sub.path)
-        // The command checks this first and names the flag; this is the guarantee.
-        struct Recorded: Decodable { let config: TrainingConfig }
-        let recorded: TrainingConfig
+        // The session checks this first and names the flag; this is the guarantee.
+        let recorded: TrainingConfig?
         do {
-            recorded = try JSONDecoder().decode(Recorded.self, from: Data(contentsOf: configURL)).config
+            recorded = try RunRecord.read(sub)?.config
         } catch {
-            throw RunDirectoryError("\(configURL.path) is not the configuration of a part train run (damaged or edited); "
-                                    + "the sweep cannot be resumed", badArgument: false)
+            throw RunDirectoryError("\(error); the sweep cannot be resumed", badArgument: false)
         }
         guard recorded == trainer.config else {
             throw RunDirectoryError("\(configURL.path) records another configuration than seed \(seed) of the sweep in "
@@ -175,14 +173,15 @@ public enum TrainingRun {
     }
 
     /// The sweep's `config.json`: the fields of a single run's (the configuration with the seed of
-    /// `--seed`, the data, the command) and the seed list.
+    /// `--seed`, the data request and options) and the seed list.
     private static func writeSweepConfig(_ config: TrainingConfig, camLayer: String?, seeds: [UInt64], data: ImageDataset,
-                                         heldOut: ImageDataset, arguments: [String]?, to directory: URL) throws {
+                                         heldOut: ImageDataset, plan: RunPlan?, to directory: URL) throws {
         let split = config.validationSplit
-        try RunConfigFile(method: config.method, config: config, camLayer: camLayer,
-                          trainImages: data.count - split, heldOut: split > 0 ? "validation" : "test",
-                          heldOutImages: split > 0 ? split : heldOut.count, data: data.name,
-                          arguments: arguments, sweep: SweepRecord(seeds: seeds)).write(to: directory)
+        var record = RunRecord(config: config, plan: plan, camLayer: camLayer, trainImages: data.count - split,
+                               heldOut: split > 0 ? "validation" : "test",
+                               heldOutImages: split > 0 ? split : heldOut.count, data: data.name)
+        record.sweep = SweepRecord(seeds: seeds)
+        try record.write(to: directory)
     }
 }
 
@@ -199,11 +198,9 @@ public struct SweepRecord: Sendable, Codable, Equatable {
 public struct SweepOptions {
     /// Every seed's checkpoint cadence.
     public var checkpointing = CheckpointPolicy()
-    /// The command of the sweep, recorded in its `config.json`.
-    public var arguments: [String]?
-    /// The command recorded in seed K's `config.json`, with which `part train --resume RUN/seed-K`
-    /// continues that seed alone.
-    public var seedArguments: (UInt64) -> [String]? = { _ in nil }
+    /// The sweep's data request and options, recorded in its `config.json` and (with the seed)
+    /// in every seed's, with which `part train --resume RUN/seed-K` continues that seed alone.
+    public var plan: RunPlan?
     /// Continue the sweep in the directory instead of starting it.
     public var resuming = false
     /// Receives a line per seed of a resumed sweep saying what happens to it.

@@ -44,28 +44,6 @@ public struct TrainingOutcome: Sendable {
     public let best: EpochReport?
 }
 
-/// What a run directory's `config.json` holds: the resolved configuration and the data it ran on;
-/// for the directory of a `--seeds` sweep, also the seed list (`sweep`, absent for a single run).
-struct RunConfigFile: Encodable {
-    let method: String
-    let config: TrainingConfig
-    let camLayer: String?
-    let trainImages: Int
-    let heldOut: String
-    let heldOutImages: Int
-    let data: String
-    let arguments: [String]?
-    var sweep: SweepRecord? = nil
-
-    /// Writes `directory/config.json` (pretty-printed, atomically).
-    func write(to directory: URL) throws {
-        let encoder = JSONOutput.encoder()
-        encoder.outputFormatting.insert(.prettyPrinted)
-        try (try encoder.encode(self) + Data("\n".utf8)).write(to: directory.appendingPathComponent("config.json"),
-                                                                options: .atomic)
-    }
-}
-
 /// Runs a recipe: for each batch, a budget from the epoch's provider (constant during burn-in),
 /// training examples from the generation attack on the objective's generation loss, and one SGD
 /// step on the objective's training loss. After each epoch: clean and PGD accuracy on the
@@ -89,9 +67,9 @@ public final class Trainer {
     public internal(set) var rng: RNG
     /// Checkpoints besides each epoch's end (`--checkpoint-every`, `--checkpoint-minutes`).
     public var checkpointing = CheckpointPolicy()
-    /// The command line that started the run, recorded in `config.json` so that
-    /// `part train --resume` can rebuild it (data options included).
-    public var commandArguments: [String]?
+    /// The run's data request and options, recorded in `config.json` beside the configuration so
+    /// that `part train --resume` rebuilds the run from it (nil: only the configuration is recorded).
+    public var plan: RunPlan?
     /// Set by `resume(from:)`: the next `train` continues from it.
     var resumeState: ResumeState?
     /// The data-parallel job this trainer is one rank of (nil: one process). See DataParallel.swift.
@@ -323,9 +301,8 @@ public final class Trainer {
 
     /// The resolved configuration, before the first step.
     private func writeConfig(to directory: URL, trainImages: Int, check: ImageDataset, heldOut: String, data: String) throws {
-        try RunConfigFile(method: config.method, config: config, camLayer: camLayer, trainImages: trainImages,
-                          heldOut: heldOut, heldOutImages: check.count, data: data,
-                          arguments: commandArguments).write(to: directory)
+        try RunRecord(config: config, plan: plan, camLayer: camLayer, trainImages: trainImages, heldOut: heldOut,
+                      heldOutImages: check.count, data: data).write(to: directory)
     }
 }
 

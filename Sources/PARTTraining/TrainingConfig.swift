@@ -11,7 +11,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var preset: String?
     /// The dataset's registry name and the model's zoo name.
     public var dataset = "fashion-mnist"
-    public var architecture = "small-cnn"
+    public var architecture = ModelZoo.defaultArchitecture
 
     public var objective: ObjectiveKind = .at
     public var budget: BudgetKind = .cam
@@ -98,9 +98,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// A sentence naming the first invalid setting and what to change, nil when all are valid.
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
-        if !ModelZoo.recognises(architecture) {
-            return ModelZoo.unknownArchitecture(architecture)
-        }
+        if let problem = ModelZoo.problem(architecture) { return problem }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
         if budget == .cam && burnIn >= epochs {
@@ -177,8 +175,28 @@ extension TrainingConfig {
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
         optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps) (alpha \(c.checkStepSize))"
         if c.balancedCheck == true { optimiser += " on class-balanced test images" }
-        if c.precision == .bf16 { optimiser += "; bf16 attack and CAM passes" }
         if let weights = c.initialWeights { optimiser += "; starting from the weights of \(weights)" }
         return [recipe, optimiser]
+    }
+}
+
+extension TrainingConfig {
+    /// `object` (a configuration as JSON) with every field it lacks set to its default, so that
+    /// a configuration written before a field was added still decodes (the run it describes ran
+    /// with that default). nil when nothing is missing.
+    static func fillingDefaults(_ object: [String: Any]) -> [String: Any]? {
+        guard let encoded = try? JSONOutput.encoder().encode(TrainingConfig()),
+              let defaults = try? JSONSerialization.jsonObject(with: encoded) as? [String: Any],
+              defaults.keys.contains(where: { object[$0] == nil }) else { return nil }
+        return defaults.merging(object) { _, given in given }
+    }
+
+    /// Decodes a configuration of any version of the project (see `fillingDefaults`).
+    public static func decodeFillingDefaults(_ data: Data) throws -> TrainingConfig {
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let filled = fillingDefaults(object) {
+            return try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: filled))
+        }
+        return try JSONDecoder().decode(TrainingConfig.self, from: data)
     }
 }

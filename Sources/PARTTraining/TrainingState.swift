@@ -83,7 +83,7 @@ struct TrainingState {
         let words = (m["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw fail("'rng_state' is not four words, not all zero") }
         rng = words
-        guard let text = m["config"], let c = try? JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8)) else {
+        guard let text = m["config"], let c = try? TrainingConfig.decodeFillingDefaults(Data(text.utf8)) else {
             throw fail("'config' is not a training configuration")
         }
         config = c

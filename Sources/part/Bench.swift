@@ -26,8 +26,9 @@ struct Bench: ParsableCommand {
         fast_part_images_per_s, as torch_reference.py --generation fgsm prints the first two).
         """)
 
-    @Option(help: ArgumentHelp("Architecture.", valueName: "name"))
-    var arch: String = "resnet18"
+    @Option(help: ArchitectureName.help("Architecture.", default: ModelZoo.benchmarkArchitecture),
+            transform: ArchitectureName.parse)
+    var arch: ArchitectureName = .benchmark
 
     @Option(parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 128
@@ -53,10 +54,10 @@ struct Bench: ParsableCommand {
     @OptionGroup var optimizations: OptimizationOptions
 
     func validate() throws {
-        guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
-        if let problem = ModelZoo.batchProblem(arch, imageSize: arch == "small-cnn" ? 28 : 32, batch: batchSize) {
+        if let input = try? ModelZoo.architecture(arch.name).defaultInput,
+           let problem = ModelZoo.batchProblem(arch.name, imageSize: input.side, batch: batchSize) {
             throw ValidationError(problem)
         }
         guard reps >= 1 else { throw ValidationError("--reps must be at least 1") }
@@ -91,9 +92,13 @@ struct Bench: ParsableCommand {
     func runBench() throws {
         engine.apply()
         optimizations.apply()
-        let (side, channels, epsilon): (Int, Int, Float) = arch == "small-cnn" ? (28, 1, 0.1) : (32, 3, 8.0 / 255)
+        // The architecture's default input, and the budget of its datasets: 0.1 on grey
+        // (Fashion-)MNIST-size images, 8/255 on CIFAR-size colour ones.
+        let input = try ModelZoo.architecture(arch.name).defaultInput
+        let (side, channels) = (input.side, input.channels)
+        let epsilon: Float = channels == 1 ? 0.1 : 8.0 / 255
         var rng = RNG(seed: 0)
-        let model = try ModelZoo.make(arch, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
+        let model = try ModelZoo.make(arch.name, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
         let n = batchSize
         let x = Tensor(shape: [n, side, side, channels], values: (0..<(n * side * side * channels)).map { _ in rng.uniform() })
         let y = (0..<n).map { _ in Int32(rng.next() % 10) }
@@ -169,7 +174,7 @@ struct Bench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
-            model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
+            model: arch.name, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
             precision: engine.precision.rawValue,
             without: optimizations.without.sorted(),
             generation: generation.rawValue,

@@ -3,6 +3,7 @@ import Foundation
 import PARTCAM
 import PARTData
 import PARTEngine
+import PARTEvaluation
 import PARTNN
 import PARTReport
 import PARTTraining
@@ -25,7 +26,8 @@ struct Cam: ParsableCommand {
 
         Without the flags, budgets and CAM settings come from the run beside the checkpoint \
         (config.json, else the training configuration in <name>.state.safetensors), else the \
-        checkpoint's metadata, else the defaults.
+        checkpoint's metadata, else the defaults; without --dataset and --data, the images are the \
+        test split of the data the run's config.json records.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
@@ -39,8 +41,8 @@ struct Cam: ParsableCommand {
     var cam: CAMMethodName?
 
     @Option(name: [.customLong("cam-layer"), .customLong("layer")], help: ArgumentHelp(
-        "CAM layer, one of the model's named layers (default: the run's, else the architecture's: small-cnn act4, "
-            + "resnet18 and preact-resnet18 layer4, wrn-34-10 block3).", valueName: "name"))
+        "CAM layer, one of the model's named layers (default: the run's, else the architecture's: "
+            + ModelZoo.defaultCAMLayers + ").", valueName: "name"))
     var layer: String?
 
     @Option(help: "Rule from CAM to epsilon map (default: the run's, else zscore).")
@@ -68,8 +70,8 @@ struct Cam: ParsableCommand {
     @Option(help: ArgumentHelp("Also write every map as NumPy arrays here.", valueName: "maps.npz"))
     var saveMaps: String?
 
-    @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(parsing: .unconditional, help: "Images per CAM pass.")
     var batchSize: Int = 64
@@ -86,7 +88,6 @@ struct Cam: ParsableCommand {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
         if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
-        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
@@ -129,7 +130,8 @@ struct Cam: ParsableCommand {
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
             }
-            let all = try data.load(.test)
+            let settings = RunSettings(checkpoint: url)
+            let all = try data.load(.test, recorded: settings.dataset)
             let test = balanced ? try all.balancedPrefix(limit) : all.prefix(limit)
             // Checked again now that the data's own files are known (a file of a --data folder).
             do {
@@ -140,9 +142,8 @@ struct Cam: ParsableCommand {
             }
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
-            let (model, _) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+            let (model, _) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
                                                       inputShape: (test.height, test.width, test.channels), rng: &rng)
-            let settings = RunSettings(checkpoint: url)
             let method = cam ?? settings.cam ?? .gradcam
             let rule = mapRule ?? settings.mapRule ?? .zscore
             let eps = epsilon?.value ?? settings.epsilon ?? 0.1
@@ -240,25 +241,27 @@ struct RunSettings {
     var camLayer: String?
     var epsilon: Float?
     var epsilonLow: Float?
+    /// The data the run trained on (its record's dataset request), read when no data flag is given.
+    var dataset: DatasetRequest?
 
     init(checkpoint: URL) {
         let directory = checkpoint.deletingLastPathComponent()
         let stem = checkpoint.deletingPathExtension().lastPathComponent
         let stateURL = directory.appendingPathComponent(stem + ".state.safetensors")
-        var object: [String: Any]?
-        if let data = FileManager.default.contents(atPath: directory.appendingPathComponent("config.json").path) {
-            object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        }
-        if object == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
-            object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        // The run's record (read as part train --resume reads it), else the configuration saved
+        // with the optimiser state; a damaged record counts as none (the checkpoint's own
+        // metadata still answers).
+        let record = (try? RunRecord.read(directory)) ?? nil
+        var config = record?.config
+        dataset = record?.dataset
+        if config == nil, let meta = try? RunReport.checkpointMetadata(stateURL), let text = meta["config"] {
+            config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
         }
         let meta = (try? RunReport.checkpointMetadata(checkpoint)) ?? [:]
-        let values = object?["config"] as? [String: Any] ?? object ?? [:]
-        func text(_ key: String) -> String? { values[key] as? String ?? object?[key] as? String ?? meta[key] }
-        cam = text("cam").flatMap(CAMMethodName.init(rawValue:))
-        mapRule = text("mapRule").flatMap(MapRuleName.init(rawValue:))
-        camLayer = text("camLayer")
-        epsilon = (values["epsilon"] as? NSNumber)?.floatValue
-        epsilonLow = (values["epsilonLow"] as? NSNumber)?.floatValue
+        cam = config?.cam ?? meta[RecipeKey.cam].flatMap(CAMMethodName.init(rawValue:))
+        mapRule = config?.mapRule ?? meta[RecipeKey.mapRule].flatMap(MapRuleName.init(rawValue:))
+        camLayer = record?.camLayer ?? config?.camLayer ?? meta[RecipeKey.camLayer]
+        epsilon = config?.epsilon
+        epsilonLow = config?.epsilonLow
     }
 }

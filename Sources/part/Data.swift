@@ -112,8 +112,9 @@ extension DataCommand {
         @Option(parsing: .unconditional, help: "Off/on measurement pairs of the training loop.")
         var rounds: Int = 2
 
-        @Option(help: ArgumentHelp("Architecture of the training measurement.", valueName: "name"))
-        var arch: String = "resnet18"
+        @Option(help: ArchitectureName.help("Architecture of the training measurement.", default: ModelZoo.benchmarkArchitecture),
+                transform: ArchitectureName.parse)
+        var arch: ArchitectureName = .benchmark
 
         @Option(parsing: .unconditional, help: "PGD steps of the training measurement.")
         var steps: Int = 10
@@ -131,7 +132,6 @@ extension DataCommand {
             guard trainBatches >= 0 else { throw ValidationError("--train-batches must be >= 0") }
             guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             guard steps >= 0 else { throw ValidationError("--steps must be >= 0") }
-            guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         }
 
         struct TrainingFigures: Encodable {
@@ -185,7 +185,7 @@ extension DataCommand {
             config.seed = seed
             var rng = RNG(seed: seed)
             var initRng = rng.split()
-            let model = try ModelZoo.make(arch, numClasses: train.classes, inChannels: train.channels,
+            let model = try ModelZoo.make(arch.name, numClasses: train.classes, inChannels: train.channels,
                                           imageSize: train.height, rng: &initRng)
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("part-data-bench-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: directory) }
@@ -244,7 +244,7 @@ extension DataCommand {
                     let mean = f.imagesPerSecond.reduce(0, +) / Double(f.imagesPerSecond.count)
                     let wait = f.waitMillisecondsPerBatch.reduce(0, +) / Double(f.waitMillisecondsPerBatch.count)
                     print(String(format: "training (%@ AT, PGD-%d), prefetch %@: %.2f images/s (%@), waited %.3f ms per batch for data after the first",
-                                 arch, steps, f.prefetch ? "on " : "off", mean,
+                                 arch.name, steps, f.prefetch ? "on " : "off", mean,
                                  f.imagesPerSecond.map { String(format: "%.2f", $0) }.joined(separator: ", "), wait))
                 }
                 if let on = figures.last, !on.imagesPerSecond.isEmpty {

@@ -79,8 +79,10 @@ struct MPICheck: ParsableCommand {
         training step sends). Rank 0 prints the result.
         """)
 
-    @Option(help: ArgumentHelp("Architecture whose parameter count sets the buffer size.", valueName: "name"))
-    var arch: String = "resnet18"
+    @Option(help: ArchitectureName.help("Architecture whose parameter count sets the buffer size.",
+                                         default: ModelZoo.benchmarkArchitecture),
+            transform: ArchitectureName.parse)
+    var arch: ArchitectureName = .benchmark
 
     @Option(parsing: .unconditional, help: "Image side and channels of that architecture's input.")
     var imageSize: Int = 32
@@ -102,7 +104,6 @@ struct MPICheck: ParsableCommand {
     }
 
     func validate() throws {
-        guard ModelZoo.recognises(arch) else { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16") }
     }
@@ -112,7 +113,7 @@ struct MPICheck: ParsableCommand {
         do { communicator = try Distributed.communicator() } catch { throw fail(error) }
         do {
             var rng = RNG(seed: 0)
-            let model = try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: imageSize, rng: &rng)
+            let model = try ModelZoo.make(arch.name, numClasses: 10, inChannels: 3, imageSize: imageSize, rng: &rng)
             let floats = model.parameters.reduce(0) { $0 + $1.1.value.count }
             let (rank, size) = (communicator.rank, communicator.size)
             // Rank r contributes r + 1 at every position: the sum is size (size + 1) / 2.
@@ -152,7 +153,7 @@ struct MPICheck: ParsableCommand {
                         print("one process: no all-reduce to time (start it with mpirun -np R part mpi)")
                     } else {
                         print(String(format: "all-reduce of %d floats (%.1f MB, %@ gradients): median %.2f ms over %d, "
-                                     + "%.2f GB/s", floats, Double(4 * floats) / 1e6, arch as NSString, 1000 * median,
+                                     + "%.2f GB/s", floats, Double(4 * floats) / 1e6, arch.name as NSString, 1000 * median,
                                      repeats, result.algorithmBandwidthGBs))
                     }
                 }

@@ -14,13 +14,13 @@ struct EngineOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
     var threads: Int?
 
+    /// nil when --precision was not given (a resumed run keeps its own).
     @Option(name: .customLong("precision"),
             help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
                                + "(training's own passes stay fp32). (default: fp32, or the preset's)", valueName: "fp32|bf16"))
-    var precisionOption: PrecisionChoice?
+    var givenPrecision: PrecisionChoice?
 
-    /// --precision as given, fp32 when not.
-    var precision: PrecisionChoice { precisionOption ?? .fp32 }
+    var precision: PrecisionChoice { givenPrecision ?? .fp32 }
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }

@@ -60,8 +60,8 @@ struct Eval: ParsableCommand {
                                valueName: "mean/std"))
     var normalize: String?
 
-    @Option(help: ArgumentHelp("Architecture, when the file does not say.", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(parsing: .unconditional, help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
@@ -121,7 +121,6 @@ struct Eval: ParsableCommand {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
-        if let arch, !ModelZoo.recognises(arch) { throw ValidationError(ModelZoo.unknownArchitecture(arch)) }
         do {
             _ = try stages()
         } catch let error as AttackError {
@@ -217,7 +216,7 @@ struct Eval: ParsableCommand {
         }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
-        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch, numClasses: test.classes,
+        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
                                                   inputShape: (test.height, test.width, test.channels), rng: &initRng)
         if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
                                                batch: min(batchSize, max(test.count, 1))) {

@@ -35,8 +35,13 @@ struct PART: ParsableCommand {
 
 /// Which dataset, where its files are, and the options of its format (the dataset registry).
 struct DataOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The dataset (see README, Datasets).", valueName: "name"))
-    var dataset: DatasetName = .fashionMNIST
+    /// nil when --dataset was not given: `part train` then takes a preset's dataset, or a resumed
+    /// run's (`dataset` applies the default).
+    @Option(name: .customLong("dataset"), help: ArgumentHelp("The dataset (see README, Datasets). (default: fashion-mnist)",
+                                                             valueName: "name"))
+    var givenDataset: DatasetName?
+
+    var dataset: DatasetName { givenDataset ?? .fashionMNIST }
 
     @Option(name: .customLong("data"), help: ArgumentHelp(
         "The dataset's files (default for fashion-mnist: /usr/share/datasets/fashion-mnist). cifar10/cifar100: the "
@@ -45,8 +50,11 @@ struct DataOptions: ParsableArguments {
             + "folder with train.npz and test.npz.", valueName: "dir"))
     var directory: String?
 
-    @Option(help: "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses).")
-    var labelMode: CIFAR.LabelMode = .fine
+    @Option(name: .customLong("label-mode"),
+            help: "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses). (default: fine)")
+    var givenLabelMode: CIFAR.LabelMode?
+
+    var labelMode: CIFAR.LabelMode { givenLabelMode ?? .fine }
 
     @Flag(help: "SVHN: add extra_32x32.mat (531,131 images) to the training split.")
     var svhnExtra = false
@@ -57,8 +65,11 @@ struct DataOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "imagefolder, npy: the number of classes (default: the class folders, or the largest label + 1).")
     var classes: Int?
 
-    @Option(parsing: .unconditional, help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only).")
-    var channels: Int = 3
+    @Option(name: .customLong("channels"), parsing: .unconditional,
+            help: "imagefolder: 3 (RGB; grey images are replicated) or 1 (grey images only). (default: 3)")
+    var givenChannels: Int?
+
+    var channels: Int { givenChannels ?? 3 }
 
     @Option(help: ArgumentHelp("Folder for decoded-image caches of tinyimagenet and imagefolder (default: "
                                + ".part-cache beside the data when writable, else ~/.cache/part).", valueName: "dir"))
@@ -75,13 +86,39 @@ struct DataOptions: ParsableArguments {
         return r
     }
 
+    /// `request` with only the options given on the command line replacing its fields (a
+    /// resumed run's recorded request, overridden by what the resume command gives).
+    func overriding(_ recorded: DatasetRequest) -> DatasetRequest {
+        var r = recorded
+        if let givenDataset { r.name = givenDataset }
+        if let directory { r.location = URL(fileURLWithPath: directory).standardizedFileURL }
+        if let givenLabelMode { r.labelMode = givenLabelMode }
+        if svhnExtra { r.svhnExtra = true }
+        if let layout { r.layout = layout }
+        if let classes { r.classes = classes }
+        if let givenChannels { r.channels = givenChannels }
+        if let cache { r.cache = URL(fileURLWithPath: cache).standardizedFileURL }
+        return r
+    }
+
     func validate() throws {
         if let problem = request.problem() { throw ValidationError(problem) }
     }
 
-    /// Loads a split through the registry; warnings go to standard error.
-    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil) throws -> ImageDataset {
-        var r = request
+    /// The request of a command that reads a run's checkpoint: the data the run recorded
+    /// (`recorded`, from its config.json) when neither --dataset nor --data is given, with the
+    /// format flags given now over it; else the flags alone.
+    func request(recorded: DatasetRequest?) -> DatasetRequest {
+        guard givenDataset == nil, directory == nil, let recorded else { return request }
+        var r = overriding(recorded)
+        r.augmentation = nil
+        return r
+    }
+
+    /// Loads a split through the registry (of `recorded`, see `request(recorded:)`); warnings go
+    /// to standard error.
+    func load(_ split: DatasetSplit, augmentation: Augmentation? = nil, recorded: DatasetRequest? = nil) throws -> ImageDataset {
+        var r = request(recorded: recorded)
         r.augmentation = augmentation
         return try DatasetRegistry.load(r, split: split) { warning in
             FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8))
@@ -95,10 +132,13 @@ struct AugmentOptions: ParsableArguments {
         case auto, none, cropFlip = "crop-flip"
     }
 
-    @Option(help: ArgumentHelp("Training augmentation: auto (the dataset's recipe: random crop with 4-pixel zero padding "
+    @Option(name: .customLong("augment"),
+            help: ArgumentHelp("Training augmentation: auto (the dataset's recipe: random crop with 4-pixel zero padding "
                                + "and horizontal flip for cifar10, cifar100 and tinyimagenet, none otherwise), none, or "
-                               + "crop-flip."))
-    var augment: Choice = .auto
+                               + "crop-flip. (default: auto)"))
+    var givenAugment: Choice?
+
+    var augment: Choice { givenAugment ?? .auto }
 
     /// nil keeps the dataset's own policy.
     var policy: Augmentation? {
@@ -147,9 +187,13 @@ struct OutputOptions: ParsableArguments {
     @Flag(help: "Print results as JSON (one object per line).")
     var json = false
 
-    @Option(parsing: .unconditional, help: "Seed of every random choice (initialisation, shuffling, attack starts).",
+    /// nil when --seed was not given (a resumed run keeps its own).
+    @Option(name: .customLong("seed"), parsing: .unconditional,
+            help: "Seed of every random choice (initialisation, shuffling, attack starts). (default: 0)",
             transform: parseSeed)
-    var seed: UInt64 = 0
+    var givenSeed: UInt64?
+
+    var seed: UInt64 { givenSeed ?? 0 }
 }
 
 /// `text` with its line breaks escaped (`\\n`), so that an error quoting a path or a value that

@@ -3,6 +3,7 @@ import Foundation
 import PARTCAM
 import PARTData
 import PARTEngine
+import PARTEvaluation
 import PARTNN
 import PARTReport
 import PARTTraining
@@ -13,26 +14,32 @@ struct TrainReportOptions: ParsableArguments {
                                + "training loss every --tensorboard-every batches.", valueName: "dir"))
     var tensorboard: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Batches between two training-loss points in TensorBoard.", valueName: "n"))
-    var tensorboardEvery: Int = 20
+    @Option(name: .customLong("tensorboard-every"), parsing: .unconditional,
+            help: ArgumentHelp("Batches between two training-loss points in TensorBoard. (default: 20)", valueName: "n"))
+    var givenTensorboardEvery: Int?
+
+    var tensorboardEvery: Int { givenTensorboardEvery ?? 20 }
 
     @Flag(help: "Write <out>/report.html at the end of the run (as part report <out> does).")
     var report = false
 
     func validate() throws {
-        guard tensorboardEvery >= 1 else { throw ValidationError("--tensorboard-every must be at least 1") }
+        if let givenTensorboardEvery, givenTensorboardEvery < 1 {
+            throw ValidationError("--tensorboard-every must be at least 1")
+        }
     }
 }
 
-/// The outputs of `TrainReportOptions` during a run. Logging must never cost a run: when an
-/// event file cannot be written, one line says so and training goes on without it.
+/// The outputs of `TrainReportOptions` during a run (as the run's options record them). Logging
+/// must never cost a run: when an event file cannot be written, one line says so and training
+/// goes on without it.
 final class TrainOutputs {
-    let options: TrainReportOptions
+    let options: RunOptions
     let runDirectory: URL
     let log: (String) -> Void
     private var scalars: TrainingScalars?
 
-    init(_ options: TrainReportOptions, runDirectory: URL, log: @escaping (String) -> Void) throws {
+    init(_ options: RunOptions, runDirectory: URL, log: @escaping (String) -> Void) throws {
         self.options = options
         self.runDirectory = runDirectory
         self.log = log
@@ -114,7 +121,8 @@ struct Report: ParsableCommand {
         The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
         clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
         SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
-        test images under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
+        test images (of the data <run>/config.json records, unless --dataset or --data is given) \
+        under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
         <run>/last.state.safetensors) and the \
         environment. It needs no network and runs no script: open it in any browser, or mail it.
         """)
@@ -158,12 +166,12 @@ struct Report: ParsableCommand {
             let checkpoint = run.appendingPathComponent("last.safetensors")
             if gridRows > 0 && FileManager.default.fileExists(atPath: checkpoint.path) {
                 do {
-                    let test = try data.load(.test).prefix(gridRows)
+                    let settings = RunSettings(checkpoint: checkpoint)
+                    let test = try data.load(.test, recorded: settings.dataset).prefix(gridRows)
                     try CheckpointFit.check(checkpoint, fits: test)
                     var rng = RNG(seed: 0)
                     let (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
                                                               inputShape: (test.height, test.width, test.channels), rng: &rng)
-                    let settings = RunSettings(checkpoint: checkpoint)
                     let budget = CAMBudget(method: (settings.cam ?? .gradcam).method, rule: (settings.mapRule ?? .zscore).rule,
                                            layer: try CAMLayer.resolve(settings.camLayer, model: model))
                     report.camGrid = try ReportGrid.png(model: model, test: test, budget: budget,

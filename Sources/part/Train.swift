@@ -25,12 +25,16 @@ struct Train: ParsableCommand {
         After every epoch it prints loss, clean and PGD accuracy on the held-out images (the first \
         --eval-limit test images, or --val-split training images), the share of entries at full eps \
         and images/s, and writes <out>/last.safetensors (PyTorch names and layouts) atomically. \
-        <out>/config.json holds the resolved configuration. --seeds 0,1,2 trains one run per seed \
-        into <out>/seed-K and reports clean and PGD accuracy as mean ± std (<out>/summary.json).
+        <out>/config.json records the run: the resolved configuration, the dataset (with --data and \
+        its options) and the options a resume keeps (limits, --without, --precision, checkpoint \
+        cadence, outputs). --seeds 0,1,2 trains one run per seed into <out>/seed-K and reports clean \
+        and PGD accuracy as mean ± std (<out>/summary.json).
 
-        --resume <out> continues an interrupted run from its last checkpoint; for a --seeds sweep \
-        it keeps the finished seeds, resumes the interrupted one and starts the rest, then writes \
-        <out>/summary.json. --resume <out>/seed-K continues one seed of a sweep alone.
+        --resume <out> continues an interrupted run from its last checkpoint, rebuilt from \
+        <out>/config.json; for a --seeds sweep it keeps the finished seeds, resumes the interrupted \
+        one and starts the rest, then writes <out>/summary.json. --resume <out>/seed-K continues one \
+        seed of a sweep alone. Recipe and data flags given again must agree with the record; \
+        checkpoint, engine and output flags replace the recorded ones.
         """)
 
     @OptionGroup var data: DataOptions
@@ -65,14 +69,15 @@ struct Train: ParsableCommand {
     @Option(help: "CAM method of a CAM budget. (default: gradcam)")
     var cam: CAMMethodName?
 
-    @Option(help: ArgumentHelp("CAM layer (default: the model's: act4, layer4, block3).", valueName: "name"))
+    @Option(help: ArgumentHelp("CAM layer (default: the architecture's: \(ModelZoo.defaultCAMLayers)).", valueName: "name"))
     var camLayer: String?
 
     @Option(help: "Rule from CAM to epsilon map; official needs 3-channel images. (default: zscore)")
     var mapRule: MapRuleName?
 
-    @Option(help: ArgumentHelp("Architecture. (default: small-cnn)", valueName: "name"))
-    var arch: String?
+    @Option(help: ArchitectureName.help("Architecture.", default: ModelZoo.defaultArchitecture),
+            transform: ArchitectureName.parse)
+    var arch: ArchitectureName?
 
     @Option(parsing: .unconditional, help: "Training epochs. (default: 5)")
     var epochs: Int?
@@ -80,11 +85,11 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Epochs of constant budget before a CAM budget starts. (default: 2)")
     var burnIn: Int?
 
-    @Option(parsing: .unconditional, help: "Use the first N training images (0: all).")
-    var trainLimit: Int = 0
+    @Option(parsing: .unconditional, help: "Use the first N training images (0: all). (default: 0)")
+    var trainLimit: Int?
 
-    @Option(parsing: .unconditional, help: "Held-out test images for the per-epoch check.")
-    var evalLimit: Int = 1000
+    @Option(parsing: .unconditional, help: "Held-out test images for the per-epoch check. (default: 1000)")
+    var evalLimit: Int?
 
     @Flag(help: ArgumentHelp("Check on the first ceil(N/K) test images of each of the K classes (N = --eval-limit) "
                              + "instead of the first N (image folders are sorted by class)."))
@@ -152,16 +157,10 @@ struct Train: ParsableCommand {
                                + "fine-tuning. SGD's momentum starts at zero.", valueName: "checkpoint"))
     var initialWeights: String?
 
-    /// The preset (or the built-in defaults), then --method, then every explicit flag.
-    func resolvedConfig() throws -> TrainingConfig {
-        var c = TrainingConfig()
-        if let preset {
-            guard let p = Presets.named(preset) else {
-                throw ValidationError("unknown --preset '\(preset)'; `part presets` lists the \(Presets.all.count) presets")
-            }
-            c = p.config
-        }
-        if preset == nil || datasetGiven { c.dataset = data.dataset.rawValue }
+    /// The flags that change the recipe, applied over `c` (the preset's, the defaults, or a
+    /// resumed run's configuration): --method first, then every explicit flag. `preset` is the
+    /// preset `c` started from.
+    func applyRecipeFlags(to c: inout TrainingConfig, preset: String?) throws {
         if let method { c.apply(method) }
         if let objective { c.objective = objective }
         if let budget { c.budget = budget }
@@ -170,7 +169,7 @@ struct Train: ParsableCommand {
         if let cam { c.cam = cam }
         if let camLayer { c.camLayer = camLayer }
         if let mapRule { c.mapRule = mapRule }
-        if let arch { c.architecture = arch }
+        if let arch { c.architecture = arch.name }
         if let epochs { c.epochs = epochs }
         if let burnIn { c.burnIn = burnIn }
         if let valSplit { c.validationSplit = valSplit }
@@ -191,20 +190,60 @@ struct Train: ParsableCommand {
         if let warmupEpochs { c.warmupEpochs = warmupEpochs }
         if let epsilon { c.epsilon = epsilon.value }
         if let epsilonLow { c.epsilonLow = epsilonLow.value }
-        if let stepSize {
-            c.stepSize = stepSize.value
-        } else if c.generation == .fgsm {
-            // Wong et al.'s FGSM-RS step: 1.25 eps (10/255 at 8/255).
-            c.stepSize = 1.25 * c.epsilon
-        }
+        if let stepSize { c.stepSize = stepSize.value }
         if let steps { c.steps = steps }
         if let evalSteps { c.evalSteps = evalSteps }
-        c.seed = output.seed
+        if let seed = output.givenSeed { c.seed = seed }
         if balanced { c.balancedCheck = true }
-        if let precision = engine.precisionOption { c.precision = PassPrecision(rawValue: precision.rawValue) }
         // Absolute, so that a resumed run started elsewhere finds the file.
         if let initialWeights { c.initialWeights = URL(fileURLWithPath: initialWeights).standardizedFileURL.path }
+    }
+
+    /// The preset (or the built-in defaults), then --dataset, --method and every explicit flag.
+    /// An explicit --dataset overrides the preset's dataset; the default dataset does not.
+    func resolvedConfig() throws -> TrainingConfig {
+        var c = TrainingConfig()
+        if let preset {
+            guard let p = Presets.named(preset) else {
+                throw ValidationError("unknown --preset '\(preset)'; `part presets` lists the \(Presets.all.count) presets")
+            }
+            c = p.config
+        }
+        if preset == nil || data.givenDataset != nil { c.dataset = data.dataset.rawValue }
+        try applyRecipeFlags(to: &c, preset: preset)
+        // A new run's FGSM step without --alpha: Wong et al.'s 1.25 eps (10/255 at 8/255). Only
+        // here: a resumed run keeps the step it recorded.
+        if stepSize == nil && c.generation == .fgsm { c.stepSize = 1.25 * c.epsilon }
         return c.resolved
+    }
+
+    /// The process options given on this command over `options` (the defaults, or a resumed
+    /// run's recorded options).
+    func runOptions(over options: RunOptions) -> RunOptions {
+        var o = options
+        if let trainLimit { o.trainLimit = trainLimit }
+        if let evalLimit { o.evalLimit = evalLimit }
+        if !optimizations.without.isEmpty { o.without = optimizations.without }
+        if let precision = engine.givenPrecision { o.precision = precision.rawValue }
+        if let every = checkpoints.checkpointEvery { o.checkpointEvery = every }
+        if let minutes = checkpoints.checkpointMinutes { o.checkpointMinutes = minutes }
+        if let tensorboard = reporting.tensorboard { o.tensorboard = URL(fileURLWithPath: tensorboard).standardizedFileURL.path }
+        if let every = reporting.givenTensorboardEvery { o.tensorboardEvery = every }
+        if reporting.report { o.report = true }
+        return o
+    }
+
+    /// The plan of a new job: the resolved configuration, the dataset request of its dataset
+    /// (--dataset, else the preset's), the options of this command and --seeds.
+    func newPlan() throws -> RunPlan {
+        let config = try resolvedConfig()
+        var request = data.request.absolute
+        if let name = DatasetName(rawValue: config.dataset) { request.name = name }
+        request.augmentation = augmentation.policy
+        var options = runOptions(over: RunOptions())
+        // A preset's precision of attack and CAM passes, unless --precision says otherwise.
+        if engine.givenPrecision == nil, let precision = config.precision { options.precision = precision.rawValue }
+        return RunPlan(config: config, dataset: request, options: options, seeds: try parsedSeeds())
     }
 
     /// --lr-milestones as given (space- or comma-separated, or "none"); nil when not given.
@@ -231,56 +270,31 @@ struct Train: ParsableCommand {
     }
 
     func validate() throws {
+        if let trainLimit, trainLimit < 0 { throw ValidationError("--train-limit must be >= 0") }
+        if let evalLimit, evalLimit < 1 { throw ValidationError("--eval-limit must be at least 1") }
         if checkpoints.resume != nil {
             try checkpoints.validateResume(seeds: seeds, out: out, overwrite: overwrite)
             return
         }
-        let c = try resolvedConfig()
-        if let problem = dataRequest(c).problem() {
+        let plan = try newPlan()
+        if let problem = plan.dataset.problem() {
             throw ValidationError((preset.map { "preset \($0): " } ?? "") + problem)
         }
-        if let problem = c.problem() { throw ValidationError(problem) }
-        guard trainLimit >= 0 else { throw ValidationError("--train-limit must be >= 0") }
-        guard evalLimit >= 1 else { throw ValidationError("--eval-limit must be at least 1") }
+        if let problem = plan.config.problem() { throw ValidationError(problem) }
         if let initialWeights, !FileManager.default.isReadableFile(atPath: initialWeights) {
             throw ValidationError("--init \(initialWeights): no readable file there")
         }
-        _ = try parsedSeeds()
-    }
-
-    // MARK: data (the data-loading lines)
-
-    /// Whether --dataset was on the command line. `DataOptions` gives the dataset a default, so
-    /// this is how a preset's dataset yields to an explicit --dataset and not to the default.
-    var datasetGiven: Bool { CommandLine.arguments.contains { $0 == "--dataset" || $0.hasPrefix("--dataset=") } }
-
-    /// The registry request of the resolved dataset (--dataset, else the preset's).
-    func dataRequest(_ config: TrainingConfig) -> DatasetRequest {
-        var r = data.request
-        if let name = DatasetName(rawValue: config.dataset) { r.name = name }
-        r.augmentation = augmentation.policy
-        return r
-    }
-
-    /// The training split and the held-out test images of the per-epoch check.
-    func loadData(_ config: TrainingConfig) throws -> (train: ImageDataset, heldOut: ImageDataset) {
-        let request = dataRequest(config)
-        let warn = { (warning: String) in FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
-        var train = try DatasetRegistry.load(request, split: .train, warn: warn)
-        if trainLimit > 0 { train = train.prefix(trainLimit) }
-        let test = try DatasetRegistry.load(request, split: .test, warn: warn)
-        let heldOut = config.balancedCheck == true ? try test.balancedPrefix(evalLimit) : test.prefix(evalLimit)
-        try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
-        return (train, heldOut)
     }
 
     // MARK: run
 
-    /// Claims the run directory: --out (checked and locked before any data is read), or the
-    /// first free runs/<method>-<dataset>[-N], created atomically.
-    func claimDirectory(method: String, dataset: String) throws -> RunDirectory {
-        if let out { return try RunDirectory.claim(out, overwrite: overwrite) }
-        return try RunDirectory.claimFresh(base: "runs/\(method)-\(dataset)")
+    /// A job about to start: its plan, its directory (claimed by this process, or only named
+    /// under mpirun on ranks other than 0) and, when resumed, the run's record.
+    struct Job {
+        var plan: RunPlan
+        var claimed: RunDirectory?
+        var url: URL?
+        var resumed: RunRecord?
     }
 
     func run() throws {
@@ -290,27 +304,49 @@ struct Train: ParsableCommand {
         if let communicator, checkpoints.resume == nil, out == nil {
             throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
         }
+        let job: Job
         if let resume = checkpoints.resume {
-            try runResumed(resume)
-            return
+            job = try resumedJob(resume)
+        } else {
+            var plan = try newPlan()
+            if plan.options.precision == PrecisionChoice.bf16.rawValue && !Engine.supportsBF16 && engine.givenPrecision == nil {
+                // The preset asks for bf16 passes this CPU lacks: the run computes them in fp32.
+                if Distributed.current?.isRoot ?? true {
+                    FileHandle.standardError.write(Data(("warning: preset \(preset ?? "") asks for bf16 attack and CAM passes, "
+                        + "which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
+                }
+                plan.options.precision = PrecisionChoice.fp32.rawValue
+            }
+            job = Job(plan: plan, claimed: nil, url: out.map { URL(fileURLWithPath: $0) }, resumed: nil)
         }
-        try start(resumed: nil)
+        try start(job)
     }
 
-    /// Trains a new run, or continues `resumed` (its directory, held, and its saved configuration).
+    /// Claims the run directory of a new job: --out (checked and locked before any data is
+    /// read), or the first free runs/<method>-<dataset>[-N], created atomically.
+    func claimDirectory(method: String, dataset: String) throws -> RunDirectory {
+        if let out { return try RunDirectory.claim(out, overwrite: overwrite) }
+        return try RunDirectory.claimFresh(base: "runs/\(method)-\(dataset)")
+    }
+
+    /// Trains `job`: the printing of `part train` around a `TrainingSession`.
     ///
-    /// Under mpirun only rank 0 holds the resumed directory (`directory`); every rank has its path.
-    ///
-    /// A resumed `--seeds` sweep continues in `resumed.url` with the command it was started with
-    /// (`resumed.arguments`), which each seed's run records.
-    func start(resumed: (directory: RunDirectory?, url: URL, config: TrainingConfig, trainImages: Int?,
-                         heldOutImages: Int?, arguments: [String]?)?) throws {
-        // Here rather than in run(): a resumed run keeps the --without of its saved command.
-        optimizations.apply()
+    /// Under mpirun only rank 0 holds the directory; every rank has its path.
+    func start(_ job: Job) throws {
+        let plan = job.plan
+        let config = plan.config
+        let resumed = job.resumed != nil
+        // The run's engine settings: a resumed run keeps those it recorded unless given again.
+        for name in plan.options.without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
+        if let precision = PrecisionChoice(rawValue: plan.options.precision) {
+            guard precision != .bf16 || Engine.supportsBF16 else {
+                throw badArgument("the run computes its attacks in --precision bf16, which this CPU (\(Engine.instructionSet)) "
+                                  + "lacks: give --precision fp32 to continue it in fp32")
+            }
+            Engine.attackPrecision = precision.dtype
+        }
         do {
-            let config = try resumed?.config ?? resolvedConfig()
-            try applyPrecision(config)
-            let seedList = try parsedSeeds()
+            let seedList = plan.seeds
             // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.
             let communicator = Distributed.current
             let printing = communicator?.isRoot ?? true
@@ -320,48 +356,29 @@ struct Train: ParsableCommand {
             }
             // TensorBoard and the report follow one run; a seed sweep writes them per seed
             // afterwards through `part report <seed directory>`.
-            if seedList != nil && (reporting.tensorboard != nil || reporting.report) {
+            if seedList != nil && (plan.options.tensorboard != nil || plan.options.report) {
                 throw badArgument("--tensorboard and --report follow a single run: drop them with --seeds "
                                   + "(part report DIR writes a seed's report afterwards)")
             }
             // --out is claimed before any data is read: an unusable directory costs nothing.
-            var claimed = resumed?.directory
-            if claimed == nil, out != nil, printing { claimed = try claimDirectory(method: config.method, dataset: config.dataset) }
-            defer { if resumed == nil { claimed?.removeIfUnused() } }
-            let (train, heldOut) = try loadData(config)
-            // No images is a data problem (exit 1); a split larger than the data a bad argument.
-            try Validation.nonEmpty(train, "training split")
-            if config.validationSplit == 0 { try Validation.nonEmpty(heldOut, "test split") }
-            if let problem = ModelZoo.batchProblem(config.architecture, imageSize: max(train.height, train.width),
-                                                   batch: config.batchSize) {
-                throw badArgument(problem)
+            var claimed = job.claimed
+            if claimed == nil, !resumed, out != nil, printing {
+                claimed = try claimDirectory(method: config.method, dataset: config.dataset)
             }
-            if config.validationSplit >= train.count {
-                throw badArgument("--val-split \(config.validationSplit) must be smaller than the \(train.count) training images")
-            }
-            if let resumed, let saved = resumed.trainImages, let savedHeld = resumed.heldOutImages {
-                // The same command on other files would shuffle other images: not this run.
-                let now = train.count - config.validationSplit, held = config.validationSplit > 0 ? config.validationSplit : heldOut.count
-                guard now == saved && held == savedHeld else {
-                    throw TrainingError("--resume \(resumed.url.path): the run trained on \(saved) images and checked "
-                                        + "\(savedHeld); its data now gives \(now) and \(held): the files under --data changed")
-                }
-            }
-            if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
-                throw badArgument("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) has "
-                                  + "\(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
-            }
-            if claimed == nil, printing { claimed = try claimDirectory(method: config.method, dataset: train.name) }
-            guard let directory = claimed?.url ?? (printing ? nil : resumed?.url ?? out.map({ URL(fileURLWithPath: $0) })) else {
-                return
-            }
-            let camLayer = try resolvedCAMLayer(config, data: train)
+            defer { if !resumed { claimed?.removeIfUnused() } }
+            let warn = { (warning: String) in FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
+            let (train, heldOut) = try plan.loadData(warn: warn)
+            if claimed == nil, !resumed, printing { claimed = try claimDirectory(method: config.method, dataset: train.name) }
+            guard let directory = claimed?.url ?? (printing ? nil : job.url) else { return }
+            let session = TrainingSession(plan: plan, directory: directory, resumed: job.resumed)
+            try session.check(train: train, heldOut: heldOut)
+            let camLayer = try session.camLayer()
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
                 : "\(heldOut.count) held-out test images"
             let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "
                           + "\(train.name) (\(train.count - config.validationSplit) training images, \(held)), "
                           + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")
-                          + (resumed != nil && seedList != nil ? "; resuming the sweep in \(directory.path)"
+                          + (resumed && seedList != nil ? "; resuming the sweep in \(directory.path)"
                              : "; writing \(directory.path)")]
                 + config.summaryLines(camLayer: camLayer).map { "  " + $0 }
             for line in header where printing {
@@ -369,10 +386,24 @@ struct Train: ParsableCommand {
             }
             var progress = Progress(quiet: progressOptions.quiet)
             // Other ranks write no TensorBoard files and no report.
-            let outputs = try TrainOutputs(printing ? reporting : try TrainReportOptions.parse([]), runDirectory: directory,
-                                           log: progress.log)
+            let outputs = try TrainOutputs(printing ? plan.options : RunOptions(), runDirectory: directory, log: progress.log)
             let started = Date()
-            let printReport = { (r: EpochReport) throws in
+            session.parallel = communicator.map { DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm) }
+            session.log = { line in
+                guard printing else { return }
+                progress.clear()
+                FileHandle.standardError.write(Data("\(line)\n".utf8))
+            }
+            session.configure = { $0.batchLoss = outputs.batchLoss }
+            let outcome = try session.run(train: train, heldOut: heldOut, progress: { seed, epoch, done, total in
+                guard printing else { return }
+                if seedList != nil {
+                    progress.update("seed \(seed) epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                } else {
+                    progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
+                                    unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
+                }
+            }, report: { r in
                 progress.clear()
                 if seedList == nil { outputs.epoch(r) }
                 if output.json {
@@ -386,75 +417,26 @@ struct Train: ParsableCommand {
                                    (r.best ? "  best" : "") as NSString))
                 }
                 fflush(stdout)
-            }
-            if let seedList {
-                var options = SweepOptions()
-                options.checkpointing = checkpoints.policy
-                options.resuming = resumed != nil
-                // A resumed sweep keeps the command it was started with.
-                let sweepArguments = resumed != nil ? resumed?.arguments : Train.savedArguments()
-                options.arguments = sweepArguments
-                options.seedArguments = { seed in sweepArguments.map { Train.seedArguments($0, seed: seed) } }
-                options.log = { line in
-                    progress.clear()
-                    FileHandle.standardError.write(Data("\(line)\n".utf8))
-                }
-                // A sweep runs in one process (refused under mpirun above).
-                Interrupt.install()
-                let swept = try TrainingRun.runSweep(config, seeds: seedList, data: train, heldOut: heldOut,
-                                                     directory: directory, options: options, progress: { seed, epoch, done, total in
-                    progress.update("seed \(seed) epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
-                }, report: { _, r in try printReport(r) })
+            })
+            switch outcome {
+            case .alreadyComplete:
+                session.log("part: the run in \(directory.path) is complete (\(config.epochs) epochs); nothing to resume")
+            case .sweep(let swept):
+                let seeds = (seedList ?? []).map(String.init).joined(separator: ",")
                 let summary = swept.summary
                 if swept.nothingToDo {
-                    let seeds = seedList.map(String.init).joined(separator: ",")
-                    FileHandle.standardError.write(Data(("part: the sweep in \(directory.path) is complete (seeds \(seeds)); "
-                                                         + "nothing to resume\n").utf8))
+                    session.log("part: the sweep in \(directory.path) is complete (seeds \(seeds)); nothing to resume")
                 }
                 if output.json {
                     try printJSON(summary)
                 } else {
-                    print("\(summary.method) over seeds \(seedList.map(String.init).joined(separator: ",")): \(summary.line)")
+                    print("\(summary.method) over seeds \(seeds): \(summary.line)")
                     if !swept.nothingToDo {
                         print(String(format: "done in %.0fs; summary: %@", Date().timeIntervalSince(started),
                                      directory.appendingPathComponent("summary.json").path as NSString))
                     }
                 }
-            } else {
-                let trainer = try TrainingRun.trainer(config, data: train)
-                trainer.batchLoss = outputs.batchLoss
-                trainer.warn = { line in
-                    progress.clear()
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                }
-                trainer.checkpointing = checkpoints.policy
-                trainer.parallel = communicator.map {
-                    DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm)
-                }
-                trainer.commandArguments = Train.savedArguments()
-                if resumed != nil {
-                    // Under mpirun rank 0 reads the checkpoint and sends it to the other ranks.
-                    let info = try trainer.parallel.map { try trainer.resume(from: directory, job: $0) }
-                        ?? trainer.resume(from: directory)
-                    for warning in info.warnings { FileHandle.standardError.write(Data("part: warning: \(warning)\n".utf8)) }
-                    if info.finished {
-                        if printing {
-                            FileHandle.standardError.write(Data("part: the run in \(directory.path) is complete (\(config.epochs) epochs); nothing to resume\n".utf8))
-                        }
-                        communicator?.finalize()
-                        return
-                    }
-                    let from = info.position.map { "from the checkpoint \($0)" } ?? "from its start (it had no checkpoint yet)"
-                    let ranks = communicator.map { " with \($0.size) ranks" } ?? ""
-                    if printing { FileHandle.standardError.write(Data("resuming \(directory.path) \(from)\(ranks)\n".utf8)) }
-                }
-                // Under mpirun a SIGTERM comes from the launcher stopping the job: no graceful stop then.
-                if communicator == nil { Interrupt.install() }
-                let outcome = try trainer.train(on: train, heldOut: heldOut, runDirectory: directory, progress: { epoch, done, total in
-                    guard printing else { return }
-                    progress.update(done: Double((epoch - 1) * total + done), total: Double(config.epochs * total),
-                                    unit: "batches", "epoch \(epoch)/\(config.epochs): batch \(done)/\(total)")
-                }, report: printReport)
+            case .trained(let trainer, let trained):
                 if printing { try outputs.finish(trainer: trainer, heldOut: heldOut) }
                 if printing, let line = trainer.parallel?.communicationSummary(trainer.model) {
                     progress.log("part train: \(line)")
@@ -462,7 +444,7 @@ struct Train: ParsableCommand {
                 if !output.json && printing {
                     var text = String(format: "done in %.0fs; model: %@", Date().timeIntervalSince(started),
                                       directory.appendingPathComponent("last.safetensors").path as NSString)
-                    if let best = outcome.best {
+                    if let best = trained.best {
                         text += String(format: "; best: epoch %d (pgd-%d %.2f%%), %@", best.epoch, config.evalSteps,
                                        100 * best.robustAccuracy,
                                        directory.appendingPathComponent("best.safetensors").path as NSString)
@@ -480,40 +462,12 @@ struct Train: ParsableCommand {
             throw ExitCode(interrupted.exitCode)
         } catch let problem as RunDirectoryError where problem.badArgument {
             throw badArgument(problem.description)
+        } catch let problem as TrainingArgumentError {
+            throw badArgument(problem.description)
         } catch {
             if let communicator = Distributed.current { throw failRank(error, communicator) }
             throw fail(error)
         }
-    }
-
-    /// The CAM layer of a CAM budget (nil for a constant budget), checked against the layers of
-    /// the architecture: a name that is not one of them is a bad argument. The layer names do not
-    /// depend on the weights, so an untrained instance of the model answers.
-    func resolvedCAMLayer(_ config: TrainingConfig, data: ImageDataset) throws -> String? {
-        guard config.budget == .cam else { return nil }
-        var rng = RNG(seed: 0)
-        let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
-                                      imageSize: data.height, rng: &rng)
-        do {
-            return try CAMLayer.resolve(config.camLayer, model: model)
-        } catch {
-            throw badArgument("\(error)")
-        }
-    }
-
-    /// Sets the precision of attack and CAM passes from the configuration (--precision, else the
-    /// preset's). A preset's bf16 on a CPU without it falls back to fp32 with a warning; an
-    /// explicit --precision bf16 was refused by the option's validation.
-    func applyPrecision(_ config: TrainingConfig) throws {
-        var precision = config.precision ?? .fp32
-        if precision == .bf16 && !Engine.supportsBF16 {
-            if Distributed.current?.isRoot ?? true {
-                FileHandle.standardError.write(Data(("warning: \(config.preset.map { "preset \($0)" } ?? "the run") asks for bf16 attack "
-                    + "and CAM passes, which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
-            }
-            precision = .fp32
-        }
-        Engine.attackPrecision = precision.dtype
     }
 
     /// Prints a bad-argument sentence found only after reading the data, and exits with 64.

@@ -109,11 +109,11 @@ extension CLITests {
         let r = try part(["presets"])
         XCTAssertEqual(r.status, 0, r.stderr)
         for name in ["cifar10-resnet18-at", "cifar10-wrn-34-10-part-t", "svhn-resnet18-part-m", "tinyimagenet-resnet18-mart",
-                     "fashion-mnist-small-cnn-part"] {
+                     "fashion-mnist-small-cnn-part", "cifar10-fast-at", "cifar10-fast-part"] {
             XCTAssert(r.stdout.contains(name), name)
         }
         let json = try part(["presets", "--json"])
-        XCTAssertEqual(json.stdout.split(separator: "\n").count, 30)
+        XCTAssertEqual(json.stdout.split(separator: "\n").count, 32)
     }
 
     /// `--seeds` runs one sub-run per seed and summarises them; the run prints its resolved recipe.

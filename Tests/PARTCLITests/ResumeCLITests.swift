@@ -299,7 +299,9 @@ final class ResumeCLITests: XCTestCase {
         try writeTinyDataset(to: data, train: 8)
         let configURL = moved.appendingPathComponent("config.json")
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
-        config["arguments"] = (config["arguments"] as! [String]).map { $0 == ref.data.path ? data.path : $0 }
+        var dataset = config["dataset"] as! [String: Any]
+        dataset["location"] = data.path
+        config["dataset"] = dataset
         try JSONSerialization.data(withJSONObject: config).write(to: configURL)
         assertFileError(try runPart(["train", "--resume", moved.path]), ["the run trained on 16 images", "changed"])
         // No run at all, or no directory: a bad argument.

@@ -211,10 +211,12 @@ final class SweepResumeCLITests: XCTestCase {
             o["config"] = c
         }
         try assertRefused(otherLR, ["\(otherLR.path)/seed-1 is not seed 1 of the sweep", "--lr 0.02", "the sweep gives 0.01"])
-        // Seed 1 from a sweep of another command (another --eval-limit).
+        // Seed 1 from a sweep of other options (another --eval-limit).
         let otherData = try copy("other-data")
         try edit(otherData.appendingPathComponent("seed-1/config.json")) { o in
-            o["arguments"] = (o["arguments"] as! [String]) + ["--eval-limit", "2"]
+            var options = o["options"] as! [String: Any]
+            options["evalLimit"] = 2
+            o["options"] = options
         }
         try assertRefused(otherData, ["seed-1 is not seed 1", "--eval-limit 2", "the sweep gives 1000"])
         // Seed 0's run copied in place of seed 1.

@@ -1,12 +1,14 @@
 import Foundation
 import XCTest
 import PARTEngine
+import PARTEvaluation
 @testable import PARTData
 
 final class RegistryTests: XCTestCase {
     func testRequestsAreChecked() {
         var r = DatasetRequest(name: .cifar10)
-        XCTAssertEqual(r.problem(), "--dataset cifar10 needs --data: the extracted cifar-10-batches-bin folder or cifar-10-binary.tar.gz")
+        XCTAssertEqual(r.problem(), "--dataset cifar10 needs --data: the extracted cifar-10-batches-bin folder, "
+                       + "cifar-10-binary.tar.gz, or a folder with train/ and test/ holding the ten class folders of images")
         r.location = URL(fileURLWithPath: "/x")
         XCTAssertNil(r.problem())
         r.svhnExtra = true

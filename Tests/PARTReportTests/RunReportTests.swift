@@ -1,6 +1,7 @@
 import Foundation
 import PARTEngine
 import PARTNN
+import PARTTraining
 import XCTest
 @testable import PARTReport
 
@@ -12,8 +13,11 @@ final class RunReportTests: XCTestCase {
     func syntheticRun() throws -> URL {
         let run = try temporaryDirectory().appendingPathComponent("part-test")
         try FileManager.default.createDirectory(at: run.appendingPathComponent("eval"), withIntermediateDirectories: true)
-        let config = ##"{"method": "part", "config": {"epochs": 3, "evalSteps": 20, "epsilon": 0.1, "cam": "gradcam", "# note": "<b>not bold</b>"}, "trainImages": 64}"##
-        try Data(config.utf8).write(to: run.appendingPathComponent("config.json"))
+        var config = TrainingConfig()
+        config.epochs = 3
+        config.preset = "<b>not bold</b>"
+        try RunRecord(config: config, plan: nil, camLayer: nil, trainImages: 64, heldOut: "test", heldOutImages: 8,
+                      data: "fashion-mnist").write(to: run)
         var log = ""
         for (e, budget, loss, clean, pgd) in [(1, "constant", "2.1", "0.5", "0.25"), (2, "gradcam/zscore", "\"nan\"", "0.625", "0.375"),
                                               (3, "gradcam/zscore", "0.9", "0.75", "0.5")] {

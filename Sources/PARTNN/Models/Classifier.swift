@@ -5,7 +5,7 @@ import PARTEngine
 ///
 /// `features(upTo:)` ends at the layer whose activations a class activation map reads, so a CAM
 /// method needs one forward and a backward through the head only. Layer names are the PyTorch
-/// module names of shared/reference/models.py, so a CAM at a named layer can be reproduced
+/// module names of scripts/torch_models.py, so a CAM at a named layer can be reproduced
 /// there with a forward hook on that module.
 ///
 /// A conforming type implements either the named split (`camLayers`, `defaultCAMLayer`,

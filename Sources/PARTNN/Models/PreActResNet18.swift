@@ -58,3 +58,16 @@ public final class PreActResNet18: ImageClassifier {
             + prefixed("bn", bn.state) + prefixed("linear", linear.state)
     }
 }
+
+extension PreActResNet18 {
+    /// PreAct-ResNet-18 in the zoo (scripts/torch_models.py: PreActResNet18).
+    public static let zooEntry = Architecture(
+        name: "preact-resnet18", torchDefinition: "PreActResNet18", camLayers: ["layer1", "layer2", "layer3", "layer4"],
+        defaultCAMLayer: "layer4", headTensor: "linear.weight",
+        signatureTensors: ["layer4.1.conv2.weight", "bn.weight", "linear.weight"],
+        defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4,
+        builder: { classes, channels, side, rng in
+            PreActResNet18(numClasses: classes, inChannels: channels, imageSize: side, rng: &rng)
+        },
+        leastValues: { classes, _ in 512 * classes })
+}

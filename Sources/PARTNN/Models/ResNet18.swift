@@ -124,3 +124,15 @@ public final class ResNet18: ImageClassifier {
             + prefixed("linear", linear.state)
     }
 }
+
+extension ResNet18 {
+    /// ResNet-18 in the zoo (scripts/torch_models.py: ResNet18). It halves the image at most
+    /// three times, down to 1x1 at 4x4.
+    public static let zooEntry = Architecture(
+        name: "resnet18", torchDefinition: "ResNet18", camLayers: ["layer1", "layer2", "layer3", "layer4"],
+        defaultCAMLayer: "layer4", headTensor: "linear.weight",
+        signatureTensors: ["layer4.1.bn2.weight", "bn1.weight", "linear.weight"],
+        defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4,
+        builder: { classes, channels, side, rng in ResNet18(numClasses: classes, inChannels: channels, imageSize: side, rng: &rng) },
+        leastValues: { classes, _ in 512 * classes })
+}

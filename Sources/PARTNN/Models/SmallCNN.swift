@@ -63,3 +63,17 @@ public final class SmallCNN: ImageClassifier, LocallyComputable {
             + [("fc1", fc1), ("fc2", fc2), ("fc3", fc3)].flatMap { prefixed($0.0, $0.1.state) }
     }
 }
+
+extension SmallCNN {
+    /// SmallCNN in the zoo (scripts/torch_models.py: SmallCNN).
+    public static let zooEntry = Architecture(
+        name: "small-cnn", torchDefinition: "SmallCNN", camLayers: ["conv1", "conv2", "conv3", "conv4", "act4"],
+        defaultCAMLayer: "act4", headTensor: "fc3.weight", signatureTensors: ["conv4.weight", "fc1.weight", "fc3.weight"],
+        defaultInput: ZooInput(side: 28, channels: 1), minimumImageSize: 16,
+        builder: { classes, channels, side, rng in SmallCNN(numClasses: classes, inChannels: channels, imageSize: side, rng: &rng) },
+        leastValues: { classes, side in
+            // fc1 and fc3: fc1 reads 64 maps of the twice-pooled side.
+            let pooled = max(0, ((side - 4) / 2 - 4) / 2)
+            return 64 * pooled * pooled * 200 + 200 * classes
+        })
+}

@@ -85,3 +85,65 @@ public final class WideResNet: ImageClassifier {
             + prefixed("bn1", bn1.state) + prefixed("fc", fc.state)
     }
 }
+
+extension WideResNet {
+    static let depths = 10...250
+    static let widenFactors = 1...32
+
+    /// WideResNet-depth-widen in the zoo (scripts/torch_models.py: WideResNet).
+    public static func zooEntry(depth: Int, widenFactor: Int) -> Architecture {
+        Architecture(
+            name: architectureName(depth: depth, widenFactor: widenFactor), torchDefinition: "WideResNet",
+            camLayers: ["block1", "block2", "block3"], defaultCAMLayer: "block3", headTensor: "fc.weight",
+            signatureTensors: ["block3.layer.0.conv1.weight", "bn1.weight", "fc.weight"],
+            defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4,
+            builder: { classes, channels, side, rng in
+                try WideResNet(depth: depth, widenFactor: widenFactor, numClasses: classes, inChannels: channels,
+                               imageSize: side, rng: &rng)
+            },
+            leastValues: { classes, _ in
+                // Every block's second convolution, and fc.
+                let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widenFactor) * ($1 * widenFactor) }
+                return (depth - 4) / 6 * perGroup + 64 * widenFactor * classes
+            })
+    }
+
+    /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.
+    static func shape(_ name: String) -> (depth: Int, widen: Int)? {
+        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3 && parts[0] == "wrn", let depth = Int(parts[1]), let widen = Int(parts[2]) else { return nil }
+        return (depth, widen)
+    }
+
+    /// Every "wrn-<depth>-<widen>" within the limits (a small "wrn-16-2" for tests); a depth
+    /// is 6n + 4. The limits keep a malformed name in a checkpoint from asking for terabytes.
+    public static let pattern = ArchitecturePattern(
+        description: "wrn-<depth>-<widen> with depth 6n + 4 in \(depths.lowerBound)...\(depths.upperBound) and widen "
+            + "\(widenFactors.lowerBound)...\(widenFactors.upperBound)",
+        headTensor: "fc.weight",
+        resolve: { name in
+            guard let (depth, widen) = shape(name) else { return nil }
+            guard depths.contains(depth) && (depth - 4) % 6 == 0 else {
+                throw CheckpointError("a WideResNet's depth must be 6n + 4 between \(depths.lowerBound) "
+                                      + "and \(depths.upperBound) (10, 16, 22, 28, 34, ...), got \(depth)")
+            }
+            guard widenFactors.contains(widen) else {
+                throw CheckpointError("a WideResNet's widen factor must be between "
+                                      + "\(widenFactors.lowerBound) and \(widenFactors.upperBound), got \(widen)")
+            }
+            return zooEntry(depth: depth, widenFactor: widen)
+        },
+        infer: { shapes in
+            // The depth from the number of blocks in block1, the width from their convolutions.
+            let plain = Dictionary(shapes.map { (Checkpoint.withoutDataParallelPrefix($0.key), $0.value) }) { a, _ in a }
+            guard Set(plain.keys).isSuperset(of: ["block3.layer.0.conv1.weight", "bn1.weight", "fc.weight"]) else { return nil }
+            let blocks = Set(plain.keys.compactMap { name -> Int? in
+                guard name.hasPrefix("block1.layer.") else { return nil }
+                return Int(name.dropFirst("block1.layer.".count).prefix { $0 != "." })
+            })
+            guard let out = plain["block1.layer.0.conv1.weight"]?.first, out % 16 == 0, out > 0, !blocks.isEmpty else {
+                return nil
+            }
+            return architectureName(depth: 6 * blocks.count + 4, widenFactor: out / 16)
+        })
+}

@@ -1,13 +1,15 @@
 import Foundation
+import PARTData
 import PARTEngine
+import PARTNN
 
 /// Whether a checkpoint was made for a dataset: its class count and image shape, from the
 /// file's metadata (`classes`, `input_shape` as "H,W,C", written by `part train`) or, for a
 /// plain PyTorch state_dict, from its tensors (the classifier head's rows, the first
 /// convolution's input channels). Only the safetensors header is read.
 public enum CheckpointFit {
-    /// Tensor names of the classifier heads of the model zoo (shared/reference/models.py).
-    static let heads = ["fc3.weight", "linear.weight", "fc.weight"]
+    /// Tensor names of the classifier heads of the model zoo.
+    static var heads: [String] { ModelZoo.headTensors }
 
     /// What a checkpoint says about its data; nil where it does not say.
     public struct Shape: Equatable, Sendable {
@@ -45,7 +47,8 @@ public enum CheckpointFit {
             let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             if parts.count == 3 { shape.input = parts }
         }
-        shape.channels = shape.input?[2] ?? tensorShape("conv1.weight").flatMap { $0.count == 4 ? $0[1] : nil }
+        shape.channels = shape.input?[2] ?? Set(ModelZoo.named.map(\.inputTensor)).sorted().lazy
+            .compactMap { tensorShape($0) }.first(where: { $0.count == 4 })?[1]
         return shape
     }
 
