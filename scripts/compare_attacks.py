@@ -3,7 +3,7 @@
 that part's APGD-CE, APGD-T, FAB-T and Square are compared with.
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/compare_attacks.py --checkpoint RUN/last.safetensors \
+    VENV/bin/python scripts/compare_attacks.py --checkpoint RUN/last.safetensors \
         --limit 200 --eps 0.1 [--attacks apgd-ce,apgd-t,fab-t,square,aa] [--part-results FILE]
 
 Each attack runs with AutoAttack's standard settings (Croce & Hein 2020), which are not all

@@ -1,10 +1,10 @@
 """How far apart two checkpoints of the same model are.
 
 Prints the largest absolute difference of the parameters and the largest difference of a
-batch-norm running statistic relative to its tensor's largest value (the figures README's
-distributed-training section quotes for `part train` alone against `mpirun -np 2 part train`).
+batch-norm running statistic relative to its tensor's largest value (the figures docs/distributed.md
+quotes for `part train` alone against `mpirun -np 2 part train`).
 
-    ../torch-venv/bin/python scripts/compare_checkpoints.py runs/one/last.safetensors runs/two/last.safetensors
+    VENV/bin/python scripts/compare_checkpoints.py runs/one/last.safetensors runs/two/last.safetensors
 """
 import sys
 

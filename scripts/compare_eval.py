@@ -12,9 +12,9 @@ natural,pgd20,aa` does), times each, then runs `part eval` on the same checkpoin
 prints both rows, the time ratio and the points on which the final flags differ.
 
 Usage (from the project root, after `swift build -c release`):
-    ../torch-venv/bin/python scripts/compare_eval.py --limit 1000
-    ../torch-venv/bin/python scripts/compare_eval.py --limit 200 --checkpoint model.safetensors
-    ../torch-venv/bin/python scripts/compare_eval.py --limit 100 --iterations 10 --queries 500  # quick
+    VENV/bin/python scripts/compare_eval.py --limit 1000
+    VENV/bin/python scripts/compare_eval.py --limit 200 --checkpoint model.safetensors
+    VENV/bin/python scripts/compare_eval.py --limit 100 --iterations 10 --queries 500  # quick
 
 The checkpoint is trained only when the --checkpoint file does not exist.
 """

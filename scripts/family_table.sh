@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PART family on the 5-epoch Fashion-MNIST recipe: the runs behind README's family tables.
+# The PART family on the 5-epoch Fashion-MNIST recipe: the runs behind the family tables of docs/results.md.
 #
 #   bash scripts/family_table.sh            # runs what is missing, then prints the tables
 #   bash scripts/family_table.sh --table    # prints the tables of the runs that finished

@@ -2,7 +2,7 @@
 """Write the golden fixtures of the attack tests (Tests/Fixtures/attacks_*.safetensors).
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/make_attack_golden.py [--out Tests/Fixtures]
+    VENV/bin/python scripts/make_attack_golden.py [--out Tests/Fixtures]
 
 attacks_margins.safetensors -- the attack losses and their gradients by autograd
   logits [6, 10], labels, targets (never the label; int64)

@@ -1,8 +1,8 @@
 """Small datasets in each original format, and what NumPy reads from them.
 
-    ../torch-venv/bin/python scripts/make_dataset_fixtures.py            # Tests/Fixtures/data_*
-    ../torch-venv/bin/python scripts/make_dataset_fixtures.py --full DIR # full-size files for benchmarks
-    ../torch-venv/bin/python scripts/make_dataset_fixtures.py --stats NAME PATH   # NumPy's figures
+    VENV/bin/python scripts/make_dataset_fixtures.py            # Tests/Fixtures/data_*
+    VENV/bin/python scripts/make_dataset_fixtures.py --full DIR # full-size files for benchmarks
+    VENV/bin/python scripts/make_dataset_fixtures.py --stats NAME PATH   # NumPy's figures
 
 Every file is written by the tools the real datasets come from or that users use: raw bytes
 in the CIFAR binary layout (and a tar.gz of them), SciPy's savemat for SVHN's MATLAB files

@@ -13,7 +13,7 @@ value is deterministic:
   - mma:    MMA with 5 steps of 0.025, eps 0.1, no random start, hinge margin 50; the kept
             candidate is the one with the largest z_t - z_y (the first target on ties)
 
-Usage: ../torch-venv/bin/python scripts/make_eval_golden.py
+Usage: VENV/bin/python scripts/make_eval_golden.py
 """
 import os
 import sys

@@ -3,7 +3,7 @@
 the tests replay (Tests/Fixtures/fuzz/<target>/).
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/make_fuzz_corpus.py
+    VENV/bin/python scripts/make_fuzz_corpus.py
 
 Seeds are small valid files written by the formats' own writers (safetensors.torch,
 safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools produce:

@@ -2,7 +2,7 @@
 """Write the golden fixtures the Swift tests compare against (Tests/Fixtures/*.safetensors).
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/make_golden.py [--out Tests/Fixtures] [--only NAME ...]
+    VENV/bin/python scripts/make_golden.py [--out Tests/Fixtures] [--only NAME ...]
 
 NAME is one of the golden models (small-cnn, resnet18, preact-resnet18, wrn-16-2, wrn-34-10),
 layers, smallcnn-torch-init or wrn-dataparallel (below); without --only every fixture is written.

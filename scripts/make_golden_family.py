@@ -2,11 +2,11 @@
 """Write the golden fixtures of the PART family (Tests/Fixtures/family_*.safetensors).
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/make_golden_family.py [--out Tests/Fixtures]
+    VENV/bin/python scripts/make_golden_family.py [--out Tests/Fixtures]
 
 What the Swift tests compare against (PyTorch layouts, NCHW; float32 unless noted):
 
-family_losses.safetensors  -- the training losses of SPEC section 5 on fixed logits, written
+family_losses.safetensors  -- the training losses of docs/method.md#5-objectives on fixed logits, written
   exactly as the official PART code computes them (loss/trades.py, loss/mart.py):
     <case>.clean, <case>.adv [B,K], <case>.labels (int64),
     <case>.trades.loss, <case>.trades.grad_clean, <case>.trades.grad_adv   (beta 6)
@@ -44,7 +44,7 @@ family_cam_<arch>.safetensors (small-cnn with smallcnn_torch_init weights; resne
     input, pred (int64), <method>.raw [N,h,w] (before the final ReLU and normalisation),
     <method>.cam (min-max normalised, zero range -> 0), <method>.up (PIL bicubic to the input
     size, squared), <method>.epsmap [N,H,W] (zscore rule, eps 0.1 / eps_low 0.0875)
-  methods (SPEC section 3, own formulas): gradcam, xgradcam, layercam, gradcam++.
+  methods (docs/method.md#3-from-cam-to-epsilon-map, own formulas): gradcam, xgradcam, layercam, gradcam++.
   Also <layer>.<method>.cam at a shallower named layer (small-cnn conv3, resnet18 layer3).
   torchcam's GradCAM, XGradCAM and LayerCAM are run on the same batch as a cross-check (printed).
 
@@ -295,7 +295,7 @@ def activations_and_gradients(model, layer, x):
 
 
 def cam_raw(method, a, g):
-    """The map before the final ReLU (SPEC section 3), [N,h,w]."""
+    """The map before the final ReLU (docs/method.md#3-from-cam-to-epsilon-map), [N,h,w]."""
     if method == "gradcam":
         w = g.mean(dim=(2, 3))
     elif method == "xgradcam":

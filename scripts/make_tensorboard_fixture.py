@@ -3,8 +3,8 @@
 
 Usage (from the project root, with the venv next to it; `pip install tensorboard` into it):
 
-    ../torch-venv/bin/python scripts/make_tensorboard_fixture.py [--out Tests/Fixtures]
-    ../torch-venv/bin/python scripts/make_tensorboard_fixture.py --check-run runs/part-fashion-mnist
+    VENV/bin/python scripts/make_tensorboard_fixture.py [--out Tests/Fixtures]
+    VENV/bin/python scripts/make_tensorboard_fixture.py --check-run runs/part-fashion-mnist
 
 Fixture mode writes, through PyTorch's `torch.utils.tensorboard.SummaryWriter` (old-style
 scalars: `Summary.Value.simple_value`, float32):

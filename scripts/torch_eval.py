@@ -2,7 +2,7 @@
 """Evaluate a SmallCNN safetensors checkpoint on Fashion-MNIST with PyTorch: clean and PGD accuracy.
 
 Usage (from the project root, with the venv next to it):
-    ../torch-venv/bin/python scripts/torch_eval.py --checkpoint model.safetensors --limit 10000 --json
+    VENV/bin/python scripts/torch_eval.py --checkpoint model.safetensors --limit 10000 --json
 
 The checkpoint is a state_dict with the names of scripts/torch_models.py (written by
 torch_train.py or by the Swift project); a leading `module.` (DataParallel) is stripped,

@@ -11,8 +11,8 @@ import PARTNN
 /// else (start, steps, checkpoints, momentum, dropping fooled rows, best point) is `APGD`'s.
 ///
 /// Targeted DLR needs 4 classes; with fewer, targeted cross-entropy (-CE towards the target) is
-/// ascended instead, and with 2 classes the one other class is the only target (CONVENTIONS
-/// section 3); `notes(for:)` says so. The random start of target rank k (0-based) and restart r
+/// ascended instead, and with 2 classes the one other class is the only target (docs/conventions.md#3-epsilon-maps-in-attacks
+///); `notes(for:)` says so. The random start of target rank k (0-based) and restart r
 /// is keyed by (seed, random start, dataset index, k * restarts + r).
 public struct APGDTargeted: Attack, ClassCountNotes {
     public let targets: Int

@@ -5,7 +5,7 @@ import PARTNN
 ///
 /// Rows stay aligned under `subset`, so an attack in a sequence can work on the points that are
 /// still robust and scatter its results back. The dataset index is the key of every random
-/// draw that belongs to the row (CONVENTIONS section 2), so a row's result does not depend on
+/// draw that belongs to the row (docs/conventions.md#2-randomness), so a row's result does not depend on
 /// the batch it sits in.
 public struct AttackBatch {
     /// [N, H, W, C] in [0, 1].
@@ -36,7 +36,7 @@ public struct AttackBatch {
 
 /// An attack: adversarial examples for a batch inside its epsilon map.
 ///
-/// Contract shared by every attack (SPEC sections 4 and 9): the model runs in evaluation mode
+/// Contract shared by every attack (docs/method.md#4-attacks, #9-pitfalls-the-tests-guard-against): the model runs in evaluation mode
 /// whatever the caller was doing and its state (weights, gradients, batch-norm statistics) is
 /// left untouched; results lie inside the map and inside [0, 1]; a zero map returns the input
 /// bit for bit; a row's result depends on its own image, label, index and `seed` only.

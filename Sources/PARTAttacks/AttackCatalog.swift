@@ -58,8 +58,8 @@ public struct AttackCatalog {
         public let cost: Double
         public var isNatural: Bool { attack is NaturalPass }
 
-        /// What the attack substitutes on `model` (fewer targets, another loss: CONVENTIONS
-        /// section 3), for the log.
+        /// What the attack substitutes on `model` (fewer targets, another loss: docs/conventions.md#3-epsilon-maps-in-attacks
+        ///), for the log.
         public func notes(for model: ImageClassifier) -> [String] {
             (attack as? ClassCountNotes)?.notes(for: model).map { "\(name): \($0)" } ?? []
         }

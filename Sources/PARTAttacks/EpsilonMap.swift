@@ -1,7 +1,7 @@
 import PARTEngine
 
 /// The attack budget as a tensor: a perturbed input x' must satisfy |x' - x| <= map
-/// element-wise and 0 <= x' <= 1 (SPEC section 1).
+/// element-wise and 0 <= x' <= 1 (docs/method.md#1-threat-model-and-epsilon-maps).
 ///
 /// Plain adversarial training is the constant map; PART lowers the budget of unimportant
 /// pixels. Every attack takes a map; a scalar epsilon is only a way to build one.

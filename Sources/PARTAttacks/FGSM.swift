@@ -6,7 +6,7 @@ import PARTNN
 ///
 ///     x' = clip(x + map ⊙ sign(∇_x loss(x))),
 ///
-/// where clip projects onto |x' - x| <= map and [0, 1] (CONVENTIONS section 3: a step of
+/// where clip projects onto |x' - x| <= map and [0, 1] (docs/conventions.md#3-epsilon-maps-in-attacks: a step of
 /// "1 eps" is the map per entry). No random start, so no random draw.
 public struct FGSM: Attack {
     public let loss: AttackLoss

@@ -1,7 +1,7 @@
 import PARTEngine
 
 /// KL(softmax f(x) || softmax f(x')) of each row against the batch's clean logits
-/// (`AttackBatch.reference`): the loss TRADES generation ascends (SPEC section 4). Its gradient
+/// (`AttackBatch.reference`): the loss TRADES generation ascends (docs/method.md#4-attacks). Its gradient
 /// with respect to the adversarial logits is softmax f(x') - softmax f(x).
 ///
 /// At x' = x the divergence and its gradient are zero, which is why TRADES starts from

@@ -1,6 +1,6 @@
 import PARTEngine
 
-/// Carlini-Wagner margin max_{j != y} z_j - z_y (SPEC section 4's "CW-inf" loss); ascending it
+/// Carlini-Wagner margin max_{j != y} z_j - z_y (docs/method.md#4-attacks's "CW-inf" loss); ascending it
 /// pushes the best wrong class above the true one.
 public struct CWMarginLoss: AttackLoss {
     public init() {}
@@ -13,7 +13,7 @@ public struct CWMarginLoss: AttackLoss {
 
 /// Difference of Logits Ratio (Croce & Hein 2020): untargeted without targets (3 classes or
 /// more), targeted with them (4 classes or more). Attacks substitute CE below those counts
-/// (CONVENTIONS section 3); this loss refuses them with a clear error.
+/// (docs/conventions.md#3-epsilon-maps-in-attacks); this loss refuses them with a clear error.
 public struct DLRLoss: AttackLoss {
     public init() {}
     public var name: String { "dlr" }

@@ -2,7 +2,7 @@ import PARTEngine
 import PARTNN
 
 /// How many targets a targeted attack uses: `asked`, at most classes - 1 (with 2 classes the one
-/// other class is the only target; CONVENTIONS section 3).
+/// other class is the only target; docs/conventions.md#3-epsilon-maps-in-attacks).
 func targetCount(asked: Int, classes: Int) -> Int {
     Swift.max(0, Swift.min(asked, classes - 1))
 }

@@ -2,7 +2,7 @@ import PARTEngine
 import PARTNN
 
 /// A class activation map method: how activations A and gradients G = d logit_c / dA of the CAM
-/// layer combine into one map per image (SPEC section 3).
+/// layer combine into one map per image (docs/method.md#3-from-cam-to-epsilon-map).
 public protocol CAMMethod: Sendable {
     /// The name used on the command line ("gradcam").
     var name: String { get }
@@ -87,7 +87,7 @@ public struct CAMError: Error, CustomStringConvertible {
 
 /// The layer whose activations a CAM reads: one of the model's `camLayers`.
 ///
-/// Every method defaults to the model's `defaultCAMLayer` (SPEC section 3: SmallCNN `act4`,
+/// Every method defaults to the model's `defaultCAMLayer` (docs/method.md#3-from-cam-to-epsilon-map: SmallCNN `act4`,
 /// ResNet-18 and PreAct-ResNet-18 `layer4`, WideResNet `block3`); `--cam-layer` picks another,
 /// e.g. a shallower one for Layer-CAM's finer maps.
 public enum CAMLayer {

@@ -3,7 +3,7 @@ import PARTEngine
 import PARTNN
 
 /// Turns upsampled importance maps u [N, H, W] into per-entry budgets [N, H, W, C] with values
-/// eps (important) or epsLow (SPEC section 3).
+/// eps (important) or epsLow (docs/method.md#3-from-cam-to-epsilon-map).
 public protocol MapRule: Sendable {
     var name: String { get }
     func budgets(_ upsampled: Tensor, channels: Int, epsilon: Float, epsilonLow: Float) throws -> Tensor

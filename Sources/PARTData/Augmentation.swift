@@ -1,7 +1,7 @@
 import Foundation
 import PARTEngine
 
-/// A dataset's training augmentation (SPEC section 2): random crop of the original size from
+/// A dataset's training augmentation (docs/method.md#2-the-training-loop-and-its-defaults): random crop of the original size from
 /// the image zero-padded by `padding` pixels on every side, then a horizontal flip with
 /// probability 1/2 (CIFAR and TinyImageNet: padding 4 and flip; SVHN, MNIST and
 /// Fashion-MNIST: none).

@@ -22,7 +22,7 @@ public enum PixelType: String, Sendable, Codable {
 ///
 /// Pixels are uint8 (every original format) or float32 in [0, 1] (NumPy files of adversarial
 /// examples, which must not be quantised). The dataset also carries its class names and the
-/// augmentation its training recipe uses (SPEC section 2).
+/// augmentation its training recipe uses (docs/method.md#2-the-training-loop-and-its-defaults).
 public struct ImageDataset: Sendable {
     public let name: String
     /// `count * height * width * channels` values of `pixelType`, NHWC, from the start of `storage`.

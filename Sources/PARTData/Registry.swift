@@ -1,7 +1,7 @@
 import Foundation
 import PARTEngine
 
-/// The datasets every command knows (CONVENTIONS section 1: `--dataset NAME --data DIR`).
+/// The datasets every command knows (docs/conventions.md#1-flags: `--dataset NAME --data DIR`).
 public enum DatasetName: String, Sendable, CaseIterable, Codable {
     case fashionMNIST = "fashion-mnist"
     case mnist
@@ -30,7 +30,7 @@ public enum DatasetName: String, Sendable, CaseIterable, Codable {
         self == .fashionMNIST ? FashionMNIST.defaultDirectory : nil
     }
 
-    /// The training augmentation of the dataset's recipe (SPEC section 2).
+    /// The training augmentation of the dataset's recipe (docs/method.md#2-the-training-loop-and-its-defaults).
     public var defaultAugmentation: Augmentation {
         switch self {
         case .cifar10, .cifar100, .tinyimagenet: return .cropFlip

@@ -1,4 +1,4 @@
-/// Counter-based randomness keyed by what a draw belongs to (CONVENTIONS section 2).
+/// Counter-based randomness keyed by what a draw belongs to (docs/conventions.md#2-randomness).
 ///
 /// Every draw that belongs to one example (an augmentation, a random start, a restart, a
 /// Square proposal, TRADES/MART start noise) comes from a stream keyed by

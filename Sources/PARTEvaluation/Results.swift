@@ -2,7 +2,7 @@ import Foundation
 import PARTEngine
 
 /// What an evaluation was run with: the first line of its results file. A results file whose
-/// header differs from the command is refused, naming the difference (CONVENTIONS section 4).
+/// header differs from the command is refused, naming the difference (docs/conventions.md#4-the-run-directory).
 public struct EvaluationHeader: Codable, Equatable, Sendable {
     public var format = "part-eval-results"
     public var version = 1

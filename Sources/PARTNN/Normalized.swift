@@ -5,7 +5,7 @@ import PARTEngine
 ///
 /// Models trained on normalised inputs (torchvision's `Normalize`, common in RobustBench-style
 /// checkpoints) are wrapped so that attacks still work on images in [0, 1] and budgets keep
-/// their meaning in pixel units: normalisation is a layer of the model (SPEC section 9), with
+/// their meaning in pixel units: normalisation is a layer of the model (docs/method.md#9-pitfalls-the-tests-guard-against), with
 /// its backward dL/dx = dL/dz / std. The wrapper adds no state: its `state` is the wrapped
 /// model's, under the same names, so checkpoints load and save unchanged.
 public final class Normalized: ImageClassifier {

@@ -27,7 +27,7 @@ public struct EvaluationTable {
     public let unverified: Int
 }
 
-/// The HTML report of a run directory (CONVENTIONS section 4): configuration, environment,
+/// The HTML report of a run directory (docs/conventions.md#4-the-run-directory): configuration, environment,
 /// training curves, the evaluation tables of `RUN/eval/*.jsonl` and a CAM grid, in one file
 /// that needs nothing else: styles inline, curves as inline SVG, the grid as a data: URI, no
 /// scripts.

@@ -3,7 +3,7 @@ import PARTCAM
 import PARTEngine
 import PARTNN
 
-/// Where a batch's epsilon map comes from (DESIGN: "epsilon-map providers").
+/// Where a batch's epsilon map comes from (docs/architecture.md#epsilon-map-providers).
 public protocol BudgetProvider {
     var name: String { get }
     /// The budget for `images` [N, H, W, C] under the current model.

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `RUN/checkpoint.json`: which position of the run the files beside it hold, and their sizes
-/// and digests. A checkpoint exists when, and as, this manifest says (CONVENTIONS.md section 4).
+/// and digests. A checkpoint exists when, and as, this manifest says (docs/conventions.md.md section 4).
 public struct CheckpointManifest: Codable, Equatable, Sendable {
     public static let currentFormat = "part-checkpoint-1"
 

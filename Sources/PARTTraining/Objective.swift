@@ -27,7 +27,7 @@ public struct ObjectiveStep {
 }
 
 /// A training objective: the generation loss and start of its adversarial examples, and the
-/// training loss on them (DESIGN "Training = objective x budget x generation").
+/// training loss on them (docs/architecture.md#training-is-objective-x-budget-x-generation).
 public protocol Objective {
     var name: String { get }
     var generation: GenerationRecipe { get }
@@ -48,7 +48,7 @@ extension ObjectiveKind {
     }
 }
 
-/// The start noise of TRADES and MART generation (SPEC section 4).
+/// The start noise of TRADES and MART generation (docs/method.md#4-attacks).
 let startNoiseSigma: Float = 0.001
 
 private func correctCount(_ logits: Tensor, _ labels: [Int32]) -> Int {

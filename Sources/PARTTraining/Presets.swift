@@ -8,7 +8,7 @@ public struct Preset: Sendable {
     public let config: TrainingConfig
 }
 
-/// The paper's settings (SPEC sections 2 and 7) for the six methods of the family.
+/// The paper's settings (docs/method.md#2-the-training-loop-and-its-defaults, #7-datasets-and-per-dataset-defaults) for the six methods of the family.
 ///
 /// CIFAR-10 with ResNet-18 and WRN-34-10, SVHN and TinyImageNet-200 with ResNet-18 follow the
 /// official code: 80 epochs (20 of burn-in), SGD lr 0.01, momentum 0.9, weight decay 2e-4,

@@ -1,9 +1,8 @@
 import PARTCAM
 
-// The three independent choices of a training recipe (DESIGN "Training = objective x budget x
-// generation") and the shorthand names of the paper's family.
+// The three independent choices of a training recipe (docs/architecture.md#training-is-objective-x-budget-x-generation) and the shorthand names of the paper's family.
 
-/// What the model is trained to minimise (SPEC section 5); each pairs a generation loss with a
+/// What the model is trained to minimise (docs/method.md#5-objectives); each pairs a generation loss with a
 /// training loss.
 public enum ObjectiveKind: String, CaseIterable, Codable, Sendable {
     /// CE of the adversarial examples (Madry et al. 2018).
@@ -27,7 +26,7 @@ public enum BudgetKind: String, CaseIterable, Codable, Sendable {
 public enum GenerationKind: String, CaseIterable, Codable, Sendable {
     /// PGD on the objective's generation loss, from the objective's start.
     case pgd
-    /// MMA (SPEC section 4, k = 3) on its own margin loss.
+    /// MMA (docs/method.md#4-attacks, k = 3) on its own margin loss.
     case mma
     /// One signed-gradient step of `--alpha` on the objective's generation loss from a uniform
     /// random start inside the map (FGSM-RS, Wong, Rice and Kolter 2020): fast adversarial

@@ -15,7 +15,7 @@ public struct RunDirectoryError: Error, CustomStringConvertible {
     }
 }
 
-/// A run directory held by this process (CONVENTIONS.md section 4).
+/// A run directory held by this process (docs/conventions.md.md section 4).
 ///
 /// A directory is claimed by creating it (`mkdir` either creates it or fails) or, when it
 /// exists, by taking an exclusive `flock` on its `.lock` file; the lock is held until the

@@ -5,7 +5,7 @@ import PARTNN
 
 /// Everything that defines a training run: what to train on, the recipe (objective x budget x
 /// generation), the optimiser and its schedule, the budgets and the checks. The defaults are
-/// the project's quick Fashion-MNIST PART recipe (SPEC section 7), the `part train` defaults.
+/// the project's quick Fashion-MNIST PART recipe (docs/method.md#7-datasets-and-per-dataset-defaults), the `part train` defaults.
 public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The preset the configuration started from, if any (for the record).
     public var preset: String?

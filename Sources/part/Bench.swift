@@ -8,7 +8,7 @@ import PARTNN
 import PARTTraining
 
 /// `part bench`: the PART workloads timed on this machine, with the same JSON keys as the
-/// PyTorch reference script (shared/bench/torch_reference.py), so the two can be compared
+/// PyTorch reference script (the PyTorch reference benchmark; scripts/bench_compare.py runs both), so the two can be compared
 /// side by side, plus achieved GFLOP/s against the machine's own convolution peak.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

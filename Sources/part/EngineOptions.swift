@@ -8,8 +8,8 @@ enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
     var dtype: DType { self == .fp32 ? .f32 : .bf16 }
 }
 
-/// How the engine runs: threads and the precision of attack and CAM passes (CONVENTIONS
-/// section 1). Shared by every command that computes.
+/// How the engine runs: threads and the precision of attack and CAM passes (docs/conventions.md#1-flags
+///). Shared by every command that computes.
 struct EngineOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads of the kernels (default: all cores). Results are identical for a given count.")
     var threads: Int?

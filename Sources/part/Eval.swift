@@ -239,7 +239,7 @@ struct Eval: ParsableCommand {
         if let communicator, communicator.size > 1 {
             try checkAgreement(communicator, header: header, test: test)
         }
-        // RUN/eval/NAME.jsonl (CONVENTIONS section 4): the folders of the outputs are made (by rank 0,
+        // RUN/eval/NAME.jsonl (docs/conventions.md#4-the-run-directory): the folders of the outputs are made (by rank 0,
         // which alone writes them).
         if root {
             for path in [saveResults, saveAdversarial].compactMap({ $0 }) {

@@ -3,7 +3,7 @@ import Foundation
 import PARTData
 
 /// Checks of inputs that commands share, made before any work starts. Each throws one sentence
-/// naming the data and what to change (a `DatasetError`: exit code 1, CONVENTIONS section 1).
+/// naming the data and what to change (a `DatasetError`: exit code 1, docs/conventions.md#1-flags).
 /// Flag ranges are checked where the flags are resolved (`TrainingConfig.problem()`), the run
 /// directory by `RunDirectory.claim`, the agreement of splits by `DatasetRegistry.checkSplitsAgree`.
 enum Validation {

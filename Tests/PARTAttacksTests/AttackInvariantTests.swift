@@ -5,7 +5,7 @@ import PARTNN
 import PARTTraining
 import XCTest
 
-/// The invariants every attack of the catalog keeps (SPEC sections 4 and 9), each attack built
+/// The invariants every attack of the catalog keeps (docs/method.md#4-attacks, #9-pitfalls-the-tests-guard-against), each attack built
 /// with its cheap settings: inside the budget and [0, 1], zero budget returns the input bit for
 /// bit, the model untouched, the same per-example result in batches of 1, 7 and 256 with random
 /// starts on; and on a trained model, each attack lowers the accuracy.

@@ -3,7 +3,7 @@ import PARTEngine
 import PARTNN
 import XCTest
 
-/// The invariants every AutoAttack attack keeps under an epsilon map (SPEC sections 1, 4 and 9),
+/// The invariants every AutoAttack attack keeps under an epsilon map (docs/method.md#1-threat-model-and-epsilon-maps, #4-attacks, #9-pitfalls-the-tests-guard-against),
 /// checked on APGD-CE, APGD-T, FAB-T and Square with reduced iteration counts.
 final class AutoAttackInvariantTests: XCTestCase {
     var data = AttackTestData(seed: 17)

@@ -5,7 +5,7 @@ import PARTNN
 import PARTTraining
 import XCTest
 
-/// PGD's invariants under an epsilon map (SPEC sections 1, 4 and 9).
+/// PGD's invariants under an epsilon map (docs/method.md#1-threat-model-and-epsilon-maps, #4-attacks, #9-pitfalls-the-tests-guard-against).
 final class PGDTests: XCTestCase {
     var rng = RNG(seed: 11)
 

@@ -4,7 +4,7 @@ import PARTEngine
 import PARTNN
 import XCTest
 
-/// The exit-code contract of every command (CONVENTIONS.md section 1): 64 and a reason for a
+/// The exit-code contract of every command (docs/conventions.md.md section 1): 64 and a reason for a
 /// bad argument; 1 and one line naming the file for a missing, unreadable or corrupt file or a
 /// non-finite value; never a signal or a trap.
 final class ExitCodeTests: XCTestCase {

@@ -45,9 +45,9 @@ final class MessageCLITests: XCTestCase {
 
     func testArchitectureLimitsAreStated() throws {
         assertOneLine(try runPart(["eval", "x.safetensors", "--arch", "wrn-28-64"]), status: 64,
-                      ["wrn-28-64", "widen factor must be from 1 to 32"])
-        assertOneLine(try runPart(["train", "--arch", "wrn-27-2"]), status: 64, ["depth must be 6n + 4 from 10 to 250"])
-        assertOneLine(try runPart(["bench", "--arch", "vgg"]), status: 64, ["unknown --arch 'vgg'", "widen from 1 to 32"])
+                      ["wrn-28-64", "widen factor must be between 1 and 32"])
+        assertOneLine(try runPart(["train", "--arch", "wrn-27-2"]), status: 64, ["depth must be 6n + 4 between 10 and 250"])
+        assertOneLine(try runPart(["bench", "--arch", "vgg"]), status: 64, ["unknown --arch 'vgg'", "widen 1...32"])
         // part cam knows the WideResNet pattern as the other commands do.
         let cam = try runPart(["cam", "missing.safetensors", "--arch", "wrn-16-2"])
         XCTAssertEqual(cam.status, 1, cam.stderr)

@@ -2,7 +2,7 @@ import Foundation
 import PARTTestSupport
 import XCTest
 
-/// `part train`'s side of the exit-code contract (CONVENTIONS.md section 1) and its run
+/// `part train`'s side of the exit-code contract (docs/conventions.md.md section 1) and its run
 /// directories: a bad flag exits 64 with one line before any work; a missing or unusable
 /// file exits 1 naming it; runs never share or silently extend a directory.
 final class TrainExitCodeTests: XCTestCase {

@@ -177,6 +177,10 @@ final class MissingMPITests: XCTestCase {
         process.arguments = ["train", "--distributed", "--epochs", "1", "--burn-in", "0"]
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
         environment["PART_MPI_LIBRARY"] = "/nonexistent/libmpi.so.40"
+        // As a launcher would start it (--distributed outside one is a bad argument, exit 64):
+        // the library the launcher's ranks load is missing.
+        environment["OMPI_COMM_WORLD_SIZE"] = "1"
+        environment["OMPI_COMM_WORLD_RANK"] = "0"
         process.environment = environment
         let err = Pipe()
         process.standardError = err

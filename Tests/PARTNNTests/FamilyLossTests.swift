@@ -50,7 +50,7 @@ final class FamilyLossTests: XCTestCase {
     }
 
     /// The analytic gradients against central differences of double-precision reference losses
-    /// written here from SPEC section 5 (independent of the engine's code).
+    /// written here from docs/method.md#5-objectives (independent of the engine's code).
     func testGradientsMatchFiniteDifferences() throws {
         var rng = RNG(seed: 4)
         let n = 3, k = 5

@@ -16,7 +16,7 @@ final class NamedLayerTests: XCTestCase {
         "wrn-16-2": ["block1", "block2", "block3"],
         "wrn-34-10": ["block1", "block2", "block3"],
     ]
-    /// SPEC section 3.
+    /// docs/method.md#3-from-cam-to-epsilon-map.
     static let expectedDefault = ["small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4",
                                   "wrn-16-2": "block3", "wrn-34-10": "block3"]
 

@@ -3,7 +3,7 @@ import PARTEngine
 /// The element-wise steps of APGD (Croce & Hein 2020, Algorithm 1) under an epsilon map, and
 /// the row bookkeeping attacks that keep a best point per example need.
 ///
-/// Every step works in delta/eps coordinates (CONVENTIONS section 3): a step of "eta" moves an
+/// Every step works in delta/eps coordinates (docs/conventions.md#3-epsilon-maps-in-attacks): a step of "eta" moves an
 /// entry by eta * map, and projection is onto [x - map, x + map] ∩ [0, 1] around the original
 /// input. Entries whose budget is 0 come back to the original bit for bit.
 public enum APGDKernels {

@@ -4,7 +4,7 @@ import PARTEngine
 /// examples with a fast adaptive boundary attack") in the L-inf norm weighted by an epsilon map.
 ///
 /// FAB minimises the size of a perturbation. Under an epsilon map the size of d is
-/// ||d||_m = max_i |d_i| / m_i (delta/eps coordinates, CONVENTIONS section 3): its unit ball is
+/// ||d||_m = max_i |d_i| / m_i (delta/eps coordinates, docs/conventions.md#3-epsilon-maps-in-attacks): its unit ball is
 /// the map's box, so "adversarial within the budget" means ||x' - x||_m <= 1, and entries whose
 /// budget is 0 never move. With a constant map eps this is the plain L-inf norm divided by eps,
 /// and every step below is the reference algorithm's.

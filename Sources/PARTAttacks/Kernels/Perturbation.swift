@@ -1,6 +1,6 @@
 import PARTEngine
 
-/// The element-wise steps of L-inf attacks under an epsilon map (SPEC section 1): sign
+/// The element-wise steps of L-inf attacks under an epsilon map (docs/method.md#1-threat-model-and-epsilon-maps): sign
 /// steps, projection onto the map's box intersected with [0, 1], keyed random starts.
 public enum Perturbation {
     /// x += alpha * sign(gradient) (a zero gradient entry does not move).
@@ -13,7 +13,7 @@ public enum Perturbation {
     }
 
     /// x += rowAlpha[row] * map * sign(gradient): steps measured in units of each entry's
-    /// budget (CONVENTIONS section 3: a step of "2 eps" is 2 * map per entry).
+    /// budget (docs/conventions.md#3-epsilon-maps-in-attacks: a step of "2 eps" is 2 * map per entry).
     public static func signStep(_ x: inout Tensor, gradient: Tensor, rowAlpha: [Float], map: Tensor) {
         precondition(x.shape == gradient.shape && x.shape == map.shape,
                      "sign step of \(x.shape) with a gradient \(gradient.shape) and a map \(map.shape)")

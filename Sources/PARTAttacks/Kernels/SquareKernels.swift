@@ -1,7 +1,7 @@
 import PARTEngine
 
 /// The element-wise steps of the L-inf Square attack (Andriushchenko et al., ECCV 2020) under an
-/// epsilon map: images NHWC [N, H, W, C]; a perturbation entry is +-map (CONVENTIONS section 3),
+/// epsilon map: images NHWC [N, H, W, C]; a perturbation entry is +-map (docs/conventions.md#3-epsilon-maps-in-attacks),
 /// clamped to [0, 1]; entries whose budget is 0 stay at the original bit for bit.
 public enum SquareKernels {
     /// The start: x + s ⊙ map with one sign s = +-1 per (channel, column) of each row, the same

@@ -1,6 +1,6 @@
 import PARTEngine
 
-/// Ops that turn importance maps [N, H, W] into per-entry budgets [N, H, W, C] (SPEC section 3).
+/// Ops that turn importance maps [N, H, W] into per-entry budgets [N, H, W, C] (docs/method.md#3-from-cam-to-epsilon-map).
 public enum BudgetMaps {
     /// z = (u - mean(u)) / std(u) over each image's pixels (population std); eps where z > 1,
     /// else epsLow, the same for every channel. An image with std 0 gets epsLow everywhere.

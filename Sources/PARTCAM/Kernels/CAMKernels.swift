@@ -1,6 +1,6 @@
 import PARTEngine
 
-/// The per-channel weights and maps of class activation map methods (SPEC section 3), from the
+/// The per-channel weights and maps of class activation map methods (docs/method.md#3-from-cam-to-epsilon-map), from the
 /// activations A and gradients G = d logit_c / dA of a layer, both NHWC [N, h, w, K]. Each image
 /// is one task on the engine's workers; sums over positions accumulate in double precision.
 public enum CAMKernels {

@@ -52,7 +52,7 @@ public enum JetColormap {
 }
 
 extension BudgetMaps {
-    /// The official PART code's rule (SPEC section 3), for 3-channel images: colour each
+    /// The official PART code's rule (docs/method.md#3-from-cam-to-epsilon-map), for 3-channel images: colour each
     /// upsampled map u [N, H, W] through `jet`, keep R, G and B, standardise the H x W x 3 values
     /// of each image (population std, double precision), and give each (pixel, channel) eps where
     /// its z-score, rounded to float as the reference does before comparing, exceeds 1, else

@@ -24,7 +24,7 @@ public protocol ImageClassifier: AnyObject {
     var inputChannels: Int { get }
     /// The layers a CAM can read, in forward order (ResNet-18 "layer1" ... "layer4").
     var camLayers: [String] { get }
-    /// The layer CAMs read unless told otherwise (SPEC section 3: SmallCNN "act4", ResNet-18
+    /// The layer CAMs read unless told otherwise (docs/method.md#3-from-cam-to-epsilon-map: SmallCNN "act4", ResNet-18
     /// and PreAct-ResNet-18 "layer4", WideResNet "block3").
     var defaultCAMLayer: String { get }
     /// Activations [N, h, w, K] of `layer`, one of `camLayers` (an `UnknownLayerError` otherwise).

@@ -13,7 +13,7 @@ public struct PairedLoss {
     public let adversarialGradient: Tensor
 }
 
-/// TRADES (Zhang et al. 2019), as the official PART code computes it (SPEC section 5):
+/// TRADES (Zhang et al. 2019), as the official PART code computes it (docs/method.md#5-objectives):
 ///
 ///     L = (1/B) sum_i CE(z_i, y_i) + beta * (1/B) sum_i KL(softmax z_i || softmax z'_i)
 ///
@@ -40,7 +40,7 @@ public enum TRADESLoss {
     }
 }
 
-/// MART (Wang et al. 2020), as the official PART code computes it (SPEC section 5), with
+/// MART (Wang et al. 2020), as the official PART code computes it (docs/method.md#5-objectives), with
 /// p = softmax z, q = softmax z', y2_i = the most probable class under q_i other than y_i:
 ///
 ///     L = (1/B) sum_i [CE(z'_i, y_i) - log(1.0001 - q_i[y2_i] + 1e-12)]
