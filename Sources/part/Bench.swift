@@ -35,6 +35,7 @@ struct Bench: ParsableCommand {
     var camImages: Int = 32
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var training: TrainPrecisionOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -94,9 +95,8 @@ struct Bench: ParsableCommand {
 
         func trainStep(_ images: Tensor) throws {
             sgd.zeroGradients()
-            let tape = Tape(parameterGradients: true, inputGradient: false)
-            let logits = try model.forward(images, mode: .train, tape: tape)
-            try tape.backward(CrossEntropy.forwardBackward(logits: logits, labels: y).gradient)
+            _ = try AdversarialTraining().accumulateGradients(model, clean: images, adversarial: images, labels: y,
+                                                              precision: (training.trainPrecision ?? .fp32).dtype)
             sgd.step()
         }
 
@@ -159,7 +159,7 @@ struct Bench: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
             model: arch, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
-            precision: engine.precision.rawValue,
+            precision: engine.precision.rawValue, train_precision: (training.trainPrecision ?? .fp32).rawValue,
             without: optimizations.without.sorted(),
             pgd10_s_per_batch: tPGD.seconds, train_step_s_per_batch: tStep.seconds,
             at_step_s_per_batch: tAT.seconds, at_images_per_s: Double(n) / tAT.seconds,
@@ -186,6 +186,8 @@ struct BenchResult: Encodable {
     let threads: Int
     let engine: String
     let precision: String
+    /// Precision of the training step's own passes (`--train-precision`).
+    let train_precision: String
     /// Optimisations turned off for this run.
     let without: [String]
     let pgd10_s_per_batch: Double
@@ -211,7 +213,7 @@ struct BenchResult: Encodable {
     let kernel_seconds_per_part_step: [String: Double]?
 
     func printTable() {
-        print("\(model), batch \(batch), \(threads) threads, \(precision)"
+        print("\(model), batch \(batch), \(threads) threads, \(precision), training passes \(train_precision)"
               + (without.isEmpty ? "" : ", without \(without.joined(separator: ", "))")
               + String(format: "; peak (convolutions alone): %.0f GFLOP/s", peak_gflops))
         let rows: [(String, String, String)] = [

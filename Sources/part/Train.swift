@@ -37,6 +37,7 @@ struct Train: ParsableCommand {
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var training: TrainPrecisionOptions
     @OptionGroup var optimizations: OptimizationOptions
     @OptionGroup var parallel: DistributedOptions
     @OptionGroup var checkpoints: CheckpointOptions
@@ -189,6 +190,7 @@ struct Train: ParsableCommand {
         if let stepSize { c.stepSize = stepSize.value }
         if let steps { c.steps = steps }
         if let evalSteps { c.evalSteps = evalSteps }
+        if let trainPrecision = training.trainPrecision { c.trainPrecision = trainPrecision }
         c.seed = output.seed
         // Absolute, so that a resumed run started elsewhere finds the file.
         if let initialWeights { c.initialWeights = URL(fileURLWithPath: initialWeights).standardizedFileURL.path }
