@@ -35,7 +35,10 @@ Keys per model <m> (PyTorch layouts, NCHW; float32 unless noted):
 Tensors with more than 4096 entries are stored as 512 samples of the flattened tensor at
 indices floor(j * numel / 512) (make_golden.py's rule), so the file stays under 1 MB.
 The script also prints how far the autocast step lies from a float64 step (the size of
-bfloat16's own error on these batches), which is what the Swift tolerances are set against.
+bfloat16's own error on these batches) and how far autocast's gradients move when every weight
+moves by one float32 ulp (the noise between two bfloat16 implementations, in units of the
+distance between the autocast and float32 gradients), which is what the Swift tolerances are
+set against (Tests/PARTNNTests/BF16TrainingTests.swift).
 """
 import argparse
 import copy
@@ -105,6 +108,18 @@ def step(model, x, y, autocast):
     return loss.detach(), logits.detach().float()
 
 
+def perturbed_by_one_ulp(model, seed):
+    """The model with every weight matrix moved by -1, 0 or +1 float32 ulp per entry (at random):
+    a stand-in for another implementation's order of float32 additions."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                step = torch.randint(-1, 2, p.shape, generator=gen).to(torch.int32)
+                p.copy_((p.view(torch.int32) + step).view(torch.float32))
+    return model
+
+
 def relative(a, b):
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
 
@@ -152,6 +167,17 @@ def fixture():
                       zip(model32.named_parameters(), model64.named_parameters()))
         print(f"{name}: loss bf16 {loss.item():.6f}, fp32 {loss32.item():.6f}, fp64 {loss64.item():.6f}; "
               f"largest gradient error (max |g - g64| / max |g64| per tensor) bf16 {worst:.2e}, fp32 {worst32:.2e}")
+        # How far autocast's own gradients move when the f32 weights move by one ulp, in units of
+        # their distance to the f32 gradients (per tensor, 2-norm): the noise between two bf16
+        # implementations that the Swift tests allow for.
+        for seed in (1, 2):
+            moved = perturbed_by_one_ulp(copy.deepcopy(base), seed)
+            step(moved, x, y, autocast=True)
+            ratios = sorted(((p.grad.double() - grads[n].double()).norm()
+                             / (p32.grad.double() - grads[n].double()).norm().clamp_min(1e-30)).item()
+                            for (n, p), (_, p32) in zip(moved.named_parameters(), model32.named_parameters()))
+            print(f"  one-ulp weight change (seed {seed}): |g' - g| / |g32 - g| median {ratios[len(ratios) // 2]:.2f}, "
+                  f"max {ratios[-1]:.2f}")
     return out
 
 
