@@ -36,7 +36,7 @@ public enum Engine {
 
     /// Element type of the passes that attacks and class activation maps run (`--precision`):
     /// f32, or bf16 where the CPU has bfloat16 instructions. Training's own forward and
-    /// backward passes are always f32.
+    /// backward passes have their own setting (`TrainingConfig.trainPrecision`).
     public static var attackPrecision: DType {
         get { precision.value }
         set { precision.value = newValue }

@@ -1,8 +1,9 @@
 import Foundation
 
 /// Element types. Every tensor the user sees is `f32`; `bf16` (bfloat16: the upper half of an
-/// f32) lives only inside attack and CAM passes run in reduced precision, where oneDNN's kernels
-/// read and write it and Swift code never touches its elements.
+/// f32) lives only inside passes run in reduced precision (attack and CAM passes, training
+/// passes with `--train-precision bf16`), where oneDNN's kernels read and write it and Swift
+/// code never touches its elements.
 public enum DType: String, Sendable, Codable {
     case f32, bf16
 

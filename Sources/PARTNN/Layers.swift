@@ -10,6 +10,14 @@ func defaultInit(shape: [Int], fanIn: Int, rng: inout RNG) -> Tensor {
     return Tensor(shape: shape, values: values)
 }
 
+/// The bias a convolution or linear layer adds in a pass on `x`: rounded to bf16 in training
+/// passes in bf16, as PyTorch's autocast rounds every floating argument of those layers (a
+/// rounding that changes which way the bf16 outputs round, and so the gradients, well beyond
+/// bf16's own step); f32 otherwise (attack and CAM passes add the f32 bias before rounding).
+private func passBias(_ bias: Parameter, _ x: Tensor, _ tape: Tape?) throws -> Tensor {
+    x.dtype == .bf16 && (tape?.parameterGradients ?? false) ? try bias.value.converted(to: .bf16) : bias.value
+}
+
 /// 2-D convolution, NHWC in and out; weight [out, in, k, k] (OIHW), bias [out].
 public final class Conv2d: Layer {
     public let op: Convolution
@@ -36,8 +44,8 @@ public final class Conv2d: Layer {
     func forward(_ x: Tensor, relu: Bool, tape: Tape?) throws -> Tensor {
         // Passes without parameter gradients (attacks, CAMs, evaluation) may use Winograd kernels.
         let winograd = !(tape?.parameterGradients ?? false)
-        let y = try op.forward(x, weight: weight.value, bias: bias?.value, weightVersion: weight.version, relu: relu,
-                               winograd: winograd)
+        let y = try op.forward(x, weight: weight.value, bias: try bias.map { try passBias($0, x, tape) },
+                               weightVersion: weight.version, relu: relu, winograd: winograd)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
@@ -86,7 +94,7 @@ public final class Linear: Layer {
             throw EngineError("linear layer expects [N, \(inFeatures)], got \(x.shape)")
         }
         let w = weight.value, version = weight.version
-        let y = try op.forward(x, weight: w, bias: bias.value, weightVersion: version, relu: relu)
+        let y = try op.forward(x, weight: w, bias: try passBias(bias, x, tape), weightVersion: version, relu: relu)
         if let tape {
             let needInput = tape.needsInputGradient
             let params = tape.parameterGradients
@@ -129,7 +137,7 @@ public final class BatchNorm2d: Layer {
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let training = mode == .train
         if training, let reducer = BatchNorm2d.synchronization.value {
-            return try synchronizedForward(x, reducer: reducer, tape: tape)
+            return try synchronizedForward(anyType: x, reducer: reducer, tape: tape)
         }
         let (y, record) = try op.forward(x, scale: weight.value, shift: bias.value, training: training,
                                      runningMean: runningMean.value, runningVariance: runningVar.value)
@@ -188,12 +196,16 @@ public final class MaxPool2d: Layer {
 public final class GlobalAvgPool: Layer {
     public init() {}
 
-    /// Reduced-precision inputs are widened to f32 here: what follows (the classifier head) is
-    /// small, and its gradient is narrowed back on the way down.
+    /// Computed in f32. A bf16 input gives a bf16 output in training passes (the classifier head
+    /// then runs in bf16, as under PyTorch's autocast) and an f32 one in passes without parameter
+    /// gradients (attacks and CAMs: what follows is small, and its gradient is narrowed back on
+    /// the way down).
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let shape = x.shape, dtype = x.dtype
-        tape?.record { dy in try GlobalAveragePool.backward(dy, inputShape: shape).converted(to: dtype) }
-        return GlobalAveragePool.forward(try x.converted(to: .f32))
+        tape?.record { dy in
+            try GlobalAveragePool.backward(try dy.converted(to: .f32), inputShape: shape).converted(to: dtype)
+        }
+        return try GlobalAveragePool.forward(try x.converted(to: .f32)).converted(to: headType(dtype, tape))
     }
 }
 
@@ -201,10 +213,18 @@ public final class GlobalAvgPool: Layer {
 public final class Flatten: Layer {
     public init() {}
 
-    /// Reduced-precision inputs are widened to f32 here, as in `GlobalAvgPool`.
+    /// The output's type follows the rule of `GlobalAvgPool` (the reordering itself is exact).
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let shape = x.shape, dtype = x.dtype
-        tape?.record { dy in try FlattenCHW.backward(dy, inputShape: shape).converted(to: dtype) }
-        return FlattenCHW.forward(try x.converted(to: .f32))
+        tape?.record { dy in
+            try FlattenCHW.backward(try dy.converted(to: .f32), inputShape: shape).converted(to: dtype)
+        }
+        return try FlattenCHW.forward(try x.converted(to: .f32)).converted(to: headType(dtype, tape))
     }
+}
+
+/// The type of the classifier head's input for features of type `dtype`: kept in training
+/// passes (parameter gradients), f32 otherwise.
+private func headType(_ dtype: DType, _ tape: Tape?) -> DType {
+    (tape?.parameterGradients ?? false) ? dtype : .f32
 }

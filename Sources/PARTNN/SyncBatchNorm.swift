@@ -30,6 +30,18 @@ extension BatchNorm2d {
     /// which is dx of the global batch divided by w, as every other gradient of this rank
     /// (the trainer multiplies them all by w before summing them over the ranks). The scale and
     /// shift gradients added are this rank's sums, sum(dy * xhat) and sum(dy).
+    /// `synchronizedForward` of an f32 or bf16 input: the statistics are summed in Swift over f32
+    /// values, so a bf16 input (training in bf16) is widened, normalised in f32 and narrowed back,
+    /// and so is its gradient. Batch norm computes in f32 in either type.
+    func synchronizedForward(anyType x: Tensor, reducer: BatchStatisticsReducer, tape: Tape?) throws -> Tensor {
+        let type = x.dtype
+        guard type != .f32 else { return try synchronizedForward(x, reducer: reducer, tape: tape) }
+        tape?.record { try $0.converted(to: type) }
+        let y = try synchronizedForward(try x.converted(to: .f32), reducer: reducer, tape: tape)
+        tape?.record { try $0.converted(to: .f32) }
+        return try y.converted(to: type)
+    }
+
     func synchronizedForward(_ x: Tensor, reducer: BatchStatisticsReducer, tape: Tape?) throws -> Tensor {
         let channels = op.channels
         let local = Channels.moments(x)

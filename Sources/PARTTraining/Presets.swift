@@ -58,7 +58,7 @@ public enum Presets {
     /// Fast adversarial training on CIFAR-10 (Wong, Rice and Kolter 2020, "Fast is better than
     /// free"): PreAct-ResNet-18, FGSM with a random start (alpha 10/255 at eps 8/255), a one-cycle
     /// schedule peaking at lr 0.2, momentum 0.9, weight decay 5e-4, batch 128, crop and flip, bf16
-    /// attack and CAM passes, and a class-balanced per-epoch check of 1,000 test images. PART's
+    /// attack, CAM and training passes, and a class-balanced per-epoch check of 1,000 test images. PART's
     /// fast form keeps eps on the CAM's important pixels and 7/255 elsewhere after the burn-in
     /// (a quarter of the epochs).
     static func fast(_ c: inout TrainingConfig, method: TrainingMethod) {
@@ -80,6 +80,7 @@ public enum Presets {
         c.steps = 1
         c.evalSteps = 20
         c.precision = .bf16
+        c.trainPrecision = .bf16
         c.balancedCheck = true
     }
 

@@ -177,7 +177,8 @@ public final class Trainer {
                     var batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
                     if objective.generation.needsReference { batch.reference = try AttackPass.logits(model, x) }
                     let adversarial = try generator.perturb(model, batch, seed: seed)
-                    step = try objective.accumulateGradients(model, clean: x, adversarial: adversarial, labels: y)
+                    step = try objective.accumulateGradients(model, clean: x, adversarial: adversarial, labels: y,
+                                                            precision: config.trainPrecision.dtype)
                 }
                 try parallel?.reduceGradients(model)
                 FaultInjection.reach("mid-batch")

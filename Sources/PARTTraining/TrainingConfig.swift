@@ -52,6 +52,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// (`part train --init`: fine-tuning a trained model); nil for PyTorch's initialisation.
     /// The seed still drives shuffling and attack starts.
     public var initialWeights: String?
+    /// The element type of the training step's own forward and backward passes (`TrainingPass`);
+    /// attack and CAM passes follow `Engine.attackPrecision` instead. Configurations written
+    /// before this setting existed read as fp32.
+    @DefaultFP32 public var trainPrecision: TrainPrecision = .fp32
 
     /// Precision of the attack and CAM passes (`--precision`); nil: fp32, or what the command
     /// says. Presets set it; recorded so that a resumed run keeps it.
@@ -134,6 +138,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if evalSteps < 0 { return "--eval-steps must be >= 0" }
         if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
         if validationSplit < 0 { return "--val-split must be >= 0" }
+        if let problem = trainPrecision.problemOnThisCPU { return problem }
         if !GenerationKind.available.contains(generation) {
             return "--generation \(generation.rawValue) is not available in this build "
                 + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
@@ -147,6 +152,47 @@ public enum PassPrecision: String, CaseIterable, Codable, Sendable {
     case fp32, bf16
 
     public var dtype: DType { self == .fp32 ? .f32 : .bf16 }
+}
+
+/// The element type of training's own passes, as the command line and `config.json` name it.
+public enum TrainPrecision: String, Sendable, Codable, CaseIterable {
+    case fp32, bf16
+
+    public var dtype: DType { self == .fp32 ? .f32 : .bf16 }
+
+    /// Why this CPU cannot train in this precision, nil when it can.
+    public var problemOnThisCPU: String? {
+        guard self == .bf16 && !Engine.supportsBF16 else { return nil }
+        return "--train-precision bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs \(Engine.instructionSet): "
+            + "use --train-precision fp32"
+    }
+}
+
+/// A `TrainPrecision` setting that decodes as fp32 when its key is absent (see the
+/// `KeyedDecodingContainer` overload below), so that `config.json` and state files of runs
+/// made before the setting existed still load, as the fp32 runs they were.
+@propertyWrapper
+public struct DefaultFP32: Sendable, Codable, Equatable {
+    public var wrappedValue: TrainPrecision
+
+    public init(wrappedValue: TrainPrecision) { self.wrappedValue = wrappedValue }
+
+    public init(from decoder: Decoder) throws {
+        wrappedValue = try decoder.singleValueContainer().decode(TrainPrecision.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(wrappedValue)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// Chosen over the generic `decode` by the synthesised `TrainingConfig.init(from:)`: a missing
+    /// key is fp32 (a present key must still hold a valid value).
+    public func decode(_ type: DefaultFP32.Type, forKey key: Key) throws -> DefaultFP32 {
+        try decodeIfPresent(type, forKey: key) ?? DefaultFP32(wrappedValue: .fp32)
+    }
 }
 
 extension TrainingConfig {
@@ -175,6 +221,7 @@ extension TrainingConfig {
         if c.warmupEpochs > 0 { optimiser += ", \(c.warmupEpochs) warm-up epoch\(c.warmupEpochs == 1 ? "" : "s")" }
         optimiser += "; \(c.epochs) epoch\(c.epochs == 1 ? "" : "s"); check pgd-\(c.evalSteps) (alpha \(c.checkStepSize))"
         if c.balancedCheck == true { optimiser += " on class-balanced test images" }
+        optimiser += "; training passes in \(c.trainPrecision.rawValue)"
         if let weights = c.initialWeights { optimiser += "; starting from the weights of \(weights)" }
         return [recipe, optimiser]
     }

@@ -44,6 +44,7 @@ struct Bench: ParsableCommand {
     var generation: BenchGeneration = .pgd
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var training: TrainPrecisionOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -110,9 +111,8 @@ struct Bench: ParsableCommand {
 
         func trainStep(_ images: Tensor) throws {
             sgd.zeroGradients()
-            let tape = Tape(parameterGradients: true, inputGradient: false)
-            let logits = try model.forward(images, mode: .train, tape: tape)
-            try tape.backward(CrossEntropy.forwardBackward(logits: logits, labels: y).gradient)
+            _ = try AdversarialTraining().accumulateGradients(model, clean: images, adversarial: images, labels: y,
+                                                              precision: (training.trainPrecision ?? .fp32).dtype)
             sgd.step()
         }
 
@@ -175,7 +175,7 @@ struct Bench: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
             model: arch.name, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
-            precision: engine.precision.rawValue,
+            precision: engine.precision.rawValue, train_precision: (training.trainPrecision ?? .fp32).rawValue,
             without: optimizations.without.sorted(),
             generation: generation.rawValue,
             pgd10_s_per_batch: fast ? nil : tPGD.seconds, fgsm_s_per_batch: fast ? tPGD.seconds : nil,
@@ -206,6 +206,8 @@ struct BenchResult: Encodable {
     let threads: Int
     let engine: String
     let precision: String
+    /// Precision of the training step's own passes (`--train-precision`).
+    let train_precision: String
     /// Optimisations turned off for this run.
     let without: [String]
     /// "pgd" (PGD-10) or "fgsm" (fast AT): which of the pairs of keys below are present.
@@ -240,7 +242,7 @@ struct BenchResult: Encodable {
         let attack = generation == "fgsm" ? "FGSM" : "PGD-10"
         let atImages = at_images_per_s ?? fast_at_images_per_s ?? 0
         let partImages = part_images_per_s ?? fast_part_images_per_s ?? 0
-        print("\(model), batch \(batch), \(threads) threads, \(precision)"
+        print("\(model), batch \(batch), \(threads) threads, \(precision), training passes \(train_precision)"
               + (without.isEmpty ? "" : ", without \(without.joined(separator: ", "))")
               + String(format: "; peak (convolutions alone): %.0f GFLOP/s", peak_gflops))
         let rows: [(String, String, String)] = [

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PARTEngine
+import PARTTraining
 
 /// Precision of attack and CAM passes, as the command line names it.
 enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
@@ -17,7 +18,7 @@ struct EngineOptions: ParsableArguments {
     /// nil when --precision was not given (a resumed run keeps its own).
     @Option(name: .customLong("precision"),
             help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
-                               + "(training's own passes stay fp32). (default: fp32, or the preset's)", valueName: "fp32|bf16"))
+                               + "(training's own passes follow --train-precision). (default: fp32, or the preset's)", valueName: "fp32|bf16"))
     var givenPrecision: PrecisionChoice?
 
     var precision: PrecisionChoice { givenPrecision ?? .fp32 }
@@ -40,5 +41,22 @@ struct EngineOptions: ParsableArguments {
     func apply() {
         if let threads { Engine.setThreads(threads) }
         Engine.attackPrecision = precision.dtype
+    }
+}
+
+extension TrainPrecision: ExpressibleByArgument {}
+
+/// `--train-precision` of `part train` and `part bench`: the type of the training step's own
+/// forward and backward passes (`TrainingPass`), separate from `--precision`.
+struct TrainPrecisionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Precision of the training step's forward and backward passes: fp32, or bf16 on CPUs "
+                               + "with AVX-512 BF16 (convolutions and linear layers in bfloat16 as under PyTorch's "
+                               + "CPU autocast; weights, their gradients, SGD's momentum, batch-norm statistics and "
+                               + "the loss stay fp32). --precision sets attack and CAM passes. (default: fp32)",
+                               valueName: "fp32|bf16"))
+    var trainPrecision: TrainPrecision?
+
+    func validate() throws {
+        if let problem = trainPrecision?.problemOnThisCPU { throw ValidationError(problem) }
     }
 }

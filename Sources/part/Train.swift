@@ -41,6 +41,7 @@ struct Train: ParsableCommand {
     @OptionGroup var augmentation: AugmentOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var training: TrainPrecisionOptions
     @OptionGroup var optimizations: OptimizationOptions
     @OptionGroup var parallel: DistributedOptions
     @OptionGroup var checkpoints: CheckpointOptions
@@ -195,6 +196,7 @@ struct Train: ParsableCommand {
         if let evalSteps { c.evalSteps = evalSteps }
         if let seed = output.givenSeed { c.seed = seed }
         if balanced { c.balancedCheck = true }
+        if let trainPrecision = training.trainPrecision { c.trainPrecision = trainPrecision }
         // Absolute, so that a resumed run started elsewhere finds the file.
         if let initialWeights { c.initialWeights = URL(fileURLWithPath: initialWeights).standardizedFileURL.path }
     }
@@ -214,6 +216,9 @@ struct Train: ParsableCommand {
         // A new run's FGSM step without --alpha: Wong et al.'s 1.25 eps (10/255 at 8/255). Only
         // here: a resumed run keeps the step it recorded.
         if stepSize == nil && c.generation == .fgsm { c.stepSize = 1.25 * c.epsilon }
+        // A preset's bf16 training passes on a CPU without bf16 kernels run in fp32 (`run` warns);
+        // an explicit --train-precision bf16 is refused instead.
+        if training.trainPrecision == nil && c.trainPrecision == .bf16 && !Engine.supportsBF16 { c.trainPrecision = .fp32 }
         return c.resolved
     }
 
@@ -312,8 +317,8 @@ struct Train: ParsableCommand {
             if plan.options.precision == PrecisionChoice.bf16.rawValue && !Engine.supportsBF16 && engine.givenPrecision == nil {
                 // The preset asks for bf16 passes this CPU lacks: the run computes them in fp32.
                 if Distributed.current?.isRoot ?? true {
-                    FileHandle.standardError.write(Data(("warning: preset \(preset ?? "") asks for bf16 attack and CAM passes, "
-                        + "which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
+                    FileHandle.standardError.write(Data(("warning: preset \(preset ?? "") asks for bf16 attack, CAM and "
+                        + "training passes, which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
                 }
                 plan.options.precision = PrecisionChoice.fp32.rawValue
             }

@@ -291,7 +291,9 @@ final class FamilyTrainerTests: XCTestCase {
         var defaults = TrainingConfig()
         defaults.preset = "fashion-mnist-small-cnn-part"
         XCTAssertEqual(Presets.named("fashion-mnist-small-cnn-part")?.config, defaults)
-        for p in Presets.all where ModelZoo.architectures.contains(p.config.architecture) {
+        // (The fast presets' bf16 passes are a problem only on CPUs without bf16 kernels.)
+        for p in Presets.all where ModelZoo.architectures.contains(p.config.architecture)
+            && (Engine.supportsBF16 || p.config.trainPrecision == .fp32) {
             XCTAssertNil(p.config.problem(), p.name)
         }
     }
@@ -368,8 +370,9 @@ final class FamilyTrainerTests: XCTestCase {
             XCTAssertEqual(c.stepSize, 10 / 255)
             XCTAssertEqual(c.checkStepSize, 2 / 255)
             XCTAssertEqual(c.precision, .bf16)
+            XCTAssertEqual(c.trainPrecision, .bf16)
             XCTAssertEqual(c.balancedCheck, true)
-            XCTAssertNil(c.problem())
+            if Engine.supportsBF16 { XCTAssertNil(c.problem()) }
         }
         XCTAssertEqual(at.budget, .constant)
         XCTAssertEqual(at.burnIn, 0)

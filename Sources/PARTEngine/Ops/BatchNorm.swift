@@ -61,14 +61,15 @@ public final class BatchNorm {
         public let variance: Tensor
     }
 
-    /// Forward. `x`: [N, H, W, C]. In training mode `mean`/`variance` are ignored and the
-    /// batch statistics are returned in the record; in evaluation mode they are the running
-    /// statistics.
+    /// Forward. `x`: [N, H, W, C], f32 or bf16 (the output has its type; scale, shift and the
+    /// statistics are f32 either way, and oneDNN computes in f32 and rounds the output, as
+    /// PyTorch's batch norm does on a bf16 input with f32 parameters). In training mode
+    /// `mean`/`variance` are ignored and the batch statistics are returned in the record; in
+    /// evaluation mode they are the running statistics.
     public func forward(_ x: Tensor, scale: Tensor, shift: Tensor, training: Bool,
                         runningMean: Tensor, runningVariance: Tensor) throws -> (Tensor, Record) {
         precondition(x.shape.count == 4 && x.shape[3] == channels,
                      "batch norm expects [N, H, W, \(channels)], got \(x.shape)")
-        precondition(!training || x.dtype == .f32, "training-mode batch norm runs in f32")
         let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: training, dtype: x.dtype)
         let p = try plan(key)
         var y = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
@@ -95,7 +96,7 @@ public final class BatchNorm {
         precondition(dy.shape == x.shape && dy.dtype == x.dtype,
                      "batch norm output gradient must be \(x.shape) \(x.dtype), got \(dy.shape) \(dy.dtype)")
         if !record.training { return (try evaluationBackward(dy, scale: scale, record: record), nil, nil) }
-        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: true)
+        let key = Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], training: true, dtype: x.dtype)
         let p = try plan(key)
         let backward: DNNLPrimitive = try plans.withLock { _ in
             if let b = p.backward { return b }
@@ -109,23 +110,21 @@ public final class BatchNorm {
             p.backward = b
             return b
         }
-        var dx = Tensor.uninitialized(shape: x.shape)
+        var dx = Tensor.uninitialized(shape: x.shape, dtype: x.dtype)
         var dScale = Tensor.uninitialized(shape: [channels])
         var dShift = Tensor.uninitialized(shape: [channels])
-        try dx.withUnsafeMutableBufferPointer { dxp in
-            try dScale.withUnsafeMutableBufferPointer { sp in
-                try dShift.withUnsafeMutableBufferPointer { tp in
-                    try backward.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                                         (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
-                                         (DNNL_ARG_MEAN, UnsafeMutableRawPointer(record.mean.readPointer)),
-                                         (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(record.variance.readPointer)),
-                                         (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
-                                         // oneDNN 2.6 counts the shift among the inputs (unused).
-                                         (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
-                                         (DNNL_ARG_DIFF_SRC, UnsafeMutableRawPointer(dxp.baseAddress!)),
-                                         (DNNL_ARG_DIFF_SCALE, UnsafeMutableRawPointer(sp.baseAddress!)),
-                                         (DNNL_ARG_DIFF_SHIFT, UnsafeMutableRawPointer(tp.baseAddress!))])
-                }
+        let dxPointer = dx.mutableRawPointer()
+        try dScale.withUnsafeMutableBufferPointer { sp in
+            try dShift.withUnsafeMutableBufferPointer { tp in
+                try backward.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_DIFF_DST, dy.rawPointer),
+                                      (DNNL_ARG_MEAN, UnsafeMutableRawPointer(record.mean.readPointer)),
+                                      (DNNL_ARG_VARIANCE, UnsafeMutableRawPointer(record.variance.readPointer)),
+                                      (DNNL_ARG_SCALE, UnsafeMutableRawPointer(scale.readPointer)),
+                                      // oneDNN 2.6 counts the shift among the inputs (unused).
+                                      (DNNL_ARG_SHIFT, UnsafeMutableRawPointer(shift.readPointer)),
+                                      (DNNL_ARG_DIFF_SRC, dxPointer),
+                                      (DNNL_ARG_DIFF_SCALE, UnsafeMutableRawPointer(sp.baseAddress!)),
+                                      (DNNL_ARG_DIFF_SHIFT, UnsafeMutableRawPointer(tp.baseAddress!))])
             }
         }
         return (dx, needParameterGradients ? dScale : nil, needParameterGradients ? dShift : nil)

@@ -37,6 +37,8 @@ public final class Convolution {
         let n, h, w: Int
         var dtype = DType.f32
         var relu = false, sum = false
+        /// The bias's type (f32, or bf16 in training passes in bf16, which round it as autocast does).
+        var biasType = DType.f32
     }
 
     /// Everything built for one input shape.
@@ -78,7 +80,7 @@ public final class Convolution {
         return (try DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc, t),
                 try DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc, t),
                 try DNNL.desc(weightDims, dnnl_format_tag_any, t),
-                hasBias ? try DNNL.desc([outChannels], dnnl_x) : dnnl_memory_desc_t(),
+                hasBias ? try DNNL.desc([outChannels], dnnl_x, DNNL.type(key.biasType)) : dnnl_memory_desc_t(),
                 [key.n, oh, ow, outChannels])
     }
 
@@ -116,7 +118,8 @@ public final class Convolution {
     }
 
     /// Forward pass. `x`: [N, H, W, inChannels] (f32 or bf16; the output has its type);
-    /// `weight`: [out, in, k, k] and `bias`: [out], f32.
+    /// `weight`: [out, in, k, k], f32 (converted to bf16 for a bf16 `x`, once per weight version);
+    /// `bias`: [out], f32 (or bf16 with a bf16 `x`).
     /// `weightVersion` identifies the weights' values (bump it whenever they change; -1 forces a
     /// fresh reorder). Fused into the kernel: `accumulate` (a tensor of the output's shape)
     /// is added to the convolution's output, then `relu` applies max(0, .):
@@ -133,7 +136,7 @@ public final class Convolution {
         precondition(weight.shape == weightDims, "convolution weight must be \(weightDims), got \(weight.shape)")
         precondition(hasBias == (bias != nil), "convolution bias presence mismatch")
         let p = try plan(Key(n: x.shape[0], h: x.shape[1], w: x.shape[2], dtype: x.dtype, relu: relu,
-                             sum: accumulate != nil))
+                             sum: accumulate != nil, biasType: bias?.dtype ?? .f32))
         var y: Tensor
         if let accumulate {
             precondition(accumulate.shape == p.outShape && accumulate.dtype == x.dtype,
@@ -149,7 +152,7 @@ public final class Convolution {
             let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
             var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
                                                             (DNNL_ARG_DST, y.mutableRawPointer())]
-            if let bias { args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer))) }
+            if let bias { args.append((DNNL_ARG_BIAS, bias.rawPointer)) }
             try p.forward.execute(args)
         }
         Profile.addFlops(flops(n: x.shape[0], h: x.shape[1], w: x.shape[2]))
@@ -159,7 +162,9 @@ public final class Convolution {
 
     /// Backward pass for the forward call on `x`.
     /// - Returns: dL/dx (of x's type) when `needInputGradient`; dL/dw and dL/db (nil without
-    ///   bias) when `needParameterGradients` (f32 passes only). `winograd` as in `forward`, for
+    ///   bias), always f32, when `needParameterGradients`: a bf16 pass's kernel reads bf16
+    ///   activations and gradients and accumulates the weight gradient in f32, written as f32
+    ///   (no bf16 rounding of the gradient, no conversion afterwards). `winograd` as in `forward`, for
     ///   the input gradient of passes without parameter gradients.
     public func backward(_ dy: Tensor, x: Tensor, weight: Tensor, weightVersion: Int, needInputGradient: Bool,
                          needParameterGradients: Bool, winograd: Bool = false) throws -> (input: Tensor?,
@@ -194,16 +199,20 @@ public final class Convolution {
         }
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
-            precondition(x.dtype == .f32, "parameter gradients are computed in f32 passes only")
-            let (prim, reorder) = try backwardWeights(p, key)
+            // f32 or bf16 activations; the weight and bias gradients are f32 either way. Shapes on
+            // which oneDNN 2.6's bf16 kernel is slow run the f32 kernel on the activations widened
+            // to f32 (exact: the same products, summed in f32 by both kernels).
+            let widen = key.dtype == .bf16 && slowBF16WeightGradient(h: key.h, w: key.w)
+            let x = widen ? try x.converted(to: .f32) : x, dy = widen ? try dy.converted(to: .f32) : dy
+            let weightKey = widen ? Key(n: key.n, h: key.h, w: key.w) : key
+            let (prim, reorder) = try backwardWeights(widen ? try plan(weightKey) : p, weightKey)
             var w = Tensor.uninitialized(shape: weightDims)
             var b = Tensor.uninitialized(shape: [outChannels])
             try w.withUnsafeMutableBufferPointer { dwp in
                 try b.withUnsafeMutableBufferPointer { dbp in
                     let plain = UnsafeMutableRawPointer(dwp.baseAddress!)
                     var args: [(Int32, UnsafeMutableRawPointer)] = [
-                        (DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                        (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                        (DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_DIFF_DST, dy.rawPointer),
                         (DNNL_ARG_DIFF_WEIGHTS, reorder.target(plain)),
                     ]
                     if hasBias { args.append((DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))) }
@@ -216,6 +225,16 @@ public final class Convolution {
             db = hasBias ? b : nil
         }
         return (dx, dw, db)
+    }
+
+    /// Whether oneDNN 2.6's bf16 backward-weights kernel (jit_bf16 on AVX-512 BF16) is much
+    /// slower than its f32 one for this layer on an h x w input. Measured on preact-resnet18,
+    /// batch 128, 2 threads (ms per call, bf16 against f32): the first layer with 3 input
+    /// channels 1050 against 19, the strided 3x3 layers 940-1722 against 150-170, 512 channels
+    /// at 4x4 1655 against 319; the other 3x3 and the 1x1 layers run about twice as fast in bf16.
+    /// A fixed rule (not a timing) keeps results independent of the machine's load.
+    func slowBF16WeightGradient(h: Int, w: Int) -> Bool {
+        kernel > 1 && (stride > 1 || inChannels < 16 || outputSide(h) * outputSide(w) <= 16)
     }
 
     /// The backward-data primitive of a plan and its weight copy, built on first use.
@@ -243,9 +262,11 @@ public final class Convolution {
         try plans.withLock { _ in
             if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
             var d = try descs(key)
+            // The gradients of f32 master weights: f32 whatever the activations' type.
+            var diffWeights = try DNNL.desc(weightDims, dnnl_format_tag_any)
             var desc = dnnl_convolution_desc_t()
             try DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                       &d.weightsAny, &d.bias, &d.dst,
+                                                                       &diffWeights, &d.bias, &d.dst,
                                                                        window.strides, window.pads, window.pads),
                            "describe a \(describe(key)) backward-weights")
             let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights",

@@ -17,7 +17,8 @@ public final class InnerProduct {
         self.outFeatures = outFeatures
     }
 
-    private struct Key: Hashable { let n: Int; let relu: Bool; var dtype = DType.f32 }
+    /// `biasType`: f32, or bf16 in training passes in bf16 (rounded as autocast does).
+    private struct Key: Hashable { let n: Int; let relu: Bool; var dtype = DType.f32; var biasType = DType.f32 }
 
     private final class Plan {
         let forward: DNNLPrimitive
@@ -40,17 +41,17 @@ public final class InnerProduct {
 
     private func describe(_ n: Int) -> String { "inner product \(inFeatures)->\(outFeatures) on [\(n), \(inFeatures)]" }
 
-    private func descs(_ n: Int, _ dtype: DType) throws -> (src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t,
-                                                             bias: dnnl_memory_desc_t, dst: dnnl_memory_desc_t) {
+    private func descs(_ n: Int, _ dtype: DType, bias: DType = .f32) throws
+        -> (src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t, dst: dnnl_memory_desc_t) {
         let t = DNNL.type(dtype)
         return (try DNNL.desc([n, inFeatures], dnnl_nc, t), try DNNL.desc([outFeatures, inFeatures], dnnl_format_tag_any, t),
-                try DNNL.desc([outFeatures], dnnl_x), try DNNL.desc([n, outFeatures], dnnl_nc, t))
+                try DNNL.desc([outFeatures], dnnl_x, DNNL.type(bias)), try DNNL.desc([n, outFeatures], dnnl_nc, t))
     }
 
     private func plan(_ key: Key) throws -> Plan {
         try plans.withLock { plans in
             if let p = plans[key] { return p }
-            var d = try descs(key.n, key.dtype)
+            var d = try descs(key.n, key.dtype, bias: key.biasType)
             var desc = dnnl_inner_product_desc_t()
             try DNNL.check(dnnl_inner_product_forward_desc_init(&desc, dnnl_forward_training, &d.src, &d.weights, &d.bias,
                                                                 &d.dst), "describe an \(describe(key.n))")
@@ -65,16 +66,18 @@ public final class InnerProduct {
         }
     }
 
-    /// y = x w^T + b, then ReLU when `relu`. `x`: [N, in]; `weight`: [out, in]; `bias`: [out].
+    /// y = x w^T + b, then ReLU when `relu`. `x`: [N, in], f32 or bf16 (the output has its type);
+    /// `weight`: [out, in], f32 (converted once per version for a bf16 `x`); `bias`: [out], f32
+    /// (or bf16 with a bf16 `x`).
     public func forward(_ x: Tensor, weight: Tensor, bias: Tensor, weightVersion: Int, relu: Bool = false) throws -> Tensor {
         precondition(x.shape.count == 2 && x.shape[1] == inFeatures, "inner product expects [N, \(inFeatures)], got \(x.shape)")
         precondition(weight.count == outFeatures * inFeatures && bias.count == outFeatures, "inner product parameters")
         let n = x.shape[0]
-        let p = try plan(Key(n: n, relu: relu, dtype: x.dtype))
+        let p = try plan(Key(n: n, relu: relu, dtype: x.dtype, biasType: bias.dtype))
         var y = Tensor.uninitialized(shape: [n, outFeatures], dtype: x.dtype)
         let w = try p.forwardWeights.pointer(for: weight, version: weightVersion)
         try p.forward.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_WEIGHTS, w),
-                               (DNNL_ARG_BIAS, UnsafeMutableRawPointer(bias.readPointer)), (DNNL_ARG_DST, y.mutableRawPointer())])
+                               (DNNL_ARG_BIAS, bias.rawPointer), (DNNL_ARG_DST, y.mutableRawPointer())])
         Profile.addFlops(flops(n: n))
         return y
     }
@@ -113,12 +116,15 @@ public final class InnerProduct {
         }
         var dw: Tensor?, db: Tensor?
         if needParameterGradients {
-            precondition(x.dtype == .f32, "parameter gradients are computed in f32 passes only")
+            // f32 or bf16 activations; the weight and bias gradients are f32 either way (as in
+            // `Convolution.backward`).
             let (prim, reorder) = try plans.withLock { _ -> (DNNLPrimitive, GradientReorder) in
                 if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
-                var d = try descs(n, .f32)
+                var d = try descs(n, x.dtype)
+                var diffWeights = try DNNL.desc([outFeatures, inFeatures], dnnl_format_tag_any)
                 var desc = dnnl_inner_product_desc_t()
-                try DNNL.check(dnnl_inner_product_backward_weights_desc_init(&desc, &d.src, &d.weights, &d.bias, &d.dst),
+                try DNNL.check(dnnl_inner_product_backward_weights_desc_init(&desc, &d.src, &diffWeights, &d.bias,
+                                                                             &d.dst),
                                "describe an \(describe(n)) backward-weights")
                 let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(n)) backward-weights",
                                              kind: "inner product backward-weights")
@@ -133,8 +139,7 @@ public final class InnerProduct {
             try w.withUnsafeMutableBufferPointer { dwp in
                 try b.withUnsafeMutableBufferPointer { dbp in
                     let plain = UnsafeMutableRawPointer(dwp.baseAddress!)
-                    try prim.execute([(DNNL_ARG_SRC, UnsafeMutableRawPointer(x.readPointer)),
-                                      (DNNL_ARG_DIFF_DST, UnsafeMutableRawPointer(dy.readPointer)),
+                    try prim.execute([(DNNL_ARG_SRC, x.rawPointer), (DNNL_ARG_DIFF_DST, dy.rawPointer),
                                       (DNNL_ARG_DIFF_WEIGHTS, reorder.target(plain)),
                                       (DNNL_ARG_DIFF_BIAS, UnsafeMutableRawPointer(dbp.baseAddress!))])
                     try reorder.finish(into: plain)
