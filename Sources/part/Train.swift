@@ -20,7 +20,7 @@ struct Train: ParsableCommand {
 
         --preset NAME starts from a paper setting (`part presets` lists them); any flag overrides its \
         fields. Without a preset the defaults are the quick Fashion-MNIST PART job (5 epochs, about \
-        9 minutes on 2 cores).
+        13 minutes on 2 cores).
 
         After every epoch it prints loss, clean and PGD accuracy on the held-out images (the first \
         --eval-limit test images, or --val-split training images), the share of entries at full eps \
