@@ -94,20 +94,21 @@ public enum CAMLayer {
     /// The layer to use in a model of `architecture`: `requested`, or the architecture's default
     /// when nil. The zoo knows the layer names without building the model.
     public static func resolve(_ requested: String?, architecture: Architecture) throws -> String {
-        guard let requested else { return architecture.defaultCAMLayer }
-        guard architecture.camLayers.contains(requested) else {
-            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(architecture.name) "
-                           + "(available: \(architecture.camLayers.joined(separator: ", ")))")
-        }
-        return requested
+        try pick(requested, default: architecture.defaultCAMLayer, of: architecture.camLayers, in: architecture.name)
     }
 
     /// The layer to use: `requested`, or the model's default when nil.
     public static func resolve(_ requested: String?, model: ImageClassifier) throws -> String {
-        guard let requested else { return model.defaultCAMLayer }
-        guard model.camLayers.contains(requested) else {
-            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(model.architecture) "
-                           + "(available: \(model.camLayers.joined(separator: ", ")))")
+        try pick(requested, default: model.defaultCAMLayer, of: model.camLayers, in: model.architecture)
+    }
+
+    /// `requested` when it is one of `layers` of the model named `name`, `fallback` when nil.
+    private static func pick(_ requested: String?, default fallback: String, of layers: [String],
+                             in name: String) throws -> String {
+        guard let requested else { return fallback }
+        guard layers.contains(requested) else {
+            throw CAMError("--cam-layer \(requested) is not a CAM layer of \(name) "
+                           + "(available: \(layers.joined(separator: ", ")))")
         }
         return requested
     }
