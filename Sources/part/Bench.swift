@@ -18,7 +18,9 @@ struct Bench: ParsableCommand {
         architecture's usual shape (small-cnn 28x28x1 with eps 0.1; the others 32x32x3 with eps \
         8/255, alpha eps/4). GFLOP/s count convolution and linear work (forward, backward-data, \
         backward-weights). The peak is measured here: every convolution of the model timed alone \
-        (forward, same batch and precision), combined as total FLOPs over total time. Keys match \
+        (forward, same batch and precision), combined as total FLOPs over total time; the \
+        training step's limit likewise times each convolution's forward, backward-data and \
+        backward-weights alone in the training passes' precision. Keys match \
         torch_reference.py: ratio = PyTorch seconds / these seconds.
 
         --generation fgsm times fast adversarial training instead: one FGSM step of 1.25 eps from a \
@@ -150,8 +152,9 @@ struct Bench: ParsableCommand {
         Profile.tracing = true
         _ = try AttackPass.logits(model, x)
         Profile.tracing = false
+        let traced = Profile.traced   // `timed` resets the profile
         var peakFlops = 0.0, peakSeconds = 0.0
-        for (op, shape, dtype) in Profile.traced {
+        for (op, shape, dtype) in traced {
             let input = try Tensor(shape: shape, repeating: 0.5).converted(to: dtype)
             let w = Tensor(shape: [op.outChannels, op.inChannels, op.kernel, op.kernel], repeating: 0.01)
             let b = op.hasBias ? Tensor(shape: [op.outChannels]) : nil
@@ -160,6 +163,27 @@ struct Bench: ParsableCommand {
             peakSeconds += t.seconds
         }
         let peak = peakFlops / max(peakSeconds, 1e-12) / 1e9
+
+        // The training step's limit: each of the same convolutions alone in the training passes'
+        // precision, its forward, backward-data (not for the first, whose input is the image) and
+        // backward-weights, as the step runs them.
+        let trainType = (training.trainPrecision ?? .fp32).dtype
+        var limitFlops = 0.0, limitSeconds = 0.0
+        for (index, (op, shape, _)) in traced.enumerated() {
+            let input = try Tensor(shape: shape, repeating: 0.5).converted(to: trainType)
+            let w = Tensor(shape: [op.outChannels, op.inChannels, op.kernel, op.kernel], repeating: 0.01)
+            let b = op.hasBias ? Tensor(shape: [op.outChannels]) : nil
+            let output = try op.forward(input, weight: w, bias: b, weightVersion: 7)
+            let dy = try Tensor(shape: output.shape, repeating: 0.01).converted(to: trainType)
+            let t = try timed {
+                _ = try op.forward(input, weight: w, bias: b, weightVersion: 7)
+                _ = try op.backward(dy, x: input, weight: w, weightVersion: 7, needInputGradient: index > 0,
+                                    needParameterGradients: true)
+            }
+            limitFlops += t.flops
+            limitSeconds += t.seconds
+        }
+        let trainLimit = limitFlops / max(limitSeconds, 1e-12) / 1e9
 
         var kernels: [String: Double]? = nil
         if profile {
@@ -187,7 +211,8 @@ struct Bench: ParsableCommand {
             cam_official_s_per_image: tCamSingle.seconds / Double(m), cam_batched_s_per_image: tCamBatched.seconds / Double(m),
             data_images_per_s: Double(n) / tData.seconds,
             pgd10_gflops: gflops(tPGD), train_step_gflops: gflops(tStep), at_step_gflops: gflops(tAT),
-            part_step_gflops: gflops(tPART), peak_gflops: peak,
+            part_step_gflops: gflops(tPART), peak_gflops: peak, train_step_limit_gflops: trainLimit,
+            train_step_limit_s: limitSeconds, train_step_fraction_of_limit: gflops(tStep) / trainLimit,
             pgd10_fraction_of_peak: gflops(tPGD) / peak, at_step_fraction_of_peak: gflops(tAT) / peak,
             part_step_fraction_of_peak: gflops(tPART) / peak,
             peak_rss_mb: Double(usage.ru_maxrss) / 1024, kernel_seconds_per_part_step: kernels)
@@ -232,6 +257,12 @@ struct BenchResult: Encodable {
     let at_step_gflops: Double
     let part_step_gflops: Double
     let peak_gflops: Double
+    /// The training step's convolutions each timed alone (forward, backward-data, backward-weights)
+    /// in the training passes' precision: their GFLOP/s, their summed seconds, and the step's
+    /// GFLOP/s as a fraction of that limit.
+    let train_step_limit_gflops: Double
+    let train_step_limit_s: Double
+    let train_step_fraction_of_limit: Double
     let pgd10_fraction_of_peak: Double
     let at_step_fraction_of_peak: Double
     let part_step_fraction_of_peak: Double
@@ -249,7 +280,8 @@ struct BenchResult: Encodable {
             ("\(attack) per batch", String(format: "%.3f s", pgd10_s_per_batch ?? fgsm_s_per_batch ?? 0),
              String(format: "%.0f GFLOP/s (%.0f%% of peak)", pgd10_gflops, 100 * pgd10_fraction_of_peak)),
             ("training step per batch", String(format: "%.3f s", train_step_s_per_batch),
-             String(format: "%.0f GFLOP/s", train_step_gflops)),
+             String(format: "%.0f GFLOP/s (%.0f%% of its convolutions alone: %.3f s at %.0f GFLOP/s)", train_step_gflops,
+                    100 * train_step_fraction_of_limit, train_step_limit_s, train_step_limit_gflops)),
             ("\(generation == "fgsm" ? "fast " : "")AT step (\(attack) + step)", String(format: "%.3f s", at_step_s_per_batch),
              String(format: "%.1f images/s, %.0f GFLOP/s (%.0f%% of peak)", atImages, at_step_gflops,
                     100 * at_step_fraction_of_peak)),

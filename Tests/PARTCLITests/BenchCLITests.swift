@@ -12,7 +12,8 @@ final class BenchCLITests: XCTestCase {
         let result = try XCTUnwrap(object)
         for key in ["pgd10_s_per_batch", "train_step_s_per_batch", "at_images_per_s", "cam_official_s_per_image",
                     "cam_batched_s_per_image", "peak_rss_mb", "part_step_s_per_batch", "peak_gflops",
-                    "pgd10_fraction_of_peak", "data_images_per_s"] {
+                    "pgd10_fraction_of_peak", "data_images_per_s", "train_step_limit_gflops",
+                    "train_step_fraction_of_limit"] {
             let value = try XCTUnwrap(result[key] as? Double, key)
             XCTAssert(value > 0 && value.isFinite, "\(key) = \(value)")
         }
