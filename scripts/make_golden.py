@@ -4,8 +4,9 @@
 Usage (from the project root, with the venv next to it):
     VENV/bin/python scripts/make_golden.py [--out Tests/Fixtures] [--only NAME ...]
 
-NAME is one of the golden models (small-cnn, resnet18, preact-resnet18, wrn-16-2, wrn-34-10),
-layers, smallcnn-torch-init or wrn-dataparallel (below); without --only every fixture is written.
+NAME is one of the golden models (small-cnn, resnet18, preact-resnet18, wrn-16-2, wrn-34-10,
+wrn-28-2, dm-wrn-16-2), layers, smallcnn-torch-init, wrn-dataparallel or dm-wrn-state-dict
+(below); without --only every fixture is written.
 
 Parameters are not random: each one is set by a closed formula (see `formula_value`)
 that the Swift tests reproduce, over `model.named_parameters()` in order, t = 0, 1, ...,
@@ -27,7 +28,12 @@ of the float64 passes is at least 7.5e-7 of its tensor's largest value away from
 The script checks every batch it writes; --search-seeds finds the seeds again. Near-ties
 grow with the number of activations (at 4 images of 32x32 most seeds of these models have
 one), hence the small batches of the models added later, all convolutional up to a global
-average pool: preact-resnet18 and wrn-16-2 take 2 images of 16x16, wrn-34-10 2 of 6x6.
+average pool: preact-resnet18, wrn-16-2, wrn-28-2 and dm-wrn-16-2 take 2 images of 16x16,
+wrn-34-10 2 of 6x6. wrn-28-2 is the leaderboard's WRN-28-10 at a fifth of its width (the
+depth and code of the named wrn-28-10; wrn-34-10 is WRN-34-20 at half width), dm-wrn-16-2 the
+DeepMind form (SiLU, input normalised inside with the default CIFAR-10 `mean`/`std` buffers,
+which are stored with the running statistics) at reduced depth and width: a full WRN-70-16 is
+about 1 GB.
 Smaller still makes train-mode batch norm ill-conditioned (PreAct-ResNet-18 on 4 images of
 8x8 normalises layer4 over 4 values per channel: float32 and float64 differ by 1e-3).
 
@@ -49,8 +55,12 @@ Keys per golden file (PyTorch layouts, NCHW):
       of the same code.
 Tensors with more than L entries are stored as S samples of the flattened tensor at
 indices floor(j * numel / S), j = 0..S-1 (`gradsample.` / `sgdsample.`): L = 20000 and
-S = 512, except L = 4096 for wrn-16-2 and S = 128 for wrn-34-10 (46 M parameters), so that
-every new fixture stays under 1 MB. The rule is in each file's metadata ("sample_rule").
+S = 512, except L = 4096 for wrn-16-2, wrn-28-2 and dm-wrn-16-2 and S = 128 for wrn-34-10 (46 M
+parameters), so that every new fixture stays under 1 MB. The rule is in each file's metadata
+("sample_rule").
+
+The models added after golden_layers.safetensors (wrn-28-2, dm-wrn-16-2) carry its keys in
+their own golden file instead, as "layers.features.<L>" and "layers.cam_raw.<L>".
 
 Also writes smallcnn_torch_init.safetensors (a default-initialised SmallCNN under
 torch.manual_seed(1), plain state_dict) and smallcnn_torch_init_logits.safetensors
@@ -68,6 +78,13 @@ also registers the unused `sub_block1` of the TRADES lineage; default initialisa
 torch.manual_seed(3), then three train-mode forwards (no gradient) so that the batch-norm
 running statistics are not the defaults. wrn_dataparallel_logits.safetensors holds an input
 (torch.rand(3,3,32,32) under seed 4) and its eval-mode logits.
+
+And dm_wrn_state_dict.safetensors: the plain state_dict of a DeepMind WRN-10-1 (DMWideResNet,
+the names exactly as RobustBench's class produces them, `mean` and `std` included) with
+CIFAR-100's mean and std in those buffers, so that a loader that ignored them would give other
+logits; default initialisation under torch.manual_seed(5), three train-mode forwards.
+dm_wrn_state_dict_logits.safetensors holds an input (torch.rand(3,3,32,32) under seed 6) and
+its eval-mode logits.
 """
 import argparse
 import datetime
@@ -81,7 +98,7 @@ from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from torch_models import NetworkBlock, PreActResNet18, ResNet18, SmallCNN, WideResNet  # noqa: E402
+from torch_models import DMWideResNet, NetworkBlock, PreActResNet18, ResNet18, SmallCNN, WideResNet  # noqa: E402
 from torch_train import gradcam, gradcam_raw, upsample_square, zscore_epsmap  # noqa: E402
 
 FULL_LIMIT = 20000
@@ -154,6 +171,8 @@ GOLDEN_MODELS = {
     "wrn-16-2": (lambda: WideResNet(depth=16, num_classes=10, widen_factor=2), 2, (3, 16, 16), "block3", (4096, SAMPLES)),
     "wrn-34-10": (lambda: WideResNet(depth=34, num_classes=10, widen_factor=10), 2, (3, 6, 6), "block3",
                   (FULL_LIMIT, 128)),
+    "wrn-28-2": (lambda: WideResNet(depth=28, num_classes=10, widen_factor=2), 2, (3, 16, 16), "block3", (4096, SAMPLES)),
+    "dm-wrn-16-2": (lambda: DMWideResNet(num_classes=10, depth=16, width=2), 2, (3, 16, 16), "layer.2", (4096, SAMPLES)),
 }
 
 
@@ -164,6 +183,11 @@ CAM_LAYERS = {
     "preact-resnet18": ["layer1", "layer2", "layer3", "layer4"],
     "wrn-16-2": ["block1", "block2", "block3"],
     "wrn-34-10": ["block1", "block2", "block3"],
+}
+# Models whose golden file holds its own named-layer keys ("layers.features.<L>", ...).
+OWN_LAYERS = {
+    "wrn-28-2": ["block1", "block2", "block3"],
+    "dm-wrn-16-2": ["layer.0", "layer.1", "layer.2"],
 }
 
 
@@ -238,7 +262,8 @@ AGREEMENT = 1e-4
 MARGIN = 7.5e-7
 # Found by input_seed (--search-seeds). small-cnn and resnet18 keep the seed 0 of their first
 # fixtures, which their tests pass although the batches are not sound everywhere.
-INPUT_SEEDS = {"small-cnn": 0, "resnet18": 0, "preact-resnet18": 5, "wrn-16-2": 2, "wrn-34-10": 0}
+INPUT_SEEDS = {"small-cnn": 0, "resnet18": 0, "preact-resnet18": 5, "wrn-16-2": 2, "wrn-34-10": 0, "wrn-28-2": 0,
+               "dm-wrn-16-2": 0}
 LEGACY_SEEDS = {"small-cnn", "resnet18"}
 
 
@@ -270,30 +295,39 @@ def named_layers(seeds):
     """golden_layers.safetensors: activations and raw Grad-CAM maps at every named CAM layer."""
     out = {}
     for model_name, layers in CAM_LAYERS.items():
-        model, x, _ = formula_model_and_input(model_name, seeds[model_name])
-        model.eval()
-        for layer_name in layers:
-            layer = getattr(model, layer_name)
-            store = {}
-            handle = layer.register_forward_hook(lambda _m, _i, output: store.__setitem__("a", output.detach()))
-            try:
-                with torch.no_grad():
-                    model(x)
-            finally:
-                handle.remove()
-            flat = store["a"].reshape(-1)
-            out[f"{model_name}.features.{layer_name}"] = flat[sample_indices(flat.numel())].clone()
-            _, raw = gradcam_raw(model, layer, x.clone())
-            out[f"{model_name}.cam_raw.{layer_name}"] = raw.clone()
-        assert all(p.grad is None for p in model.parameters())
+        out.update(layer_keys(model_name, layers, seeds[model_name], f"{model_name}."))
+    return out
+
+
+def layer_keys(model_name, layers, seed, prefix):
+    """The keys "<prefix>features.<L>" and "<prefix>cam_raw.<L>" for every named layer L."""
+    out = {}
+    model, x, _ = formula_model_and_input(model_name, seed)
+    model.eval()
+    for layer_name in layers:
+        layer = model.get_submodule(layer_name)
+        store = {}
+        handle = layer.register_forward_hook(lambda _m, _i, output: store.__setitem__("a", output.detach()))
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            handle.remove()
+        flat = store["a"].reshape(-1)
+        out[f"{prefix}features.{layer_name}"] = flat[sample_indices(flat.numel())].clone()
+        _, raw = gradcam_raw(model, layer, x.clone())
+        out[f"{prefix}cam_raw.{layer_name}"] = raw.clone()
+    assert all(p.grad is None for p in model.parameters())
     return out
 
 
 def golden(model_name, seed):
     _, _, shape, cam_name, sampling = GOLDEN_MODELS[model_name]
     model, x, labels = formula_model_and_input(model_name, seed)
-    cam_layer = getattr(model, cam_name)
+    cam_layer = model.get_submodule(cam_name)
     out = {"input": x.clone(), "labels": labels.clone().to(torch.int64)}
+    if model_name in OWN_LAYERS:
+        out.update(layer_keys(model_name, OWN_LAYERS[model_name], seed, "layers."))
     _, h, w = shape
 
     # 2. eval mode: logits, loss, input gradient
@@ -423,22 +457,58 @@ def write_dataparallel_wrn(out_dir):
     print(f"{os.path.relpath(path2)}: {size2} bytes; logits[0] {[round(v, 5) for v in logits[0].tolist()]}")
 
 
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def write_dm_state_dict(out_dir):
+    """dm_wrn_state_dict.safetensors (+ _logits): a DeepMind WRN-10-1's plain state_dict with
+    RobustBench's names and non-default mean/std buffers."""
+    torch.manual_seed(5)
+    model = DMWideResNet(num_classes=10, depth=10, width=1, mean=CIFAR100_MEAN, std=CIFAR100_STD)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(8, 3, 32, 32))
+    model.eval()
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    assert {"mean", "std", "init_conv.weight", "layer.2.block.0.shortcut.weight", "logits.bias"} <= set(state)
+    path = os.path.join(out_dir, "dm_wrn_state_dict.safetensors")
+    save_file(state, path)
+    os.chmod(path, 0o644)
+    size = os.path.getsize(path)
+    if size > NEW_MAX_BYTES:
+        raise SystemExit(f"{path}: {size} bytes exceeds the 1 MB fixture limit")
+    torch.manual_seed(6)
+    xin = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(xin)
+    path2 = os.path.join(out_dir, "dm_wrn_state_dict_logits.safetensors")
+    size2 = write(path2, {"input": xin, "logits": logits}, metadata("dm-wrn-10-1", {
+        "weights": "dm_wrn_state_dict.safetensors (torch.manual_seed(5), default init, CIFAR-100 mean/std, "
+                   "3 train-mode forwards)", "input_seed": "6"}), limit=NEW_MAX_BYTES)
+    print(f"{os.path.relpath(path)}: {size} bytes, {len(state)} tensors")
+    print(f"{os.path.relpath(path2)}: {size2} bytes; logits[0] {[round(v, 5) for v in logits[0].tolist()]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description="write the golden fixtures for the Swift tests")
     ap.add_argument("--out", type=str, default=os.path.join(HERE, "..", "Tests", "Fixtures"),
                     help="output directory (default: Tests/Fixtures next to this script)")
     ap.add_argument("--list", action="store_true", help="also print every key with its shape and dtype")
-    ap.add_argument("--only", nargs="+", choices=list(GOLDEN_MODELS) + ["layers", "smallcnn-torch-init", "wrn-dataparallel"],
+    extras = ["layers", "smallcnn-torch-init", "wrn-dataparallel", "dm-wrn-state-dict"]
+    ap.add_argument("--only", nargs="+", choices=list(GOLDEN_MODELS) + extras,
                     help="write only these fixtures (default: all)")
     ap.add_argument("--search-seeds", action="store_true",
                     help="print the input seeds whose batches float32 and float64 PyTorch agree on, write nothing")
     args = ap.parse_args()
-    wanted = set(args.only or list(GOLDEN_MODELS) + ["layers", "smallcnn-torch-init", "wrn-dataparallel"])
+    wanted = set(args.only or list(GOLDEN_MODELS) + extras)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    needed = list(GOLDEN_MODELS) if "layers" in wanted else [m for m in GOLDEN_MODELS if m in wanted]
+    needed = list(CAM_LAYERS) + [m for m in GOLDEN_MODELS if m in wanted and m not in CAM_LAYERS] \
+        if "layers" in wanted else [m for m in GOLDEN_MODELS if m in wanted]
     if args.search_seeds:
         found = {m: INPUT_SEEDS[m] if m in LEGACY_SEEDS or m not in wanted else input_seed(m) for m in GOLDEN_MODELS}
         print("INPUT_SEEDS = " + repr(found))
@@ -471,6 +541,8 @@ def main():
         print(f"{os.path.relpath(path)}: {size} bytes, {len(tensors)} tensors")
     if "wrn-dataparallel" in wanted:
         write_dataparallel_wrn(args.out)
+    if "dm-wrn-state-dict" in wanted:
+        write_dm_state_dict(args.out)
     if "smallcnn-torch-init" not in wanted:
         return
 

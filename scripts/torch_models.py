@@ -11,8 +11,12 @@ linear weights [out, in], flatten order C,H,W. Inputs are images in [0, 1]
 
 ResNet18 and WideResNet follow the official PART code (the kuangliu CIFAR
 ResNet and the TRADES WideResNet, whose unused `sub_block1` must be tolerated
-when loading); PreActResNet18 is the kuangliu pre-activation ResNet; SmallCNN
-is the usual 4-conv MNIST-scale network.
+when loading; RobustBench's `WideResNet` has the same names); PreActResNet18 is
+the kuangliu pre-activation ResNet; SmallCNN is the usual 4-conv MNIST-scale
+network. DMWideResNet has the module tree and tensor names of RobustBench's
+`DMWideResNet` (the DeepMind form of the leaderboard's WRN-28-10 and WRN-70-16,
+with SiLU activations): unlike the others it normalises its input itself, with
+`mean` and `std` buffers that its state_dict carries.
 """
 import torch
 import torch.nn as nn
@@ -165,5 +169,68 @@ class WideResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-ZOO = {"small-cnn": SmallCNN, "resnet18": ResNet18, "preact-resnet18": PreActResNet18, "wrn-34-10": WideResNet}
-CAM_LAYER = {"small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4", "wrn-34-10": "block3"}
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+
+class DMBlock(nn.Module):
+    """Pre-activation block of the DeepMind WideResNet: act(bn) -> conv -> act(bn) -> conv, plus
+    the identity or a 1x1 convolution of the activated input. A strided first convolution is
+    padded on the bottom and right edges only (TensorFlow's SAME)."""
+
+    def __init__(self, in_planes, out_planes, stride):
+        super().__init__()
+        self.batchnorm_0 = nn.BatchNorm2d(in_planes)
+        self.relu_0 = nn.SiLU()
+        self.conv_0 = nn.Conv2d(in_planes, out_planes, 3, stride, 0, bias=False)
+        self.batchnorm_1 = nn.BatchNorm2d(out_planes)
+        self.relu_1 = nn.SiLU()
+        self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.has_shortcut = in_planes != out_planes
+        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        self.pad = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)
+
+    def forward(self, x):
+        o = self.relu_0(self.batchnorm_0(x))
+        out = self.conv_0(F.pad(o, self.pad))
+        out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
+        return out + (self.shortcut(o) if self.has_shortcut else x)
+
+
+class DMBlockGroup(nn.Module):
+    def __init__(self, n, in_planes, out_planes, stride):
+        super().__init__()
+        self.block = nn.Sequential(*[DMBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                                     for i in range(n)])
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class DMWideResNet(nn.Module):
+    """DeepMind WRN-depth-width with SiLU (RobustBench's DMWideResNet with activation_fn=Swish,
+    padding=0); CAM layer: layer.2 (before the final batchnorm/SiLU)."""
+
+    def __init__(self, num_classes=10, depth=28, width=10, mean=CIFAR10_MEAN, std=CIFAR10_STD, num_input_channels=3):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(num_input_channels, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(num_input_channels, 1, 1))
+        ch = [16, 16 * width, 32 * width, 64 * width]
+        n = (depth - 4) // 6
+        self.init_conv = nn.Conv2d(num_input_channels, ch[0], 3, 1, 1, bias=False)
+        self.layer = nn.Sequential(DMBlockGroup(n, ch[0], ch[1], 1), DMBlockGroup(n, ch[1], ch[2], 2),
+                                   DMBlockGroup(n, ch[2], ch[3], 2))
+        self.batchnorm = nn.BatchNorm2d(ch[3])
+        self.relu = nn.SiLU()
+        self.logits = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x):
+        out = self.layer(self.init_conv((x - self.mean) / self.std))
+        out = self.relu(self.batchnorm(out))
+        return self.logits(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+ZOO = {"small-cnn": SmallCNN, "resnet18": ResNet18, "preact-resnet18": PreActResNet18, "wrn-34-10": WideResNet,
+       "dm-wrn-28-10": DMWideResNet}
+CAM_LAYER = {"small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4", "wrn-34-10": "block3",
+             "dm-wrn-28-10": "layer.2"}

@@ -49,7 +49,8 @@ extension Conv2d {
             var w = weight.value
             w.scaleRows(by: scale)
             let op = cache?.op ?? Convolution(inChannels: op.inChannels, outChannels: c, kernel: op.kernel,
-                                              stride: op.stride, padding: op.padding, bias: true)
+                                              stride: op.stride, padding: op.padding,
+                                              paddingEnd: op.paddingEnd, bias: true)
             let f = FoldedConvolution(op: op, versions: versions, weight: w, bias: Tensor(shape: [c], values: shift))
             cache = f
             return f

@@ -24,10 +24,12 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
 
+    /// `paddingEnd` pads the bottom and right edges when they differ from the top and left
+    /// (see `Convolution`).
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, rng: inout RNG) {
+                paddingEnd: Int? = nil, bias: Bool = true, rng: inout RNG) {
         op = Convolution(inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride,
-                         padding: padding, bias: bias)
+                         padding: padding, paddingEnd: paddingEnd, bias: bias)
         let fanIn = inChannels * kernel * kernel
         weight = Parameter(defaultInit(shape: [outChannels, inChannels, kernel, kernel], fanIn: fanIn, rng: &rng))
         self.bias = bias ? Parameter(defaultInit(shape: [outChannels], fanIn: fanIn, rng: &rng)) : nil
@@ -176,6 +178,16 @@ public final class ReLULayer: Layer {
         let y = try ReLU.forward(x)
         tape?.record { dy in try ReLU.backward(dy, output: y) }
         return y
+    }
+}
+
+/// SiLU (swish), x * sigmoid(x), as a layer; its backward keeps the input.
+public final class SiLULayer: Layer {
+    public init() {}
+
+    public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        tape?.record { dy in try SiLU.backward(dy, input: x) }
+        return try SiLU.forward(x)
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import PARTEngine
 
 /// A classifier whose inputs are normalised per channel before the wrapped model sees them:
@@ -60,5 +61,46 @@ public final class Normalized: ImageClassifier {
 
     public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
         try model.head(a, from: layer, mode: mode, tape: tape)
+    }
+}
+
+/// The text form of a normalisation, "MEAN/STD" with one decimal per channel on each side
+/// ("0.2860/0.3530", "0.4914,0.4822,0.4465/0.2470,0.2435,0.2616"): what `--normalize` takes,
+/// the run's record keeps and a trained model's checkpoint carries under `metadataKey`.
+extension Normalized {
+    /// The checkpoint metadata key of the normalisation a model was trained with.
+    public static let metadataKey = "normalize"
+
+    /// What `--normalize` takes, for help and errors.
+    public static let syntax = "MEAN/STD with one decimal per channel on each side and every std > 0, e.g. 0.2860/0.3530 "
+        + "or 0.4914,0.4822,0.4465/0.2470,0.2435,0.2616"
+
+    /// (mean, std) of a "MEAN/STD" text; nil unless both sides hold as many finite decimals and
+    /// every std is positive.
+    public static func parse(_ text: String) -> (mean: [Float], std: [Float])? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        func values(_ s: Substring) -> [Float]? {
+            let v = s.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            return v.contains(where: { $0 == nil }) || v.isEmpty ? nil : v.compactMap { $0 }
+        }
+        guard parts.count == 2, let mean = values(parts[0]), let std = values(parts[1]), mean.count == std.count,
+              mean.allSatisfy(\.isFinite), std.allSatisfy({ $0 > 0 && $0.isFinite }) else { return nil }
+        return (mean, std)
+    }
+
+    /// The canonical text of a normalisation ("0.5/0.25" for "0.50/0.250"), so that two spellings
+    /// of the same values compare equal in a run's record.
+    public static func canonical(_ text: String) -> String? {
+        guard let (mean, std) = parse(text) else { return nil }
+        return mean.map { "\($0)" }.joined(separator: ",") + "/" + std.map { "\($0)" }.joined(separator: ",")
+    }
+
+    /// `model` wrapped to normalise by `text` ("MEAN/STD"); an `EngineError` for a text that does
+    /// not parse or whose channel count is not the model's (one value serves every channel).
+    public convenience init(_ model: ImageClassifier, text: String) throws {
+        guard let (mean, std) = Normalized.parse(text) else {
+            throw EngineError("normalisation takes \(Normalized.syntax); got '\(messageText(text, limit: 80))'")
+        }
+        try self.init(model, mean: mean, std: std)
     }
 }

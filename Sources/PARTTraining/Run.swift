@@ -15,8 +15,17 @@ public enum TrainingRun {
         }
         var rng = RNG(seed: config.seed)
         var initRng = rng.split()
-        let model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
+        var model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
                                       imageSize: data.height, rng: &initRng)
+        if let normalize = config.normalize {
+            // A layer of the model, so that attacks and CAMs work on images in [0, 1]; its state
+            // is the wrapped model's, so checkpoints keep the architecture's names.
+            do {
+                model = try Normalized(model, text: normalize)
+            } catch {
+                throw TrainingError("--normalize \(normalize): \(error) (\(data.name) has \(data.channels) channels)")
+            }
+        }
         if let path = config.initialWeights {
             do {
                 try Checkpoint.load(URL(fileURLWithPath: path), into: model)

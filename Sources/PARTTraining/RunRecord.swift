@@ -100,7 +100,9 @@ extension TrainingConfig {
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
         var out = [String: String]()
         for (key, value) in object {
-            let text = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]))
+            // Unescaped slashes: "--normalize 0.5/0.25", not "0.5\/0.25".
+            let text = (try? JSONSerialization.data(withJSONObject: value,
+                                                    options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
                 .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
             out[key] = text.replacingOccurrences(of: "\"", with: "")
         }

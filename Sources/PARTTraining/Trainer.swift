@@ -292,6 +292,7 @@ public final class Trainer {
                     RecipeKey.generation: config.generation.rawValue, RecipeKey.dataset: config.dataset,
                     RecipeKey.seed: String(config.seed)]
         if config.objective != .at { meta[RecipeKey.beta] = "\(config.beta)" }
+        if let normalize = config.normalize { meta[Normalized.metadataKey] = normalize }
         if config.budget == .cam {
             meta[RecipeKey.cam] = config.cam.rawValue
             meta[RecipeKey.mapRule] = config.mapRule.rawValue

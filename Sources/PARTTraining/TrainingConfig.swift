@@ -12,6 +12,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The dataset's registry name and the model's zoo name.
     public var dataset = "fashion-mnist"
     public var architecture = ModelZoo.defaultArchitecture
+    /// The per-channel normalisation the model applies to its inputs, "MEAN/STD" in canonical
+    /// form (`--normalize`; nil: none). Recorded in the checkpoints' metadata, so that
+    /// `part eval` and `part cam` apply it too.
+    public var normalize: String?
 
     public var objective: ObjectiveKind = .at
     public var budget: BudgetKind = .cam
@@ -103,6 +107,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
         if let problem = ModelZoo.problem(architecture) { return problem }
+        if let normalize, Normalized.parse(normalize) == nil {
+            return "--normalize takes \(Normalized.syntax); got '\(messageText(normalize, limit: 80))'"
+        }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
         if budget == .cam && burnIn >= epochs {

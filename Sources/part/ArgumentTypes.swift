@@ -52,3 +52,32 @@ struct OptimizationOptions: ParsableArguments {
         for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
     }
 }
+
+/// `--normalize MEAN/STD` of `part train`, `part eval` and `part cam`: the per-channel
+/// normalisation the model computes on its inputs (`Normalized`), which stay images in [0, 1].
+enum NormalizeOption {
+    /// The flag's help, `what` saying whose normalisation it is.
+    static func help(_ what: String) -> ArgumentHelp {
+        ArgumentHelp("Per-channel normalisation \(what), as MEAN/STD (e.g. 0.2860/0.3530 or "
+                     + "0.4914,0.4822,0.4465/0.2470,0.2435,0.2616); inputs stay images in [0, 1].", valueName: "mean/std")
+    }
+
+    /// Throws the one-line usage error unless `text` is nil or parses.
+    static func validate(_ text: String?) throws {
+        guard let text, Normalized.parse(text) == nil else { return }
+        throw ValidationError("--normalize takes \(Normalized.syntax); got '\(messageText(text, limit: 80))'")
+    }
+
+    /// The normalisation to apply: the flag's, else the one the checkpoint's metadata records
+    /// (a model trained with `part train --normalize`). A flag that disagrees with the metadata
+    /// wins with a warning on standard error (when `warn`).
+    static func effective(_ flag: String?, metadata: [String: String], warn: Bool) -> String? {
+        let recorded = metadata[Normalized.metadataKey].flatMap(Normalized.canonical)
+        guard let flag else { return recorded }
+        if warn, let recorded, Normalized.canonical(flag) != recorded {
+            FileHandle.standardError.write(Data(("warning: --normalize \(messageText(flag, limit: 80)) replaces the "
+                                                 + "normalisation \(recorded) the checkpoint was trained with\n").utf8))
+        }
+        return flag
+    }
+}

@@ -73,6 +73,9 @@ struct Cam: ParsableCommand {
     @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
     var arch: ArchitectureName?
 
+    @Option(help: NormalizeOption.help("the model was trained with (default: the run's, else the checkpoint's)"))
+    var normalize: String?
+
     @Option(parsing: .unconditional, help: "Images per CAM pass.")
     var batchSize: Int = 64
 
@@ -88,6 +91,7 @@ struct Cam: ParsableCommand {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
         if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
+        try NormalizeOption.validate(normalize)
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
             throw ValidationError("--save-maps names a NumPy archive (maps.npz), got '\(saveMaps)'")
@@ -105,6 +109,8 @@ struct Cam: ParsableCommand {
         }
         let checkpoint: String
         let architecture: String
+        /// The normalisation applied ("MEAN/STD"), nil for none.
+        let normalize: String?
         let dataset: String
         let cam: String
         let camLayer: String
@@ -142,8 +148,17 @@ struct Cam: ParsableCommand {
             }
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
-            let (model, _) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                      inputShape: (test.height, test.width, test.channels), rng: &rng)
+            var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
+                                                             inputShape: (test.height, test.width, test.channels), rng: &rng)
+            if let recorded = settings.normalize { metadata[Normalized.metadataKey] = recorded }
+            let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: true)
+            if let normalize {
+                do {
+                    model = try Normalized(model, text: normalize)
+                } catch {
+                    throw BadArgument("--normalize: \(error)")
+                }
+            }
             let method = cam ?? settings.cam ?? .gradcam
             let rule = mapRule ?? settings.mapRule ?? .zscore
             let eps = epsilon?.value ?? settings.epsilon ?? 0.1
@@ -190,7 +205,8 @@ struct Cam: ParsableCommand {
             let shares = (0..<panels.count).map(panels.fullShare)
             let correct = zip(panels.labels, panels.predictions).filter { $0 == $1 }.count
             let output = Output(
-                checkpoint: checkpoint, architecture: model.architecture, dataset: test.name, cam: method.rawValue,
+                checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: test.name,
+                cam: method.rawValue,
                 camLayer: layer, mapRule: rule.rawValue, epsilon: eps, epsilonLow: epsLow, count: panels.count,
                 accuracy: Double(correct) / Double(panels.count), meanFullEpsShare: shares.reduce(0, +) / Double(shares.count),
                 grid: out, gridRows: rows, maps: saveMaps,
@@ -241,6 +257,8 @@ struct RunSettings {
     var camLayer: String?
     var epsilon: Float?
     var epsilonLow: Float?
+    /// The normalisation the model was trained with ("MEAN/STD").
+    var normalize: String?
     /// The data the run trained on (its record's dataset request), read when no data flag is given.
     var dataset: DatasetRequest?
 
@@ -263,5 +281,6 @@ struct RunSettings {
         camLayer = record?.camLayer ?? config?.camLayer ?? meta[RecipeKey.camLayer]
         epsilon = config?.epsilon
         epsilonLow = config?.epsilonLow
+        normalize = config?.normalize ?? meta[Normalized.metadataKey]
     }
 }

@@ -55,9 +55,7 @@ struct Eval: ParsableCommand {
     @Flag(help: "Run every attack on every correctly classified point and report each.")
     var independent = false
 
-    @Option(help: ArgumentHelp("Per-channel normalisation the model was trained with, as MEAN/STD "
-                               + "(e.g. 0.2860/0.3530 or 0.4914,0.4822,0.4465/0.2470,0.2435,0.2616); inputs stay images in [0, 1].",
-                               valueName: "mean/std"))
+    @Option(help: NormalizeOption.help("the model was trained with (default: the checkpoint's, if it was trained with one)"))
     var normalize: String?
 
     @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
@@ -91,21 +89,6 @@ struct Eval: ParsableCommand {
         try AttackCatalog.standard.stages(attackList, defaults: .init(epsilon: epsilon.value, alpha: alpha))
     }
 
-    /// MEAN/STD as per-channel values.
-    func normalization() throws -> (mean: [Float], std: [Float])? {
-        guard let normalize else { return nil }
-        let parts = normalize.split(separator: "/", omittingEmptySubsequences: false)
-        func values(_ s: Substring) -> [Float]? {
-            let v = s.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            return v.contains(where: { $0 == nil }) || v.isEmpty ? nil : v.compactMap { $0 }
-        }
-        guard parts.count == 2, let mean = values(parts[0]), let std = values(parts[1]), mean.count == std.count,
-              mean.allSatisfy(\.isFinite), std.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw ValidationError("--normalize takes MEAN/STD with one decimal per channel on each side and every std > 0, "
-                                  + "e.g. 0.2860/0.3530 or 0.4914,0.4822,0.4465/0.2470,0.2435,0.2616; got '\(normalize)'")
-        }
-        return (mean, std)
-    }
 
     func validate() throws {
         if distributed && !Distributed.launchedByMPI {
@@ -126,7 +109,7 @@ struct Eval: ParsableCommand {
         } catch let error as AttackError {
             throw ValidationError("--attacks: \(error.description)")
         }
-        _ = try normalization()
+        try NormalizeOption.validate(normalize)
         try checkOutputs(outputPaths, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
     }
 
@@ -222,9 +205,11 @@ struct Eval: ParsableCommand {
                                                batch: min(batchSize, max(test.count, 1))) {
             throw EvaluationError(problem)
         }
-        if let (mean, std) = try normalization() {
+        // A model trained with `part train --normalize` says so in its metadata; the flag wins.
+        let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: root)
+        if let normalize {
             do {
-                model = try Normalized(model, mean: mean, std: std)
+                model = try Normalized(model, text: normalize)
             } catch {
                 if root { FileHandle.standardError.write(Data("part: error: --normalize: \(error)\n".utf8)) }
                 throw ExitCode.validationFailure
@@ -281,7 +266,8 @@ struct Eval: ParsableCommand {
         }
         func finish() throws -> String {
             guard let summary = result else { return "" }
-            try report(summary, title: title, model: model, datasetName: test.name, started: started, progress: &progress)
+            try report(summary, title: title, model: model, normalize: normalize, datasetName: test.name, started: started,
+                       progress: &progress)
             guard let first = summary.disagreements.first else { return "" }
             return "re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
                 + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust"
@@ -307,8 +293,8 @@ struct Eval: ParsableCommand {
     }
 
     /// The stage log, then the table or JSON, on standard output.
-    func report(_ summary: EvaluationSummary, title: String, model: ImageClassifier, datasetName: String, started: Date,
-                progress: inout Progress) throws {
+    func report(_ summary: EvaluationSummary, title: String, model: ImageClassifier, normalize: String?, datasetName: String,
+                started: Date, progress: inout Progress) throws {
         progress.clear()
         // The stage log AutoAttack users know.
         for (s, stage) in summary.stages.enumerated() {

@@ -170,8 +170,10 @@ struct Report: ParsableCommand {
                     let test = try data.load(.test, recorded: settings.dataset).prefix(gridRows)
                     try CheckpointFit.check(checkpoint, fits: test)
                     var rng = RNG(seed: 0)
-                    let (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
+                    var (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,
                                                               inputShape: (test.height, test.width, test.channels), rng: &rng)
+                    // A run trained with --normalize: the CAMs of the model it trained.
+                    if let normalize = settings.normalize { model = try Normalized(model, text: normalize) }
                     let budget = CAMBudget(method: (settings.cam ?? .gradcam).method, rule: (settings.mapRule ?? .zscore).rule,
                                            layer: try CAMLayer.resolve(settings.camLayer, model: model))
                     report.camGrid = try ReportGrid.png(model: model, test: test, budget: budget,

@@ -76,6 +76,9 @@ struct Train: ParsableCommand {
     @Option(help: "Rule from CAM to epsilon map; official needs 3-channel images. (default: zscore)")
     var mapRule: MapRuleName?
 
+    @Option(help: NormalizeOption.help("for the model to apply to its inputs (recorded in the run and its checkpoints)"))
+    var normalize: String?
+
     @Option(help: ArchitectureName.help("Architecture.", default: ModelZoo.defaultArchitecture),
             transform: ArchitectureName.parse)
     var arch: ArchitectureName?

@@ -23,6 +23,7 @@ extension Train {
         if let camLayer { c.camLayer = camLayer }
         if let mapRule { c.mapRule = mapRule }
         if let arch { c.architecture = arch.name }
+        if let normalize { c.normalize = Normalized.canonical(normalize) ?? normalize }
         if let epochs { c.epochs = epochs }
         if let burnIn { c.burnIn = burnIn }
         if let valSplit { c.validationSplit = valSplit }

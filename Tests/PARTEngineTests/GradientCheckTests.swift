@@ -40,10 +40,11 @@ final class GradientCheckTests: XCTestCase {
 
     // MARK: - reference forwards in Double (NHWC)
 
+    /// `p` pads the top and left edges, `pe` (default `p`) the bottom and right ones.
     func refConv(_ x: [Double], _ xs: [Int], _ w: [Double], _ b: [Double]?, out o: Int, k: Int, stride s: Int,
-                 pad p: Int) -> [Double] {
+                 pad p: Int, padEnd pe: Int? = nil) -> [Double] {
         let (n, h, wd, c) = (xs[0], xs[1], xs[2], xs[3])
-        let oh = (h + 2 * p - k) / s + 1, ow = (wd + 2 * p - k) / s + 1
+        let oh = (h + p + (pe ?? p) - k) / s + 1, ow = (wd + p + (pe ?? p) - k) / s + 1
         var y = [Double](repeating: 0, count: n * oh * ow * o)
         for b0 in 0..<n { for i in 0..<oh { for j in 0..<ow { for oc in 0..<o {
             var acc = b?[oc] ?? 0
@@ -76,24 +77,28 @@ final class GradientCheckTests: XCTestCase {
     // MARK: - tests
 
     func testConvolution() throws {
-        for (stride, pad, bias) in [(1, 0, true), (2, 1, false), (1, 1, true)] {
+        // (2, 0, 1): the bottom-and-right padding of TensorFlow's "SAME" (the DeepMind WideResNets).
+        for (stride, pad, padEnd, bias) in [(1, 0, 0, true), (2, 1, 1, false), (1, 1, 1, true), (2, 0, 1, false),
+                                            (1, 0, 2, true)] {
             let xs = [2, 7, 6, 3], o = 4, k = 3
             let x = random(xs), w = random([o, 3, k, k]), b = bias ? random([o]) : nil
-            let conv = Convolution(inChannels: 3, outChannels: o, kernel: k, stride: stride, padding: pad, bias: bias)
+            let conv = Convolution(inChannels: 3, outChannels: o, kernel: k, stride: stride, padding: pad, paddingEnd: padEnd,
+                                   bias: bias)
             let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1)
-            let ref = refConv(d(x), xs, d(w), b.map(d), out: o, k: k, stride: stride, pad: pad)
+            let ref = refConv(d(x), xs, d(w), b.map(d), out: o, k: k, stride: stride, pad: pad, padEnd: padEnd)
+            XCTAssertEqual(y.shape, [2, (7 + pad + padEnd - k) / stride + 1, (6 + pad + padEnd - k) / stride + 1, o])
             assertGradient(y, ref, "conv forward s\(stride) p\(pad)", tolerance: 1e-5)
             let proj = random(y.shape)
             let g = try conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
             assertGradient(g.input!, numericalGradient(d(x)) { xx in
-                self.dot(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
+                self.dot(refConv(xx, xs, self.d(w), b.map(self.d), out: o, k: k, stride: stride, pad: pad, padEnd: padEnd), proj)
             }, "conv dx s\(stride) p\(pad)")
             assertGradient(g.weight!, numericalGradient(d(w)) { ww in
-                self.dot(refConv(self.d(x), xs, ww, b.map(self.d), out: o, k: k, stride: stride, pad: pad), proj)
+                self.dot(refConv(self.d(x), xs, ww, b.map(self.d), out: o, k: k, stride: stride, pad: pad, padEnd: padEnd), proj)
             }, "conv dw s\(stride) p\(pad)")
             if let b {
                 assertGradient(g.bias!, numericalGradient(d(b)) { bb in
-                    self.dot(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad), proj)
+                    self.dot(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad, padEnd: padEnd), proj)
                 }, "conv db")
             }
         }
@@ -166,6 +171,16 @@ final class GradientCheckTests: XCTestCase {
         let proj = random(y.shape)
         assertGradient(try ReLU.backward(proj, output: y),
                        numericalGradient(d(x)) { xx in self.dot(xx.map { max($0, 0) }, proj) }, "relu dx")
+    }
+
+    func testSiLU() throws {
+        let x = random([3, 7], scale: 4)
+        func silu(_ v: Double) -> Double { v / (1 + exp(-v)) }
+        let y = try SiLU.forward(x)
+        assertGradient(y, d(x).map(silu), "silu forward", tolerance: 1e-6)
+        let proj = random(y.shape)
+        assertGradient(try SiLU.backward(proj, input: x),
+                       numericalGradient(d(x)) { xx in self.dot(xx.map(silu), proj) }, "silu dx")
     }
 
     func testGlobalAveragePoolAndFlatten() throws {

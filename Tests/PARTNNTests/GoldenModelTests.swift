@@ -34,6 +34,15 @@ final class GoldenModelTests: XCTestCase {
     /// SGD step).
     func testWideResNet34x10() throws { try checkModel("wrn-34-10") }
 
+    /// The leaderboard's WRN-28-10 at a fifth of its width (the depth and code of the named
+    /// wrn-28-10; WRN-34-20 at half width is the wrn-34-10 above).
+    func testWideResNet28x2() throws { try checkModel("wrn-28-2") }
+
+    /// The DeepMind form (SiLU, input normalised inside by its mean/std buffers, bottom-right
+    /// padding of the strided convolutions) at reduced depth and width: dm-wrn-28-10 and
+    /// dm-wrn-70-16 are this code at other sizes.
+    func testDMWideResNet16x2() throws { try checkModel("dm-wrn-16-2") }
+
     func checkModel(_ arch: String) throws {
         defer { ParityLog.flush(arch) }
         let g = try fixture("golden_\(arch).safetensors")
@@ -41,7 +50,7 @@ final class GoldenModelTests: XCTestCase {
         let m = try goldenModel(arch, input: x)
         let labels = g.tensors["labels"]!.scalars.map { Int32($0) }
         checkStateNames(m, arch: arch, golden: g)
-        try checkNamedLayers(m, arch: arch, input: x)
+        try checkNamedLayers(m, arch: arch, input: x, golden: g)
 
         // Evaluation mode: logits, loss, input gradient only.
         let evalTape = Tape(parameterGradients: false)

@@ -105,6 +105,14 @@ final class ModelCheckpointTests: XCTestCase {
         XCTAssertFalse(ModelZoo.recognises("wrn-28"))
         XCTAssertFalse(ModelZoo.recognises("wrn-35-10"))
         XCTAssertFalse(ModelZoo.recognises("wrn-34-64"))
-        XCTAssertEqual(ModelZoo.architectures, ["small-cnn", "resnet18", "preact-resnet18", "wrn-34-10"])
+        XCTAssertEqual(ModelZoo.architectures, ModelZooTests.expectedNames)
+        for (name, message) in [("dm-wrn-35-10", "depth must be 6n + 4"), ("dm-wrn-28-33", "widen factor must be between 1 and 32")] {
+            XCTAssertThrowsError(try ModelZoo.make(name, numClasses: 10, inChannels: 3, imageSize: 32, rng: &rng)) {
+                XCTAssert("\($0)".contains(message), "\(name): \($0)")
+            }
+        }
+        XCTAssertThrowsError(try ModelZoo.make("dm-wrn-16-1", numClasses: 10, inChannels: 3, imageSize: 30, rng: &rng)) {
+            XCTAssert("\($0)".contains("dm-wrn-16-1 needs an image side that is a multiple of 4"), "\($0)")
+        }
     }
 }

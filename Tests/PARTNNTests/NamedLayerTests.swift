@@ -15,10 +15,13 @@ final class NamedLayerTests: XCTestCase {
         "preact-resnet18": ["layer1", "layer2", "layer3", "layer4"],
         "wrn-16-2": ["block1", "block2", "block3"],
         "wrn-34-10": ["block1", "block2", "block3"],
+        "wrn-28-2": ["block1", "block2", "block3"],
+        "dm-wrn-16-2": ["layer.0", "layer.1", "layer.2"],
     ]
     /// docs/method.md#3-from-cam-to-epsilon-map.
     static let expectedDefault = ["small-cnn": "act4", "resnet18": "layer4", "preact-resnet18": "layer4",
-                                  "wrn-16-2": "block3", "wrn-34-10": "block3"]
+                                  "wrn-16-2": "block3", "wrn-34-10": "block3", "wrn-28-2": "block3",
+                                  "dm-wrn-16-2": "layer.2"]
 
     func testUnknownLayerIsAnErrorListingTheLayers() throws {
         var rng = RNG(seed: 3)
@@ -44,7 +47,7 @@ final class NamedLayerTests: XCTestCase {
     /// logits close to the f32 ones, and an input gradient at every named layer's split.
     func testPreActivationModelsRunInBFloat16() throws {
         try XCTSkipUnless(Engine.supportsBF16, "this CPU has no bfloat16 kernels")
-        for arch in ["preact-resnet18", "wrn-16-2"] {
+        for arch in ["preact-resnet18", "wrn-16-2", "dm-wrn-16-2"] {
             var rng = RNG(seed: 6)
             let m = try ModelZoo.make(arch, numClasses: 10, inChannels: 3, imageSize: 8, rng: &rng)
             let x = Tensor(shape: [2, 8, 8, 3], values: (0..<384).map { _ in rng.uniform() })
@@ -126,7 +129,9 @@ extension GoldenModelTests {
     ///   raw Grad-CAM map sum_k mean_ij(G_k) A_k from it matches PyTorch's,
     /// - continuing that backward through the features gives forward(x)'s input gradient, bit for bit.
     /// Fixture: golden_layers.safetensors (scripts/make_golden.py).
-    func checkNamedLayers(_ m: ImageClassifier, arch: String, input x: Tensor) throws {
+    /// The reference values are those of golden_layers.safetensors, or for the models added
+    /// after it the "layers." keys of their own golden file (`golden`).
+    func checkNamedLayers(_ m: ImageClassifier, arch: String, input x: Tensor, golden own: SafetensorsFile? = nil) throws {
         XCTAssertEqual(m.camLayers, NamedLayerTests.expectedLayers[arch], arch)
         XCTAssertEqual(m.defaultCAMLayer, NamedLayerTests.expectedDefault[arch], arch)
         let g = try fixture("golden_layers.safetensors")
@@ -137,7 +142,8 @@ extension GoldenModelTests {
         let inputGradient = try fullTape.backward(seed)
 
         for layer in m.camLayers {
-            guard let features = g.tensors["\(arch).features.\(layer)"], let raw = g.tensors["\(arch).cam_raw.\(layer)"] else {
+            guard let features = g.tensors["\(arch).features.\(layer)"] ?? own?.tensors["layers.features.\(layer)"],
+                  let raw = g.tensors["\(arch).cam_raw.\(layer)"] ?? own?.tensors["layers.cam_raw.\(layer)"] else {
                 XCTFail("golden_layers.safetensors lacks \(arch) \(layer)")
                 continue
             }

@@ -7,19 +7,30 @@ import CDNNL
 /// Primitives (forward, backward-data, backward-weights) are built once per input shape and
 /// cached; each lets oneDNN choose its weight layout (`any`), and the weights are reordered into
 /// it once per weight version.
+///
+/// `padding` pads the top and left edges, `paddingEnd` the bottom and right ones (the same by
+/// default). TensorFlow's "SAME" padding of a strided 3x3 convolution, which the DeepMind
+/// WideResNets reproduce with `F.pad(x, (0, 1, 0, 1))`, is padding 0 and paddingEnd 1.
 public final class Convolution {
-    public let inChannels, outChannels, kernel, stride, padding: Int
+    public let inChannels, outChannels, kernel, stride, padding, paddingEnd: Int
     public let hasBias: Bool
 
-    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool) {
-        precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0)
+    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, paddingEnd: Int? = nil,
+                bias: Bool) {
+        precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0
+                     && (paddingEnd ?? 0) >= 0)
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
+        self.paddingEnd = paddingEnd ?? padding
         self.hasBias = bias
     }
+
+    /// Whether both edges of each axis are padded alike (the Winograd and narrow-input paths
+    /// assume it).
+    var symmetric: Bool { padding == paddingEnd }
 
     /// Multiply-adds x 2 of one pass (forward, backward-data or backward-weights) on an input
     /// [n, h, w, inChannels].
@@ -31,7 +42,7 @@ public final class Convolution {
     static let narrowInput = 4
 
     /// Output spatial size for an input side of `side`.
-    public func outputSide(_ side: Int) -> Int { (side + 2 * padding - kernel) / stride + 1 }
+    public func outputSide(_ side: Int) -> Int { (side + padding + paddingEnd - kernel) / stride + 1 }
 
     private struct Key: Hashable {
         let n, h, w: Int
@@ -65,9 +76,10 @@ public final class Convolution {
 
     private var weightDims: [Int] { [outChannels, inChannels, kernel, kernel] }
 
-    /// Strides and (symmetric) paddings in oneDNN's form.
-    private var window: (strides: [dnnl_dim_t], pads: [dnnl_dim_t]) {
-        ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(padding), dnnl_dim_t(padding)])
+    /// Strides and paddings (top-left, bottom-right) in oneDNN's form.
+    private var window: (strides: [dnnl_dim_t], pads: [dnnl_dim_t], padsEnd: [dnnl_dim_t]) {
+        ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(padding), dnnl_dim_t(padding)],
+         [dnnl_dim_t(paddingEnd), dnnl_dim_t(paddingEnd)])
     }
 
     private func descs(_ key: Key) throws -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
@@ -86,7 +98,8 @@ public final class Convolution {
 
     /// "convolution 1->32 3x3 stride 1 pad 0 on [128, 28, 28, 1]", for error messages.
     private func describe(_ key: Key) -> String {
-        "convolution \(inChannels)->\(outChannels) \(kernel)x\(kernel) stride \(stride) pad \(padding) "
+        "convolution \(inChannels)->\(outChannels) \(kernel)x\(kernel) stride \(stride) pad \(padding)"
+            + (symmetric ? " " : ",\(paddingEnd) ")
             + "on [\(key.n), \(key.h), \(key.w), \(inChannels)] \(key.dtype)"
     }
 
@@ -97,7 +110,7 @@ public final class Convolution {
             var desc = dnnl_convolution_desc_t()
             try DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
                                                               &d.src, &d.weightsAny, &d.bias, &d.dst,
-                                                              window.strides, window.pads, window.pads),
+                                                              window.strides, window.pads, window.padsEnd),
                            "describe a \(describe(key))")
             let attributes = try PostOps(relu: key.relu, sum: key.sum)
             let fwd = try DNNLPrimitive(&desc, attributes: attributes.handle, what: "\(describe(key)) forward",
@@ -105,7 +118,7 @@ public final class Convolution {
             let weights = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
                                                to: try fwd.md(dnnl_query_weights_md), what: describe(key))
             let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
-            if WinogradConvolution.applies(kernel: kernel, stride: stride, inChannels: inChannels,
+            if symmetric, WinogradConvolution.applies(kernel: kernel, stride: stride, inChannels: inChannels,
                                            outChannels: outChannels, dtype: key.dtype) {
                 p.winograd = WinogradConvolution(
                     dims: (key.n, inChannels, key.h, key.w, outChannels, d.outShape[1], d.outShape[2]),
@@ -175,7 +188,7 @@ public final class Convolution {
         precondition(dy.shape == p.outShape && dy.dtype == x.dtype,
                      "convolution output gradient must be \(p.outShape) \(x.dtype), got \(dy.shape) \(dy.dtype)")
         var dx: Tensor?
-        if needInputGradient && inChannels <= Convolution.narrowInput && Optimizations.isEnabled(.narrow) {
+        if needInputGradient && inChannels <= Convolution.narrowInput && symmetric && Optimizations.isEnabled(.narrow) {
             // dx = col2im(dy · W): dy [N*OH*OW, O] is the NHWC gradient as it lies in memory and
             // W [O, I*K*K] the OIHW weight; oneDNN's direct backward-data kernels are slow for
             // the one or three input channels of a first layer.
@@ -245,7 +258,7 @@ public final class Convolution {
             var desc = dnnl_convolution_desc_t()
             try DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
                                                                     &d.weightsAny, &d.dst, window.strides, window.pads,
-                                                                    window.pads),
+                                                                    window.padsEnd),
                            "describe a \(describe(key)) backward-data")
             let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-data",
                                      kind: "convolution backward-data")
@@ -267,7 +280,7 @@ public final class Convolution {
             var desc = dnnl_convolution_desc_t()
             try DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
                                                                        &diffWeights, &d.bias, &d.dst,
-                                                                       window.strides, window.pads, window.pads),
+                                                                       window.strides, window.pads, window.padsEnd),
                            "describe a \(describe(key)) backward-weights")
             let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights",
                                      kind: "convolution backward-weights")

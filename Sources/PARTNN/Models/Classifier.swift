@@ -109,12 +109,32 @@ extension ImageClassifier {
     }
 }
 
+/// A classifier whose forward pass is a `StageChain`: its named split (CAM layers, features,
+/// head) is the chain's, so a model file builds its layers and its chain and names its state,
+/// nothing more (docs/architecture.md#adding-an-architecture).
+public protocol StagedClassifier: ImageClassifier {
+    var chain: StageChain { get }
+}
+
+extension StagedClassifier {
+    public var camLayers: [String] { chain.names }
+
+    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try validateInput(x)
+        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
+    }
+
+    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
+        try chain.head(a, from: layer, mode: mode, tape: tape)
+    }
+}
+
 /// A network's forward pass as a chain of stages, each ending at a named CAM layer, followed
 /// by the head that maps the last CAM layer's activations to logits.
 ///
 /// `features(upTo: L)` runs the stages up to and including the one that ends at `L`;
 /// `head(from: L)` runs the remaining stages and the head, so both compose to the full forward.
-struct StageChain {
+public struct StageChain {
     let architecture: String
     /// The names of the layers the stages end at (the CAM layers), in forward order.
     let names: [String]

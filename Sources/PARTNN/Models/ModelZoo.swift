@@ -76,6 +76,10 @@ public struct Architecture: Sendable {
 /// A family of architectures named by a pattern ("wrn-<depth>-<widen>"), each a zoo architecture
 /// once its parameters are read off the name.
 public struct ArchitecturePattern: Sendable {
+    /// The pattern's form, "wrn-<depth>-<widen>".
+    public let template: String
+    /// The default CAM layer of every member.
+    public let defaultCAMLayer: String
     /// The pattern as help shows it, with its limits ("wrn-<depth>-<widen> with depth 6n + 4 in
     /// 10...250 and widen 1...32").
     public let description: String
@@ -92,8 +96,11 @@ public struct ArchitecturePattern: Sendable {
         do { return try resolve(name) != nil } catch { return true }
     }
 
-    public init(description: String, headTensor: String, resolve: @escaping @Sendable (String) throws -> Architecture?,
+    public init(template: String, defaultCAMLayer: String, description: String, headTensor: String,
+                resolve: @escaping @Sendable (String) throws -> Architecture?,
                 infer: @escaping @Sendable ([String: [Int]]) -> String?) {
+        self.template = template
+        self.defaultCAMLayer = defaultCAMLayer
         self.description = description
         self.headTensor = headTensor
         self.resolve = resolve
@@ -103,13 +110,18 @@ public struct ArchitecturePattern: Sendable {
 
 /// The architectures the project builds, by their zoo names (scripts/torch_models.py holds the
 /// PyTorch definitions they mirror). Adding one is its model file (with its `zooEntry`), a line
-/// in `named` and its golden fixture.
+/// in `named` and its golden fixture (docs/architecture.md#model-zoo).
 public enum ModelZoo {
-    /// The named architectures, in the order help lists them.
+    /// The named architectures, in the order help lists them: the project's own, then the sizes
+    /// of RobustBench's CIFAR-10 leaderboard in its two WideResNet forms (TRADES and DeepMind).
     public static let named: [Architecture] = [SmallCNN.zooEntry, ResNet18.zooEntry, PreActResNet18.zooEntry,
-                                               WideResNet.zooEntry(depth: 34, widenFactor: 10)]
+                                               WideResNet.zooEntry(depth: 34, widenFactor: 10),
+                                               WideResNet.zooEntry(depth: 28, widenFactor: 10),
+                                               WideResNet.zooEntry(depth: 34, widenFactor: 20),
+                                               DMWideResNet.zooEntry(depth: 28, widenFactor: 10),
+                                               DMWideResNet.zooEntry(depth: 70, widenFactor: 16)]
     /// The families named by a pattern.
-    public static let patterns: [ArchitecturePattern] = [WideResNet.pattern]
+    public static let patterns: [ArchitecturePattern] = [WideResNet.pattern, DMWideResNet.pattern]
 
     /// The architecture `part train` trains by default (the quick Fashion-MNIST recipe).
     public static let defaultArchitecture = "small-cnn"
@@ -184,10 +196,11 @@ public enum ModelZoo {
     }
 
     /// The default CAM layer of each named architecture, for help ("small-cnn act4, resnet18
-    /// layer4, ..."), and of the patterns' members.
+    /// layer4, ..."), and of the patterns' members (a named member is listed with its pattern).
     public static var defaultCAMLayers: String {
-        named.map { "\($0.name) \($0.defaultCAMLayer)" }.joined(separator: ", ")
-            + ", wrn-<depth>-<widen> " + WideResNet.zooEntry(depth: 10, widenFactor: 1).defaultCAMLayer
+        let own = named.filter { entry in !patterns.contains { $0.matches(entry.name) } }
+        return (own.map { "\($0.name) \($0.defaultCAMLayer)" } + patterns.map { "\($0.template) \($0.defaultCAMLayer)" })
+            .joined(separator: ", ")
     }
 
     /// The head tensors of every architecture (named and of the patterns), for readers of a
@@ -202,11 +215,10 @@ public enum ModelZoo {
 /// Size estimates from an architecture's shape, without building it: a model or a batch too large
 /// for the machine is refused in one line before its memory is allocated.
 extension ModelZoo {
-    /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.
+    /// (depth, widen factor) of "wrn-<depth>-<widen>" or "dm-wrn-<depth>-<widen>" (the two forms
+    /// have the same convolutions), if the name has one of those forms.
     static func wideResNetShape(_ architecture: String) -> (depth: Int, widen: Int)? {
-        let parts = architecture.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3 && parts[0] == "wrn", let depth = Int(parts[1]), let widen = Int(parts[2]) else { return nil }
-        return (depth, widen)
+        WideResNet.shape(architecture) ?? WideResNet.shape(architecture, prefix: DMWideResNet.prefix)
     }
 
     /// The parameter count of `architecture` (nil for a name `make` does not build), computed

@@ -6,7 +6,7 @@ import PARTEngine
 ///
 /// CAM layers `layer1` ... `layer4`, the stages' outputs; the default `layer4` is read before
 /// the final bn/relu, as in the reference zoo.
-public final class PreActResNet18: ImageClassifier {
+public final class PreActResNet18: StagedClassifier {
     public let architecture = "preact-resnet18"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
     public let defaultCAMLayer = "layer4"
@@ -14,7 +14,7 @@ public final class PreActResNet18: ImageClassifier {
     let layers: [Sequential]
     let bn: BatchNorm2d
     let linear: Linear
-    private let chain: StageChain
+    public let chain: StageChain
 
     public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
         self.numClasses = numClasses
@@ -27,8 +27,8 @@ public final class PreActResNet18: ImageClassifier {
         for (width, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
             built.append(Sequential([
                 PreActivationBlock(planes, width, stride: stride, projection: stride != 1 || planes != width,
-                                   shortcutName: "shortcut.0", rng: &rng),
-                PreActivationBlock(width, width, stride: 1, projection: false, shortcutName: "shortcut.0", rng: &rng),
+                                   names: .preActResNet, rng: &rng),
+                PreActivationBlock(width, width, stride: 1, projection: false, names: .preActResNet, rng: &rng),
             ]))
             planes = width
         }
@@ -39,17 +39,6 @@ public final class PreActResNet18: ImageClassifier {
                            stages: [("layer1", Sequential([conv1, layers[0]])), ("layer2", layers[1]),
                                     ("layer3", layers[2]), ("layer4", layers[3])],
                            head: Sequential([bn, ReLULayer(), GlobalAvgPool(), linear]))
-    }
-
-    public var camLayers: [String] { chain.names }
-
-    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try validateInput(x)
-        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
-    }
-
-    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

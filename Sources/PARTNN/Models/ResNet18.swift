@@ -75,7 +75,7 @@ public final class BasicBlock: Layer {
 
 /// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo.
 /// CAM layers `layer1` ... `layer4` (the outputs of the four residual stages); default `layer4`.
-public final class ResNet18: ImageClassifier {
+public final class ResNet18: StagedClassifier {
     public let architecture = "resnet18"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
     public let defaultCAMLayer = "layer4"
@@ -83,7 +83,7 @@ public final class ResNet18: ImageClassifier {
     let bn1: BatchNorm2d
     let layers: [Sequential]
     let linear: Linear
-    private let chain: StageChain
+    public let chain: StageChain
 
     public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
         self.numClasses = numClasses
@@ -105,17 +105,6 @@ public final class ResNet18: ImageClassifier {
         chain = StageChain(architecture: "resnet18",
                            stages: [("layer1", stem), ("layer2", layers[1]), ("layer3", layers[2]), ("layer4", layers[3])],
                            head: Sequential([GlobalAvgPool(), linear]))
-    }
-
-    public var camLayers: [String] { chain.names }
-
-    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try validateInput(x)
-        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
-    }
-
-    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

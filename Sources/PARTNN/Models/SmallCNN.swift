@@ -8,13 +8,13 @@ import PARTEngine
 ///
 /// Its first layers, conv1-ReLU-conv2-ReLU-pool, are spatially local (`LocalPrefix`): the Square
 /// attack recomputes only the window of their activations that a square changes.
-public final class SmallCNN: ImageClassifier, LocallyComputable {
+public final class SmallCNN: StagedClassifier, LocallyComputable {
     public let architecture = "small-cnn"
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
     public let defaultCAMLayer = "act4"
     let conv1, conv2, conv3, conv4: Conv2d
     let fc1, fc2, fc3: Linear
-    private let chain: StageChain
+    public let chain: StageChain
     public let localPrefix: LocalPrefix?
 
     /// - Parameters: `imageSize` is the side of the square input (28 for MNIST-like data).
@@ -45,17 +45,6 @@ public final class SmallCNN: ImageClassifier, LocallyComputable {
         // The forward pass split after the first max-pooling and its ReLU:
         // conv1, ReLU, conv2, max-pool, ReLU | conv3, ...
         localPrefix = LocalPrefix(splitting: chain.layers, after: 5)
-    }
-
-    public var camLayers: [String] { chain.names }
-
-    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try validateInput(x)
-        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
-    }
-
-    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {

@@ -11,7 +11,7 @@ import PARTEngine
 ///
 /// CAM layers `block1` ... `block3`, the groups' outputs; the default `block3` is read before
 /// the final bn/relu.
-public final class WideResNet: ImageClassifier {
+public final class WideResNet: StagedClassifier {
     public let architecture: String
     public let numClasses, inputHeight, inputWidth, inputChannels: Int
     public let depth, widenFactor: Int
@@ -20,7 +20,7 @@ public final class WideResNet: ImageClassifier {
     let groups: [Sequential]
     let bn1: BatchNorm2d
     let fc: Linear
-    private let chain: StageChain
+    public let chain: StageChain
 
     /// The zoo name of a WideResNet of this depth and width, "wrn-34-10".
     public static func architectureName(depth: Int, widenFactor: Int) -> String { "wrn-\(depth)-\(widenFactor)" }
@@ -30,13 +30,7 @@ public final class WideResNet: ImageClassifier {
     /// a malformed name in a checkpoint cannot ask for terabytes.
     public init(depth: Int = 34, widenFactor: Int = 10, numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32,
                 rng: inout RNG) throws {
-        guard depth >= 10 && depth <= 250 && (depth - 4) % 6 == 0 else {
-            throw CheckpointError("a WideResNet's depth must be 6n + 4 between 10 and 250 (10, 16, 22, 28, 34, ...), "
-                                  + "got \(depth)")
-        }
-        guard widenFactor >= 1 && widenFactor <= 32 else {
-            throw CheckpointError("a WideResNet's widen factor must be between 1 and 32, got \(widenFactor)")
-        }
+        try WideResNet.checkShape(depth: depth, widenFactor: widenFactor)
         let name = WideResNet.architectureName(depth: depth, widenFactor: widenFactor)
         architecture = name
         self.depth = depth
@@ -54,7 +48,7 @@ public final class WideResNet: ImageClassifier {
             for i in 0..<n {
                 let inPlanes = i == 0 ? widths[g] : widths[g + 1]
                 blocks.append(PreActivationBlock(inPlanes, widths[g + 1], stride: i == 0 ? stride : 1,
-                                                 projection: inPlanes != widths[g + 1], shortcutName: "convShortcut",
+                                                 projection: inPlanes != widths[g + 1], names: .wideResNet,
                                                  rng: &rng))
             }
             built.append(Sequential(blocks))
@@ -66,17 +60,6 @@ public final class WideResNet: ImageClassifier {
                            stages: [("block1", Sequential([conv1, groups[0]])), ("block2", groups[1]),
                                     ("block3", groups[2])],
                            head: Sequential([bn1, ReLULayer(), GlobalAvgPool(), fc]))
-    }
-
-    public var camLayers: [String] { chain.names }
-
-    public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try validateInput(x)
-        return try chain.features(x, upTo: layer, mode: mode, tape: tape)
-    }
-
-    public func head(_ a: Tensor, from layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
-        try chain.head(a, from: layer, mode: mode, tape: tape)
     }
 
     public var state: [(String, StateEntry)] {
@@ -108,29 +91,38 @@ extension WideResNet {
             })
     }
 
-    /// (depth, widen factor) of "wrn-<depth>-<widen>", if the name has that form.
-    static func shape(_ name: String) -> (depth: Int, widen: Int)? {
-        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3 && parts[0] == "wrn", let depth = Int(parts[1]), let widen = Int(parts[2]) else { return nil }
+    /// (depth, widen factor) of "<prefix><depth>-<widen>" ("wrn-34-10" with prefix "wrn-"), if the
+    /// name has that form.
+    static func shape(_ name: String, prefix: String = "wrn-") -> (depth: Int, widen: Int)? {
+        guard name.hasPrefix(prefix) else { return nil }
+        let parts = name.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let depth = Int(parts[0]), let widen = Int(parts[1]) else { return nil }
         return (depth, widen)
+    }
+
+    /// Throws unless depth = 6n + 4 and both depth and widen factor are within the limits of
+    /// every WideResNet family (the TRADES and the DeepMind form).
+    static func checkShape(depth: Int, widenFactor: Int) throws {
+        guard depths.contains(depth) && (depth - 4) % 6 == 0 else {
+            throw CheckpointError("a WideResNet's depth must be 6n + 4 between \(depths.lowerBound) "
+                                  + "and \(depths.upperBound) (10, 16, 22, 28, 34, ...), got \(depth)")
+        }
+        guard widenFactors.contains(widenFactor) else {
+            throw CheckpointError("a WideResNet's widen factor must be between "
+                                  + "\(widenFactors.lowerBound) and \(widenFactors.upperBound), got \(widenFactor)")
+        }
     }
 
     /// Every "wrn-<depth>-<widen>" within the limits (a small "wrn-16-2" for tests); a depth
     /// is 6n + 4. The limits keep a malformed name in a checkpoint from asking for terabytes.
     public static let pattern = ArchitecturePattern(
+        template: "wrn-<depth>-<widen>", defaultCAMLayer: "block3",
         description: "wrn-<depth>-<widen> with depth 6n + 4 in \(depths.lowerBound)...\(depths.upperBound) and widen "
             + "\(widenFactors.lowerBound)...\(widenFactors.upperBound)",
         headTensor: "fc.weight",
         resolve: { name in
             guard let (depth, widen) = shape(name) else { return nil }
-            guard depths.contains(depth) && (depth - 4) % 6 == 0 else {
-                throw CheckpointError("a WideResNet's depth must be 6n + 4 between \(depths.lowerBound) "
-                                      + "and \(depths.upperBound) (10, 16, 22, 28, 34, ...), got \(depth)")
-            }
-            guard widenFactors.contains(widen) else {
-                throw CheckpointError("a WideResNet's widen factor must be between "
-                                      + "\(widenFactors.lowerBound) and \(widenFactors.upperBound), got \(widen)")
-            }
+            try checkShape(depth: depth, widenFactor: widen)
             return zooEntry(depth: depth, widenFactor: widen)
         },
         infer: { shapes in
