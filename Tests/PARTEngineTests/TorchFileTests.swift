@@ -57,6 +57,35 @@ final class TorchFileTests: XCTestCase {
         }
     }
 
+    /// The fuzz target's seeds (scripts/make_fuzz_corpus.py): parameters, protocol 4, double,
+    /// views of one storage in both layouts.
+    func testTheFuzzSeedsAreRead() throws {
+        let corpus = Self.folder.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/corpus/torch")
+        func decode(_ name: String) throws -> SafetensorsFile {
+            let bytes = [UInt8](try Data(contentsOf: corpus.appendingPathComponent(name)))
+            return try bytes.withUnsafeBytes { try TorchFile.decode($0, source: name) }
+        }
+        let w: [Float] = (0..<6).map { Float($0) / 7 }
+        let plain = try decode("zip-float32")
+        XCTAssertEqual(plain.tensors["conv.weight"]!.scalars, w)
+        XCTAssertEqual(plain.tensors["bn.num_batches_tracked"]!.scalars, [3])
+        XCTAssertEqual(plain.tensors["bn.num_batches_tracked"]!.shape, [])
+        for name in ["legacy-float32", "zip-protocol-4", "zip-nested"] {
+            let file = try decode(name)
+            XCTAssertEqual(Set(file.tensors.keys), Set(plain.tensors.keys), name)
+            for (k, t) in plain.tensors { XCTAssertEqual(file.tensors[k]!.scalars, t.scalars, "\(name) \(k)") }
+        }
+        XCTAssertEqual(try decode("zip-parameter").tensors["p"]!.scalars, w)
+        XCTAssertEqual(try decode("zip-half-bf16-double").tensors["d"]!.scalars, w)
+        for name in ["zip-views", "legacy-views"] {
+            let views = try decode(name)
+            XCTAssertEqual(views.tensors["t"]!.scalars, [0, 3, 1, 4, 2, 5].map { w[$0] }, name)
+            XCTAssertEqual(views.tensors["first"]!.scalars, [0, 1, 2, 3], name)
+            XCTAssertEqual(views.tensors["second"]!.scalars, [4, 5, 6, 7], name)
+        }
+    }
+
     func testSeveralDictsNeedAKey() throws {
         let message = refusal { try self.read("two_dicts.pt") }
         for fragment in ["two_dicts.pt", "several dicts of tensors", "'model'", "'ema'", "--key"] {

@@ -22,9 +22,6 @@ public enum TorchFile {
         (bytes.count >= 4 && bytes.u32(0) == 0x0403_4B50) || (bytes.count >= 2 && bytes[0] == 0x80 && (2...5).contains(bytes[1]))
     }
 
-    /// Top-level keys under which checkpoints commonly keep their weights (for messages).
-    public static let usualKeys = ["state_dict", "model_state_dict", "model", "net", "last"]
-
     /// The state_dict of a `torch.save` file, as float32 tensors with the stored element types
     /// in `dtypes`. `key` names the top-level entry that holds it when the file has several.
     public static func decode(_ bytes: UnsafeRawBufferPointer, source: String, key: String? = nil) throws -> SafetensorsFile {
