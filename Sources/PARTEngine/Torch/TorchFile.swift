@@ -143,7 +143,15 @@ public enum TorchFile {
         } else if let dict = tensorDict(object) {
             chosen = dict
         } else {
-            let candidates = top.filter { $0.key.string != nil && tensorDict($0.value) != nil }
+            // One answer per dict: a file may name the same large dict under many keys.
+            var answers = [ObjectIdentifier: Bool]()
+            let candidates = top.filter { pair in
+                guard pair.key.string != nil, case .dict(let d) = pair.value else { return false }
+                if let known = answers[ObjectIdentifier(d)] { return known }
+                let answer = tensorDict(pair.value) != nil
+                answers[ObjectIdentifier(d)] = answer
+                return answer
+            }
             guard candidates.count <= 1 else {
                 throw fail("holds several dicts of tensors (\(listed(candidates.compactMap { $0.key.string }))): "
                            + "pass --key NAME to say which holds the model's weights")
