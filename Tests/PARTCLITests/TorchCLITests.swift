@@ -84,4 +84,20 @@ final class TorchCLITests: XCTestCase {
         r = try runPart(["convert", fixture("smallcnn.safetensors"), pt, "--overwrite"])
         XCTAssertEqual(r.status, 0, r.stderr)
     }
+
+    func testCamAndTrainInitReadTorchFiles() throws {
+        let dir = try scratch()
+        var r = try runPart(["cam", fixture("smallcnn_fp16.pt"), "--dataset", "npy", "--data", fixture("npy"), "--limit", "2",
+                             "--out", dir.appendingPathComponent("cam.png").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cam.png").path))
+        let train = ["train", "--dataset", "npy", "--data", fixture("npy"), "--arch", "small-cnn", "--epochs", "1",
+                     "--method", "at", "--quiet"]
+        r = try runPart(train + ["--init", fixture("smallcnn_zip.pt"), "--out", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/last.safetensors").path))
+        r = try runPart(train + ["--init", fixture("two_dicts.pt"), "--out", dir.appendingPathComponent("run2").path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssert(r.stderr.contains("part convert --key"), r.stderr)
+    }
 }

@@ -154,7 +154,8 @@ public enum TorchFile {
             }
             guard candidates.count <= 1 else {
                 throw fail("holds several dicts of tensors (\(listed(candidates.compactMap { $0.key.string }))): "
-                           + "pass --key NAME to say which holds the model's weights")
+                           + "pass --key NAME to say which holds the model's weights (for part train --init, "
+                           + "write that one out first with part convert --key NAME)")
             }
             guard let only = candidates.first, let dict = tensorDict(only.value) else {
                 if case .dict = object {
