@@ -26,7 +26,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
 
         // Tensors, oneDNN kernels with their backward passes, RNG, safetensors I/O.
-        .target(name: "PARTEngine", dependencies: ["CDNNL"]),
+        .target(name: "PARTEngine", dependencies: ["CDNNL", "CZlib"]),
         // Layers with explicit backward, the model zoo, checkpoints.
         .target(name: "PARTNN", dependencies: ["PARTEngine"]),
         // Datasets: one registry over IDX, CIFAR binary, SVHN .mat, TinyImageNet and image folders

@@ -25,6 +25,10 @@ safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools p
   image        a first byte (grey or RGB output), then PNG and JPEG files from Pillow
   image-cache  decoded-image caches in the layout DecodedCache.write uses
   checkpoint-fit  safetensors checkpoints with and without metadata
+  torch        torch.save files of tiny state_dicts: the zip layout and the legacy stream,
+               float32, float16, bfloat16, float64 and int64 tensors, a non-contiguous and a
+               shared-storage tensor, nested under "state_dict" with a "module." prefix, pickle
+               protocols 2 and 4
 Regression inputs are hand-made hostile files (inputs the fuzzer found are copied into the same
 folders by hand; this script never deletes them): trailing bytes, duplicated keys, a hole in
 the data offsets, non-finite weights, absurd metadata, a gzip bomb whose header declares 784
@@ -293,7 +297,42 @@ def dataset_seeds():
                                          "module.linear.weight": torch.zeros(4, 2)}))
 
 
+def torch_file(obj, **kw):
+    out = io.BytesIO()
+    torch.save(obj, out, **kw)
+    return out.getvalue()
+
+
+class Shell:
+    """Loading this object with pickle runs a shell command."""
+
+    def __reduce__(self):
+        return (os.system, ("touch part_fuzz_pwned",))
+
+
+def torch_seeds():
+    d = os.path.join(CORPUS, "torch")
+    w = torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7
+    base = {"conv.weight": w, "conv.bias": torch.tensor([0.5, -1.0]), "bn.num_batches_tracked": torch.tensor(3)}
+    write(d, "zip-float32", torch_file(base))
+    write(d, "legacy-float32", torch_file(base, _use_new_zipfile_serialization=False))
+    write(d, "zip-half-bf16-double", torch_file({"h": w.half(), "b": w.bfloat16(), "d": w.double()}))
+    shared = torch.arange(8, dtype=torch.float32)
+    write(d, "zip-views", torch_file({"t": w.t(), "first": shared[:4], "second": shared[4:].view(2, 2)}))
+    write(d, "legacy-views", torch_file({"t": w.t(), "first": shared[:4], "second": shared[4:]},
+                                        _use_new_zipfile_serialization=False))
+    write(d, "zip-nested", torch_file({"state_dict": {"module." + k: v for k, v in base.items()}, "epoch": 2,
+                                       "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]}}))
+    write(d, "zip-protocol-4", torch_file(base, pickle_protocol=4))
+    write(d, "zip-parameter", torch_file({"p": torch.nn.Parameter(w)}))
+
+
 def regressions():
+    t = os.path.join(REGRESSIONS, "torch")
+    write(t, "os-system-zip", torch_file({"state_dict": Shell()}))
+    write(t, "os-system-legacy", torch_file({"state_dict": Shell()}, _use_new_zipfile_serialization=False))
+    write(t, "list-not-dict", torch_file([torch.zeros(2)]))
+
     s = os.path.join(REGRESSIONS, "safetensors")
     good = np_save({"a": np.array([1.0, 2.0], dtype=np.float32)})
     write(s, "trailing-bytes", good + b"\x00\x00\x00\x00")
@@ -362,6 +401,7 @@ def main():
     eval_results_seeds()
     npy_seeds()
     dataset_seeds()
+    torch_seeds()
     regressions()
     total = 0
     for base in (CORPUS, REGRESSIONS):

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 import PARTEngine
 
@@ -155,161 +154,57 @@ public enum Tar {
     }
 }
 
-/// The zip format (PKWARE APPNOTE) as NumPy's `.npz` files use it: stored or deflated members,
-/// ZIP64 sizes and offsets, CRC-32 checked on extraction.
-public enum Zip {
-    public struct Entry: Sendable {
-        public let name: String
-        public let method: Int
-        public let compressedSize: Int
-        public let size: Int
-        public let crc: UInt32
-        /// Offset of the member's local header.
-        public let headerOffset: Int
+/// Gzip files (`.tar.gz`) on the engine's inflater.
+enum Gzip {
+    /// Whether `bytes` start with the gzip magic `1f 8b`.
+    static func isGzip(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
     }
 
-    /// The members listed in the central directory.
-    public static func entries(_ bytes: UnsafeRawBufferPointer, source: String) throws -> [Entry] {
-        func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(message)") }
-        // The end-of-central-directory record (22 bytes plus a comment of up to 65,535 bytes).
-        guard bytes.count >= 22 else { throw fail("not a zip archive (\(bytes.count) bytes, too short)") }
-        var eocd = -1
-        var i = bytes.count - 22
-        let lowest = Swift.max(0, bytes.count - 22 - 65_535)
-        while i >= lowest {
-            if bytes.u32(i) == 0x0605_4B50 { eocd = i; break }
-            i -= 1
+    /// Decompresses a whole gzip file.
+    static func decompress(_ bytes: UnsafeRawBufferPointer, source: String) throws -> ByteBuffer {
+        try datasetErrors {
+            // The trailer's ISIZE (length mod 2^32) is a good first guess for the output size.
+            var hint = 1 << 20
+            if bytes.count >= 18 { hint = Int(bytes.u32(bytes.count - 4)) + 1 }
+            let inflater = try Inflater(bytes, wrapper: .gzip, source: source)
+            let all = try inflater.readAll(sizeHint: hint)
+            let out = ByteBuffer.adopting(all.pointer, count: all.count)
+            try inflater.expectEnd(what: "the gzip file")
+            return out
         }
-        guard eocd >= 0 else {
-            throw fail("not a zip archive, or truncated: no end-of-central-directory record")
-        }
-        var count = Int(bytes.u16(eocd + 10))
-        var directorySize = Int(bytes.u32(eocd + 12))
-        var directoryOffset = Int(bytes.u32(eocd + 16))
-        // ZIP64: a locator just before the record points at the 64-bit end record.
-        if eocd >= 20, bytes.u32(eocd - 20) == 0x0706_4B50 {
-            let at = bytes.u64(eocd - 12)
-            guard at <= UInt64(bytes.count - 56), bytes.u32(Int(at)) == 0x0606_4B50 else {
-                throw fail("corrupt zip archive: bad ZIP64 end-of-central-directory record")
-            }
-            count = Int(truncatingIfNeeded: bytes.u64(Int(at) + 32))
-            directorySize = Int(truncatingIfNeeded: bytes.u64(Int(at) + 40))
-            directoryOffset = Int(truncatingIfNeeded: bytes.u64(Int(at) + 48))
-        }
-        guard count >= 0, directoryOffset >= 0, directorySize >= 0, directoryOffset <= bytes.count,
-              directorySize <= bytes.count - directoryOffset else {
-            throw fail("truncated zip archive: the central directory lies outside the file")
-        }
-        var entries: [Entry] = []
-        var p = directoryOffset
-        for _ in 0..<count {
-            guard p + 46 <= bytes.count, bytes.u32(p) == 0x0201_4B50 else {
-                throw fail("corrupt zip archive: bad central directory entry at byte \(p)")
-            }
-            let method = Int(bytes.u16(p + 10))
-            let crc = bytes.u32(p + 16)
-            var compressed = Int(bytes.u32(p + 20))
-            var size = Int(bytes.u32(p + 24))
-            let nameLength = Int(bytes.u16(p + 28)), extraLength = Int(bytes.u16(p + 30))
-            let commentLength = Int(bytes.u16(p + 32))
-            var headerOffset = Int(bytes.u32(p + 42))
-            guard p + 46 + nameLength + extraLength + commentLength <= bytes.count else {
-                throw fail("truncated zip archive: central directory entry at byte \(p) runs past the end")
-            }
-            let name = String(decoding: bytes[(p + 46)..<(p + 46 + nameLength)], as: UTF8.self)
-            // ZIP64 extended information: the 64-bit values of the fields that read 0xFFFFFFFF, in order.
-            var e = p + 46 + nameLength
-            let extraEnd = e + extraLength
-            while e + 4 <= extraEnd {
-                let id = bytes.u16(e), length = Int(bytes.u16(e + 2))
-                guard e + 4 + length <= extraEnd else { break }
-                if id == 0x0001 {
-                    var q = e + 4
-                    func take() -> Int? {
-                        guard q + 8 <= e + 4 + length else { return nil }
-                        defer { q += 8 }
-                        return Int(truncatingIfNeeded: bytes.u64(q))
-                    }
-                    if size == 0xFFFF_FFFF, let v = take() { size = v }
-                    if compressed == 0xFFFF_FFFF, let v = take() { compressed = v }
-                    if headerOffset == 0xFFFF_FFFF, let v = take() { headerOffset = v }
-                }
-                e += 4 + length
-            }
-            guard size >= 0, compressed >= 0, headerOffset >= 0 else {
-                throw fail("corrupt zip archive: member \(messageText(name)) has a negative size or offset")
-            }
-            entries.append(Entry(name: name, method: method, compressedSize: compressed, size: size, crc: crc,
-                                 headerOffset: headerOffset))
-            p += 46 + nameLength + extraLength + commentLength
-        }
-        return entries
+    }
+}
+
+extension Zip {
+    /// `Zip.entries` with the dataset readers' error type.
+    static func datasetEntries(_ bytes: UnsafeRawBufferPointer, source: String) throws -> [Entry] {
+        try datasetErrors { try entries(bytes, source: source) }
     }
 
-    /// The uncompressed contents of `entry`, with its CRC-32 checked.
-    public static func extract(_ entry: Entry, from bytes: UnsafeRawBufferPointer, source: String) throws -> ByteBuffer {
-        func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(messageText(entry.name)): \(message)") }
-        let h = entry.headerOffset
-        guard h <= bytes.count - 30, bytes.u32(h) == 0x0403_4B50 else {
-            throw fail("corrupt zip archive: no local header at byte \(h)")
+    /// An `.npz` member in an owned buffer; a deflated member's size is checked against its
+    /// `.npy` header before its memory is allocated.
+    static func extractNPY(_ entry: Entry, from bytes: UnsafeRawBufferPointer, source: String) throws -> ByteBuffer {
+        try datasetErrors {
+            var out: ByteBuffer?
+            let check = HeadCheck(length: NPY.largestHeader, what: ".npy header", describedSize: NPY.describedSize)
+            try extract(entry, from: bytes, source: source, headCheck: check) { count in
+                let buffer = try ByteBuffer.allocate(count)
+                out = buffer
+                return buffer.mutablePointer
+            }
+            if let out { return out }
+            return try ByteBuffer.allocate(0)
         }
-        let start = h + 30 + Int(bytes.u16(h + 26)) + Int(bytes.u16(h + 28))
-        guard start <= bytes.count, entry.compressedSize <= bytes.count - start else {
-            throw fail("truncated: \(entry.compressedSize) compressed bytes declared, \(Swift.max(0, bytes.count - start)) present")
-        }
-        let data = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + entry.compressedSize)])
-        let out: ByteBuffer
-        switch entry.method {
-        case 0:
-            guard entry.compressedSize == entry.size else {
-                throw fail("corrupt: stored member with \(entry.compressedSize) bytes declared as \(entry.size)")
-            }
-            out = try ByteBuffer.copying(data)
-        case 8:
-            // Deflate expands at most 1032:1: a larger declared size is a lie, refused before
-            // anything is allocated for it.
-            guard entry.size / 1032 <= entry.compressedSize else {
-                throw fail("corrupt: \(entry.size) bytes declared from \(entry.compressedSize) compressed bytes, more than deflate can expand to")
-            }
-            guard entry.size <= FileInput.defaultLimit else {
-                throw fail("declares \(entry.size) bytes, more than the \(FileInput.defaultLimit) this machine can load")
-            }
-            let inflater = try Inflater(data, wrapper: .raw, source: "\(source): \(messageText(entry.name))")
-            // An .npy member's own header says how large it is: the archive's declared size is
-            // checked against it before the member's memory is allocated.
-            var head = [UInt8](repeating: 0, count: Swift.min(entry.size, NPY.largestHeader))
-            let headCount = try head.withUnsafeMutableBytes { try inflater.read(into: $0.baseAddress!, count: $0.count) }
-            if let described = head.withUnsafeBytes({ NPY.describedSize(UnsafeRawBufferPointer(rebasing: $0[..<headCount])) }),
-               described != entry.size {
-                throw fail("corrupt: the archive declares \(entry.size) bytes, the member's .npy header describes \(described)")
-            }
-            out = try ByteBuffer.allocate(entry.size)
-            if headCount > 0 { head.withUnsafeBytes { out.mutablePointer.copyMemory(from: $0.baseAddress!, byteCount: headCount) } }
-            let got = headCount + (headCount < entry.size
-                ? try inflater.read(into: out.mutablePointer + headCount, count: entry.size - headCount) : 0)
-            guard got == entry.size else {
-                throw fail("corrupt: decompresses to \(got) bytes, the archive declares \(entry.size)")
-            }
-            try inflater.expectEnd(what: "the member")
-        default:
-            throw fail("compression method \(entry.method) is not supported (only stored and deflate, as numpy.savez and savez_compressed write)")
-        }
-        let crc = UInt32(out.count == 0 ? 0 : crc32Of(out.bytes))
-        guard crc == entry.crc else {
-            throw fail(String(format: "corrupt: CRC-32 %08x differs from the recorded %08x", crc, entry.crc))
-        }
-        return out
     }
+}
 
-    /// zlib's CRC-32 over any number of bytes (zlib counts in 32 bits).
-    static func crc32Of(_ bytes: UnsafeRawBufferPointer) -> UInt {
-        var crc: UInt = crc32(0, nil, 0)
-        var offset = 0
-        while offset < bytes.count {
-            let n = Swift.min(bytes.count - offset, 1 << 30)
-            crc = crc32(crc, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset, UInt32(n))
-            offset += n
-        }
-        return crc
+/// Runs `body`, reporting the shared archive readers' errors (zip, inflation) as this module's
+/// own type with the same sentence.
+func datasetErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ArchiveError {
+        throw DatasetError(error.description)
     }
 }

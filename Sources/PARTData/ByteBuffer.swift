@@ -98,21 +98,3 @@ public final class ByteBuffer: @unchecked Sendable {
     /// Whether the bytes are a mapping of a file.
     public var isMapped: Bool { mapped }
 }
-
-/// Little- and big-endian integer reads from raw bytes at any alignment.
-extension UnsafeRawBufferPointer {
-    @inline(__always) func u16(_ offset: Int, bigEndian: Bool = false) -> UInt16 {
-        let v = loadUnaligned(fromByteOffset: offset, as: UInt16.self)
-        return bigEndian ? UInt16(bigEndian: v) : UInt16(littleEndian: v)
-    }
-
-    @inline(__always) func u32(_ offset: Int, bigEndian: Bool = false) -> UInt32 {
-        let v = loadUnaligned(fromByteOffset: offset, as: UInt32.self)
-        return bigEndian ? UInt32(bigEndian: v) : UInt32(littleEndian: v)
-    }
-
-    @inline(__always) func u64(_ offset: Int, bigEndian: Bool = false) -> UInt64 {
-        let v = loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-        return bigEndian ? UInt64(bigEndian: v) : UInt64(littleEndian: v)
-    }
-}

@@ -212,6 +212,8 @@ public enum IDX {
             return try body()
         } catch let error as DatasetError {
             throw IDXError(error.description)
+        } catch let error as ArchiveError {
+            throw IDXError(error.description)
         }
     }
 }

@@ -83,6 +83,10 @@ public enum MATFile {
 
     /// The variables of a MAT-file (those named in `wanted`, or all).
     public static func parse(_ file: ByteBuffer, source: String, wanted: Set<String>? = nil) throws -> [String: Variable] {
+        try datasetErrors { try parseVariables(file, source: source, wanted: wanted) }
+    }
+
+    private static func parseVariables(_ file: ByteBuffer, source: String, wanted: Set<String>?) throws -> [String: Variable] {
         func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(message)") }
         let bytes = file.bytes
         guard bytes.count >= 128 else {

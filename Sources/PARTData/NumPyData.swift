@@ -62,7 +62,7 @@ public enum NumPyData {
     /// Reads the named members of an `.npz` (only those asked for are decompressed).
     static func readNPZ(_ url: URL, want: [[String]]) throws -> [NPY.Array] {
         let raw = try ByteBuffer.mapping(url)
-        let entries = try Zip.entries(raw.bytes, source: url.path)
+        let entries = try Zip.datasetEntries(raw.bytes, source: url.path)
         let byName = Dictionary(entries.map { ($0.name.hasSuffix(".npy") ? String($0.name.dropLast(4)) : $0.name, $0) },
                                 uniquingKeysWith: { a, _ in a })
         return try want.map { keys in
@@ -73,7 +73,7 @@ public enum NumPyData {
             guard present.count == 1 else {
                 throw DatasetError("\(url.path): holds both \(present.joined(separator: " and ")); keep one")
             }
-            let member = try Zip.extract(byName[key]!, from: raw.bytes, source: url.path)
+            let member = try Zip.extractNPY(byName[key]!, from: raw.bytes, source: url.path)
             return try NPY.parse(member, source: "\(url.path): \(key)")
         }
     }

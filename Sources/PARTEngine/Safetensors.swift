@@ -89,7 +89,12 @@ public struct SafetensorsFile {
     /// rounded value), F32 otherwise. Atomic: writes `<path>.tmp-<pid>` in the same directory,
     /// fsyncs, renames over the target.
     public func write(to url: URL) throws {
-        let bytes = try encode()
+        try Self.writeAtomically(try encode(), to: url)
+    }
+
+    /// Writes `bytes` to `url` atomically: `<path>.tmp-<pid>` in the same directory, fsync,
+    /// rename over the target (any checkpoint format).
+    public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
         let path = url.path
         let tmp = "\(path).tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -251,7 +256,7 @@ private func jsonString(_ s: String) -> String {
 }
 
 /// Converts `count` little-endian elements of `dtype` at `src` (any alignment) to Float.
-private func convert(_ src: UnsafeRawPointer, _ dtype: SafetensorsDType, count n: Int,
+func convert(_ src: UnsafeRawPointer, _ dtype: SafetensorsDType, count n: Int,
                      into out: UnsafeMutablePointer<Float>) {
     switch dtype {
     case .f32:

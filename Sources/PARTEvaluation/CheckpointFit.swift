@@ -19,26 +19,38 @@ public enum CheckpointFit {
         public var channels: Int?
     }
 
-    /// Reads the shape from the header of the safetensors file at `url`.
-    public static func shape(of url: URL) throws -> Shape {
+    /// Reads the shape from the header of the safetensors file at `url`, or from the tensors
+    /// of a `torch.save` file (`key` picks its weights' dict).
+    public static func shape(of url: URL, key: String? = nil) throws -> Shape {
         // The strict header reader: regular files only (a FIFO would block an open), one
         // sentence naming the file for anything else.
+        let format: CheckpointFile.Format
         do {
-            _ = try FileInput.Reader(url)
+            format = try CheckpointFile.format(of: url)
         } catch {
             throw DatasetError("\(error)")
         }
-        let header: SafetensorsHeader
+        let meta: [String: String]
+        let tensors: [(name: String, shape: [Int])]
         do {
-            header = try SafetensorsHeader.read(from: url)
+            if format == .torch {
+                let file = try CheckpointFile.read(from: url, key: key)
+                meta = file.metadata
+                tensors = file.tensors.keys.sorted().map { ($0, file.tensors[$0]!.shape) }
+            } else {
+                let header = try SafetensorsHeader.read(from: url)
+                meta = header.metadata
+                tensors = header.tensors.map { ($0.name, $0.shape) }
+            }
+        } catch let error as TorchFileError {
+            throw DatasetError(error.description)
         } catch {
             let text = "\(error)", prefix = url.path + ": "
             let reason = text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
             throw DatasetError("\(url.path): not a safetensors file (\(reason))")
         }
-        let meta = header.metadata
         func tensorShape(_ name: String) -> [Int]? {
-            header.tensors.first { $0.name == name || $0.name == "module." + name }?.shape
+            tensors.first { $0.name == name || $0.name == "module." + name }?.shape
         }
         var shape = Shape()
         shape.classes = meta["classes"].flatMap { Int($0) }
@@ -54,13 +66,13 @@ public enum CheckpointFit {
 
     /// Throws a one-line error when the checkpoint at `url` was made for another class count
     /// or image shape than `dataset` has.
-    public static func check(_ url: URL, fits dataset: ImageDataset) throws {
+    public static func check(_ url: URL, fits dataset: ImageDataset, key: String? = nil) throws {
         // Every model takes square images: other data is the data's problem, whatever the checkpoint.
         guard dataset.height == dataset.width else {
             throw DatasetError("\(dataset.name) has \(dataset.height)x\(dataset.width) images, and the models take square "
                                + "images; check --data (resize or crop the images)")
         }
-        let s = try shape(of: url)
+        let s = try shape(of: url, key: key)
         let data = "\(dataset.name) has"
         if let classes = s.classes, classes != dataset.classes {
             throw DatasetError("\(url.path): the model has \(classes) classes but \(data) \(dataset.classes); evaluate it on the dataset it was trained on (--dataset, --data)\(dataset.classes < classes ? " or pass --classes \(classes) for your own data" : "")")

@@ -7,7 +7,7 @@ public struct CheckpointError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Model state in safetensors files with PyTorch's names and layouts (conv OIHW, linear
+/// Model state in safetensors files (and, for reading, `torch.save` files) with PyTorch's names and layouts (conv OIHW, linear
 /// [out, in]), so `models.py` loads what `part` saves and `part` loads what `models.py` saves.
 public enum Checkpoint {
     /// Metadata keys written by `part` (all values are strings, as safetensors requires).
@@ -64,10 +64,11 @@ public enum Checkpoint {
         }
     }
 
-    /// Reads `url` into `model`; returns the file's metadata.
+    /// Reads `url` (safetensors or a `torch.save` file, see `CheckpointFile`) into `model`;
+    /// returns the file's metadata. `key` picks the weights' dict inside a `.pt` file.
     @discardableResult
-    public static func load(_ url: URL, into model: ImageClassifier) throws -> [String: String] {
-        let file = try SafetensorsFile.read(from: url)
+    public static func load(_ url: URL, into model: ImageClassifier, key: String? = nil) throws -> [String: String] {
+        let file = try CheckpointFile.read(from: url, key: key)
         try apply(file, to: model, source: url.path)
         return file.metadata
     }
@@ -119,8 +120,8 @@ public enum Checkpoint {
     /// Builds the architecture a checkpoint describes (the given architecture first, then the
     /// file's metadata, then its tensor names) and loads it.
     public static func loadModel(_ url: URL, architecture: String?, numClasses: Int?, inputShape: (Int, Int, Int)?,
-                                 rng: inout RNG) throws -> (ImageClassifier, [String: String]) {
-        try loadModel(SafetensorsFile.read(from: url), source: url.path, architecture: architecture,
+                                 key: String? = nil, rng: inout RNG) throws -> (ImageClassifier, [String: String]) {
+        try loadModel(CheckpointFile.read(from: url, key: key), source: url.path, architecture: architecture,
                       numClasses: numClasses, inputShape: inputShape, rng: &rng)
     }
 

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 import PARTEngine
 
@@ -89,44 +88,17 @@ public struct NPYArray: Equatable {
 }
 
 /// NumPy's `.npz`: a zip archive of `.npy` files, stored without compression, which
-/// `numpy.load` opens as a dictionary of arrays.
-///
-/// Zip layout (APPNOTE.TXT 4.3): per member a local header (signature 0x04034b50, version 20,
-/// no flags, method 0 = stored, DOS time and date, CRC-32, sizes, name), then the bytes; then a
-/// central directory entry per member (0x02014b50) and the end record (0x06054b50). Sizes and
-/// offsets are 32-bit: larger archives would need zip64 and are refused.
+/// `numpy.load` opens as a dictionary of arrays. The archive is the engine's (`ZipWriter`,
+/// `Zip`), shared with every other zip file the project reads or writes.
 public enum NPZ {
     public static func archive(_ arrays: [(String, NPYArray)]) throws -> [UInt8] {
-        var out = [UInt8](), central = [UInt8]()
-        func u16(_ v: Int, _ into: inout [UInt8]) { into += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
-        func u32(_ v: UInt32, _ into: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { into.append(contentsOf: $0) } }
-        let dosTime = 0, dosDate = (0 << 9) | (1 << 5) | 1   // 1980-01-01 00:00, zip's epoch
-        for (key, array) in arrays {
-            let name = Array((key + ".npy").utf8)
-            let body = array.npy
-            guard out.count + body.count + name.count + 30 < Int(UInt32.max) else {
-                throw ReportError("the maps exceed the 4 GiB of a plain .npz: draw fewer images (--limit)")
-            }
-            let crc = body.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
-            let offset = UInt32(out.count)
-            u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u16(dosTime, &out); u16(dosDate, &out)
-            u32(crc, &out); u32(UInt32(body.count), &out); u32(UInt32(body.count), &out)
-            u16(name.count, &out); u16(0, &out)
-            out += name
-            out += body
-            u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
-            u16(dosTime, &central); u16(dosDate, &central)
-            u32(crc, &central); u32(UInt32(body.count), &central); u32(UInt32(body.count), &central)
-            u16(name.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
-            u32(0o100644 << 16, &central)   // a regular file, rw-r--r--
-            u32(offset, &central)
-            central += name
+        var writer = ZipWriter()
+        do {
+            for (key, array) in arrays { try writer.add(key + ".npy", array.npy) }
+            return try writer.finish()
+        } catch is ArchiveError {
+            throw ReportError("the maps exceed the 4 GiB of a plain .npz: draw fewer images (--limit)")
         }
-        let centralOffset = UInt32(out.count)
-        out += central
-        u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(arrays.count, &out); u16(arrays.count, &out)
-        u32(UInt32(central.count), &out); u32(centralOffset, &out); u16(0, &out)
-        return out
     }
 
     /// Writes the archive atomically.
@@ -139,25 +111,24 @@ public enum NPZ {
         }
     }
 
-    /// The arrays of an archive of stored members (as written here), by name without ".npy".
+    /// The arrays of an archive (stored or deflated members), by name without ".npy".
     public static func read(_ url: URL) throws -> [String: NPYArray] {
-        let bytes = Array(try Data(contentsOf: url))
-        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
-        var arrays = [String: NPYArray](), at = 0
-        while at + 30 <= bytes.count && u32(at) == 0x0403_4B50 {
-            guard u16(at + 8) == 0 else { throw ReportError("\(url.path): a member is compressed; this reader takes stored members") }
-            let size = u32(at + 18), nameLength = u16(at + 26), extra = u16(at + 28)
-            let start = at + 30 + nameLength + extra
-            guard start + size <= bytes.count else { throw ReportError("\(url.path): a member is cut short") }
-            var name = String(decoding: bytes[(at + 30)..<(at + 30 + nameLength)], as: UTF8.self)
-            if name.hasSuffix(".npy") { name.removeLast(4) }
-            let body = Array(bytes[start..<(start + size)])
-            let crc = body.withUnsafeBufferPointer { Int(crc32(0, $0.baseAddress, UInt32($0.count))) }
-            guard crc == u32(at + 14) else { throw ReportError("\(url.path): member \(name) fails its CRC-32") }
-            arrays[name] = try NPYArray.parse(body, source: "\(url.path):\(name).npy")
-            at = start + size
+        do {
+            let bytes = try FileInput.read(url)
+            return try bytes.withUnsafeBytes { raw in
+                var arrays = [String: NPYArray]()
+                for entry in try Zip.entries(raw, source: url.path) {
+                    var name = entry.name
+                    if name.hasSuffix(".npy") { name.removeLast(4) }
+                    let body = try Zip.extract(entry, from: raw, source: url.path)
+                    arrays[name] = try NPYArray.parse(body, source: "\(url.path):\(name).npy")
+                }
+                return arrays
+            }
+        } catch let error as ArchiveError {
+            throw ReportError(error.description)
+        } catch let error as FileInputError {
+            throw ReportError(error.description)
         }
-        return arrays
     }
 }

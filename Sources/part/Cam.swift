@@ -30,7 +30,7 @@ struct Cam: ParsableCommand {
         test split of the data the run's config.json records.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, or .pt/.pth written by torch.save (told apart by content).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -69,6 +69,10 @@ struct Cam: ParsableCommand {
 
     @Option(help: ArgumentHelp("Also write every map as NumPy arrays here.", valueName: "maps.npz"))
     var saveMaps: String?
+
+    @Option(help: ArgumentHelp("In a .pt checkpoint holding several dicts of tensors, the top-level key of the one with the model's weights "
+                               + "(e.g. state_dict, model, ema).", valueName: "name"))
+    var key: String?
 
     @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
     var arch: ArchitectureName?
@@ -146,10 +150,11 @@ struct Cam: ParsableCommand {
             } catch let error as OutputPathError {
                 throw BadArgument(error.description)
             }
-            try CheckpointFit.check(url, fits: test)
+            try CheckpointFit.check(url, fits: test, key: key)
             var rng = RNG(seed: 0)
             var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                             inputShape: (test.height, test.width, test.channels), rng: &rng)
+                                                             inputShape: (test.height, test.width, test.channels), key: key,
+                                                             rng: &rng)
             if let recorded = settings.normalize { metadata[Normalized.metadataKey] = recorded }
             let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: true)
             if let normalize {

@@ -10,9 +10,9 @@ import PARTTraining
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Robust accuracy of a safetensors checkpoint under a sequence of attacks.",
+        abstract: "Robust accuracy of a checkpoint (.safetensors, or .pt from torch.save) under a sequence of attacks.",
         discussion: """
-        Any safetensors file with PyTorch names and layouts loads: files written by `part train`, \
+        Any safetensors or torch.save file (.pt, .pth) with PyTorch names and layouts loads: files written by `part train`, \
         and state_dicts saved from the reference models (a `module.` prefix is stripped). The \
         architecture comes from the file's metadata, else from its tensor names, else from --arch.
 
@@ -30,7 +30,7 @@ struct Eval: ParsableCommand {
         outcomes (and the adversarial examples) and alone prints and writes the files.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, or .pt/.pth written by torch.save (told apart by content).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -57,6 +57,10 @@ struct Eval: ParsableCommand {
 
     @Option(help: NormalizeOption.help("the model was trained with (default: the checkpoint's, if it was trained with one)"))
     var normalize: String?
+
+    @Option(help: ArgumentHelp("In a .pt checkpoint holding several dicts of tensors, the top-level key of the one with the model's weights "
+                               + "(e.g. state_dict, model, ema).", valueName: "name"))
+    var key: String?
 
     @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
     var arch: ArchitectureName?
@@ -197,10 +201,10 @@ struct Eval: ParsableCommand {
             if root { FileHandle.standardError.write(Data("part: error: \(oneLine(error.message))\n".utf8)) }
             throw ExitCode.validationFailure
         }
-        try CheckpointFit.check(url, fits: test)
+        try CheckpointFit.check(url, fits: test, key: key)
         var initRng = RNG(seed: output.seed)
         var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                  inputShape: (test.height, test.width, test.channels), rng: &initRng)
+                                                  inputShape: (test.height, test.width, test.channels), key: key, rng: &initRng)
         if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
                                                batch: min(batchSize, max(test.count, 1))) {
             throw EvaluationError(problem)

@@ -15,7 +15,7 @@ struct PART: ParsableCommand {
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Eval.self, Cam.self, Report.self, Bench.self, DataCommand.self, PresetsCommand.self, MPICheck.self])
+        subcommands: [Train.self, Eval.self, Cam.self, Convert.self, Report.self, Bench.self, DataCommand.self, PresetsCommand.self, MPICheck.self])
 
     /// Parses and runs the command. A refused argument is one line on standard error, "Error: "
     /// and what to change (newlines in it escaped), exit code 64; ArgumentParser's own report

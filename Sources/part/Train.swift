@@ -157,7 +157,7 @@ struct Train: ParsableCommand {
 
     @Option(name: .customLong("init"),
             help: ArgumentHelp("Start from the weights of this checkpoint (same architecture, classes and input; a "
-                               + "PyTorch state_dict in safetensors loads too) instead of a fresh initialisation: "
+                               + "PyTorch state_dict in safetensors or a torch.save .pt/.pth file loads too) instead of a fresh initialisation: "
                                + "fine-tuning. SGD's momentum starts at zero.", valueName: "checkpoint"))
     var initialWeights: String?
 

@@ -1,4 +1,5 @@
 import CZlib
+import PARTEngine
 import Foundation
 import XCTest
 @testable import PARTData

@@ -174,6 +174,8 @@ final class DatasetRegressionTests: XCTestCase {
                 try input.withUnsafeBytes { raw in
                     for entry in try Zip.entries(raw, source: name) { _ = try Zip.extract(entry, from: raw, source: name) }
                 }
+            case "torch":
+                _ = try input.withUnsafeBytes { try TorchFile.decode($0, source: name) }
             default:
                 XCTFail("no reader for \(target)")
             }
@@ -189,6 +191,9 @@ final class DatasetRegressionTests: XCTestCase {
                     "declared-4gib": "compressed bytes can hold"],
             "numpy-data": ["newline-in-name": "unreadable .npy header", "newline-in-header": "no 'descr' string"],
             "zip": ["newline-in-name": "corrupt", "declared-4gib": "more than deflate can expand to"],
+            // Hand-made: torch.save files whose loading with pickle runs a shell command, and a list.
+            "torch": ["os-system-zip": "the global posix.system", "os-system-legacy": "the global posix.system",
+                      "list-not-dict": "holds a list, not a state_dict"],
             // A JPEG cut after its start marker: a 0x0 header that tjDecompress2 would have
             // filled into an empty buffer.
             "image": ["jpeg-cut-after-start": "its header gives a 0x0 image"],

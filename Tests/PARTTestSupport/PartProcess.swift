@@ -27,11 +27,12 @@ public var partBinary: URL {
 /// its output and exit status. Both pipes are drained at once, so a chatty standard error cannot
 /// block the process while standard output is read.
 public func runProcess(_ arguments: [String], executable: URL = partBinary,
-                       environment: [String: String]? = nil) throws -> PartRun {
+                       environment: [String: String]? = nil, currentDirectory: URL? = nil) throws -> PartRun {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
     if let environment { process.environment = environment }
+    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -3,8 +3,8 @@ import Foundation
 
 /// Streaming zlib decompression over bytes in memory: gzip files (`.tar.gz`), zlib streams
 /// (compressed MATLAB elements) and raw deflate (zip members).
-final class Inflater {
-    enum Wrapper {
+public final class Inflater {
+    public enum Wrapper: Sendable {
         /// gzip, with concatenated members.
         case gzip
         /// A zlib header and Adler-32 trailer.
@@ -16,11 +16,11 @@ final class Inflater {
     private let stream: UnsafeMutablePointer<z_stream>
     private let input: UnsafeRawBufferPointer
     private let wrapper: Wrapper
-    let source: String
+    public let source: String
     /// True once the compressed stream has ended.
-    private(set) var finished = false
+    public private(set) var finished = false
 
-    init(_ input: UnsafeRawBufferPointer, wrapper: Wrapper, source: String) throws {
+    public init(_ input: UnsafeRawBufferPointer, wrapper: Wrapper, source: String) throws {
         self.input = input
         self.wrapper = wrapper
         self.source = source
@@ -36,7 +36,7 @@ final class Inflater {
         guard status == Z_OK else {
             stream.deinitialize(count: 1)
             stream.deallocate()
-            throw DatasetError("\(source): cannot initialise zlib (error \(status))")
+            throw ArchiveError("\(source): cannot initialise zlib (error \(status))")
         }
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
         stream.pointee.avail_in = 0
@@ -49,16 +49,16 @@ final class Inflater {
     }
 
     /// Compressed bytes consumed so far.
-    var consumed: Int {
+    public var consumed: Int {
         guard let start = input.baseAddress, let next = stream.pointee.next_in else { return 0 }
         return UnsafeRawPointer(next) - start
     }
 
-    private func fail(_ message: String) -> DatasetError { DatasetError("\(source): \(message)") }
+    private func fail(_ message: String) -> ArchiveError { ArchiveError("\(source): \(message)") }
 
     /// Decompresses into `destination` until `count` bytes are written or the stream ends;
     /// returns the number written (fewer than `count` only at the end of the stream).
-    func read(into destination: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    public func read(into destination: UnsafeMutableRawPointer, count: Int) throws -> Int {
         var written = 0
         while written < count && !finished {
             // zlib counts in 32 bits: feed and drain at most 1 GiB at a time.
@@ -97,8 +97,9 @@ final class Inflater {
         return written
     }
 
-    /// Everything left in the stream, in one owned buffer (`sizeHint` bytes reserved first).
-    func readAll(sizeHint: Int = 1 << 20) throws -> ByteBuffer {
+    /// Everything left in the stream, in one `malloc`ed block the caller frees (`sizeHint` bytes
+    /// reserved first).
+    public func readAll(sizeHint: Int = 1 << 20) throws -> (pointer: UnsafeMutableRawPointer, count: Int) {
         var capacity = Swift.max(sizeHint, 1 << 16)
         guard var storage = malloc(capacity) else { throw fail("out of memory: cannot allocate \(capacity) bytes") }
         var used = 0
@@ -117,11 +118,11 @@ final class Inflater {
             free(storage)
             throw error
         }
-        return ByteBuffer.adopting(realloc(storage, Swift.max(used, 1)) ?? storage, count: used)
+        return (realloc(storage, Swift.max(used, 1)) ?? storage, used)
     }
 
     /// Throws unless the stream has ended and only zero padding follows it.
-    func expectEnd(what: String) throws {
+    public func expectEnd(what: String) throws {
         if !finished {
             var probe: UInt8 = 0
             if try read(into: &probe, count: 1) != 0 {
@@ -132,23 +133,5 @@ final class Inflater {
         if wrapper == .gzip, rest.contains(where: { $0 != 0 }) {
             throw fail("corrupt gzip file: \(rest.count) bytes of trailing garbage after the compressed data")
         }
-    }
-}
-
-enum Gzip {
-    /// Whether `bytes` start with the gzip magic `1f 8b`.
-    static func isGzip(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
-    }
-
-    /// Decompresses a whole gzip file.
-    static func decompress(_ bytes: UnsafeRawBufferPointer, source: String) throws -> ByteBuffer {
-        // The trailer's ISIZE (length mod 2^32) is a good first guess for the output size.
-        var hint = 1 << 20
-        if bytes.count >= 18 { hint = Int(bytes.u32(bytes.count - 4)) + 1 }
-        let inflater = try Inflater(bytes, wrapper: .gzip, source: source)
-        let out = try inflater.readAll(sizeHint: hint)
-        try inflater.expectEnd(what: "the gzip file")
-        return out
     }
 }
