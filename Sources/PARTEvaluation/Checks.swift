@@ -42,30 +42,37 @@ public enum EvaluationChecks {
     /// between two identical passes (a randomised model: `randomnessHandled` is true when the
     /// attack list holds `aa-rand`), outputs that are probabilities rather than logits, and
     /// input gradients that vanish (zero gradient of the cross-entropy, or a softmax saturated
-    /// to exactly one class in float32).
-    public static func model(_ model: ImageClassifier, dataset: ImageDataset,
-                             randomnessHandled: Bool) throws -> [EvaluationWarning] {
+    /// to exactly one class in float32). The points go through the model `batchSize` at a time
+    /// (the evaluation's batch, which the user sized to fit in memory).
+    public static func model(_ model: ImageClassifier, dataset: ImageDataset, randomnessHandled: Bool,
+                             batchSize: Int = sampleSize) throws -> [EvaluationWarning] {
         let n = Swift.min(dataset.count, sampleSize)
         guard n > 0 else { return [] }
-        let (x, y) = dataset.batch(Array(0..<n))
+        var difference: Float = 0
+        var probabilities = true
+        var zero = [Bool](), saturated = [Bool]()
+        for start in stride(from: 0, to: n, by: Swift.max(1, batchSize)) {
+            let indices = Array(start..<Swift.min(start + Swift.max(1, batchSize), n))
+            let (x, y) = dataset.batch(indices)
+            let first = try AttackPass.logits(model, x)
+            let second = try AttackPass.logits(model, x)
+            difference = Swift.max(difference, largestNormalisedDifference(first, second))
+            probabilities = probabilities && looksLikeProbabilities(first)
+            let batch = AttackBatch(images: x, labels: y, indices: indices, budget: try EpsilonMap.constant(0, shape: x.shape))
+            zero += zeroRows(try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss()).gradient)
+            saturated += saturatedRows(first)
+        }
         var warnings = [EvaluationWarning]()
-        let first = try AttackPass.logits(model, x)
-        let second = try AttackPass.logits(model, x)
-        if !randomnessHandled, largestNormalisedDifference(first, second) > 1e-4 {
+        if !randomnessHandled, difference > 1e-4 {
             warnings.append(EvaluationWarning(.evaluation, "the model gave different outputs for the same inputs in two passes: it looks "
                 + "randomised, and attacks that follow one draw of its randomness overstate its robustness; add aa-rand to --attacks "
                 + "(attacks that average the gradient over the randomness), or make the model deterministic"))
         }
-        if looksLikeProbabilities(first) {
+        if probabilities {
             warnings.append(EvaluationWarning(.evaluation, "the model's outputs lie in [0, 1] and sum to 1 per row: they look like "
                 + "probabilities, not logits; the attacks' losses expect logits (a softmax at the end flattens their gradients): "
                 + "remove the final softmax from the model"))
         }
-        let batch = AttackBatch(images: x, labels: y, indices: Array(0..<n),
-                                budget: try EpsilonMap.constant(0, shape: x.shape))
-        let gradient = try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss()).gradient
-        let zero = zeroRows(gradient)
-        let saturated = saturatedRows(first)
         let masked = zip(zero, saturated).filter { $0 || $1 }.count
         if Double(masked) >= maskedShare * Double(n) {
             warnings.append(EvaluationWarning(.gradientMasking, "\(masked) of the first \(n) points have a zero input gradient "

@@ -257,7 +257,8 @@ struct Eval: ParsableCommand {
         // The checks of the model come first: a warning is worth reading before a long run.
         var warnings = [EvaluationWarning]()
         if root {
-            warnings = try EvaluationChecks.model(model, dataset: test, randomnessHandled: attackList.lowercased().contains("aa-rand"))
+            warnings = try EvaluationChecks.model(model, dataset: test, randomnessHandled: attackList.lowercased().contains("aa-rand"),
+                                                 batchSize: batchSize)
             printWarnings(warnings, progress)
         }
         var outputs = [Output]()

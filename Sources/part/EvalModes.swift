@@ -71,7 +71,7 @@ extension Eval {
 
     /// The checks of the modes' flags (part of `validate`).
     func validateModes() throws {
-        let budgets = try epsilons()
+        _ = try epsilons()
         if let evaluationProtocol {
             let name = "--protocol \(evaluationProtocol.rawValue)"
             guard let datasetName, !datasetName.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -95,9 +95,6 @@ extension Eval {
         } else {
             if datasetName != nil { throw ValidationError("--dataset-name names the dataset of --protocol robustbench's JSON: add the protocol or drop it") }
             if threatModel != .linf { throw ValidationError("--threat-model applies to --protocol robustbench: add the protocol or drop it") }
-        }
-        if budgets.count > 1 && distributed {
-            throw ValidationError("several --eps values run one process; drop --distributed (or run one eps per job)")
         }
         if let source, source == checkpoint {
             throw ValidationError("--source is the model the attacks run on, CHECKPOINT the one they are evaluated on: give two different files")

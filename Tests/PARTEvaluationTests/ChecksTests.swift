@@ -33,6 +33,8 @@ final class ChecksTests: XCTestCase {
         let (scaled, _) = try Checkpoint.loadModel(file, source: "scaled", architecture: nil, numClasses: 10,
                                                    inputShape: (20, 20, 1), rng: &rng)
         let warnings = try EvaluationChecks.model(scaled, dataset: test, randomnessHandled: false)
+        // Split into batches, the same finding.
+        XCTAssertEqual(try EvaluationChecks.model(scaled, dataset: test, randomnessHandled: false, batchSize: 7), warnings)
         XCTAssertEqual(warnings.map(\.kind), [.gradientMasking], "\(warnings)")
         XCTAssert(warnings[0].description.hasPrefix("warning: gradient masking: "))
     }
