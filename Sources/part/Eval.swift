@@ -309,10 +309,10 @@ struct Eval: ParsableCommand {
             }
         } else if outputs.count > 1 {
             print("robust accuracy against eps")
-            print("eps          clean  worst case")
+            func pad(_ text: String) -> String { text + String(repeating: " ", count: max(0, 10 - text.count)) }
+            print(pad("eps") + "    clean  worst case")
             for (o, eps) in zip(outputs, try epsilons()) {
-                let name = eps.text + String(repeating: " ", count: max(0, 10 - eps.text.count))
-                print(name + String(format: "  %6.2f%%  %8.2f%%", 100 * o.cleanAccuracy, 100 * o.robustAccuracy))
+                print(pad(eps.text) + String(format: "  %6.2f%%  %9.2f%%", 100 * o.cleanAccuracy, 100 * o.robustAccuracy))
             }
         }
         fflush(stdout)
