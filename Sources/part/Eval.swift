@@ -345,11 +345,11 @@ struct Eval: ParsableCommand {
         if let source {
             for note in stages.flatMap({ $0.notes(for: source.model) }) { progress.log("part eval: \(note)") }
             progress.log("part eval: the attacks run on the source \(self.source ?? "")")
-            let quiet = progress
+            let logger = progress
             let (examples, summary) = try Transfer.worstCases(
                 model: source.model, dataset: test, stages: stages,
                 header: makeHeader(stages, checkpoint: self.source ?? "", sha256: source.sha256, architecture: source.model.architecture),
-                batchSize: batchSize, seed: output.seed, budget: budget, log: { quiet.log("part eval: source: \($0)") })
+                batchSize: batchSize, seed: output.seed, budget: budget, log: { logger.log("part eval: source: \($0)") })
             progress.log(String(format: "part eval: source: worst case %.2f%% of %d points; evaluating its examples on %@",
                                 100 * summary.robustAccuracy, summary.count, checkpoint as NSString))
             stages = transferStages(stages, examples: examples, sourceSHA256: source.sha256)
