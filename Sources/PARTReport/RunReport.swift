@@ -25,6 +25,10 @@ public struct EvaluationTable {
     /// Points robust against every column.
     public let worstCase: Int
     public let unverified: Int
+    /// The header's budget, and what else defines the evaluation (checkpoint, data, attacks by
+    /// name, seed, precision): files equal in it but for eps make one robustness curve.
+    public let epsilon: Double?
+    public let curveKey: String
 }
 
 /// The HTML report of a run directory (docs/conventions.md#4-the-run-directory): configuration, environment,
@@ -216,10 +220,13 @@ public struct RunReport {
         for key in shown { if let v = header[key], !(v is NSNull) { fields.append((key, scalarText(v))) } }
         if let sha = header["checkpointSHA256"] as? String { fields.append(("checkpoint SHA-256", String(sha.prefix(16)) + "...")) }
         let descriptions = header["attacks"] as? [String] ?? columns
+        let curveKey = ["checkpointSHA256", "architecture", "normalize", "dataset", "split", "count", "columns", "independent",
+                        "seed", "precision", "balanced"].map { header[$0].map(scalarText) ?? "" }.joined(separator: "|")
+            + "|" + columns.joined(separator: ",")
         return EvaluationTable(file: url.lastPathComponent, header: fields, columns: columns,
                                descriptions: descriptions.count == columns.count ? descriptions : columns,
                                count: (header["count"] as? Int) ?? done, done: done, robust: robust, worstCase: worst,
-                               unverified: unverified)
+                               unverified: unverified, epsilon: number(header["epsilon"]), curveKey: curveKey)
     }
 
     // MARK: HTML
@@ -251,6 +258,10 @@ public struct RunReport {
         h += "<h2>Evaluation</h2>\n"
         if evaluations.isEmpty {
             h += "<p>No results of part eval --save-results in eval/.</p>\n"
+        }
+        let curves = robustnessCurves()
+        if !curves.isEmpty {
+            h += "<div class=\"charts\">\n" + curves.map { "<figure>\($0.svg)</figure>\n" }.joined() + "</div>\n"
         }
         for table in evaluations { h += evaluationHTML(table) }
 
@@ -307,6 +318,38 @@ public struct RunReport {
             for i in charts.indices { charts[i].band = (Double(lo)...Double(hi), "constant budget") }
         }
         return charts
+    }
+
+    /// Accuracy against eps, one chart per group of finished results files that differ only in
+    /// eps (`part eval --eps 2/255,4/255,8/255 --save-results eval/NAME.jsonl`): the clean accuracy
+    /// and the worst case over the attacks.
+    func robustnessCurves() -> [SVGChart] {
+        let finished = evaluations.filter { $0.done == $0.count && $0.done > 0 && $0.epsilon != nil }
+        var groups = [String: [EvaluationTable]]()
+        var order = [String]()
+        for t in finished {
+            if groups[t.curveKey] == nil { order.append(t.curveKey) }
+            groups[t.curveKey, default: []].append(t)
+        }
+        return order.compactMap { key -> SVGChart? in
+            let tables = (groups[key] ?? []).sorted { ($0.epsilon ?? 0) < ($1.epsilon ?? 0) }
+            guard Set(tables.compactMap(\.epsilon)).count == tables.count, tables.count > 1 else { return nil }
+            func share(_ n: Int, _ t: EvaluationTable) -> Double { Double(n) / Double(t.done) }
+            let columns = tables[0].columns.joined(separator: ", ")
+            var chart = SVGChart(title: "Accuracy against eps (\(columns))", series: [
+                .init(name: "clean", colour: "#2ca02c", points: tables.map { ($0.epsilon ?? 0, share($0.robust[0], $0)) }),
+                .init(name: "worst case", colour: "#d62728", points: tables.map { ($0.epsilon ?? 0, share($0.worstCase, $0)) }),
+            ], percent: true)
+            chart.xName = "eps"
+            chart.xTicks = tables.map { ($0.epsilon ?? 0, Self.epsilonLabel($0.epsilon ?? 0)) }
+            return chart
+        }
+    }
+
+    /// An eps as k/255 when it is one (to float precision), else as a decimal.
+    static func epsilonLabel(_ eps: Double) -> String {
+        let k = (eps * 255).rounded()
+        return abs(eps * 255 - k) < 1e-4 && k > 0 ? "\(Int(k))/255" : String(format: "%.4g", eps)
     }
 
     func epochTable() -> String {

@@ -24,6 +24,11 @@ public struct SVGChart {
     /// Epochs drawn on a grey band, with its label.
     public var band: (ClosedRange<Double>, String)?
     public var width = 460.0, height = 270.0
+    /// The x axis's name; epochs by default.
+    public var xName = "epoch"
+    /// Ticks of the x axis at these values with these labels (a robustness curve's budgets); nil:
+    /// integer epochs (at most ten labels) with half an epoch of margin.
+    public var xTicks: [(value: Double, label: String)]?
 
     public init(title: String, series: [Series], percent: Bool = false) {
         self.title = title
@@ -62,7 +67,10 @@ public struct SVGChart {
         let plotW = width - left - right, plotH = height - top - bottom
         let finite = series.flatMap { $0.points }.filter { $0.1.isFinite }
         let epochs = series.flatMap { $0.points.map(\.0) }
-        let xLo = (epochs.min() ?? 1) - 0.5, xHi = (epochs.max() ?? 1) + 0.5
+        var xLo = (epochs.min() ?? 1) - 0.5, xHi = (epochs.max() ?? 1) + 0.5
+        if xTicks != nil, let lo = epochs.min(), let hi = epochs.max(), hi > lo {
+            (xLo, xHi) = (lo - 0.06 * (hi - lo), hi + 0.06 * (hi - lo))
+        }
         let yTicks = Self.ticks(finite.map(\.1).min() ?? 0, finite.map(\.1).max() ?? 1)
         let yLo = yTicks.first ?? 0, yHi = yTicks.last ?? 1
         func x(_ e: Double) -> Double { left + (e - xLo) / (xHi - xLo) * plotW }
@@ -85,10 +93,11 @@ public struct SVGChart {
         }
         let lastEpoch = Int(epochs.max() ?? 1), firstEpoch = Int(epochs.min() ?? 1)
         let every = max(1, (lastEpoch - firstEpoch + 1 + 9) / 10)
-        for e in stride(from: firstEpoch, through: lastEpoch, by: every) {
-            s += "<text x=\"\(f(x(Double(e))))\" y=\"\(f(top + plotH + 16))\" text-anchor=\"middle\" class=\"tick\">\(e)</text>\n"
+        let xLabels = xTicks ?? stride(from: firstEpoch, through: lastEpoch, by: every).map { (Double($0), String($0)) }
+        for (e, text) in xLabels {
+            s += "<text x=\"\(f(x(e)))\" y=\"\(f(top + plotH + 16))\" text-anchor=\"middle\" class=\"tick\">\(HTML.escape(text))</text>\n"
         }
-        s += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" class=\"axis\">epoch</text>\n"
+        s += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" class=\"axis\">\(HTML.escape(xName))</text>\n"
         s += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#888888\"/>\n"
         // Series and legend.
         var legendX = left
@@ -100,7 +109,7 @@ public struct SVGChart {
             }
             for (e, v) in points {
                 s += "<circle cx=\"\(f(x(e)))\" cy=\"\(f(y(v)))\" r=\"3\" fill=\"\(item.colour)\"><title>\(HTML.escape(item.name)), "
-                    + "epoch \(Int(e)): \(tooltip(v))</title></circle>\n"
+                    + "\(HTML.escape(xName)) \(xTicks == nil ? String(Int(e)) : String(format: "%.6g", e)): \(tooltip(v))</title></circle>\n"
             }
             s += "<rect x=\"\(f(legendX))\" y=\"27\" width=\"14\" height=\"4\" fill=\"\(item.colour)\"/>\n"
             s += "<text x=\"\(f(legendX + 18))\" y=\"33\" class=\"legend\">\(HTML.escape(item.name))</text>\n"

@@ -20,6 +20,9 @@ public enum BudgetKind: String, CaseIterable, Codable, Sendable {
     /// eps on the pixels a class activation map marks important, eps-low elsewhere, after the
     /// burn-in epochs (PART).
     case cam
+    /// eps everywhere except on named regions of the image (`--regions`), where it is lower:
+    /// a budget fixed in advance, the paper's Fig. 1 experiment (`RegionBudget`).
+    case regions
 }
 
 /// The attack that makes the training examples.
@@ -58,9 +61,10 @@ public enum TrainingMethod: String, CaseIterable, Codable, Sendable {
     /// The shorthand of an objective and a budget.
     public init(objective: ObjectiveKind, budget: BudgetKind) {
         switch (objective, budget) {
-        case (.at, .constant): self = .at
-        case (.trades, .constant): self = .trades
-        case (.mart, .constant): self = .mart
+        // A region budget is fixed like a constant one; `TrainingConfig.method` marks it.
+        case (.at, .constant), (.at, .regions): self = .at
+        case (.trades, .constant), (.trades, .regions): self = .trades
+        case (.mart, .constant), (.mart, .regions): self = .mart
         case (.at, .cam): self = .part
         case (.trades, .cam): self = .partT
         case (.mart, .cam): self = .partM
@@ -77,6 +81,7 @@ public enum RecipeKey {
     public static let cam = "cam"
     public static let camLayer = "cam_layer"
     public static let mapRule = "map_rule"
+    public static let regions = "regions"
     public static let beta = "beta"
     public static let dataset = "dataset"
     public static let seed = "seed"
@@ -93,6 +98,8 @@ public enum RecipeKey {
         if budget == BudgetKind.cam.rawValue {
             text += ", \(metadata[cam] ?? "?")/\(metadata[mapRule] ?? "?") budget"
             if let layer = metadata[camLayer] { text += " at \(layer)" }
+        } else if budget == BudgetKind.regions.rawValue {
+            text += ", region budget \(metadata[regions] ?? "?")"
         } else {
             text += ", constant budget"
         }

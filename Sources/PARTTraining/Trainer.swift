@@ -87,7 +87,7 @@ public final class Trainer {
         self.rng = rng
         objective = config.objective.make(beta: config.beta)
         generator = try config.generation.attack(for: objective.generation, steps: config.steps, stepSize: config.stepSize)
-        budgets = BudgetSchedule(config)
+        budgets = try BudgetSchedule(config)
         schedule = config.learningRateSchedule
         camLayer = config.budget == .cam ? try CAMLayer.resolve(config.camLayer, model: model) : nil
         optimizer = SGD(parameters: model.parameters, learningRate: config.learningRate, momentum: config.momentum,
@@ -293,6 +293,7 @@ public final class Trainer {
                     RecipeKey.seed: String(config.seed)]
         if config.objective != .at { meta[RecipeKey.beta] = "\(config.beta)" }
         if let normalize = config.normalize { meta[Normalized.metadataKey] = normalize }
+        if config.budget == .regions { meta[RecipeKey.regions] = config.regions }
         if config.budget == .cam {
             meta[RecipeKey.cam] = config.cam.rawValue
             meta[RecipeKey.mapRule] = config.mapRule.rawValue

@@ -29,6 +29,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var mapRule: MapRuleName = .zscore
     /// Epochs of constant budget before the CAM budget starts (0 for a constant budget).
     public var burnIn = 2
+    /// The lowered regions of a region budget (`--regions`, e.g. "top-left=6/255,centre=4/255"),
+    /// as given; nil for the other budgets.
+    public var regions: String?
 
     public var epochs = 5
     public var batchSize = 128
@@ -73,7 +76,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
 
     /// The family's shorthand of this recipe ("part-t"), with "-mma" for MMA generation.
     public var method: String {
-        TrainingMethod(objective: objective, budget: budget).rawValue + (generation == .pgd ? "" : "-\(generation.rawValue)")
+        TrainingMethod(objective: objective, budget: budget).rawValue + (budget == .regions ? "-regions" : "")
+            + (generation == .pgd ? "" : "-\(generation.rawValue)")
     }
 
     /// The step of the per-epoch PGD check: `stepSize`, except under FGSM generation, whose
@@ -96,10 +100,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The learning rate of epoch `epoch` (1-based) after any warm-up.
     public func learningRate(epoch: Int) -> Float { learningRateSchedule.rate(epoch: epoch) }
 
-    /// The configuration as it runs: a constant budget has no burn-in.
+    /// The configuration as it runs: only a CAM budget has a burn-in.
     public var resolved: TrainingConfig {
         var c = self
-        if c.budget == .constant { c.burnIn = 0 }
+        if c.budget != .cam { c.burnIn = 0 }
         return c
     }
 
@@ -139,6 +143,15 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if !(finite(epsilon) && epsilon >= 0 && epsilon <= 1) { return "--eps must be in [0, 1], got \(epsilon)" }
         if budget == .cam && !(finite(epsilonLow) && epsilonLow >= 0 && epsilonLow <= epsilon) {
             return "--eps-low must be in [0, eps] (eps = \(epsilon)), got \(epsilonLow)"
+        }
+        if budget == .regions {
+            do {
+                _ = try RegionBudget(spec: regions ?? "", epsilon: epsilon)
+            } catch {
+                return "\(error)"
+            }
+        } else if regions != nil {
+            return "--regions lowers eps on regions of a region budget: add --budget regions, or drop --regions"
         }
         if !(finite(stepSize) && stepSize >= 0) { return "--alpha must be a finite number >= 0, got \(stepSize)" }
         if steps < 0 { return "--steps must be >= 0" }
@@ -210,6 +223,7 @@ extension TrainingConfig {
         if c.objective != .at { recipe += " (beta \(c.beta))" }
         switch c.budget {
         case .constant: recipe += ", constant budget eps \(c.epsilon)"
+        case .regions: recipe += ", region budget eps \(c.epsilon) lowered to \(c.regions ?? "")"
         case .cam:
             recipe += ", budget \(c.cam.rawValue) at \(camLayer ?? c.camLayer ?? "the default layer") with the "
                 + "\(c.mapRule.rawValue) rule (eps \(c.epsilon), eps-low \(c.epsilonLow)) after \(c.burnIn) burn-in "

@@ -28,6 +28,16 @@ struct Eval: ParsableCommand {
 
         Under mpirun -np R, every batch is split between the R ranks; rank 0 gathers the per-example \
         outcomes (and the adversarial examples) and alone prints and writes the files.
+
+        Checks for a flawed evaluation (a randomised model, probabilities instead of logits, \
+        vanishing gradients, a gradient-free attack beating the white-box ones, accuracy rising with \
+        eps) print lines beginning `warning: gradient masking:` or `warning: evaluation:`.
+
+        --eps 2/255,4/255,8/255 evaluates each budget in turn (a robustness curve; files \
+        NAME-eps<value>.EXT beside --save-results NAME.EXT). --source FILE is a transfer attack: \
+        the attacks run on FILE and its worst cases are evaluated on CHECKPOINT. --protocol \
+        robustbench runs AutoAttack standard on the first 10,000 test points at 8/255 and prints \
+        RobustBench's model-info JSON.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint: .safetensors, or .pt/.pth written by torch.save (told apart by content).", valueName: "checkpoint"))
@@ -42,8 +52,26 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Attacks, in order (natural always comes first).", valueName: "list"))
     var attacks: String?
 
-    @Option(name: .customLong("eps"), parsing: .unconditional, help: "L-inf budget: a decimal or a fraction such as 8/255.")
-    var epsilon: Fraction = Fraction(0.1)
+    @Option(name: .customLong("eps"), parsing: .unconditional,
+            help: ArgumentHelp("L-inf budget: a decimal or a fraction such as 8/255; several separated by commas "
+                               + "(2/255,4/255,8/255) evaluate each in turn, a robustness curve. (default: 0.1)", valueName: "eps"))
+    var epsilonText: String?
+
+    @Option(help: ArgumentHelp("Transfer attack: run the attacks on this model and evaluate, per point, its worst-case "
+                               + "example on CHECKPOINT.", valueName: "source.safetensors"))
+    var source: String?
+
+    @Option(name: .customLong("protocol"),
+            help: ArgumentHelp("robustbench: AutoAttack standard on the first 10,000 test points (or --limit) at the threat "
+                               + "model's eps, printed as a RobustBench model-info JSON.", valueName: "name"))
+    var evaluationProtocol: EvaluationProtocol?
+
+    @Option(help: ArgumentHelp("With --protocol robustbench: Linf (eps 8/255) or L2 (eps 0.5). (default: Linf)", valueName: "norm"))
+    var threatModel: ThreatModel = .linf
+
+    @Option(help: ArgumentHelp("With --protocol robustbench (required): the dataset's name as the leaderboard spells it "
+                               + "(e.g. cifar10), written into the JSON as given.", valueName: "name"))
+    var datasetName: String?
 
     @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of pgd, cw and mma (default: eps / 4); decimal or fraction.")
     var stepSize: Fraction?
@@ -85,12 +113,22 @@ struct Eval: ParsableCommand {
     @Flag(help: "Require an MPI job (started by mpirun); without the flag, a command joins one when mpirun started it.")
     var distributed = false
 
-    var alpha: Float { stepSize?.value ?? epsilon.value / 4 }
+    var alpha: Float { alpha(at: epsilon) }
 
-    var attackList: String { attacks ?? "natural,pgd:steps=\(pgdSteps ?? 20)" }
+    /// --alpha, or a quarter of `epsilon`.
+    func alpha(at epsilon: Fraction) -> Float { stepSize?.value ?? epsilon.value / 4 }
 
-    func stages() throws -> [AttackCatalog.Stage] {
-        try AttackCatalog.standard.stages(attackList, defaults: .init(epsilon: epsilon.value, alpha: alpha))
+    var attackList: String {
+        if evaluationProtocol == .robustbench { return threatModel.attacks }
+        return attacks ?? "natural,pgd:steps=\(pgdSteps ?? 20)"
+    }
+
+    /// --limit, or the protocol's number of points.
+    var pointLimit: Int { evaluationProtocol == .robustbench && limit == 0 ? Eval.robustBenchPoints : limit }
+
+    func stages(at epsilon: Fraction? = nil) throws -> [AttackCatalog.Stage] {
+        let eps = epsilon ?? self.epsilon
+        return try AttackCatalog.standard.stages(attackList, defaults: .init(epsilon: eps.value, alpha: alpha(at: eps)))
     }
 
 
@@ -102,29 +140,31 @@ struct Eval: ParsableCommand {
         if balanced && limit == 0 { throw ValidationError("--balanced picks a subset of --limit N images: give --limit") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
-        guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
+        try validateModes()
         if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
         if let pgdSteps {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
         do {
-            _ = try stages()
+            for eps in try epsilons() { _ = try stages(at: eps) }
         } catch let error as AttackError {
             throw ValidationError("--attacks: \(error.description)")
         }
         try NormalizeOption.validate(normalize)
-        try checkOutputs(outputPaths, inputs: [checkpoint, stateFile(beside: checkpoint), data.directory, data.cache])
+        try checkOutputs(outputPaths, inputs: [checkpoint, stateFile(beside: checkpoint), source, data.directory, data.cache])
     }
 
     /// The files this command writes.
     var outputPaths: [OutputPath.Output] {
         var outputs = [OutputPath.Output]()
-        if let saveResults { outputs.append(.init("--save-results", saveResults)) }
-        if let saveAdversarial {
-            outputs.append(.init("--save-adversarial", saveAdversarial))
-            outputs.append(.init("--save-adversarial's labels",
-                                 NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
+        for eps in (try? epsilons()) ?? [] {
+            if let saveResults = path(saveResults, at: eps) { outputs.append(.init("--save-results", saveResults)) }
+            if let saveAdversarial = path(saveAdversarial, at: eps) {
+                outputs.append(.init("--save-adversarial", saveAdversarial))
+                outputs.append(.init("--save-adversarial's labels",
+                                     NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
+            }
         }
         return outputs
     }
@@ -132,30 +172,6 @@ struct Eval: ParsableCommand {
     /// The evaluated split: the one place that reads data.
     func loadTestSplit() throws -> ImageDataset {
         try data.load(.test)
-    }
-
-    struct Output: Encodable {
-        let checkpoint: String
-        let architecture: String
-        let normalize: String?
-        let dataset: String
-        let split: String
-        let count: Int
-        let seed: UInt64
-        let epsilon: Float
-        let alpha: Float
-        let precision: String
-        let independent: Bool
-        let attacks: [StageSummary]
-        let cleanAccuracy: Double
-        /// Robust against every stage (the worst case per example).
-        let robustAccuracy: Double
-        let robust: Int
-        let resumed: Int
-        let unverified: Int
-        let seconds: Double
-        let resultsFile: String?
-        let adversarialFile: String?
     }
 
     func run() throws {
@@ -182,8 +198,8 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// Evaluates, alone or as one rank of an MPI job (rank 0 prints and writes); returns the
-    /// re-verification refusal to report, if any.
+    /// Evaluates, alone or as one rank of an MPI job (rank 0 prints and writes), at every
+    /// budget of --eps; returns the re-verification refusal to report, if any.
     func evaluate(_ communicator: Communicator?) throws -> String? {
         let started = Date()
         let root = communicator?.isRoot ?? true
@@ -192,13 +208,17 @@ struct Eval: ParsableCommand {
             throw CheckpointError("\(checkpoint): no such file")
         }
         var test = try loadTestSplit()
-        if limit > 0 { test = balanced ? try test.balancedPrefix(limit) : test.prefix(limit) }
+        if pointLimit > 0 { test = balanced ? try test.balancedPrefix(pointLimit) : test.prefix(pointLimit) }
         try Validation.nonEmpty(test, "test split")
         // Checked again now that the data's own files are known (a file of a --data folder).
         do {
-            try checkOutputs(outputPaths, inputs: [checkpoint])
+            try checkOutputs(outputPaths, inputs: [checkpoint, source])
         } catch let error as ValidationError {
             if root { FileHandle.standardError.write(Data("part: error: \(oneLine(error.message))\n".utf8)) }
+            throw ExitCode.validationFailure
+        }
+        if source != nil, let communicator, communicator.size > 1 {
+            if root { FileHandle.standardError.write(Data("part: error: --source runs in one process: start it without mpirun\n".utf8)) }
             throw ExitCode.validationFailure
         }
         try CheckpointFit.check(url, fits: test, key: key)
@@ -219,12 +239,114 @@ struct Eval: ParsableCommand {
                 throw ExitCode.validationFailure
             }
         }
-        let stages = try self.stages()
-        let header = EvaluationHeader(
-            checkpoint: checkpoint, checkpointSHA256: try EvaluationHeader.hash(of: url), architecture: model.architecture,
-            normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
-            columns: stages.map(\.name), independent: independent, epsilon: epsilon.value, alpha: alpha, seed: output.seed,
-            precision: engine.precision.rawValue, batchSize: batchSize, balanced: balanced && limit > 0 ? true : nil)
+        let sourceModel = try loadSource(fitting: test)
+        let checkpointSHA256 = try EvaluationHeader.hash(of: url)
+        var progress = Progress(quiet: progressOptions.quiet || !root)
+        if let recipe = RecipeKey.describe(metadata) { progress.log("part eval: trained as \(recipe)") }
+        // The checks of the model come first: a warning is worth reading before a long run.
+        var warnings = [EvaluationWarning]()
+        if root {
+            warnings = try EvaluationChecks.model(model, dataset: test, randomnessHandled: attackList.lowercased().contains("aa-rand"),
+                                                 batchSize: batchSize)
+            printWarnings(warnings, progress)
+        }
+        var outputs = [Output]()
+        var refusal: String?
+        var protocolSummary: EvaluationSummary?
+        for eps in try epsilons() {
+            let (summary, refused) = try evaluate(at: eps, model: model, normalize: normalize, test: test,
+                                                  checkpointSHA256: checkpointSHA256,
+                                                  source: sourceModel, communicator: communicator, progress: &progress)
+            refusal = refusal ?? refused
+            guard let summary else { continue }   // not rank 0
+            protocolSummary = summary
+            // A transfer evaluation's one stage is the source's examples: the check of the stages is the source's.
+            let new = source != nil ? [] : EvaluationChecks.outcomes(summary.outcomes, stages: try stages(at: eps),
+                                                                      independent: independent)
+            printWarnings(new, progress)
+            warnings += new
+            outputs.append(Output(
+                checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: test.name,
+                split: "test", count: summary.count, seed: output.seed, epsilon: eps.value, alpha: alpha(at: eps),
+                precision: engine.precision.rawValue, independent: independent, attacks: summary.stages, source: source,
+                cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
+                resumed: summary.resumed, unverified: summary.disagreements.count, seconds: Date().timeIntervalSince(started),
+                resultsFile: path(saveResults, at: eps), adversarialFile: path(saveAdversarial, at: eps),
+                warnings: []))
+        }
+        guard root else { return refusal }
+        if outputs.count > 1 {
+            let curve = EvaluationChecks.curve(outputs.map { ($0.epsilon, $0.robustAccuracy) })
+            printWarnings(curve, progress)
+            warnings += curve
+        }
+        let lines = warnings.map { "\($0.kind.rawValue): \($0.message)" }
+        if evaluationProtocol == .robustbench, let summary = protocolSummary {
+            try printJSON(modelInfo(summary, architecture: model.architecture, sha256: checkpointSHA256, warnings: warnings))
+        } else if output.json {
+            if outputs.count == 1 {
+                var single = outputs[0]
+                single.warnings = lines
+                try printJSON(single)
+            } else {
+                try printJSON(CurveOutput(curve: outputs.map { .init(epsilon: $0.epsilon, cleanAccuracy: $0.cleanAccuracy,
+                                                                   robustAccuracy: $0.robustAccuracy) },
+                                          evaluations: outputs.map { o in
+                                              var o = o
+                                              o.warnings = lines
+                                              return o
+                                          }, warnings: lines))
+            }
+        } else if outputs.count > 1 {
+            print("robust accuracy against eps")
+            func pad(_ text: String) -> String { text + String(repeating: " ", count: max(0, 10 - text.count)) }
+            print(pad("eps") + "    clean  worst case")
+            for (o, eps) in zip(outputs, try epsilons()) {
+                print(pad(eps.text) + String(format: "  %6.2f%%  %9.2f%%", 100 * o.cleanAccuracy, 100 * o.robustAccuracy))
+            }
+        }
+        fflush(stdout)
+        return refusal
+    }
+
+    /// One evaluation at `eps` (with --source: the source's worst cases on the model); the
+    /// summary on rank 0 (nil on the others) and the re-verification refusal, if any.
+    func evaluate(at eps: Fraction, model: ImageClassifier, normalize: String?, test: ImageDataset, checkpointSHA256: String,
+                  source: (model: ImageClassifier, sha256: String)?, communicator: Communicator?,
+                  progress: inout Progress) throws -> (EvaluationSummary?, String?) {
+        let root = communicator?.isRoot ?? true
+        let alpha = alpha(at: eps)
+        let saveResults = path(self.saveResults, at: eps), saveAdversarial = path(self.saveAdversarial, at: eps)
+        var stages = try self.stages(at: eps)
+        func makeHeader(_ stages: [AttackCatalog.Stage], checkpoint: String, sha256: String, architecture: String) -> EvaluationHeader {
+            EvaluationHeader(
+                checkpoint: checkpoint, checkpointSHA256: sha256, architecture: architecture,
+                normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
+                columns: stages.map(\.name), independent: independent, epsilon: eps.value, alpha: alpha, seed: output.seed,
+                precision: engine.precision.rawValue, batchSize: batchSize, balanced: balanced && limit > 0 ? true : nil)
+        }
+        let value = eps.value
+        let budget: (Tensor) throws -> EpsilonMap = { try EpsilonMap.constant(value, shape: $0.shape) }
+        let title = "\(model.architecture) on \(test.name) test, \(test.count) \(balanced && limit > 0 ? "class-balanced " : "")points, eps \(eps) (alpha \(alpha)), "
+            + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
+            + (independent ? ", each attack independently" : "") + (self.source.map { ", transfer from \($0)" } ?? "")
+        progress.log("part eval: \(title)")
+        progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
+        if let source {
+            for note in stages.flatMap({ $0.notes(for: source.model) }) { progress.log("part eval: \(note)") }
+            progress.log("part eval: the attacks run on the source \(self.source ?? "")")
+            let logger = progress
+            let (examples, summary) = try Transfer.worstCases(
+                model: source.model, dataset: test, stages: stages,
+                header: makeHeader(stages, checkpoint: self.source ?? "", sha256: source.sha256, architecture: source.model.architecture),
+                batchSize: batchSize, seed: output.seed, budget: budget, log: { logger.log("part eval: source: \($0)") })
+            progress.log(String(format: "part eval: source: worst case %.2f%% of %d points; evaluating its examples on %@",
+                                100 * summary.robustAccuracy, summary.count, checkpoint as NSString))
+            stages = transferStages(stages, examples: examples, sourceSHA256: source.sha256)
+        } else {
+            for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
+        }
+        let header = makeHeader(stages, checkpoint: checkpoint, sha256: checkpointSHA256, architecture: model.architecture)
         if let communicator, communicator.size > 1 {
             try checkAgreement(communicator, header: header, test: test)
         }
@@ -239,27 +361,19 @@ struct Eval: ParsableCommand {
         let options = EvaluationOptions(batchSize: batchSize, seed: output.seed, independent: independent,
                                         resultsFile: saveResults.map { URL(fileURLWithPath: $0) },
                                         adversarialFile: saveAdversarial.map { URL(fileURLWithPath: $0) })
-        let eps = epsilon.value
-        let runner = try EvaluationRunner(model: model, dataset: test, stages: stages, header: header, options: options) {
-            try EpsilonMap.constant(eps, shape: $0.shape)
-        }
-        var progress = Progress(quiet: progressOptions.quiet || !root)
-        let title = "\(model.architecture) on \(test.name) test, \(test.count) \(balanced && limit > 0 ? "class-balanced " : "")points, eps \(epsilon) (alpha \(alpha)), "
-            + "seed \(output.seed), \(engine.precision.rawValue)" + (normalize.map { ", normalize \($0)" } ?? "")
-            + (independent ? ", each attack independently" : "")
-        progress.log("part eval: \(title)")
+        let runner = try EvaluationRunner(model: model, dataset: test, stages: stages, header: header, options: options,
+                                          budget: budget)
         if let communicator, communicator.size > 1 {
             progress.log("part eval: \(communicator.size) ranks (\(communicator.name)), each batch split between them; "
                          + "rank 0 gathers the outcomes and writes")
         }
-        if let recipe = RecipeKey.describe(metadata) { progress.log("part eval: trained as \(recipe)") }
-        progress.log("part eval: attacks " + stages.map(\.description).joined(separator: ", "))
-        for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
         if root {
-            runner.log = { progress.log("part eval: \($0)") }
-            runner.progress = { p in
-                progress.update(done: p.done, total: p.total, unit: "points",
-                                "batch \(p.batch)/\(p.batches), \(p.stage); robust \(p.robust)/\(p.finished) so far")
+            let p = progress
+            runner.log = { p.log("part eval: \($0)") }
+            var bar = progress
+            runner.progress = { q in
+                bar.update(done: q.done, total: q.total, unit: "points",
+                           "batch \(q.batch)/\(q.batches), \(q.stage); robust \(q.robust)/\(q.finished) so far")
             }
         }
         let result: EvaluationSummary?
@@ -268,17 +382,17 @@ struct Eval: ParsableCommand {
         } else {
             result = try runner.run()
         }
+        let shown = progress
         func finish() throws -> String {
             guard let summary = result else { return "" }
-            try report(summary, title: title, model: model, normalize: normalize, datasetName: test.name, started: started,
-                       progress: &progress)
+            report(summary, title: title, progress: shown)
             guard let first = summary.disagreements.first else { return "" }
             return "re-verification refused \(summary.disagreements.count) claimed success(es) (first: point "
                 + "\(first.index), \(first.stage): \(first.reason)); they are counted as robust"
         }
         // Only rank 0 has the gathered outcomes; it tells the others whether re-verification refused any.
         let refusal = try communicator.map { try $0.rootDecides(finish) } ?? finish()
-        return refusal.isEmpty ? nil : refusal
+        return (result, refusal.isEmpty ? nil : refusal)
     }
 
     /// Every rank must evaluate the same checkpoint on the same points with the same settings;
@@ -296,48 +410,4 @@ struct Eval: ParsableCommand {
                                         String(decoding: try encoder.encode(settings), as: UTF8.self) + outputs)
     }
 
-    /// The stage log, then the table or JSON, on standard output.
-    func report(_ summary: EvaluationSummary, title: String, model: ImageClassifier, normalize: String?, datasetName: String,
-                started: Date, progress: inout Progress) throws {
-        progress.clear()
-        // The stage log AutoAttack users know.
-        for (s, stage) in summary.stages.enumerated() {
-            let what = s == 0 ? "initial accuracy" : (independent ? "robust accuracy against \(stage.name) alone"
-                                                                : "robust accuracy after \(stage.name)")
-            progress.log(String(format: "part eval: %@: %.2f%% (%.1f s)", what as NSString, 100 * stage.accuracy, stage.seconds))
-        }
-        progress.log(String(format: "part eval: worst case: %.2f%% of %d points", 100 * summary.robustAccuracy, summary.count))
-        if summary.minimum <= summary.maximum {   // this run confirmed at least one adversarial example
-            progress.log(String(format: "part eval: adversarial examples of this run: max L-inf perturbation %.5f, non-finite %d, "
-                                + "min %.5f, max %.5f", summary.largestPerturbation, summary.nonFinite, summary.minimum, summary.maximum))
-        }
-
-        let seconds = Date().timeIntervalSince(started)
-        if output.json {
-            try printJSON(Output(
-                checkpoint: checkpoint, architecture: model.architecture, normalize: normalize, dataset: datasetName,
-                split: "test", count: summary.count, seed: output.seed, epsilon: epsilon.value, alpha: alpha,
-                precision: engine.precision.rawValue, independent: independent, attacks: summary.stages,
-                cleanAccuracy: summary.cleanAccuracy, robustAccuracy: summary.robustAccuracy, robust: summary.robust,
-                resumed: summary.resumed, unverified: summary.disagreements.count, seconds: seconds,
-                resultsFile: saveResults, adversarialFile: saveAdversarial))
-        } else {
-            print(title)
-            print(table(summary))
-        }
-        fflush(stdout)
-    }
-
-    /// The results table: one row per stage and the worst case.
-    func table(_ summary: EvaluationSummary) -> String {
-        let width = max(10, summary.stages.map(\.name.count).max() ?? 0)
-        func pad(_ s: String) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
-        var lines = [pad("attack") + "  robust  accuracy     time"]
-        for stage in summary.stages {
-            lines.append(pad(stage.name) + String(format: "  %6d  %7.2f%%  %6.1fs", stage.robust, 100 * stage.accuracy, stage.seconds)
-                         + (stage.unverified > 0 ? "  (\(stage.unverified) unverified)" : ""))
-        }
-        lines.append(pad("worst case") + String(format: "  %6d  %7.2f%%", summary.robust, 100 * summary.robustAccuracy))
-        return lines.joined(separator: "\n")
-    }
 }

@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
         abstract: "Adversarial training: AT, TRADES, MART and their pixel-reweighted (PART) versions.",
         discussion: """
         A recipe is three choices: the objective (--objective at|trades|mart), the budget \
-        (--budget constant|cam) and the attack that makes the training examples (--generation). \
+        (--budget constant|cam|regions) and the attack that makes the training examples (--generation). \
         --method names the family's combinations: at, trades, mart (constant budget), part, part-t, \
         part-m (CAM budget). With a CAM budget the first --burn-in epochs use a constant budget; then \
         every batch gets CAM maps of its own images (--cam, --cam-layer), upsampled and squared, and \
@@ -57,8 +57,13 @@ struct Train: ParsableCommand {
     @Option(help: "Training objective; overrides --method. (default: at)")
     var objective: ObjectiveKind?
 
-    @Option(help: "Budget: constant eps, or a CAM map after the burn-in; overrides --method. (default: cam)")
+    @Option(help: "Budget: constant eps, a CAM map after the burn-in, or eps lowered on image regions (--regions); overrides --method. (default: cam)")
     var budget: BudgetKind?
+
+    @Option(help: ArgumentHelp("With --budget regions: the lowered regions, region=eps separated by commas, e.g. "
+                               + "top-left=6/255,centre=4/255 (top-left, top-right, bottom-left, bottom-right, centre: the "
+                               + "central box of half the side); the rest of the image at --eps.", valueName: "spec"))
+    var regions: String?
 
     @Option(help: ArgumentHelp("Attack that makes the training examples: PGD (--steps of --alpha), MMA, or FGSM "
                                + "(one step of --alpha from a random start; --alpha defaults to 1.25 eps). (default: pgd)"))

@@ -17,6 +17,7 @@ extension Train {
         if let method { c.apply(method) }
         if let objective { c.objective = objective }
         if let budget { c.budget = budget }
+        if let regions { c.regions = regions }
         if let generation { c.generation = generation }
         if let beta { c.beta = beta }
         if let cam { c.cam = cam }
