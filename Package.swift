@@ -81,6 +81,5 @@ let package = Package(
         .testTarget(name: "PARTDistributedTests", dependencies: ["PARTTestSupport", "PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "PARTTraining", "part"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
         .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
-    ],
-    swiftLanguageModes: [.v5]
+    ]
 )

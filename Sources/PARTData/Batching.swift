@@ -88,6 +88,7 @@ public final class Batcher: Sequence, IteratorProtocol {
     private let pipe: Pipe?
 
     /// Hands one finished batch from the producer thread to the consumer.
+    // Safe: `ready` and `cancelled` are read and written only while `condition` is locked.
     private final class Pipe: @unchecked Sendable {
         let condition = NSCondition()
         var ready: Batch?

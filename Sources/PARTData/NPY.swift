@@ -25,7 +25,7 @@ public enum NPY {
     }
 
     /// One array: shape, element type and its data (C order) in `buffer` at `offset`.
-    public struct Array: @unchecked Sendable {
+    public struct Array: Sendable {
         public let shape: [Int]
         public let dtype: DType
         public let count: Int

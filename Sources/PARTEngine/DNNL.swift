@@ -11,7 +11,7 @@ import Foundation
 enum DNNL {
     /// The CPU engine and the in-order stream every primitive runs on (nil if oneDNN could not
     /// create them; every op then fails with an `EngineError`).
-    private static let handles: Result<(dnnl_engine_t, dnnl_stream_t), EngineError> = {
+    private static let handles: Result<Handles, EngineError> = {
         var e: dnnl_engine_t?
         var status = dnnl_engine_create(&e, dnnl_cpu, 0)
         guard status == dnnl_success, let engine = e else {
@@ -22,11 +22,19 @@ enum DNNL {
         guard status == dnnl_success, let stream = s else {
             return .failure(EngineError("oneDNN failed to create a stream: \(name(status))"))
         }
-        return .success((engine, stream))
+        return .success(Handles(engine: engine, stream: stream))
     }()
 
-    static func engine() throws -> dnnl_engine_t { try handles.get().0 }
-    static func stream() throws -> dnnl_stream_t { try handles.get().1 }
+    /// The two C handles, made once and never freed or replaced.
+    // Safe: oneDNN lets any thread build primitives on a CPU engine, and every execution on the
+    // stream holds `executionLock`; the handles themselves never change.
+    private struct Handles: @unchecked Sendable {
+        let engine: dnnl_engine_t
+        let stream: dnnl_stream_t
+    }
+
+    static func engine() throws -> dnnl_engine_t { try handles.get().engine }
+    static func stream() throws -> dnnl_stream_t { try handles.get().stream }
 
     /// Serialises executions: oneDNN already spreads each primitive over every core, and a
     /// primitive's cached memory objects are re-bound per call.

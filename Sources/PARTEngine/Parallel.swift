@@ -65,6 +65,8 @@ public enum Engine {
 }
 
 /// A value behind a lock, for the few process-wide counters and caches of the engine.
+// Safe: `stored` is read and written only while `lock` is held, and `withLock` hands it out
+// only for the duration of its body.
 public final class Locked<Value>: @unchecked Sendable {
     private var stored: Value
     private let lock = NSLock()
@@ -114,9 +116,18 @@ public enum Parallel {
             if let team = OpenMPTeam.shared {
                 team.run(workers, share)
             } else {
-                DispatchQueue.concurrentPerform(iterations: workers, execute: share)
+                let shared = LoopBody(call: share)
+                DispatchQueue.concurrentPerform(iterations: workers) { shared.call($0) }
             }
         }
+    }
+
+    /// A loop body handed to Dispatch's workers, as the OpenMP path hands it to OpenMP's.
+    // Safe: `concurrentPerform` returns only after every call has finished, and each call gets
+    // its own share of the range; a body that writes shared memory writes each index once,
+    // which is `forEach`'s contract with its callers on either path.
+    private struct LoopBody: @unchecked Sendable {
+        let call: (Int) -> Void
     }
 
     /// Calls `body(i)` for every `i` in `0..<count` (rows, images), spread over the workers
@@ -188,6 +199,7 @@ public enum Optimizations {
 /// Running the loops as OpenMP parallel regions of libgomp's `GOMP_parallel` (what a
 /// `#pragma omp parallel` compiles to) keeps one team of hot threads for everything.
 /// Nil where the symbols are absent (another OpenMP runtime); Dispatch is used then.
+// Safe: immutable after `init` (three C function pointers looked up once).
 final class OpenMPTeam: @unchecked Sendable {
     typealias Region = @convention(c) (UnsafeMutableRawPointer?) -> Void
     private typealias Parallel = @convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void

@@ -335,7 +335,7 @@ struct Eval: ParsableCommand {
             print(title)
             print(table(summary))
         }
-        fflush(stdout)
+        fflush(nil)  // every output stream: C's `stdout` is a global variable Swift 6 refuses
     }
 
     /// The results table: one row per stage and the worst case.

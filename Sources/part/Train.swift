@@ -306,7 +306,7 @@ struct Train: ParsableCommand {
                                    100 * r.fullEpsilonFraction, r.imagesPerSecond, r.seconds,
                                    (r.best ? "  best" : "") as NSString))
                 }
-                fflush(stdout)
+                fflush(nil)  // every output stream: C's `stdout` is a global variable Swift 6 refuses
             })
             switch outcome {
             case .alreadyComplete:

@@ -11,6 +11,8 @@ final class ResumeTests: XCTestCase {
         (dir.appendingPathComponent("\(name).jsonl"), dir.appendingPathComponent("\(name).npy"))
     }
 
+    // Safe: XCTest runs the tests of a process one after another on one thread, the only one
+    // that touches this cache.
     nonisolated(unsafe) static var cached: (summary: EvaluationSummary, results: String, adversarial: Data)?
 
     /// The uninterrupted run the resumed ones must equal (run once per test process; its files

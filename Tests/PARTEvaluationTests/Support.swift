@@ -11,6 +11,8 @@ import XCTest
 /// 10 classes, as an MNIST-format file holds), once per test process: robust to small budgets,
 /// breakable by larger ones.
 enum Quadrants {
+    // Safe: XCTest runs the tests of a process one after another on one thread, the only one
+    // that touches this cache.
     nonisolated(unsafe) static var cached: (ImageClassifier, ImageDataset)?
 
     static func dataset(count: Int) throws -> ImageDataset {
