@@ -47,8 +47,4 @@ struct OptimizationOptions: ParsableArguments {
                                   + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
         }
     }
-
-    func apply() {
-        for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
-    }
 }

@@ -123,9 +123,13 @@ struct Cam: ParsableCommand {
 
     func run() throws {
         try requireOneProcess("cam")
+        try engine.settings().bind { try makeMaps() }
+    }
+
+    /// The command's work, under its engine settings.
+    func makeMaps() throws {
         do {
             let started = Date()
-            engine.apply()
             let url = URL(fileURLWithPath: checkpoint)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")

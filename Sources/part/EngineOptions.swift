@@ -1,4 +1,5 @@
 import ArgumentParser
+import PARTDistributed
 import PARTEngine
 import PARTTraining
 
@@ -37,10 +38,19 @@ struct EngineOptions: ParsableArguments {
         }
     }
 
-    /// Sets the engine's thread count and attack precision for this process.
-    func apply() {
-        if let threads { Engine.setThreads(threads) }
-        Engine.attackPrecision = precision.dtype
+    /// The engine settings the command runs under (`EngineSettings.bind`): these flags, the
+    /// optimisations `without` names turned off, and, under MPI unless --threads was given, the
+    /// machine's cores shared between the ranks on it.
+    func settings(without: [String] = [], communicator: Communicator? = nil) -> EngineSettings {
+        var settings = EngineSettings.current
+        if let threads {
+            settings.threads = threads
+        } else if let communicator {
+            settings.threads = Swift.max(1, Engine.availableCores / Swift.max(1, communicator.localSize))
+        }
+        settings.attackPrecision = precision.dtype
+        settings.disabled.formUnion(without.compactMap(Optimizations.Name.init))
+        return settings
     }
 }
 

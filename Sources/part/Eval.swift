@@ -172,13 +172,12 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        engine.apply()
-        optimizations.apply()
         let communicator: Communicator?
-        do { communicator = try startCommunicator(required: distributed, threads: engine.threads) } catch { throw fail(error) }
+        do { communicator = try startCommunicator(required: distributed) } catch { throw fail(error) }
+        let settings = engine.settings(without: optimizations.without, communicator: communicator)
         let refused: String?
         do {
-            refused = try evaluate(communicator)
+            refused = try settings.bind { try evaluate(communicator) }
         } catch let exit as ExitCode {
             // Flag errors are the same on every rank: each stops on its own.
             communicator?.finalize()

@@ -188,9 +188,8 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        engine.apply()
         let communicator: Communicator?
-        do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
+        do { communicator = try parallel.start() } catch { throw fail(error) }
         if let communicator, checkpoints.resume == nil, out == nil {
             throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
         }
@@ -223,18 +222,23 @@ struct Train: ParsableCommand {
     ///
     /// Under mpirun only rank 0 holds the directory; every rank has its path.
     func start(_ job: Job) throws {
-        let plan = job.plan
-        let config = plan.config
-        let resumed = job.resumed != nil
         // The run's engine settings: a resumed run keeps those it recorded unless given again.
-        for name in plan.options.without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
-        if let precision = PrecisionChoice(rawValue: plan.options.precision) {
+        var settings = engine.settings(without: job.plan.options.without, communicator: Distributed.current)
+        if let precision = PrecisionChoice(rawValue: job.plan.options.precision) {
             guard precision != .bf16 || Engine.supportsBF16 else {
                 throw badArgument("the run computes its attacks in --precision bf16, which this CPU (\(Engine.instructionSet)) "
                                   + "lacks: give --precision fp32 to continue it in fp32")
             }
-            Engine.attackPrecision = precision.dtype
+            settings.attackPrecision = precision.dtype
         }
+        try settings.bind { try train(job) }
+    }
+
+    /// Trains `job` under the run's engine settings.
+    func train(_ job: Job) throws {
+        let plan = job.plan
+        let config = plan.config
+        let resumed = job.resumed != nil
         do {
             let seedList = plan.seeds
             // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.

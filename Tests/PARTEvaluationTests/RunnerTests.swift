@@ -111,9 +111,9 @@ final class RunnerTests: XCTestCase {
         }
         // Reduced-precision attack passes hand bf16 images to the wrapper.
         if Engine.supportsBF16 {
-            Engine.attackPrecision = .bf16
-            defer { Engine.attackPrecision = .f32 }
-            let low = try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss())
+            let low = try Engine.$attackPrecision.withValue(.bf16) {
+                try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss())
+            }
             XCTAssertLessThan(relativeDifference(low.logits.scalars, try model.forward(x, mode: .eval).scalars), 0.05)
             XCTAssertLessThan(relativeDifference(low.gradient.scalars, outer.scalars), 0.2)
         }
