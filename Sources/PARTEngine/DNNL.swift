@@ -104,13 +104,7 @@ final class DNNLPrimitive {
         try DNNL.check(status, "create the primitive descriptor for \(what)")
         guard let made = pd else { throw EngineError("oneDNN returned no primitive descriptor for \(what)") }
         self.pd = made
-        var p: dnnl_primitive_t?
-        let created = dnnl_primitive_create(&p, made)
-        guard created == dnnl_success, let primitive = p else {
-            dnnl_primitive_desc_destroy(made)
-            throw EngineError("oneDNN failed to create the primitive for \(what): \(DNNL.name(created))")
-        }
-        self.primitive = primitive
+        primitive = try Self.primitive(of: made, "the primitive for \(what)")
     }
 
     /// A reorder between two layouts of the same logical tensor.
@@ -124,13 +118,19 @@ final class DNNLPrimitive {
                        "create a reorder for \(what)")
         guard let made = pd else { throw EngineError("oneDNN returned no reorder for \(what)") }
         self.pd = made
+        primitive = try Self.primitive(of: made, "a reorder for \(what)")
+    }
+
+    /// The primitive of the descriptor `made`; on failure `made` is freed (the caller's
+    /// `deinit` will not run) and the error names `what`.
+    private static func primitive(of made: dnnl_primitive_desc_t, _ what: String) throws -> dnnl_primitive_t {
         var p: dnnl_primitive_t?
         let created = dnnl_primitive_create(&p, made)
         guard created == dnnl_success, let primitive = p else {
             dnnl_primitive_desc_destroy(made)
-            throw EngineError("oneDNN failed to create a reorder for \(what): \(DNNL.name(created))")
+            throw EngineError("oneDNN failed to create \(what): \(DNNL.name(created))")
         }
-        self.primitive = primitive
+        return primitive
     }
 
     /// The memory descriptor the primitive chose for `query` (e.g. `dnnl_query_weights_md`).

@@ -116,7 +116,9 @@ struct Eval: ParsableCommand {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         guard epsilon.value >= 0 && epsilon.value <= 1 else { throw ValidationError("--eps must be in [0, 1], got \(epsilon)") }
-        if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
+        if let stepSize, !(stepSize.value.isFinite && stepSize.value >= 0) {
+            throw ValidationError("--alpha must be a finite number >= 0, got \(stepSize)")
+        }
         if let pgdSteps {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }

@@ -111,9 +111,3 @@ func tinyReferenceRun(_ prefix: String, arguments: (URL, URL) -> [String]) throw
     return (data, run)
 }
 
-func makeTemporaryDirectory(_ test: XCTestCase, _ prefix: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}

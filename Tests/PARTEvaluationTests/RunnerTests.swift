@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTAttacks
 import PARTEngine
@@ -85,7 +86,7 @@ final class RunnerTests: XCTestCase {
     }
 
     func testSHA256OfKnownInputs() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let abc = dir.appendingPathComponent("abc")
         try Data("abc".utf8).write(to: abc)
         XCTAssertEqual(try EvaluationHeader.hash(of: abc), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

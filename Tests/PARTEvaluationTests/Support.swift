@@ -89,12 +89,6 @@ struct Setup {
     func run() throws -> EvaluationSummary { try runner().run() }
 }
 
-func temporaryDirectory(_ test: XCTestCase) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-eval-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}
 
 /// Writes `data` as MNIST-format test files (t10k-images/labels-idx*-ubyte) into `dir`.
 func writeIDX(_ data: ImageDataset, to dir: URL) throws {
