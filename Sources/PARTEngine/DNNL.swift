@@ -241,6 +241,22 @@ final class ReorderedWeights: LayoutBridge {
     }
 }
 
+/// What a layer with weights (convolution, inner product) builds for one input shape: the
+/// forward primitive with its weights' reorder, and the backward ones, built on first use.
+class LayerPlan {
+    let forward: DNNLPrimitive
+    let forwardWeights: ReorderedWeights
+    var backwardData: DNNLPrimitive?
+    var backwardDataWeights: ReorderedWeights?
+    var backwardWeights: DNNLPrimitive?
+    var weightGradient: GradientReorder?
+
+    init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights) {
+        self.forward = forward
+        self.forwardWeights = forwardWeights
+    }
+}
+
 /// Brings a gradient produced in a primitive's chosen layout back to the plain layout.
 final class GradientReorder: LayoutBridge {
     init(from chosen: dnnl_memory_desc_t, to plain: dnnl_memory_desc_t, what: String) throws {

@@ -10,6 +10,10 @@ extension ExitCoded {
     public static var badArgumentStatus: Int32 { 64 }
 }
 
-extension OutputPathError: ExitCoded {
+/// An output path a command must not write (`OutputPath.check`), in one sentence naming the
+/// flag, the path and what to change: a usage error.
+public struct OutputPathError: ExitCoded, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
     public var exitCode: Int32 { Self.badArgumentStatus }
 }

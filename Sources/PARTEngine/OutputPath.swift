@@ -5,13 +5,6 @@ import Glibc
 import Darwin
 #endif
 
-/// An output path a command must not write, in one sentence naming the flag, the path and what
-/// to change (a usage error: exit code 64).
-public struct OutputPathError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The one check every command makes of the files it is about to write, before any work.
 ///
 /// Outputs are written as a temporary file renamed over the path, which replaces whatever was
