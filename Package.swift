@@ -61,14 +61,14 @@ let package = Package(
         .executableTarget(name: "quickstart", dependencies: ["PARTTraining", "PARTAttacks", "PARTData", "PARTEngine"],
                           path: "Examples/Quickstart"),
 
-        // Running the built `part` from tests, shared by the test targets that do.
+        // What several test targets share: running the built `part`, temporary directories.
         .target(name: "PARTTestSupport", path: "Tests/PARTTestSupport"),
-        .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine"]),
+        .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine", "PARTTestSupport"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
         .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "PARTEvaluation", "part"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
-        .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining"]),
+        .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining", "PARTTestSupport"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTTestSupport", "PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.
@@ -81,6 +81,5 @@ let package = Package(
         .testTarget(name: "PARTDistributedTests", dependencies: ["PARTTestSupport", "PARTDistributed", "PARTData", "PARTNN", "PARTEngine", "PARTTraining", "part"]),
         // The fuzz targets in-process over the committed corpus, regressions and mutations.
         .testTarget(name: "PARTFuzzingTests", dependencies: ["PARTFuzzing", "PARTEngine", "PARTNN", "PARTData", "PARTEvaluation"]),
-    ],
-    swiftLanguageModes: [.v5]
+    ]
 )

@@ -132,11 +132,12 @@ enum DataFuzz {
     /// Decoding allocates `width * height * channels` bytes; the readers refuse nothing by size
     /// (a real image may be large), so images over 16 megapixels are only header-read here.
     static let largestDecoded = 1 << 24
-    static let jpeg = try? JPEGDecoder()
 
     /// PNG or JPEG by the file's first bytes; the first input byte picks grey or RGB output.
     static func runImage(_ input: [UInt8]) throws {
         guard let mode = input.first else { return }
+        // A decoder per input: a TurboJPEG handle is not to be shared between threads.
+        let jpeg = try? JPEGDecoder()
         let channels = mode & 1 == 0 ? 1 : 3
         let body = Array(input.dropFirst())
         try body.withUnsafeBytes { bytes in

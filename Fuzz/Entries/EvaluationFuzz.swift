@@ -41,7 +41,8 @@ enum EvaluationFuzz {
 
     /// One runner for every input (building the model's kernels anew each time would dominate):
     /// running an evaluation changes neither the model nor the runner.
-    static let runner: EvaluationRunner? = {
+    // Safe: the fuzz driver and the tests hand this target one input at a time, from one thread.
+    nonisolated(unsafe) static let runner: EvaluationRunner? = {
         guard let dataset,
               let stages = try? AttackCatalog.standard.stages("natural,fgsm", defaults: .init(epsilon: 0.1, alpha: 0.025))
         else { return nil }

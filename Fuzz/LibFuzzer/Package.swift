@@ -22,6 +22,5 @@ let package = Package(
             name: "fuzz-\(name)",
             dependencies: ["CLibFuzzer", .product(name: "PARTFuzzing", package: root.lastPathComponent.lowercased())],
             path: "Targets/\(name)")
-    },
-    swiftLanguageModes: [.v5]
+    }
 )

@@ -13,7 +13,7 @@ import PARTNN
 ///
 /// Adding an attack is one `Entry` in `standard`: its name, keys, a cheap setting for tests,
 /// and a closure that reads its parameters and builds it.
-public struct AttackCatalog {
+public struct AttackCatalog: Sendable {
     /// Values an item falls back on: the evaluation's budget and step size.
     public struct Defaults: Sendable {
         public var epsilon: Float
@@ -25,7 +25,7 @@ public struct AttackCatalog {
     }
 
     /// A named attack with its keys.
-    public struct Entry {
+    public struct Entry: Sendable {
         public let name: String
         public let summary: String
         public let keys: [String]
@@ -34,10 +34,10 @@ public struct AttackCatalog {
         /// Builds the attack from the item's parameters; returns it with its nominal cost in
         /// model passes per point (a forward and an input backward count as 3), which weighs
         /// progress and ETA.
-        public let build: (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)
+        public let build: @Sendable (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)
 
         public init(_ name: String, _ summary: String, keys: [String], quick: String,
-                    build: @escaping (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)) {
+                    build: @escaping @Sendable (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)) {
             self.name = name
             self.summary = summary
             self.keys = keys

@@ -30,10 +30,7 @@ public struct OfficialRule: MapRule {
     public var name: String { "official" }
 
     public func budgets(_ upsampled: Tensor, channels: Int, epsilon: Float, epsilonLow: Float) throws -> Tensor {
-        guard channels == 3 else {
-            throw CAMError("the official map rule colours maps as RGB and needs 3-channel images, these have "
-                           + "\(channels) channel\(channels == 1 ? "" : "s"): use --map-rule zscore")
-        }
+        if let problem = MapRuleName.official.channelProblem(channels: channels) { throw CAMError(problem) }
         return BudgetMaps.official(upsampled, epsilon: epsilon, epsilonLow: epsilonLow)
     }
 }
@@ -51,6 +48,14 @@ public enum MapRuleName: String, CaseIterable, Codable, Sendable {
 
     /// Whether the rule can build budgets for images with `channels` channels.
     public func accepts(channels: Int) -> Bool { self == .zscore || channels == 3 }
+
+    /// Why the rule cannot build budgets for the `channels`-channel images named `images` (a
+    /// dataset's name), nil when it can: the one sentence of every command and layer that checks.
+    public func channelProblem(channels: Int, images: String = "these images") -> String? {
+        guard !accepts(channels: channels) else { return nil }
+        return "--map-rule \(rawValue) colours maps as RGB and needs 3-channel images; \(images) has \(channels) "
+            + "channel\(channels == 1 ? "" : "s"): use --map-rule zscore"
+    }
 }
 
 /// The whole CAM-to-budget path of PART: maps of the predicted classes at the CAM layer, bicubic

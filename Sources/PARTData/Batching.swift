@@ -66,9 +66,9 @@ public struct Batch: Sendable {
 /// for more than its own share of a core. Prefetching changes no result: every draw is keyed by
 /// (seed, dataset index, epoch), and the same code builds a batch on either thread.
 public final class Batcher: Sequence, IteratorProtocol {
-    /// Whether batchers prefetch unless told otherwise (process-wide; `part data bench` turns it
-    /// off to measure the difference).
-    public static let prefetchByDefault = Locked(true)
+    /// Whether batchers prefetch unless told otherwise, bound for a scope (`part data bench` turns
+    /// it off to measure the difference).
+    @TaskLocal public static var prefetchByDefault = true
 
     /// The nice value of the producer thread (0: the same priority as training).
     public static var producerNice: Int32 { 10 }
@@ -88,6 +88,7 @@ public final class Batcher: Sequence, IteratorProtocol {
     private let pipe: Pipe?
 
     /// Hands one finished batch from the producer thread to the consumer.
+    // Safe: `ready` and `cancelled` are read and written only while `condition` is locked.
     private final class Pipe: @unchecked Sendable {
         let condition = NSCondition()
         var ready: Batch?
@@ -106,12 +107,15 @@ public final class Batcher: Sequence, IteratorProtocol {
         self.seed = seed
         self.epoch = epoch
         self.augment = augment && !dataset.augmentation.isIdentity
-        self.prefetches = (prefetch ?? Batcher.prefetchByDefault.value) && batches.count > 1
+        self.prefetches = (prefetch ?? Batcher.prefetchByDefault) && batches.count > 1
         if prefetches {
             let pipe = Pipe()
             self.pipe = pipe
             let make = self.maker(threaded: false)
             let count = batches.count
+            // The engine settings of this scope (an allocation reads `Optimizations`), which a
+            // thread of its own does not inherit.
+            let settings = EngineSettings.current
             let thread = Thread {
                 // A lower scheduling priority for this thread only (Linux keeps nice values per
                 // thread): when the cores are busy training, the engine's workers go first and
@@ -119,17 +123,19 @@ public final class Batcher: Sequence, IteratorProtocol {
                 #if os(Linux)
                 _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Batcher.producerNice)
                 #endif
-                for k in 0..<count {
-                    let built = make(k)
-                    pipe.condition.lock()
-                    while pipe.ready != nil && !pipe.cancelled { pipe.condition.wait() }
-                    if pipe.cancelled {
+                settings.bind {
+                    for k in 0..<count {
+                        let built = make(k)
+                        pipe.condition.lock()
+                        while pipe.ready != nil && !pipe.cancelled { pipe.condition.wait() }
+                        if pipe.cancelled {
+                            pipe.condition.unlock()
+                            return
+                        }
+                        pipe.ready = built
+                        pipe.condition.broadcast()
                         pipe.condition.unlock()
-                        return
                     }
-                    pipe.ready = built
-                    pipe.condition.broadcast()
-                    pipe.condition.unlock()
                 }
             }
             thread.name = "part-prefetch"

@@ -7,6 +7,8 @@ import Glibc
 /// A block of bytes that is either owned (allocated, filled by a loader) or a read-only
 /// memory mapping of a file. Datasets keep their pixels in one, so a decoded cache is
 /// mapped, not read, and a prefix of a dataset shares its parent's memory.
+// Safe: the bytes are written only by the loader that allocates the buffer (through the
+// module-internal `mutablePointer`) before anything shares it; afterwards they are only read.
 public final class ByteBuffer: @unchecked Sendable {
     public let count: Int
     private let base: UnsafeMutableRawPointer?

@@ -34,7 +34,7 @@ public enum MATFile {
 
     /// One variable. Numeric variables carry their real part: `count` values of `type` at
     /// `offset` in `buffer` (column-major).
-    public struct Variable: @unchecked Sendable {
+    public struct Variable: Sendable {
         public let name: String
         /// The MATLAB class (6 double, 9 uint8, ...).
         public let classID: Int

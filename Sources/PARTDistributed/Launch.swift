@@ -27,6 +27,7 @@ public enum Distributed {
     }
 
     private static let lock = NSLock()
+    // Safe: read and written only while `lock` is held (every use below takes it).
     nonisolated(unsafe) private static var shared: Communicator?
 
     /// The process's communicator: Open MPI when launched by `mpirun` (or when `required`, as
@@ -85,7 +86,10 @@ public enum Distributed {
     /// The message a rank prints when the launcher stops it with SIGTERM (what `mpirun` sends
     /// to the surviving ranks when one rank dies), built before any signal arrives so that the
     /// handler only calls async-signal-safe `write` and `_exit`.
+    // Safe: written once before the signal handlers are installed; the handler only reads it.
     nonisolated(unsafe) private static var stopMessage: UnsafeMutablePointer<CChar>?
+    // Safe: a word-sized store the signal handler reads (a lock is not async-signal-safe); it
+    // only ever goes from the message's length to 0, and either value gives a whole message or none.
     nonisolated(unsafe) private static var stopMessageLength = 0
 
     /// After a rank has said why the job stops (ranks that disagree), a SIGTERM from the launcher

@@ -11,7 +11,7 @@ import Foundation
 enum DNNL {
     /// The CPU engine and the in-order stream every primitive runs on (nil if oneDNN could not
     /// create them; every op then fails with an `EngineError`).
-    private static let handles: Result<(dnnl_engine_t, dnnl_stream_t), EngineError> = {
+    private static let handles: Result<Handles, EngineError> = {
         var e: dnnl_engine_t?
         var status = dnnl_engine_create(&e, dnnl_cpu, 0)
         guard status == dnnl_success, let engine = e else {
@@ -22,11 +22,19 @@ enum DNNL {
         guard status == dnnl_success, let stream = s else {
             return .failure(EngineError("oneDNN failed to create a stream: \(name(status))"))
         }
-        return .success((engine, stream))
+        return .success(Handles(engine: engine, stream: stream))
     }()
 
-    static func engine() throws -> dnnl_engine_t { try handles.get().0 }
-    static func stream() throws -> dnnl_stream_t { try handles.get().1 }
+    /// The two C handles, made once and never freed or replaced.
+    // Safe: oneDNN lets any thread build primitives on a CPU engine, and every execution on the
+    // stream holds `executionLock`; the handles themselves never change.
+    private struct Handles: @unchecked Sendable {
+        let engine: dnnl_engine_t
+        let stream: dnnl_stream_t
+    }
+
+    static func engine() throws -> dnnl_engine_t { try handles.get().engine }
+    static func stream() throws -> dnnl_stream_t { try handles.get().stream }
 
     /// Serialises executions: oneDNN already spreads each primitive over every core, and a
     /// primitive's cached memory objects are re-bound per call.
@@ -96,13 +104,7 @@ final class DNNLPrimitive {
         try DNNL.check(status, "create the primitive descriptor for \(what)")
         guard let made = pd else { throw EngineError("oneDNN returned no primitive descriptor for \(what)") }
         self.pd = made
-        var p: dnnl_primitive_t?
-        let created = dnnl_primitive_create(&p, made)
-        guard created == dnnl_success, let primitive = p else {
-            dnnl_primitive_desc_destroy(made)
-            throw EngineError("oneDNN failed to create the primitive for \(what): \(DNNL.name(created))")
-        }
-        self.primitive = primitive
+        primitive = try Self.primitive(of: made, "the primitive for \(what)")
     }
 
     /// A reorder between two layouts of the same logical tensor.
@@ -116,13 +118,19 @@ final class DNNLPrimitive {
                        "create a reorder for \(what)")
         guard let made = pd else { throw EngineError("oneDNN returned no reorder for \(what)") }
         self.pd = made
+        primitive = try Self.primitive(of: made, "a reorder for \(what)")
+    }
+
+    /// The primitive of the descriptor `made`; on failure `made` is freed (the caller's
+    /// `deinit` will not run) and the error names `what`.
+    private static func primitive(of made: dnnl_primitive_desc_t, _ what: String) throws -> dnnl_primitive_t {
         var p: dnnl_primitive_t?
         let created = dnnl_primitive_create(&p, made)
         guard created == dnnl_success, let primitive = p else {
             dnnl_primitive_desc_destroy(made)
-            throw EngineError("oneDNN failed to create a reorder for \(what): \(DNNL.name(created))")
+            throw EngineError("oneDNN failed to create \(what): \(DNNL.name(created))")
         }
-        self.primitive = primitive
+        return primitive
     }
 
     /// The memory descriptor the primitive chose for `query` (e.g. `dnnl_query_weights_md`).
@@ -230,6 +238,22 @@ final class ReorderedWeights: LayoutBridge {
             }
         }
         return buffer.pointer
+    }
+}
+
+/// What a layer with weights (convolution, inner product) builds for one input shape: the
+/// forward primitive with its weights' reorder, and the backward ones, built on first use.
+class LayerPlan {
+    let forward: DNNLPrimitive
+    let forwardWeights: ReorderedWeights
+    var backwardData: DNNLPrimitive?
+    var backwardDataWeights: ReorderedWeights?
+    var backwardWeights: DNNLPrimitive?
+    var weightGradient: GradientReorder?
+
+    init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights) {
+        self.forward = forward
+        self.forwardWeights = forwardWeights
     }
 }
 

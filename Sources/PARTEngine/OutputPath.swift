@@ -5,13 +5,6 @@ import Glibc
 import Darwin
 #endif
 
-/// An output path a command must not write, in one sentence naming the flag, the path and what
-/// to change (a usage error: exit code 64).
-public struct OutputPathError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The one check every command makes of the files it is about to write, before any work.
 ///
 /// Outputs are written as a temporary file renamed over the path, which replaces whatever was
@@ -47,23 +40,18 @@ public enum OutputPath {
         }
     }
 
-    private static let readLock = NSLock()
-    nonisolated(unsafe) private static var read = Set<FileID>()
+    private static let read = Locked(Set<FileID>())
 
     /// Records a file this process has read (the readers of outside files call it), so that a
     /// later `check` refuses it as an output even when no flag named it (a file of a `--data`
     /// folder).
     public static func noteInput(device: UInt64, inode: UInt64) {
-        readLock.lock()
-        read.insert(FileID(device: device, inode: inode))
-        readLock.unlock()
+        _ = read.withLock { $0.insert(FileID(device: device, inode: inode)) }
     }
 
     /// Whether this process has read the file `id`.
     static func wasRead(_ id: FileID) -> Bool {
-        readLock.lock()
-        defer { readLock.unlock() }
-        return read.contains(id)
+        read.withLock { $0.contains(id) }
     }
 
     /// Checks `outputs` against each other and against `inputs` (paths of files or folders the

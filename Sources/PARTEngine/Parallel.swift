@@ -5,42 +5,44 @@ import Foundation
 import Glibc
 #endif
 
-/// Process-wide engine settings: how many threads the kernels use.
+/// The engine's threads, the precision of attack and CAM passes, and what the CPU offers.
 ///
 /// oneDNN threads with OpenMP (Debian's build links libgomp); the element-wise ops of this
 /// engine split their loops over the same number of workers, on the same OpenMP threads
 /// (`OpenMPTeam`). The two never run at the same time: every op waits for its oneDNN primitive
-/// before returning, and element-wise loops run between primitives.
+/// before returning, and element-wise loops run between primitives. The settings are bound for
+/// a scope, not set for the process (`EngineSettings`).
 public enum Engine {
-    /// Worker threads of every op; defaults to the machine's active cores.
-    public static var threads: Int {
-        get { Parallel.width.value }
-    }
+    /// The thread count bound by `withThreads` (nil outside every such scope).
+    @TaskLocal static var boundThreads: Int?
 
-    /// Sets the thread count of oneDNN (through OpenMP's `omp_set_num_threads`) and of the
-    /// element-wise ops. Results are identical for a given count; reductions are also
+    /// Worker threads of every op in this scope; the machine's active cores unless
+    /// `withThreads` binds another count.
+    public static var threads: Int { boundThreads ?? availableCores }
+
+    /// Runs `body` with `n` worker threads for oneDNN and for the element-wise ops, then
+    /// restores the count outside. Results are identical for a given count; reductions are also
     /// identical across counts, because their partial sums follow fixed chunks.
-    public static func setThreads(_ n: Int) {
+    ///
+    /// OpenMP keeps its thread count per thread (`omp_set_num_threads` sets the calling
+    /// thread's), so binding it here changes the parallel regions this thread starts and no
+    /// other thread's.
+    public static func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
         let count = Swift.max(1, n)
-        Parallel.width.value = count
-        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") {
-            typealias SetThreads = @convention(c) (Int32) -> Void
-            unsafeBitCast(symbol, to: SetThreads.self)(Int32(count))
-        }
+        let outer = OpenMPTeam.maxThreads()
+        OpenMPTeam.setThreads(count)
+        defer { if let outer { OpenMPTeam.setThreads(outer) } }
+        return try $boundThreads.withValue(count, operation: body)
     }
 
     /// Cores the process may run on.
     public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    private static let precision = Locked(DType.f32)
-
     /// Element type of the passes that attacks and class activation maps run (`--precision`):
-    /// f32, or bf16 where the CPU has bfloat16 instructions. Training's own forward and
-    /// backward passes have their own setting (`TrainingConfig.trainPrecision`).
-    public static var attackPrecision: DType {
-        get { precision.value }
-        set { precision.value = newValue }
-    }
+    /// f32, or bf16 where the CPU has bfloat16 instructions, bound for a scope with
+    /// `Engine.$attackPrecision.withValue(.bf16) { ... }`. Training's own forward and backward
+    /// passes have their own setting (`TrainingConfig.trainPrecision`).
+    @TaskLocal public static var attackPrecision: DType = .f32
 
     /// Whether oneDNN runs bfloat16 kernels natively on this CPU (AVX-512 BF16 or AMX).
     public static var supportsBF16: Bool {
@@ -65,6 +67,8 @@ public enum Engine {
 }
 
 /// A value behind a lock, for the few process-wide counters and caches of the engine.
+// Safe: `stored` is read and written only while `lock` is held, and `withLock` hands it out
+// only for the duration of its body.
 public final class Locked<Value>: @unchecked Sendable {
     private var stored: Value
     private let lock = NSLock()
@@ -90,15 +94,14 @@ public final class Locked<Value>: @unchecked Sendable {
 /// reduction that sums its chunks' partial results in chunk order gives the same bits whatever
 /// the number of threads.
 public enum Parallel {
-    static let width = Locked(ProcessInfo.processInfo.activeProcessorCount)
-
     /// Calls `body` on consecutive sub-ranges of `0..<count` of at most `grain` elements, on
-    /// all workers when there is more than one chunk.
+    /// all workers when there is more than one chunk. The worker count is read here, on the
+    /// calling thread (`Engine.threads`): the workers do not see the caller's task-local settings.
     public static func forEach(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let g = Swift.max(1, grain)
         let chunks = (count + g - 1) / g
-        let workers = Swift.min(width.value, chunks)
+        let workers = Swift.min(Engine.threads, chunks)
         if workers <= 1 {
             body(0..<count)
             return
@@ -114,9 +117,18 @@ public enum Parallel {
             if let team = OpenMPTeam.shared {
                 team.run(workers, share)
             } else {
-                DispatchQueue.concurrentPerform(iterations: workers, execute: share)
+                let shared = LoopBody(call: share)
+                DispatchQueue.concurrentPerform(iterations: workers) { shared.call($0) }
             }
         }
+    }
+
+    /// A loop body handed to Dispatch's workers, as the OpenMP path hands it to OpenMP's.
+    // Safe: `concurrentPerform` returns only after every call has finished, and each call gets
+    // its own share of the range; a body that writes shared memory writes each index once,
+    // which is `forEach`'s contract with its callers on either path.
+    private struct LoopBody: @unchecked Sendable {
+        let call: (Int) -> Void
     }
 
     /// Calls `body(i)` for every `i` in `0..<count` (rows, images), spread over the workers
@@ -169,14 +181,14 @@ public enum Optimizations {
         case windows
     }
 
-    private static let disabled = Locked(Set<Name>())
+    /// The optimisations turned off in this scope (none outside every scope).
+    @TaskLocal public static var disabled: Set<Name> = []
 
-    public static func isEnabled(_ name: Name) -> Bool { !disabled.value.contains(name) }
+    public static func isEnabled(_ name: Name) -> Bool { !disabled.contains(name) }
 
-    public static func set(_ name: Name, enabled: Bool) {
-        disabled.withLock { d in
-            if enabled { d.remove(name) } else { d.insert(name) }
-        }
+    /// Runs `body` with `names` turned off, besides those already off in this scope.
+    public static func without<R>(_ names: some Sequence<Name>, _ body: () throws -> R) rethrows -> R {
+        try $disabled.withValue(disabled.union(names), operation: body)
     }
 }
 
@@ -188,6 +200,7 @@ public enum Optimizations {
 /// Running the loops as OpenMP parallel regions of libgomp's `GOMP_parallel` (what a
 /// `#pragma omp parallel` compiles to) keeps one team of hot threads for everything.
 /// Nil where the symbols are absent (another OpenMP runtime); Dispatch is used then.
+// Safe: immutable after `init` (three C function pointers looked up once).
 final class OpenMPTeam: @unchecked Sendable {
     typealias Region = @convention(c) (UnsafeMutableRawPointer?) -> Void
     private typealias Parallel = @convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
@@ -198,6 +211,20 @@ final class OpenMPTeam: @unchecked Sendable {
     private let teamSize: Query
 
     static let shared: OpenMPTeam? = OpenMPTeam()
+
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+
+    /// `omp_set_num_threads` for the calling thread, where OpenMP is loaded.
+    static func setThreads(_ count: Int) {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") else { return }
+        unsafeBitCast(symbol, to: SetThreads.self)(Int32(count))
+    }
+
+    /// `omp_get_max_threads` of the calling thread (nil without OpenMP).
+    static func maxThreads() -> Int? {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads") else { return nil }
+        return Int(unsafeBitCast(symbol, to: Query.self)())
+    }
 
     private init?() {
         let all = UnsafeMutableRawPointer(bitPattern: 0)

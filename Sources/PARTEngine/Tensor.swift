@@ -20,6 +20,8 @@ public enum DType: String, Sendable, Codable {
 /// `Tensor` has value semantics: storage is shared until a mutation, which copies it if
 /// another tensor still refers to it (copy on write). Element access from Swift
 /// (`readPointer`, `scalars`, the buffer-pointer methods) is for `f32` tensors only.
+// Safe: a tensor is a value; a mutation first copies storage that another tensor still refers
+// to (copy on write), so two threads holding copies never write the same memory.
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]
     @usableFromInline var storage: TensorStorage
@@ -157,6 +159,7 @@ public struct Tensor: @unchecked Sendable {
 /// activations at batch 128 exceed) would otherwise be unmapped when freed and mapped again,
 /// page-faulting on every first touch; reusing them makes the steady state allocation-free.
 /// The pool holds at most `limit` bytes and only buffers of at least 64 KiB.
+// Safe: `free` and `pooledBytes` are touched only while `lock` is held; `limit` is a constant.
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
 
@@ -164,7 +167,7 @@ public final class BufferPool: @unchecked Sendable {
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var pooledBytes = 0
     /// Most bytes kept for reuse (default 2 GiB).
-    public var limit = 2 << 30
+    public let limit = 2 << 30
     private static let smallest = 64 << 10
 
     /// Bytes currently held for reuse.

@@ -24,18 +24,9 @@ public final class NPYFile {
 
     deinit { try? handle.close() }
 
-    /// The 1.0 header: magic, version, little-endian length, and the dict padded with spaces to
-    /// a multiple of 64 bytes, ending in a newline.
+    /// The 1.0 header `numpy.save` writes for this shape and element type.
     static func header(shape: [Int], descr: String = "<f4") -> Data {
-        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
-        let unpadded = 10 + dict.utf8.count + 1
-        dict += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        let length = UInt16(dict.utf8.count)
-        data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
-        data.append(contentsOf: Array(dict.utf8))
-        return data
+        Data(NPYFormat.header(shape: shape, descr: descr))
     }
 
     /// Writes `labels` as an int64 `.npy` vector (replacing any file at `url`): the labels saved
@@ -135,38 +126,34 @@ public final class NPYFile {
         } catch let error as FileInputError {
             throw EvaluationError(error.description)
         }
-        let data = Data(bytes)
-        guard data.count >= 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else {
-            throw EvaluationError("\(url.path) is not a .npy file")
+        let header: NPYFormat.Header
+        do {
+            header = try bytes.withUnsafeBytes { try NPYFormat.header($0, fortranAllowed: true) }
+        } catch let error as NPYFormat.Problem {
+            switch error.kind {
+            case .notNPY, .truncatedHeader, .unsupportedVersion: throw EvaluationError("\(url.path) is not a .npy file")
+            case .shapeNotIntegers(let text), .negativeDimension(_, let text):
+                throw EvaluationError("\(url.path): its shape (\(messageText(text, limit: 60))) is not a tuple of "
+                                      + "non-negative integers")
+            case .tooLarge(let shape, _): throw EvaluationError("\(url.path): its shape \(shape) is too large")
+            case .unreadable: throw EvaluationError("\(url.path): unreadable .npy header: \(messageText(error.header, limit: 60))")
+            default: throw EvaluationError("\(url.path) is not a C-order float32 .npy file")
+            }
         }
-        let length = Int(data[8]) | Int(data[9]) << 8
-        guard data.count >= 10 + length, let dict = String(data: data.subdata(in: 10..<(10 + length)), encoding: .ascii),
-              dict.contains("'descr': '<f4'"), dict.contains("'fortran_order': False"),
-              let open = dict.range(of: "'shape': ("), let close = dict[open.upperBound...].firstIndex(of: ")") else {
+        guard header.descr == "<f4", !header.fortranOrder else {
             throw EvaluationError("\(url.path) is not a C-order float32 .npy file")
         }
-        let text = dict[open.upperBound..<close]
-        var shape = [Int]()
-        var count = 1
-        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
-            guard let d = Int(part), d >= 0 else {
-                throw EvaluationError("\(url.path): its shape (\(messageText(String(text), limit: 60))) is not a tuple of "
-                                      + "non-negative integers")
-            }
-            let (product, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw EvaluationError("\(url.path): its shape \(shape + [d]) is too large") }
-            shape.append(d)
-            count = product
-        }
-        let (byteCount, overflow) = count.multipliedReportingOverflow(by: 4)
-        guard !overflow, data.count - 10 - length == byteCount else {
-            throw EvaluationError("\(url.path) holds \(data.count - 10 - length) data bytes, its shape \(shape) needs "
-                                  + (overflow ? "more" : "\(byteCount)"))
+        let shape = header.shape, available = bytes.count - header.dataOffset
+        guard let byteCount = header.byteCount, available == byteCount else {
+            throw EvaluationError("\(url.path) holds \(available) data bytes, its shape \(shape) needs "
+                                  + (header.byteCount.map(String.init) ?? "more"))
         }
         var out = Tensor(shape: shape)
         out.withUnsafeMutableBufferPointer { p in
-            data.subdata(in: (10 + length)..<data.count).withUnsafeBytes { raw in
-                if count > 0 { UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: byteCount) }
+            bytes.withUnsafeBytes { raw in
+                if byteCount > 0 {
+                    UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: raw.baseAddress! + header.dataOffset, byteCount: byteCount)
+                }
             }
         }
         return out

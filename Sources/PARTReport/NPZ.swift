@@ -52,35 +52,34 @@ public struct NPYArray: Equatable {
         return data.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
     }
 
-    /// The `.npy` file (format 1.0): magic, version, header length, the header dict padded with
-    /// spaces to a multiple of 64 bytes and ending in a newline, then the data in C order.
-    public var npy: [UInt8] {
-        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
-        dict += String(repeating: " ", count: (64 - (10 + dict.utf8.count + 1) % 64) % 64) + "\n"
-        let length = UInt16(dict.utf8.count)
-        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)] + Array(dict.utf8) + data
-    }
+    /// The `.npy` file (format 1.0, as `numpy.save` writes it): `NPYFormat`'s header, then the
+    /// data in C order.
+    public var npy: [UInt8] { NPYFormat.encode(shape: shape, descr: descr, data: data) }
 
     /// Parses a `.npy` file of one of the three element types written here.
     public static func parse(_ bytes: [UInt8], source: String) throws -> NPYArray {
-        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1..<6]) == Array("NUMPY".utf8), bytes[6] == 1 else {
-            throw ReportError("\(source) is not a NumPy 1.0 .npy file")
+        let header: NPYFormat.Header
+        do {
+            header = try bytes.withUnsafeBytes { try NPYFormat.header($0, fortranAllowed: true) }
+        } catch let error as NPYFormat.Problem {
+            switch error.kind {
+            case .notNPY, .truncatedHeader, .unsupportedVersion: throw ReportError("\(source) is not a NumPy 1.0 .npy file")
+            case .headerBeyondEnd: throw ReportError("\(source): the .npy header is cut short")
+            case .unsupportedType(let descr):
+                throw ReportError("\(source): element type \(messageText(descr)) is not one this reader knows")
+            case .negativeDimension(let shape, _), .tooLarge(_, let shape):
+                throw ReportError("\(source): the .npy header's shape \(shape) describes no array this reader can hold")
+            default: throw ReportError("\(source): the .npy header is not a C-order array header")
+            }
         }
-        let length = Int(bytes[8]) | Int(bytes[9]) << 8
-        guard bytes.count >= 10 + length else { throw ReportError("\(source): the .npy header is cut short") }
-        let header = String(decoding: bytes[10..<(10 + length)], as: UTF8.self)
-        guard let d = header.range(of: "'descr': '"), let dEnd = header[d.upperBound...].firstIndex(of: "'"),
-              header.contains("'fortran_order': False"),
-              let s = header.range(of: "'shape': ("), let sEnd = header[s.upperBound...].firstIndex(of: ")") else {
-            throw ReportError("\(source): the .npy header is not a C-order array header")
+        guard header.major == 1 else { throw ReportError("\(source) is not a NumPy 1.0 .npy file") }
+        guard !header.fortranOrder else { throw ReportError("\(source): the .npy header is not a C-order array header") }
+        let descr = header.descr, shape = header.shape
+        guard ["<f4", "<f8", "<i8"].contains(descr) else {
+            throw ReportError("\(source): element type \(messageText(descr)) is not one this reader knows")
         }
-        let descr = String(header[d.upperBound..<dEnd])
-        let shape = header[s.upperBound..<sEnd].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let size = ["<f4": 4, "<f8": 8, "<i8": 8][descr]
-        guard let size else { throw ReportError("\(source): element type \(descr) is not one this reader knows") }
-        let data = Array(bytes[(10 + length)...])
-        guard data.count == shape.reduce(1, *) * size else {
+        let data = Array(bytes[header.dataOffset...])
+        guard data.count == header.byteCount else {
             throw ReportError("\(source): \(data.count) data bytes for shape \(shape) of \(descr)")
         }
         return NPYArray(shape: shape, descr: descr, data: data)

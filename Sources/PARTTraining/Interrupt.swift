@@ -10,15 +10,24 @@ import Glibc
 public enum Interrupt {
     /// The signal received (0: none). Allocated once, before any handler can run, so the
     /// handler does nothing but one store.
-    private static let received: UnsafeMutablePointer<sig_atomic_t> = {
+    private static let slot: SignalSlot = {
         let p = UnsafeMutablePointer<sig_atomic_t>.allocate(capacity: 1)
         p.initialize(to: 0)
-        return p
+        return SignalSlot(pointer: p)
     }()
+
+    private static var received: UnsafeMutablePointer<sig_atomic_t> { slot.pointer }
+
+    /// The one `sig_atomic_t` the handler writes.
+    // Safe: C makes storing a `sig_atomic_t` in a signal handler and reading it elsewhere
+    // well defined; the memory is allocated once and never freed or moved.
+    private struct SignalSlot: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<sig_atomic_t>
+    }
 
     /// Installs the handlers for SIGINT and SIGTERM (again after an earlier signal).
     public static func install() {
-        _ = received
+        _ = slot
         received.pointee = 0
         for signal in [SIGINT, SIGTERM] {
             var action = sigaction()

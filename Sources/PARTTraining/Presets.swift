@@ -18,9 +18,9 @@ public struct Preset: Sendable {
 /// the project's quick recipe (5 epochs, 2 of burn-in, eps 0.1, eps-low 0.0875, alpha 0.025).
 /// Every preset uses Grad-CAM and the zscore rule.
 public enum Presets {
-    struct Setting {
+    struct Setting: Sendable {
         let dataset, architecture, summary: String
-        let configure: (inout TrainingConfig) -> Void
+        let configure: @Sendable (inout TrainingConfig) -> Void
     }
 
     static func paper(_ c: inout TrainingConfig) {

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,9 +7,10 @@ import Glibc
 /// A problem with a run directory, in one sentence naming it. `badArgument` marks what the
 /// user fixes by changing a flag (`--out`, `--overwrite`, `--resume`: exit code 64); the others
 /// are missing or damaged files (exit code 1).
-public struct RunDirectoryError: Error, CustomStringConvertible {
+public struct RunDirectoryError: ExitCoded, CustomStringConvertible {
     public let description: String
     public let badArgument: Bool
+    public var exitCode: Int32 { badArgument ? Self.badArgumentStatus : 1 }
     public init(_ description: String, badArgument: Bool) {
         self.description = description
         self.badArgument = badArgument

@@ -116,9 +116,8 @@ public final class Trainer {
     public func train(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
                       progress: (Int, Int, Int) -> Void = { _, _, _ in },
                       report: (EpochReport) throws -> Void) throws -> TrainingOutcome {
-        if config.budget == .cam && !config.mapRule.accepts(channels: data.channels) {
-            throw TrainingError("the official map rule colours maps as RGB and needs 3-channel images, \(data.name) has "
-                                + "\(data.channels) channel\(data.channels == 1 ? "" : "s"): use --map-rule zscore")
+        if config.budget == .cam, let problem = config.mapRule.channelProblem(channels: data.channels, images: data.name) {
+            throw TrainingError(problem)
         }
         let split = try TrainingSplit(data, validation: config.validationSplit)
         let check = split.validation ?? heldOut

@@ -62,7 +62,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The element type of the training step's own forward and backward passes (`TrainingPass`);
     /// attack and CAM passes follow `Engine.attackPrecision` instead. Configurations written
     /// before this setting existed read as fp32.
-    @DefaultFP32 public var trainPrecision: TrainPrecision = .fp32
+    @DefaultFP32 public var trainPrecision: PassPrecision = .fp32
 
     /// Precision of the attack and CAM passes (`--precision`); nil: fp32, or what the command
     /// says. Presets set it; recorded so that a resumed run keeps it.
@@ -158,7 +158,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if evalSteps < 0 { return "--eval-steps must be >= 0" }
         if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
         if validationSplit < 0 { return "--val-split must be >= 0" }
-        if let problem = trainPrecision.problemOnThisCPU { return problem }
+        if let problem = trainPrecision.problemOnThisCPU(flag: "--train-precision") { return problem }
         if !GenerationKind.available.contains(generation) {
             return "--generation \(generation.rawValue) is not available in this build "
                 + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
@@ -167,38 +167,33 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     }
 }
 
-/// Precision of a kind of pass: float32, or bfloat16 through oneDNN on CPUs that have it.
+/// Precision of a kind of pass, as the command line and `config.json` name it: float32, or
+/// bfloat16 through oneDNN on CPUs that have it. Training's own passes (`--train-precision`) and
+/// the attack and CAM passes (`--precision`) each have one.
 public enum PassPrecision: String, CaseIterable, Codable, Sendable {
     case fp32, bf16
 
     public var dtype: DType { self == .fp32 ? .f32 : .bf16 }
-}
 
-/// The element type of training's own passes, as the command line and `config.json` name it.
-public enum TrainPrecision: String, Sendable, Codable, CaseIterable {
-    case fp32, bf16
-
-    public var dtype: DType { self == .fp32 ? .f32 : .bf16 }
-
-    /// Why this CPU cannot train in this precision, nil when it can.
-    public var problemOnThisCPU: String? {
+    /// Why this CPU cannot run passes in this precision, nil when it can; `flag` names the
+    /// setting in the sentence.
+    public func problemOnThisCPU(flag: String) -> String? {
         guard self == .bf16 && !Engine.supportsBF16 else { return nil }
-        return "--train-precision bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs \(Engine.instructionSet): "
-            + "use --train-precision fp32"
+        return "\(flag) bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs \(Engine.instructionSet): use \(flag) fp32"
     }
 }
 
-/// A `TrainPrecision` setting that decodes as fp32 when its key is absent (see the
+/// A `PassPrecision` setting that decodes as fp32 when its key is absent (see the
 /// `KeyedDecodingContainer` overload below), so that `config.json` and state files of runs
 /// made before the setting existed still load, as the fp32 runs they were.
 @propertyWrapper
 public struct DefaultFP32: Sendable, Codable, Equatable {
-    public var wrappedValue: TrainPrecision
+    public var wrappedValue: PassPrecision
 
-    public init(wrappedValue: TrainPrecision) { self.wrappedValue = wrappedValue }
+    public init(wrappedValue: PassPrecision) { self.wrappedValue = wrappedValue }
 
     public init(from decoder: Decoder) throws {
-        wrappedValue = try decoder.singleValueContainer().decode(TrainPrecision.self)
+        wrappedValue = try decoder.singleValueContainer().decode(PassPrecision.self)
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -7,9 +7,10 @@ import PARTNN
 
 /// A bad argument found once the command was parsed (exit code 64): a split larger than the
 /// data, a map rule the images cannot take, a CAM layer the model lacks.
-public struct TrainingArgumentError: Error, CustomStringConvertible {
+public struct TrainingArgumentError: ExitCoded, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+    public var exitCode: Int32 { Self.badArgumentStatus }
 }
 
 extension RunPlan {
@@ -97,9 +98,8 @@ public final class TrainingSession {
                                     + "\(savedHeld); its data now gives \(now) and \(held): the files under --data changed")
             }
         }
-        if config.budget == .cam && !config.mapRule.accepts(channels: train.channels) {
-            throw TrainingArgumentError("--map-rule \(config.mapRule.rawValue) needs 3-channel images and \(train.name) "
-                                        + "has \(train.channels) channel\(train.channels == 1 ? "" : "s"): use --map-rule zscore")
+        if config.budget == .cam, let problem = config.mapRule.channelProblem(channels: train.channels, images: train.name) {
+            throw TrainingArgumentError(problem)
         }
     }
 

@@ -7,9 +7,16 @@ import PARTEngine
 import PARTNN
 import PARTTraining
 
-/// A number given as a decimal or a fraction ("0.03", "8/255").
-struct FractionArgument: ExpressibleByArgument {
+/// A budget or step size: a decimal ("0.1") or a fraction ("8/255"), as the user wrote it.
+/// "inf" and "nan" parse, so that the command's range check names the flag and its bounds.
+struct Fraction: ExpressibleByArgument, CustomStringConvertible {
     let value: Float
+    let text: String
+
+    init(_ value: Float) {
+        self.value = value
+        self.text = String(value)
+    }
 
     init?(argument: String) {
         let parts = argument.split(separator: "/", omittingEmptySubsequences: false)
@@ -20,7 +27,10 @@ struct FractionArgument: ExpressibleByArgument {
         } else {
             return nil
         }
+        text = argument
     }
+
+    var description: String { text }
 }
 
 extension TrainingMethod: ExpressibleByArgument {}
@@ -46,10 +56,6 @@ struct OptimizationOptions: ParsableArguments {
             throw ValidationError("unknown optimisation '\(name)' in --without (known: "
                                   + Optimizations.Name.allCases.map(\.rawValue).joined(separator: ", ") + ")")
         }
-    }
-
-    func apply() {
-        for name in without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
     }
 }
 

@@ -86,15 +86,13 @@ struct Bench: ParsableCommand {
     func run() throws {
         try requireOneProcess("bench")
         do {
-            try runBench()
+            try engine.settings(without: optimizations.without).bind { try runBench() }
         } catch {
             throw fail(error)
         }
     }
 
     func runBench() throws {
-        engine.apply()
-        optimizations.apply()
         // The architecture's default input, and the budget of its datasets: 0.1 on grey
         // (Fashion-)MNIST-size images, 8/255 on CIFAR-size colour ones.
         let input = try ModelZoo.architecture(arch.name).defaultInput

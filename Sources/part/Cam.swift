@@ -94,7 +94,9 @@ struct Cam: ParsableCommand {
         if let epsilon, !(epsilon.value >= 0 && epsilon.value <= 1) {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
-        if let epsilonLow, !(epsilonLow.value >= 0) { throw ValidationError("--eps-low must be >= 0, got \(epsilonLow)") }
+        if let epsilonLow, !(epsilonLow.value.isFinite && epsilonLow.value >= 0) {
+            throw ValidationError("--eps-low must be a finite number >= 0, got \(epsilonLow)")
+        }
         try NormalizeOption.validate(normalize)
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out names a PNG file (file.png), got '\(out)'") }
         if let saveMaps, !saveMaps.lowercased().hasSuffix(".npz") {
@@ -133,9 +135,13 @@ struct Cam: ParsableCommand {
 
     func run() throws {
         try requireOneProcess("cam")
+        try engine.settings().bind { try makeMaps() }
+    }
+
+    /// The command's work, under its engine settings.
+    func makeMaps() throws {
         do {
             let started = Date()
-            engine.apply()
             let url = URL(fileURLWithPath: checkpoint)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError("\(checkpoint): no such file")
@@ -177,10 +183,7 @@ struct Cam: ParsableCommand {
             } catch {
                 throw BadArgument("\(error)")
             }
-            guard rule.accepts(channels: test.channels) else {
-                throw BadArgument("--map-rule \(rule.rawValue) needs 3-channel images and \(test.name) has \(test.channels): "
-                                  + "use --map-rule zscore")
-            }
+            if let problem = rule.channelProblem(channels: test.channels, images: test.name) { throw BadArgument(problem) }
             let budget = CAMBudget(method: method.method, rule: rule.rule, layer: layer)
 
             var progress = Progress(quiet: progressOptions.quiet)
@@ -238,19 +241,10 @@ struct Cam: ParsableCommand {
             }
         } catch let exit as ExitCode {
             throw exit
-        } catch let bad as BadArgument {
-            FileHandle.standardError.write(Data("part: error: \(bad.message)\n".utf8))
-            throw ExitCode.validationFailure
         } catch {
             throw fail(error)
         }
     }
-}
-
-/// A bad argument found only after reading the data or the checkpoint (exit code 64).
-struct BadArgument: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
 }
 
 /// The CAM settings and budgets of the run a checkpoint belongs to, from the first of: the

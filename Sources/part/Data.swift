@@ -189,11 +189,12 @@ extension DataCommand {
                                           imageSize: train.height, rng: &initRng)
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("part-data-bench-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: directory) }
-            Batcher.prefetchByDefault.value = prefetch
             Batcher.waitStatistics.value = (0, 0)
             var speed = 0.0
-            try Trainer(config: config, model: model, rng: rng).train(on: train, heldOut: heldOut, runDirectory: directory) {
-                speed = $0.imagesPerSecond
+            try Batcher.$prefetchByDefault.withValue(prefetch) {
+                try Trainer(config: config, model: model, rng: rng).train(on: train, heldOut: heldOut, runDirectory: directory) {
+                    speed = $0.imagesPerSecond
+                }
             }
             let wait = Batcher.waitStatistics.value
             return (speed, wait.seconds / Double(Swift.max(wait.batches, 1)))
@@ -223,7 +224,6 @@ extension DataCommand {
                                                                        round, prefetch ? "on" : "off", speed, wait * 1000).utf8))
                         }
                     }
-                    Batcher.prefetchByDefault.value = true
                     figures = [false, true].map { TrainingFigures(prefetch: $0, imagesPerSecond: speeds[$0] ?? [],
                                                                  waitMillisecondsPerBatch: waits[$0] ?? []) }
                 }

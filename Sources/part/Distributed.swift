@@ -21,23 +21,17 @@ struct DistributedOptions: ParsableArguments {
         }
     }
 
-    /// The job's communicator, or nil for a one-process run. Under MPI, unless `--threads` was
-    /// given, the ranks on one machine share its cores.
-    func start(threads: Int?) throws -> Communicator? {
-        try startCommunicator(required: distributed, threads: threads)
+    /// The job's communicator, or nil for a one-process run.
+    func start() throws -> Communicator? {
+        try startCommunicator(required: distributed)
     }
 }
 
 /// The job's communicator when mpirun started the command (or `required`), nil for a
-/// one-process run. Under MPI, unless `--threads` was given, the ranks on one machine share its
-/// cores.
-func startCommunicator(required: Bool, threads: Int?) throws -> Communicator? {
+/// one-process run (`EngineOptions.settings` shares the cores between the ranks).
+func startCommunicator(required: Bool) throws -> Communicator? {
     guard required || Distributed.launchedByMPI else { return nil }
-    let communicator = try Distributed.communicator(required: true)
-    if threads == nil {
-        Engine.setThreads(max(1, Engine.availableCores / max(1, communicator.localSize)))
-    }
-    return communicator
+    return try Distributed.communicator(required: true)
 }
 
 /// Commands that run in one process (`part cam`, `part report`, `part bench`, `part data`): started

@@ -1,13 +1,9 @@
 import ArgumentParser
+import PARTDistributed
 import PARTEngine
 import PARTTraining
 
-/// Precision of attack and CAM passes, as the command line names it.
-enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
-    case fp32, bf16
-
-    var dtype: DType { self == .fp32 ? .f32 : .bf16 }
-}
+extension PassPrecision: ExpressibleByArgument {}
 
 /// How the engine runs: threads and the precision of attack and CAM passes (docs/conventions.md#1-flags
 ///). Shared by every command that computes.
@@ -19,9 +15,9 @@ struct EngineOptions: ParsableArguments {
     @Option(name: .customLong("precision"),
             help: ArgumentHelp("Precision of attack and CAM passes: fp32, or bf16 on CPUs with AVX-512 BF16 "
                                + "(training's own passes follow --train-precision). (default: fp32, or the preset's)", valueName: "fp32|bf16"))
-    var givenPrecision: PrecisionChoice?
+    var givenPrecision: PassPrecision?
 
-    var precision: PrecisionChoice { givenPrecision ?? .fp32 }
+    var precision: PassPrecision { givenPrecision ?? .fp32 }
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -31,20 +27,25 @@ struct EngineOptions: ParsableArguments {
             throw ValidationError("--threads \(threads) is more than \(most) (4 per core of the \(Engine.availableCores) cores "
                                   + "here, at most 1024); use fewer")
         }
-        if precision == .bf16 && !Engine.supportsBF16 {
-            throw ValidationError("--precision bf16 needs a CPU with AVX-512 BF16 or AMX; this one runs "
-                                  + "\(Engine.instructionSet): use --precision fp32")
-        }
+        if let problem = precision.problemOnThisCPU(flag: "--precision") { throw ValidationError(problem) }
     }
 
-    /// Sets the engine's thread count and attack precision for this process.
-    func apply() {
-        if let threads { Engine.setThreads(threads) }
-        Engine.attackPrecision = precision.dtype
+    /// The engine settings the command runs under (`EngineSettings.bind`): these flags, the
+    /// optimisations `without` names turned off, and, under MPI unless --threads was given, the
+    /// machine's cores shared between the ranks on it.
+    func settings(without: [String] = [], communicator: Communicator? = nil) -> EngineSettings {
+        var settings = EngineSettings.current
+        if let threads {
+            settings.threads = threads
+        } else if let communicator {
+            settings.threads = Swift.max(1, Engine.availableCores / Swift.max(1, communicator.localSize))
+        }
+        settings.attackPrecision = precision.dtype
+        settings.disabled.formUnion(without.compactMap(Optimizations.Name.init))
+        return settings
     }
 }
 
-extension TrainPrecision: ExpressibleByArgument {}
 
 /// `--train-precision` of `part train` and `part bench`: the type of the training step's own
 /// forward and backward passes (`TrainingPass`), separate from `--precision`.
@@ -54,9 +55,9 @@ struct TrainPrecisionOptions: ParsableArguments {
                                + "CPU autocast; weights, their gradients, SGD's momentum, batch-norm statistics and "
                                + "the loss stay fp32). --precision sets attack and CAM passes. (default: fp32)",
                                valueName: "fp32|bf16"))
-    var trainPrecision: TrainPrecision?
+    var trainPrecision: PassPrecision?
 
     func validate() throws {
-        if let problem = trainPrecision?.problemOnThisCPU { throw ValidationError(problem) }
+        if let problem = trainPrecision?.problemOnThisCPU(flag: "--train-precision") { throw ValidationError(problem) }
     }
 }

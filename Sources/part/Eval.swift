@@ -141,7 +141,9 @@ struct Eval: ParsableCommand {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
         try validateModes()
-        if let stepSize, !(stepSize.value >= 0) { throw ValidationError("--alpha must be >= 0, got \(stepSize)") }
+        if let stepSize, !(stepSize.value.isFinite && stepSize.value >= 0) {
+            throw ValidationError("--alpha must be a finite number >= 0, got \(stepSize)")
+        }
         if let pgdSteps {
             guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
@@ -175,13 +177,12 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        engine.apply()
-        optimizations.apply()
         let communicator: Communicator?
-        do { communicator = try startCommunicator(required: distributed, threads: engine.threads) } catch { throw fail(error) }
+        do { communicator = try startCommunicator(required: distributed) } catch { throw fail(error) }
+        let settings = engine.settings(without: optimizations.without, communicator: communicator)
         let refused: String?
         do {
-            refused = try evaluate(communicator)
+            refused = try settings.bind { try evaluate(communicator) }
         } catch let exit as ExitCode {
             // Flag errors are the same on every rank: each stops on its own.
             communicator?.finalize()
@@ -305,7 +306,7 @@ struct Eval: ParsableCommand {
                 print(pad(eps.text) + String(format: "  %6.2f%%  %9.2f%%", 100 * o.cleanAccuracy, 100 * o.robustAccuracy))
             }
         }
-        fflush(stdout)
+        fflush(nil)
         return refusal
     }
 

@@ -70,7 +70,7 @@ extension Eval {
             print(title)
             print(table(summary))
         }
-        fflush(stdout)
+        fflush(nil)
     }
 
     /// The results table: one row per stage and the worst case.

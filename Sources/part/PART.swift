@@ -154,25 +154,6 @@ extension DatasetName: ExpressibleByArgument {}
 extension CIFAR.LabelMode: ExpressibleByArgument {}
 extension NumPyData.Layout: ExpressibleByArgument {}
 
-/// A budget or step size: a decimal ("0.1") or a fraction ("8/255").
-struct Fraction: ExpressibleByArgument, CustomStringConvertible {
-    let value: Float
-    let text: String
-
-    init(_ value: Float) {
-        self.value = value
-        self.text = String(value)
-    }
-
-    init?(argument: String) {
-        guard let v = AttackCatalog.number(argument) else { return nil }
-        value = v
-        text = argument
-    }
-
-    var description: String { text }
-}
-
 /// A seed: a whole number from 0 to 2^64 - 1 ("-1" is read as a value, not as a flag, and
 /// refused saying so).
 func parseSeed(_ text: String) throws -> UInt64 {
@@ -202,10 +183,19 @@ func oneLine(_ text: String) -> String {
     text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
 }
 
-/// Prints `error` as one line on standard error and exits non-zero.
+/// A bad argument found only after reading the data or the checkpoint (exit code 64).
+struct BadArgument: ExitCoded, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+    var exitCode: Int32 { Self.badArgumentStatus }
+}
+
+/// Prints `error` as one line on standard error and exits with the error's own status
+/// (`ExitCoded`), 1 for any other error.
 func fail(_ error: Error) -> ExitCode {
     FileHandle.standardError.write(Data("part: error: \(oneLine("\(error)"))\n".utf8))
-    return ExitCode(1)
+    return ExitCode((error as? ExitCoded)?.exitCode ?? 1)
 }
 
 /// Refuses (as a usage error, before any work) outputs that `OutputPath.check` refuses: not a

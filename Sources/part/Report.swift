@@ -158,8 +158,12 @@ struct Report: ParsableCommand {
 
     func run() throws {
         try requireOneProcess("report")
+        try engine.settings().bind { try writeReport() }
+    }
+
+    /// The command's work, under its engine settings.
+    func writeReport() throws {
         do {
-            engine.apply()
             let run = URL(fileURLWithPath: runDirectory)
             var report = try RunReport.read(runDirectory: run)
             report.environment = Environment.describe(toolVersion: PART.configuration.version)

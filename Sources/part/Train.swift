@@ -135,13 +135,13 @@ struct Train: ParsableCommand {
     var warmupEpochs: Int?
 
     @Option(name: .customLong("eps"), parsing: .unconditional, help: "Budget of important pixels (of every pixel with a constant budget), e.g. 0.1 or 8/255. (default: 0.1)")
-    var epsilon: FractionArgument?
+    var epsilon: Fraction?
 
     @Option(name: .customLong("eps-low"), parsing: .unconditional, help: "Budget of the other pixels with a CAM budget. (default: 0.0875)")
-    var epsilonLow: FractionArgument?
+    var epsilonLow: Fraction?
 
     @Option(name: .customLong("alpha"), parsing: .unconditional, help: "Step size of the generation attack and of the check; with --generation fgsm the FGSM step (default 1.25 eps), the check then stepping eps/4. (default: 0.025)")
-    var stepSize: FractionArgument?
+    var stepSize: Fraction?
 
     @Option(parsing: .unconditional, help: "Attack steps when generating training examples. (default: 10)")
     var steps: Int?
@@ -196,9 +196,8 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        engine.apply()
         let communicator: Communicator?
-        do { communicator = try parallel.start(threads: engine.threads) } catch { throw fail(error) }
+        do { communicator = try parallel.start() } catch { throw fail(error) }
         if let communicator, checkpoints.resume == nil, out == nil {
             throw badArgument("under mpirun, name the run directory with --out (\(communicator.size) ranks must agree on it)")
         }
@@ -207,13 +206,13 @@ struct Train: ParsableCommand {
             job = try resumedJob(resume)
         } else {
             var plan = try newPlan()
-            if plan.options.precision == PrecisionChoice.bf16.rawValue && !Engine.supportsBF16 && engine.givenPrecision == nil {
+            if plan.options.precision == PassPrecision.bf16.rawValue && !Engine.supportsBF16 && engine.givenPrecision == nil {
                 // The preset asks for bf16 passes this CPU lacks: the run computes them in fp32.
                 if Distributed.current?.isRoot ?? true {
                     FileHandle.standardError.write(Data(("warning: preset \(preset ?? "") asks for bf16 attack, CAM and "
                         + "training passes, which this CPU (\(Engine.instructionSet)) lacks: running them in fp32\n").utf8))
                 }
-                plan.options.precision = PrecisionChoice.fp32.rawValue
+                plan.options.precision = PassPrecision.fp32.rawValue
             }
             job = Job(plan: plan, claimed: nil, url: out.map { URL(fileURLWithPath: $0) }, resumed: nil)
         }
@@ -231,18 +230,23 @@ struct Train: ParsableCommand {
     ///
     /// Under mpirun only rank 0 holds the directory; every rank has its path.
     func start(_ job: Job) throws {
-        let plan = job.plan
-        let config = plan.config
-        let resumed = job.resumed != nil
         // The run's engine settings: a resumed run keeps those it recorded unless given again.
-        for name in plan.options.without.compactMap(Optimizations.Name.init) { Optimizations.set(name, enabled: false) }
-        if let precision = PrecisionChoice(rawValue: plan.options.precision) {
+        var settings = engine.settings(without: job.plan.options.without, communicator: Distributed.current)
+        if let precision = PassPrecision(rawValue: job.plan.options.precision) {
             guard precision != .bf16 || Engine.supportsBF16 else {
                 throw badArgument("the run computes its attacks in --precision bf16, which this CPU (\(Engine.instructionSet)) "
                                   + "lacks: give --precision fp32 to continue it in fp32")
             }
-            Engine.attackPrecision = precision.dtype
+            settings.attackPrecision = precision.dtype
         }
+        try settings.bind { try train(job) }
+    }
+
+    /// Trains `job` under the run's engine settings.
+    func train(_ job: Job) throws {
+        let plan = job.plan
+        let config = plan.config
+        let resumed = job.resumed != nil
         do {
             let seedList = plan.seeds
             // Under mpirun, rank 0 alone prints, claims the run directory and writes into it.
@@ -314,7 +318,7 @@ struct Train: ParsableCommand {
                                    100 * r.fullEpsilonFraction, r.imagesPerSecond, r.seconds,
                                    (r.best ? "  best" : "") as NSString))
                 }
-                fflush(stdout)
+                fflush(nil)  // every output stream: C's `stdout` is a global variable Swift 6 refuses
             })
             switch outcome {
             case .alreadyComplete:
@@ -358,10 +362,9 @@ struct Train: ParsableCommand {
         } catch let interrupted as TrainingInterrupted {
             FileHandle.standardError.write(Data("\npart: \(interrupted)\n".utf8))
             throw ExitCode(interrupted.exitCode)
-        } catch let problem as RunDirectoryError where problem.badArgument {
-            throw badArgument(problem.description)
-        } catch let problem as TrainingArgumentError {
-            throw badArgument(problem.description)
+        } catch let problem as ExitCoded where problem.exitCode == ExitCode.validationFailure.rawValue {
+            // A flag to change: every rank meets it alike and stops on its own.
+            throw fail(problem)
         } catch {
             if let communicator = Distributed.current { throw failRank(error, communicator) }
             throw fail(error)
@@ -369,8 +372,5 @@ struct Train: ParsableCommand {
     }
 
     /// Prints a bad-argument sentence found only after reading the data, and exits with 64.
-    func badArgument(_ message: String) -> ExitCode {
-        FileHandle.standardError.write(Data("part: error: \(message)\n".utf8))
-        return ExitCode.validationFailure
-    }
+    func badArgument(_ message: String) -> ExitCode { fail(BadArgument(message)) }
 }

@@ -186,6 +186,8 @@ final class TinyBatchNormNet: ImageClassifier {
 /// A SmallCNN trained (clean) to tell which quadrant of a 20x20 image is bright, trained once
 /// per test process.
 enum TrainedQuadrants {
+    // Safe: XCTest runs the tests of a process one after another on one thread, the only one
+    // that touches this cache.
     nonisolated(unsafe) static var cached: (ImageClassifier, ImageDataset)?
 
     static func dataset(count: Int = 256) throws -> ImageDataset {

@@ -99,7 +99,9 @@ enum QuadrantModel {
         let labels: [Int32]
     }
 
-    static let shared: Result<Trained, Error> = Result { try train() }
+    // Safe: made once (a static's lazy initialisation is atomic) and only read afterwards;
+    // XCTest runs the tests of a process one after another on one thread.
+    nonisolated(unsafe) static let shared: Result<Trained, Error> = Result { try train() }
 
     static func get() throws -> Trained { try shared.get() }
 

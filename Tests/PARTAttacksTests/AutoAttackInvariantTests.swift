@@ -103,14 +103,17 @@ final class AutoAttackInvariantTests: XCTestCase {
     /// (Winograd off: its tiles start at a patch's corner, so its rounding differs), through
     /// squares of every size the schedule reaches in 600 queries and rows that retire.
     func testSquareWindowsGiveTheResultOfFullForwardPasses() throws {
-        Optimizations.set(.winograd, enabled: false)
-        defer { for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) } }
+        try Optimizations.without([.winograd]) { try squareWindowsGiveTheResultOfFullForwardPasses() }
+    }
+
+    func squareWindowsGiveTheResultOfFullForwardPasses() throws {
         let (model, x, labels) = try trainedModelAndImages(16)
         let map = try data.varyingMap(x.shape, scale: 0.5)
         let attack = Square(queries: 600)
         let windowed = try runAttack(attack, model, images: x, labels: labels, budget: map)
-        Optimizations.set(.windows, enabled: false)
-        let full = try runAttack(attack, model, images: x, labels: labels, budget: map)
+        let full = try Optimizations.without([.windows]) {
+            try runAttack(attack, model, images: x, labels: labels, budget: map)
+        }
         XCTAssertEqual(windowed.scalars, full.scalars)
         XCTAssertNotEqual(windowed.scalars, x.scalars)
         let fooled = try correct(model, full, labels).filter { !$0 }.count

@@ -10,14 +10,9 @@ final class PrecisionTests: XCTestCase {
         try XCTSkipUnless(Engine.supportsBF16, "this CPU has no bfloat16 kernels")
     }
 
-    override func tearDown() { Engine.attackPrecision = .f32 }
-
     func inBoth<T>(_ body: () throws -> T) rethrows -> (f32: T, bf16: T) {
-        Engine.attackPrecision = .f32
-        let a = try body()
-        Engine.attackPrecision = .bf16
-        defer { Engine.attackPrecision = .f32 }
-        return (a, try body())
+        (try Engine.$attackPrecision.withValue(.f32, operation: body),
+         try Engine.$attackPrecision.withValue(.bf16, operation: body))
     }
 
     func check(_ architecture: String, channels: Int, side: Int) throws {
@@ -44,12 +39,13 @@ final class PrecisionTests: XCTestCase {
         XCTAssertGreaterThan(Double(agree) / Double(r.f32.1.count), 0.9, "\(architecture) gradient signs")
         XCTAssertLessThan(relativeErrorOf(r.bf16.2, r.f32.2), 0.15, "\(architecture) CAMs")
         // PGD under bf16 stays inside the map and [0, 1], and an all-zero map returns x exactly.
-        Engine.attackPrecision = .bf16
-        let adv = try PGD(steps: 3, stepSize: 0.02).perturb(model, batch, seed: 1)
-        XCTAssertEqual(Perturbation.rowsInside(adv, origin: x, map: batch.budget.values), Array(repeating: true, count: n))
-        var zero = batch
-        zero.budget = try .constant(0, shape: x.shape)
-        XCTAssertEqual(try PGD(steps: 2, stepSize: 0.02).perturb(model, zero, seed: 1).scalars, x.scalars)
+        try Engine.$attackPrecision.withValue(.bf16) {
+            let adv = try PGD(steps: 3, stepSize: 0.02).perturb(model, batch, seed: 1)
+            XCTAssertEqual(Perturbation.rowsInside(adv, origin: x, map: batch.budget.values), Array(repeating: true, count: n))
+            var zero = batch
+            zero.budget = try .constant(0, shape: x.shape)
+            XCTAssertEqual(try PGD(steps: 2, stepSize: 0.02).perturb(model, zero, seed: 1).scalars, x.scalars)
+        }
     }
 
     func testSmallCNN() throws { try check("small-cnn", channels: 1, side: 20) }

@@ -6,12 +6,6 @@ import XCTest
 final class CLITests: XCTestCase {
     func part(_ arguments: [String]) throws -> PartRun { try runPart(arguments) }
 
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     /// Writes a small MNIST-format dataset: images whose class is the bright quadrant.
     func writeDataset(to dir: URL, count: Int) throws {

@@ -8,12 +8,6 @@ import XCTest
 /// bad argument; 1 and one line naming the file for a missing, unreadable or corrupt file or a
 /// non-finite value; never a signal or a trap.
 final class ExitCodeTests: XCTestCase {
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-exit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     /// MNIST-format train and test splits of `count` 28x28 images each.
     func writeDataset(to dir: URL, count: Int = 8) throws {

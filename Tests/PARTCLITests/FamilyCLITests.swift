@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTEngine
 import XCTest

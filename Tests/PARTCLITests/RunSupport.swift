@@ -4,7 +4,9 @@ import XCTest
 
 /// A `part` process whose standard error is read while it runs (to wait for a line, then
 /// signal it).
-final class LivePart {
+// Safe: the pipe handlers and the test thread touch `errText` and `outData` only while `lock`
+// is held; the other properties are constants.
+final class LivePart: @unchecked Sendable {
     let process = Process()
     private let lock = NSLock()
     private var errText = ""
@@ -109,9 +111,3 @@ func tinyReferenceRun(_ prefix: String, arguments: (URL, URL) -> [String]) throw
     return (data, run)
 }
 
-func makeTemporaryDirectory(_ test: XCTestCase, _ prefix: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}

@@ -6,12 +6,6 @@ import XCTest
 
 /// The shared checks commands make before any work (Sources/part/Validation.swift).
 final class ValidationTests: XCTestCase {
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-validation-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     func message(_ body: () throws -> Void) -> String? {
         do { try body() } catch { return "\(error)" }

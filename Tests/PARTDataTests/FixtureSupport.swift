@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import XCTest
 @testable import PARTData
@@ -10,7 +11,8 @@ enum Fixtures {
     static func url(_ path: String) -> URL { directory.appendingPathComponent(path) }
 
     /// data_expected.json.
-    static let expected: [String: Any] = {
+    // Safe: parsed once (a static's initialisation is atomic) and only read afterwards.
+    nonisolated(unsafe) static let expected: [String: Any] = {
         guard let data = try? Data(contentsOf: url("data_expected.json")),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
         return object

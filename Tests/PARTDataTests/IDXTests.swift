@@ -1,3 +1,4 @@
+import PARTTestSupport
 import CZlib
 import PARTEngine
 import Foundation
@@ -39,13 +40,6 @@ func gzipBytes(_ bytes: [UInt8]) -> [UInt8] {
     return Array(output[..<written])
 }
 
-/// A fresh directory removed when the test ends.
-func makeTemporaryDirectory(_ test: XCTestCase) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("partdata-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-    return dir
-}
 
 final class IDXTests: XCTestCase {
     private func assertIDXError(_ body: @autoclosure () throws -> IDXArray, contains fragments: [String],

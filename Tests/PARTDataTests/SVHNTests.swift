@@ -1,3 +1,4 @@
+import PARTTestSupport
 import CZlib
 import Foundation
 import XCTest

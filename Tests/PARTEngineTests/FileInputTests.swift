@@ -1,15 +1,10 @@
+import PARTTestSupport
 import Foundation
 import XCTest
 @testable import PARTEngine
 
 /// Reading files from outside: regular files only, sizes checked first, sentences for errors.
 final class FileInputTests: XCTestCase {
-    private func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("file-input-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
 
     private func assertRefused(_ url: URL, limit: Int = FileInput.defaultLimit, _ fragments: [String],
                                file: StaticString = #filePath, line: UInt = #line) {

@@ -5,11 +5,6 @@ import XCTest
 /// `Parallel` on OpenMP's threads: every index exactly once whatever the thread count, inside
 /// another parallel loop too, and reductions with the same bits for every thread count.
 final class ParallelTests: XCTestCase {
-    override func tearDown() {
-        Engine.setThreads(Engine.availableCores)
-        super.tearDown()
-    }
-
     /// How many times each index of `0..<count` was visited.
     func visits(_ count: Int, grain: Int, nested inner: Int = 0) -> [Int] {
         let counters = UnsafeMutablePointer<Int>.allocate(capacity: count * Swift.max(inner, 1))
@@ -36,18 +31,20 @@ final class ParallelTests: XCTestCase {
 
     func testEveryIndexRunsExactlyOnceForAnyThreadCount() {
         for threads in [1, 2, 3, 5] {
-            Engine.setThreads(threads)
-            for (count, grain) in [(1, 1), (7, 1), (100, 3), (1000, 7), (65_537, 32_768)] {
-                XCTAssertEqual(visits(count, grain: grain), [Int](repeating: 1, count: count),
-                               "threads \(threads), count \(count), grain \(grain)")
+            Engine.withThreads(threads) {
+                for (count, grain) in [(1, 1), (7, 1), (100, 3), (1000, 7), (65_537, 32_768)] {
+                    XCTAssertEqual(visits(count, grain: grain), [Int](repeating: 1, count: count),
+                                   "threads \(threads), count \(count), grain \(grain)")
+                }
             }
         }
     }
 
     func testALoopInsideALoopRunsEveryPairOnce() {
         for threads in [2, 3] {
-            Engine.setThreads(threads)
-            XCTAssertEqual(visits(9, grain: 1, nested: 5), [Int](repeating: 1, count: 45), "threads \(threads)")
+            Engine.withThreads(threads) {
+                XCTAssertEqual(visits(9, grain: 1, nested: 5), [Int](repeating: 1, count: 45), "threads \(threads)")
+            }
         }
     }
 
@@ -58,9 +55,10 @@ final class ParallelTests: XCTestCase {
         }
         var sums = [Double]()
         for threads in [1, 2, 4] {
-            Engine.setThreads(threads)
-            sums.append(values.withUnsafeBufferPointer { v in
-                Parallel.sum(v.count, grain: 1000) { r in r.reduce(0.0) { $0 + v[$1] } }
+            sums.append(Engine.withThreads(threads) {
+                values.withUnsafeBufferPointer { v in
+                    Parallel.sum(v.count, grain: 1000) { r in r.reduce(0.0) { $0 + v[$1] } }
+                }
             })
         }
         XCTAssertEqual(sums[0].bitPattern, sums[1].bitPattern)

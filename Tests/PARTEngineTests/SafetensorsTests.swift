@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import XCTest
 @testable import PARTEngine
@@ -6,13 +7,6 @@ final class SafetensorsTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-    private func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("safetensors-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
 
     /// A file from a header dictionary (serialised here) and raw data bytes.
     private func buildFile(header: Any, data: [UInt8]) throws -> [UInt8] {

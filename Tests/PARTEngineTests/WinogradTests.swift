@@ -64,8 +64,6 @@ final class WinogradTests: XCTestCase {
     /// in batches of 128 leave 104, 52 per rank), and one image; forward and backward-data, with
     /// 1 and 2 threads.
     func testSmallCNNLayersGiveEachExampleTheSameResultInEveryBatchSplit() throws {
-        let threads = Engine.threads
-        defer { Engine.setThreads(threads) }
         for (inC, outC, side) in [(32, 32, 26), (32, 64, 12), (64, 64, 10)] {
             let conv = Convolution(inChannels: inC, outChannels: outC, kernel: 3, bias: true)
             let w = random([outC, inC, 3, 3], scale: 1 / Float(inC * 9).squareRoot())
@@ -73,26 +71,27 @@ final class WinogradTests: XCTestCase {
             let out = conv.outputSide(side)
             let x = random([128, side, side, inC]), dy = random([128, out, out, outC])
             for count in [1, 2] {
-                Engine.setThreads(count)
-                let what = "\(inC)->\(outC) on \(side)x\(side), \(count) thread(s)"
-                let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true, winograd: true)
-                let dx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1, needInputGradient: true,
-                                                         needParameterGradients: false, winograd: true).input)
-                // Winograd rounds differently from the direct kernels: proof that it ran here.
-                let direct = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true)
-                let directDx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1,
-                                                               needInputGradient: true,
-                                                               needParameterGradients: false).input)
-                XCTAssertNotEqual(y.scalars, direct.scalars, "\(what): the forward ran the direct kernels")
-                XCTAssertNotEqual(dx.scalars, directDx.scalars, "\(what): backward-data ran the direct kernels")
-                for rows in [0..<64, 64..<128, 0..<104, 52..<104, 77..<78] {
-                    let part = try conv.forward(x.slice(rows), weight: w, bias: b, weightVersion: 1, relu: true,
-                                                winograd: true)
-                    XCTAssertEqual(part.scalars, y.slice(rows).scalars, "\(what), forward of rows \(rows)")
-                    let g = try XCTUnwrap(try conv.backward(dy.slice(rows), x: x.slice(rows), weight: w, weightVersion: 1,
-                                                            needInputGradient: true, needParameterGradients: false,
-                                                            winograd: true).input)
-                    XCTAssertEqual(g.scalars, dx.slice(rows).scalars, "\(what), backward-data of rows \(rows)")
+                try Engine.withThreads(count) {
+                    let what = "\(inC)->\(outC) on \(side)x\(side), \(count) thread(s)"
+                    let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true, winograd: true)
+                    let dx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1, needInputGradient: true,
+                                                             needParameterGradients: false, winograd: true).input)
+                    // Winograd rounds differently from the direct kernels: proof that it ran here.
+                    let direct = try conv.forward(x, weight: w, bias: b, weightVersion: 1, relu: true)
+                    let directDx = try XCTUnwrap(try conv.backward(dy, x: x, weight: w, weightVersion: 1,
+                                                                   needInputGradient: true,
+                                                                   needParameterGradients: false).input)
+                    XCTAssertNotEqual(y.scalars, direct.scalars, "\(what): the forward ran the direct kernels")
+                    XCTAssertNotEqual(dx.scalars, directDx.scalars, "\(what): backward-data ran the direct kernels")
+                    for rows in [0..<64, 64..<128, 0..<104, 52..<104, 77..<78] {
+                        let part = try conv.forward(x.slice(rows), weight: w, bias: b, weightVersion: 1, relu: true,
+                                                    winograd: true)
+                        XCTAssertEqual(part.scalars, y.slice(rows).scalars, "\(what), forward of rows \(rows)")
+                        let g = try XCTUnwrap(try conv.backward(dy.slice(rows), x: x.slice(rows), weight: w, weightVersion: 1,
+                                                                needInputGradient: true, needParameterGradients: false,
+                                                                winograd: true).input)
+                        XCTAssertEqual(g.scalars, dx.slice(rows).scalars, "\(what), backward-data of rows \(rows)")
+                    }
                 }
             }
         }
@@ -130,9 +129,8 @@ final class WinogradTests: XCTestCase {
         let conv = Convolution(inChannels: 16, outChannels: 16, kernel: 3, bias: false)
         let x = random([2, 9, 9, 16]), w = random([16, 16, 3, 3], scale: 0.1)
         let direct = try conv.forward(x, weight: w, bias: nil, weightVersion: 1)
-        Optimizations.set(.winograd, enabled: false)
-        defer { Optimizations.set(.winograd, enabled: true) }
-        XCTAssertEqual(try conv.forward(x, weight: w, bias: nil, weightVersion: 1, winograd: true).scalars,
-                       direct.scalars)
+        XCTAssertEqual(try Optimizations.without([.winograd]) {
+            try conv.forward(x, weight: w, bias: nil, weightVersion: 1, winograd: true).scalars
+        }, direct.scalars)
     }
 }

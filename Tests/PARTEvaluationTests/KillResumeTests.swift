@@ -7,7 +7,7 @@ import XCTest
 /// with the same files as an uninterrupted run.
 final class KillResumeTests: XCTestCase {
     func testKilledTwiceAndRerunGivesTheSameResults() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let (model, data) = try Quadrants.model()
         try writeIDX(data.prefix(32), to: dir)
         let checkpoint = dir.appendingPathComponent("model.safetensors")

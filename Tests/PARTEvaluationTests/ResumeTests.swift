@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTAttacks
 import PARTEngine
@@ -11,13 +12,15 @@ final class ResumeTests: XCTestCase {
         (dir.appendingPathComponent("\(name).jsonl"), dir.appendingPathComponent("\(name).npy"))
     }
 
+    // Safe: XCTest runs the tests of a process one after another on one thread, the only one
+    // that touches this cache.
     nonisolated(unsafe) static var cached: (summary: EvaluationSummary, results: String, adversarial: Data)?
 
     /// The uninterrupted run the resumed ones must equal (run once per test process; its files
     /// are copied into `dir`).
     func reference(_ dir: URL) throws -> (summary: EvaluationSummary, results: String, adversarial: Data) {
         if Self.cached == nil {
-            let own = try temporaryDirectory(self)
+            let own = try makeTemporaryDirectory(self)
             var setup = Setup()
             (setup.results, setup.adversarial) = files(own, "reference")
             let summary = try setup.run()
@@ -29,7 +32,7 @@ final class ResumeTests: XCTestCase {
     }
 
     func testResultsFileHasAHeaderAndOneLinePerPoint() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let (summary, text, _) = try reference(dir)
         let lines = text.split(separator: "\n")
         XCTAssertEqual(lines.count, 1 + 32)
@@ -44,7 +47,7 @@ final class ResumeTests: XCTestCase {
     }
 
     func testAdversarialFileHoldsTheWorstCaseExamples() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let (summary, _, _) = try reference(dir)
         let adversarial = try NPYFile.read(dir.appendingPathComponent("reference.npy"))
         let (model, data) = try Quadrants.model()
@@ -70,7 +73,7 @@ final class ResumeTests: XCTestCase {
     /// A file cut anywhere (mid-line, after the header, inside the header) continues to the same
     /// per-example results.
     func testTruncatedResultsFileResumesToTheSameFlags() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let (_, text, adversarial) = try reference(dir)
         let bytes = Data(text.utf8)
         let headerEnd = bytes.firstIndex(of: UInt8(ascii: "\n"))! + 1
@@ -105,7 +108,7 @@ final class ResumeTests: XCTestCase {
                 return try attack.perturb(model, batch, seed: seed)
             }
         }
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let (_, text, adversarial) = try reference(dir)
         var setup = Setup()
         (setup.results, setup.adversarial) = files(dir, "crash")
@@ -122,7 +125,7 @@ final class ResumeTests: XCTestCase {
     }
 
     func testAResultsFileOfAnotherEvaluationIsRefusedNamingTheDifference() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         var setup = Setup()
         setup.count = 16
         setup.list = "natural,fgsm"

@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTAttacks
 import PARTEngine
@@ -85,7 +86,7 @@ final class RunnerTests: XCTestCase {
     }
 
     func testSHA256OfKnownInputs() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(self)
         let abc = dir.appendingPathComponent("abc")
         try Data("abc".utf8).write(to: abc)
         XCTAssertEqual(try EvaluationHeader.hash(of: abc), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -111,9 +112,9 @@ final class RunnerTests: XCTestCase {
         }
         // Reduced-precision attack passes hand bf16 images to the wrapper.
         if Engine.supportsBF16 {
-            Engine.attackPrecision = .bf16
-            defer { Engine.attackPrecision = .f32 }
-            let low = try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss())
+            let low = try Engine.$attackPrecision.withValue(.bf16) {
+                try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss())
+            }
             XCTAssertLessThan(relativeDifference(low.logits.scalars, try model.forward(x, mode: .eval).scalars), 0.05)
             XCTAssertLessThan(relativeDifference(low.gradient.scalars, outer.scalars), 0.2)
         }

@@ -11,6 +11,8 @@ import XCTest
 /// 10 classes, as an MNIST-format file holds), once per test process: robust to small budgets,
 /// breakable by larger ones.
 enum Quadrants {
+    // Safe: XCTest runs the tests of a process one after another on one thread, the only one
+    // that touches this cache.
     nonisolated(unsafe) static var cached: (ImageClassifier, ImageDataset)?
 
     static func dataset(count: Int) throws -> ImageDataset {
@@ -87,12 +89,6 @@ struct Setup {
     func run() throws -> EvaluationSummary { try runner().run() }
 }
 
-func temporaryDirectory(_ test: XCTestCase) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-eval-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}
 
 /// Writes `data` as MNIST-format test files (t10k-images/labels-idx*-ubyte) into `dir`.
 func writeIDX(_ data: ImageDataset, to dir: URL) throws {

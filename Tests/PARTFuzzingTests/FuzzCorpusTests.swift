@@ -86,22 +86,21 @@ final class FuzzCorpusTests: XCTestCase {
     /// A few thousand mutated inputs per target, the same on every run; one engine thread, as
     /// scripts/fuzz.sh runs them (tiny inputs, where threads only add synchronisation).
     func testMutationsOfTheCorpusPass() throws {
-        let threads = Engine.threads
-        Engine.setThreads(1)
-        defer { Engine.setThreads(threads) }
-        for target in FuzzTargets.all {
-            let seeds = try corpus(target.name) + regressions(target.name).filter { $0.bytes.count <= 16_384 }
-            var mutator = Mutator(seed: 0x5EED, seeds: seeds.map(\.bytes))
-            let started = Date()
-            defer { print("fuzz target \(target.name): \(target.smokeRuns) mutations in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
-            for i in 0..<target.smokeRuns {
-                let input = mutator.next()
-                do {
-                    try target.run(input)
-                } catch {
-                    let hex = input.prefix(64).map { String(format: "%02x", $0) }.joined()
-                    XCTFail("\(target.name), mutation \(i) (\(input.count) bytes, starting \(hex)): \(error)")
-                    break
+        try Engine.withThreads(1) {
+            for target in FuzzTargets.all {
+                let seeds = try corpus(target.name) + regressions(target.name).filter { $0.bytes.count <= 16_384 }
+                var mutator = Mutator(seed: 0x5EED, seeds: seeds.map(\.bytes))
+                let started = Date()
+                defer { print("fuzz target \(target.name): \(target.smokeRuns) mutations in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
+                for i in 0..<target.smokeRuns {
+                    let input = mutator.next()
+                    do {
+                        try target.run(input)
+                    } catch {
+                        let hex = input.prefix(64).map { String(format: "%02x", $0) }.joined()
+                        XCTFail("\(target.name), mutation \(i) (\(input.count) bytes, starting \(hex)): \(error)")
+                        break
+                    }
                 }
             }
         }

@@ -77,7 +77,9 @@ final class NPYRegressionTests: XCTestCase {
         let folder = CheckpointRegressionTests.folder.deletingLastPathComponent().appendingPathComponent("npy")
         let expected: [String: String] = [
             // Found by fuzzing: a dimension of 19 digits made the element count overflow (a trap).
-            "overflowing-shape": "is not a tuple of non-negative integers",
+            // Its header is not a dict either (a stray character after the descr), which the
+            // one .npy reader (`NPYFormat`) says first.
+            "overflowing-shape": "unreadable .npy header",
         ]
         for (name, fragment) in expected {
             let url = folder.appendingPathComponent(name)
@@ -126,23 +128,22 @@ final class EvaluationRegressionTests: XCTestCase {
         ]
         // Found by fuzzing: a progress file whose batch named point 4 of 4 points.
         let redone = ["progress-with-wrong-index", "progress-short-robust", "progress-stage-beyond-list"]
-        let threads = Engine.threads
-        Engine.setThreads(1)
-        defer { Engine.setThreads(threads) }
-        for (name, fragment) in refused {
-            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
-            XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
-            guard let runner = EvaluationFuzz.runner else { return XCTFail("no runner") }
-            XCTAssertThrowsError(try runner.run(), name) { error in
-                XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
-                XCTAssertFalse("\(error)".contains("\n"), "\(name): one line, got \("\(error)".debugDescription)")
+        try Engine.withThreads(1) {
+            for (name, fragment) in refused {
+                let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+                XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
+                guard let runner = EvaluationFuzz.runner else { return XCTFail("no runner") }
+                XCTAssertThrowsError(try runner.run(), name) { error in
+                    XCTAssert(error is EvaluationError && "\(error)".contains(fragment), "\(name): \(error)")
+                    XCTAssertFalse("\(error)".contains("\n"), "\(name): one line, got \("\(error)".debugDescription)")
+                }
             }
+            for name in redone {
+                let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+                XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
+            }
+            XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(refused.keys).union(redone))
         }
-        for name in redone {
-            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
-            XCTAssertNoThrow(try EvaluationFuzz.runResults(bytes), name)
-        }
-        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), Set(refused.keys).union(redone))
     }
 }
 

@@ -5,16 +5,9 @@ import XCTest
 /// Fused and folded passes (Fusion.swift) against the plain layer-by-layer path of the same
 /// engine: the same values up to rounding, for every mode that uses them.
 final class FusionTests: XCTestCase {
-    override func tearDown() {
-        for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) }
-    }
-
     /// Runs `body` with `names` off, then on, and returns both results.
     func plainAndOptimised<T>(_ names: [Optimizations.Name], _ body: () throws -> T) rethrows -> (plain: T, optimised: T) {
-        for name in names { Optimizations.set(name, enabled: false) }
-        let plain = try body()
-        for name in names { Optimizations.set(name, enabled: true) }
-        return (plain, try body())
+        (try Optimizations.without(names, body), try body())
     }
 
     /// A ResNet-18 whose batch norms have non-trivial running statistics and affine parameters.

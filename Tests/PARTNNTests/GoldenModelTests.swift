@@ -10,12 +10,8 @@ import XCTest
 final class GoldenModelTests: XCTestCase {
     // Golden comparisons run on the plain fp32 path; FusionTests checks the fused and folded
     // passes against it.
-    override func setUp() {
-        for name in Optimizations.Name.allCases where name != .pool { Optimizations.set(name, enabled: false) }
-    }
-
-    override func tearDown() {
-        for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) }
+    override func invokeTest() {
+        Optimizations.without(Optimizations.Name.allCases.filter { $0 != .pool }) { super.invokeTest() }
     }
 
     static let logitTolerance = 1e-4

@@ -5,10 +5,6 @@ import XCTest
 /// The spatially local prefix of a model (`LocalPrefix`): which activations a change inside a
 /// square can alter, and that the window computed from a patch equals the full pass there.
 final class LocalPrefixTests: XCTestCase {
-    override func tearDown() {
-        for name in Optimizations.Name.allCases { Optimizations.set(name, enabled: true) }
-    }
-
     func smallCNN(_ rng: inout RNG, channels: Int = 1, side: Int = 28) throws -> (SmallCNN, LocalPrefix) {
         let model = try XCTUnwrap(try ModelZoo.make("small-cnn", numClasses: 10, inChannels: channels, imageSize: side,
                                                     rng: &rng) as? SmallCNN)
@@ -58,7 +54,11 @@ final class LocalPrefixTests: XCTestCase {
     /// edges and inside: activations change only inside the window, the window computed from the
     /// patch alone equals the full pass's, and the rest of the model gives the model's logits.
     func testAWindowHoldsEveryChangeAndMatchesTheFullPass() throws {
-        Optimizations.set(.winograd, enabled: false)   // the same kernels in both passes: equal bits
+        // The same kernels in both passes: equal bits.
+        try Optimizations.without([.winograd]) { try aWindowHoldsEveryChangeAndMatchesTheFullPass() }
+    }
+
+    func aWindowHoldsEveryChangeAndMatchesTheFullPass() throws {
         for channels in [1, 3] {
             var rng = RNG(seed: 3)
             let (model, prefix) = try smallCNN(&rng, channels: channels)

@@ -24,17 +24,17 @@ func relativeError(_ actual: [Float], _ expected: [Float]) -> Double {
 /// The worst relative error seen per kind of value ("grad", "logits_eval", ...), printed by the
 /// golden tests so that a run shows how close to PyTorch the engine is, not only that it passed.
 enum ParityLog {
-    nonisolated(unsafe) static var worst: [String: Double] = [:]
+    static let worst = Locked([String: Double]())
 
     static func record(_ what: String, _ error: Double) {
         let kind = String(what.split(separator: ".").first ?? Substring(what))
-        worst[kind] = max(worst[kind] ?? 0, error)
+        worst.withLock { $0[kind] = max($0[kind] ?? 0, error) }
     }
 
     static func flush(_ title: String) {
-        let line = worst.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1e", $0.value))" }
+        let seen = worst.withLock { w in defer { w = [:] }; return w }
+        let line = seen.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1e", $0.value))" }
         print("parity with PyTorch, \(title) (max relative error): " + line.joined(separator: ", "))
-        worst = [:]
     }
 }
 
@@ -91,7 +91,7 @@ func setFormulaParameters(_ model: ImageClassifier) {
         values.withUnsafeMutableBufferPointer { buffer in
             let out = buffer.baseAddress!
             let chunks = max(1, min(16, count / 65_536))
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            Parallel.forEachIndex(chunks, cost: 65_536) { c in
                 var i = c * count / chunks
                 let end = (c + 1) * count / chunks
                 let salt = UInt64(t + 1) &* 97_531

@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTCAM
 import PARTEngine

@@ -37,6 +37,8 @@ public func runProcess(_ arguments: [String], executable: URL = partBinary,
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Safe: the background block writes `data` once, before `group.leave()`; this thread reads it
+    // only after `group.wait()`.
     final class Box: @unchecked Sendable { var data = Data() }
     let errData = Box()
     let group = DispatchGroup()

@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTCAM
 import PARTData
@@ -38,17 +39,12 @@ final class FamilyTrainerTests: XCTestCase {
         return c
     }
 
-    func temporaryDirectory() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-family-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     @discardableResult
     func train(_ config: TrainingConfig, data: ImageDataset? = nil, into dir: URL? = nil,
                progress: @escaping (Int, Int, Int) -> Void = { _, _, _ in }) throws -> (Trainer, [EpochReport], URL) {
         let data = try data ?? dataset(count: 16)
-        let directory = dir ?? temporaryDirectory()
+        let directory = try dir ?? temporaryDirectory(created: false)
         let trainer = try TrainingRun.trainer(config, data: data)
         var reports = [EpochReport]()
         try trainer.train(on: data, heldOut: data.prefix(6), runDirectory: directory, progress: progress) { reports.append($0) }
@@ -139,7 +135,7 @@ final class FamilyTrainerTests: XCTestCase {
     }
 
     func testConfigIsWrittenBeforeTheFirstStepAndCheckpointsCarryTheRecipe() throws {
-        let dir = temporaryDirectory()
+        let dir = try temporaryDirectory(created: false)
         var sawConfig = false
         let (_, _, _) = try train(tinyConfig(.partT), into: dir) { epoch, done, _ in
             if epoch == 1 && done == 1 {
@@ -164,7 +160,7 @@ final class FamilyTrainerTests: XCTestCase {
     }
 
     func testSeedSweepSummarisesMeanAndStd() throws {
-        let dir = temporaryDirectory()
+        let dir = try temporaryDirectory(created: false)
         var c = tinyConfig(.at)
         c.epochs = 1
         let data = try dataset(count: 16)

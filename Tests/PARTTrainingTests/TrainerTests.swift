@@ -1,3 +1,4 @@
+import PARTTestSupport
 import Foundation
 import PARTData
 import PARTEngine
@@ -38,16 +39,11 @@ final class TrainerTests: XCTestCase {
         return (model, reports)
     }
 
-    func temporaryDirectory() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("part-trainer-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     func testSameSeedSameRunOtherSeedOtherRun() throws {
-        let (a, reportsA) = try train(seed: 5, into: temporaryDirectory())
-        let (b, _) = try train(seed: 5, into: temporaryDirectory())
-        let (c, _) = try train(seed: 6, into: temporaryDirectory())
+        let (a, reportsA) = try train(seed: 5, into: temporaryDirectory(created: false))
+        let (b, _) = try train(seed: 5, into: temporaryDirectory(created: false))
+        let (c, _) = try train(seed: 6, into: temporaryDirectory(created: false))
         XCTAssertEqual(a.state.map { $0.1.tensor.scalars }, b.state.map { $0.1.tensor.scalars }, "a run is a function of its seed")
         XCTAssertNotEqual(a.state.map { $0.1.tensor.scalars }, c.state.map { $0.1.tensor.scalars })
         XCTAssertEqual(reportsA.map(\.budget), ["constant", "gradcam/zscore"])
@@ -56,7 +52,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testWritesCheckpointStateAndLogEveryEpoch() throws {
-        let dir = temporaryDirectory()
+        let dir = try temporaryDirectory(created: false)
         let (model, reports) = try train(seed: 1, into: dir)
         XCTAssertEqual(reports.count, 2)
         var rng = RNG(seed: 0)

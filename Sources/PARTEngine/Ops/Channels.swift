@@ -46,14 +46,19 @@ public enum Channels {
 
     /// x[..., k] * factors[k] for every position: a per-channel scale of [..., C].
     public static func scaled(_ x: Tensor, by factors: [Float]) -> Tensor {
-        let c = factors.count
-        precondition(x.shape.last == c, "per-channel scale of \(x.shape) by \(c) factors")
+        combined(x, factors, "per-channel scale") { $0 * $1 }
+    }
+
+    /// f(x[..., k], values[k]) for every position of [..., C], positions spread over the workers.
+    public static func combined(_ x: Tensor, _ values: [Float], _ what: String, _ f: (Float, Float) -> Float) -> Tensor {
+        let c = values.count
+        precondition(x.shape.last == c, "\(what) of \(x.shape) with \(c) channels")
         var out = Tensor.uninitialized(shape: x.shape)
         let s = x.readPointer, d = out.uniquePointer()
-        factors.withUnsafeBufferPointer { f in
-            let fp = f.baseAddress!
+        values.withUnsafeBufferPointer { v in
+            let vp = v.baseAddress!
             Parallel.forEachIndex(x.count / Swift.max(c, 1), cost: c) { p in
-                for k in 0..<c { d[p * c + k] = s[p * c + k] * fp[k] }
+                for k in 0..<c { d[p * c + k] = f(s[p * c + k], vp[k]) }
             }
         }
         return out

@@ -53,22 +53,15 @@ public final class Convolution {
     }
 
     /// Everything built for one input shape.
-    private final class Plan {
-        let forward: DNNLPrimitive
-        let forwardWeights: ReorderedWeights
-        var backwardData: DNNLPrimitive?
-        var backwardDataWeights: ReorderedWeights?
-        var backwardWeights: DNNLPrimitive?
-        var weightGradient: GradientReorder?
+    private final class Plan: LayerPlan {
         /// Winograd kernels for this shape (3x3 stride 1, fp32, channels divisible by 16), when
         /// oneDNN has them for the CPU.
         var winograd: WinogradConvolution?
         let outShape: [Int]
 
         init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights, outShape: [Int]) {
-            self.forward = forward
-            self.forwardWeights = forwardWeights
             self.outShape = outShape
+            super.init(forward: forward, forwardWeights: forwardWeights)
         }
     }
 

@@ -8,31 +8,27 @@ extension Softmax {
     /// dL/dz from dL/dp for p = softmax(z), row by row: dz_k = p_k (g_k - sum_j g_j p_j).
     /// - Parameters: `probabilities` p [N, K] (the forward's output), `gradient` dL/dp [N, K].
     public static func backward(probabilities p: Tensor, gradient g: Tensor) -> Tensor {
-        precondition(p.shape.count == 2 && p.shape == g.shape, "softmax backward of \(p.shape) with \(g.shape)")
-        let k = p.shape[1]
-        var out = Tensor.uninitialized(shape: p.shape)
-        let pp = p.readPointer, gp = g.readPointer, d = out.uniquePointer()
-        Parallel.forEachIndex(p.shape[0], cost: k * 4) { b in
-            let row = b * k
-            var dot = 0.0
-            for j in 0..<k { dot += Double(gp[row + j]) * Double(pp[row + j]) }
-            for j in 0..<k { d[row + j] = Float(Double(pp[row + j]) * (Double(gp[row + j]) - dot)) }
-        }
-        return out
+        rowBackward(p, g, "softmax", term: { g, p in g * p }, element: { g, p, dot in p * (g - dot) })
     }
 
     /// dL/dz from dL/d(log p) for log p = log_softmax(z), row by row: dz_k = g_k - p_k sum_j g_j.
     /// - Parameters: `probabilities` p = softmax(z) [N, K], `gradient` dL/d(log p) [N, K].
     public static func logBackward(probabilities p: Tensor, gradient g: Tensor) -> Tensor {
-        precondition(p.shape.count == 2 && p.shape == g.shape, "log-softmax backward of \(p.shape) with \(g.shape)")
+        rowBackward(p, g, "log-softmax", term: { g, _ in g }, element: { g, p, total in g - p * total })
+    }
+
+    /// Per row: s = sum_j term(g_j, p_j), then dz_k = element(g_k, p_k, s), in double precision.
+    private static func rowBackward(_ p: Tensor, _ g: Tensor, _ name: String, term: (Double, Double) -> Double,
+                                    element: (Double, Double, Double) -> Double) -> Tensor {
+        precondition(p.shape.count == 2 && p.shape == g.shape, "\(name) backward of \(p.shape) with \(g.shape)")
         let k = p.shape[1]
         var out = Tensor.uninitialized(shape: p.shape)
         let pp = p.readPointer, gp = g.readPointer, d = out.uniquePointer()
         Parallel.forEachIndex(p.shape[0], cost: k * 4) { b in
             let row = b * k
-            var total = 0.0
-            for j in 0..<k { total += Double(gp[row + j]) }
-            for j in 0..<k { d[row + j] = Float(Double(gp[row + j]) - Double(pp[row + j]) * total) }
+            var sum = 0.0
+            for j in 0..<k { sum += term(Double(gp[row + j]), Double(pp[row + j])) }
+            for j in 0..<k { d[row + j] = Float(element(Double(gp[row + j]), Double(pp[row + j]), sum)) }
         }
         return out
     }

@@ -20,19 +20,7 @@ public final class InnerProduct {
     /// `biasType`: f32, or bf16 in training passes in bf16 (rounded as autocast does).
     private struct Key: Hashable { let n: Int; let relu: Bool; var dtype = DType.f32; var biasType = DType.f32 }
 
-    private final class Plan {
-        let forward: DNNLPrimitive
-        let forwardWeights: ReorderedWeights
-        var backwardData: DNNLPrimitive?
-        var backwardDataWeights: ReorderedWeights?
-        var backwardWeights: DNNLPrimitive?
-        var weightGradient: GradientReorder?
-
-        init(forward: DNNLPrimitive, forwardWeights: ReorderedWeights) {
-            self.forward = forward
-            self.forwardWeights = forwardWeights
-        }
-    }
+    private typealias Plan = LayerPlan
 
     private let plans = Locked([Key: Plan]())
 

@@ -4,28 +4,24 @@ import Foundation
 public enum Softmax {
     /// log softmax of each row.
     public static func logProbabilities(_ logits: Tensor) -> Tensor {
-        precondition(logits.shape.count == 2, "log-softmax needs [N, K], got \(logits.shape)")
-        let k = logits.shape[1]
-        var out = Tensor.uninitialized(shape: logits.shape)
-        let z = logits.readPointer, d = out.uniquePointer()
-        Parallel.forEachIndex(logits.shape[0], cost: k * 8) { b in
-            let row = z + b * k
-            let logSum = logSumExp(row, k)
-            for j in 0..<k { d[b * k + j] = Float(Double(row[j]) - logSum) }
-        }
-        return out
+        eachElement(of: logits, "log-softmax") { z, logSum in Float(z - logSum) }
     }
 
     /// softmax of each row.
     public static func probabilities(_ logits: Tensor) -> Tensor {
-        precondition(logits.shape.count == 2, "softmax needs [N, K], got \(logits.shape)")
+        eachElement(of: logits, "softmax") { z, logSum in Float(Foundation.exp(z - logSum)) }
+    }
+
+    /// `value(z, log sum exp of z's row)` for every logit z, rows spread over the workers.
+    private static func eachElement(of logits: Tensor, _ name: String, _ value: (Double, Double) -> Float) -> Tensor {
+        precondition(logits.shape.count == 2, "\(name) needs [N, K], got \(logits.shape)")
         let k = logits.shape[1]
         var out = Tensor.uninitialized(shape: logits.shape)
         let z = logits.readPointer, d = out.uniquePointer()
         Parallel.forEachIndex(logits.shape[0], cost: k * 8) { b in
             let row = z + b * k
             let logSum = logSumExp(row, k)
-            for j in 0..<k { d[b * k + j] = Float(Foundation.exp(Double(row[j]) - logSum)) }
+            for j in 0..<k { d[b * k + j] = value(Double(row[j]), logSum) }
         }
         return out
     }

@@ -20,16 +20,6 @@ public enum ChannelNormalization {
 
     /// dL/dx = dL/dy / std[c].
     public static func backward(_ dy: Tensor, std: [Float]) -> Tensor {
-        let c = std.count
-        precondition(dy.shape.last == c, "normalisation backward of \(dy.shape) with \(c) channels")
-        var out = Tensor.uninitialized(shape: dy.shape)
-        let s = dy.readPointer, d = out.uniquePointer()
-        std.withUnsafeBufferPointer { v in
-            let vp = v.baseAddress!
-            Parallel.forEachIndex(dy.count / Swift.max(c, 1), cost: c) { p in
-                for k in 0..<c { d[p * c + k] = s[p * c + k] / vp[k] }
-            }
-        }
-        return out
+        Channels.combined(dy, std, "normalisation backward") { $0 / $1 }
     }
 }
