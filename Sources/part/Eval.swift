@@ -30,7 +30,7 @@ struct Eval: ParsableCommand {
         outcomes (and the adversarial examples) and alone prints and writes the files.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint (.safetensors) or an ONNX model (.onnx).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -199,7 +199,7 @@ struct Eval: ParsableCommand {
         }
         try CheckpointFit.check(url, fits: test)
         var initRng = RNG(seed: output.seed)
-        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
+        var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
                                                   inputShape: (test.height, test.width, test.channels), rng: &initRng)
         if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
                                                batch: min(batchSize, max(test.count, 1))) {
