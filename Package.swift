@@ -60,7 +60,7 @@ let package = Package(
 
         // Every reader of outside bytes run on one input with the checks that must hold; the
         // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
-        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "PARTONNX", "CZlib"], path: "Fuzz/Entries"),
 
         // The library used from code: trains and evaluates a tiny model (docs/quickstart.md quotes it).
         .executableTarget(name: "quickstart", dependencies: ["PARTTraining", "PARTAttacks", "PARTData", "PARTEngine"],

@@ -51,6 +51,8 @@ public enum FuzzTargets {
         FuzzTarget(name: "image-cache", summary: "the decoded-image cache", run: { try DataFuzz.runCache($0) }),
         FuzzTarget(name: "checkpoint-fit", summary: "CheckpointFit.shape: a checkpoint's header against a dataset",
                    run: { try DataFuzz.runCheckpointFit($0) }),
+        FuzzTarget(name: "onnx", summary: "ONNX models: the protobuf reader, load-time folding, the graph and a pass through it",
+                   run: { try ONNXFuzz.run($0) }),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

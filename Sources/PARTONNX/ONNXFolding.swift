@@ -92,6 +92,9 @@ struct ConstantFolder {
             } else {
                 let rank = shape.count
                 let drop = Set(axes.map { $0 < 0 ? $0 + rank : $0 })
+                guard drop.allSatisfy({ $0 >= 0 && $0 < rank && shape[$0] == 1 }) else {
+                    throw refuse("axes \(axes) of a tensor of shape \(shape), not all of size 1")
+                }
                 shape = shape.enumerated().filter { axes.isEmpty ? $0.element != 1 : !drop.contains($0.offset) }.map(\.element)
             }
             return [ONNXConstant(shape: shape, values: data.values)]

@@ -137,7 +137,8 @@ struct LayerBuilder {
             let alpha = node.float("alpha") ?? 1, beta = node.float("beta") ?? 1
             var weight = b.floats
             if !transposed {   // [in, out] to the layer's [out, in]
-                weight = (0..<(rows * cols)).map { i in b.floats[(i % rows) * cols + i / rows] }
+                let source = weight
+                weight = (0..<(rows * cols)).map { i in source[(i % rows) * cols + i / rows] }
             }
             let c = node.opType == "Gemm" ? try optionalConstant(2, "bias") : nil
             guard c == nil || c!.count == cols || c!.count == 1 else { throw refuse("a bias of shape \(c!.shape)") }
