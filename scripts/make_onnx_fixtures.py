@@ -13,7 +13,9 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
 - sigmoid.onnx: a convolution followed by a Sigmoid, an op the engine does not run yet.
 
 NAME.safetensors holds `input` (NCHW, torch.rand under a seed), `logits`, `weights` (the
-fixed random w of the loss sum(logits * w)) and `input_gradient` (d loss / d input, NCHW).
+fixed random w of the loss sum(logits * w)) and `input_gradient` (d loss / d input, NCHW), and
+for the two classifiers `cam_activation` and `cam_gradient`: the output of the module whose node
+is the default CAM layer of the ONNX model (SmallCNN's act4, the last block) and d loss / d it.
 
 Run: python scripts/make_onnx_fixtures.py [output folder, default Tests/Fixtures/onnx]
 """
@@ -67,7 +69,7 @@ def randomise_batch_norms(model, generator):
             m.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
 
 
-def export(model, shape, path, dynamic_batch, seed):
+def export(model, shape, path, dynamic_batch, seed, cam_module=None):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         randomise_batch_norms(model, generator)
@@ -77,21 +79,33 @@ def export(model, shape, path, dynamic_batch, seed):
     torch.onnx.export(model, x, path + ".onnx", opset_version=17, input_names=["input"], output_names=["logits"],
                       dynamic_axes=dynamic, dynamo=False)
     x = x.clone().requires_grad_(True)
+    seen = []
+    if cam_module is not None:
+        def keep(module, inputs, output):
+            output.retain_grad()
+            seen.append(output)
+        cam_module.register_forward_hook(keep)
     logits = model(x)
     w = torch.randn(logits.shape, generator=generator)
     (logits * w).sum().backward()
-    save_file({"input": x.detach().contiguous(), "logits": logits.detach().contiguous(), "weights": w.contiguous(),
-               "input_gradient": x.grad.contiguous()}, path + ".safetensors")
+    tensors = {"input": x.detach().contiguous(), "logits": logits.detach().contiguous(), "weights": w.contiguous(),
+               "input_gradient": x.grad.contiguous()}
+    if seen:
+        tensors["cam_activation"] = seen[0].detach().contiguous()
+        tensors["cam_gradient"] = seen[0].grad.contiguous()
+    save_file(tensors, path + ".safetensors")
 
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join("Tests", "Fixtures", "onnx")
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
-    export(SmallCNN(num_classes=10, in_channels=1, image_size=16), (4, 1, 16, 16), os.path.join(out, "smallcnn"),
-           dynamic_batch=True, seed=1)
+    small = SmallCNN(num_classes=10, in_channels=1, image_size=16)
+    export(small, (4, 1, 16, 16), os.path.join(out, "smallcnn"), dynamic_batch=True, seed=1, cam_module=small.act4)
     torch.manual_seed(2)
-    export(ResNetBlocks(), (3, 3, 8, 8), os.path.join(out, "resnet_blocks"), dynamic_batch=True, seed=3)
+    blocks = ResNetBlocks()
+    export(blocks, (3, 3, 8, 8), os.path.join(out, "resnet_blocks"), dynamic_batch=True, seed=3,
+           cam_module=blocks.layer1[1])
     torch.manual_seed(4)
     export(SigmoidNet(), (1, 1, 8, 8), os.path.join(out, "sigmoid"), dynamic_batch=False, seed=5)
 

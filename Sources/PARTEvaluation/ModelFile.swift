@@ -3,7 +3,7 @@ import PARTEngine
 import PARTNN
 import PARTONNX
 
-/// Opens the model file handed to `part eval`: an ONNX model, named by its `.onnx` extension and
+/// Opens the model file handed to `part eval` and `part cam`: an ONNX model, named by its `.onnx` extension and
 /// run on the engine (docs/commands.md#onnx-models), or a safetensors checkpoint.
 public enum ModelFile {
     public static func load(_ url: URL, architecture: String?, numClasses: Int?, inputShape: (Int, Int, Int)?,

@@ -30,7 +30,7 @@ struct Cam: ParsableCommand {
         test split of the data the run's config.json records.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint (.safetensors).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint (.safetensors) or an ONNX model (.onnx).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -148,8 +148,8 @@ struct Cam: ParsableCommand {
             }
             try CheckpointFit.check(url, fits: test)
             var rng = RNG(seed: 0)
-            var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                             inputShape: (test.height, test.width, test.channels), rng: &rng)
+            var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
+                                                       inputShape: (test.height, test.width, test.channels), rng: &rng)
             if let recorded = settings.normalize { metadata[Normalized.metadataKey] = recorded }
             let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: true)
             if let normalize {

@@ -19,6 +19,22 @@ final class ONNXCLITests: XCTestCase {
         XCTAssertEqual(json["count"] as? Int, 8)
     }
 
+    /// `part cam` reads the ONNX model's CAM layers (node names), and refuses another name.
+    func testCamDrawsAnExportedModel() throws {
+        let dir = try makeTemporaryDirectory(self, "part-onnx-cam")
+        try writeTinyDataset(to: dir, test: 4, side: 16)
+        let model = Self.fixtures.appendingPathComponent("smallcnn.onnx").path
+        let grid = dir.appendingPathComponent("grid.png")
+        let r = try runPart(["cam", model, "--data", dir.path, "--limit", "4", "--out", grid.path, "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["camLayer"] as? String, "/act4/Relu")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: grid.path))
+        let bad = try runPart(["cam", model, "--data", dir.path, "--limit", "4", "--out", grid.path, "--cam-layer", "act9"])
+        XCTAssertEqual(bad.status, 64, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("/conv4/Conv"), bad.stderr)
+    }
+
     func testBrokenAndUnsupportedFilesExitOne() throws {
         let dir = try makeTemporaryDirectory(self, "part-onnx-refused")
         try writeTinyDataset(to: dir, test: 4, side: 16)

@@ -41,7 +41,20 @@ final class ONNXModelTests: XCTestCase {
         let gradient = Layout.nhwcToNCHW(try tape.backward(try XCTUnwrap(golden.tensors["weights"])).converted(to: .f32))
         let gradientError = relativeError(gradient.scalars, try XCTUnwrap(golden.tensors["input_gradient"]).scalars)
         XCTAssertLessThan(gradientError, 1e-3, "\(name) input gradient")
-        print("ONNX \(name) against PyTorch: logits \(logitsError), input gradient \(gradientError)")
+
+        // The default CAM layer: its activations and the head's gradient with respect to them.
+        let camTape = Tape(parameterGradients: false)
+        let a = try model.features(x, upTo: model.defaultCAMLayer, mode: .eval, tape: nil)
+        let camActivation = try XCTUnwrap(golden.tensors["cam_activation"])
+        XCTAssertEqual(a.shape, Layout.nchwToNHWC(camActivation).shape)
+        let activationError = relativeError(Layout.nhwcToNCHW(a).scalars, camActivation.scalars)
+        XCTAssertLessThan(activationError, 1e-4, "\(name) activations of \(model.defaultCAMLayer)")
+        _ = try model.head(a, from: model.defaultCAMLayer, mode: .eval, tape: camTape)
+        let da = Layout.nhwcToNCHW(try camTape.backward(try XCTUnwrap(golden.tensors["weights"])))
+        let camGradientError = relativeError(da.scalars, try XCTUnwrap(golden.tensors["cam_gradient"]).scalars)
+        XCTAssertLessThan(camGradientError, 1e-3, "\(name) gradient at \(model.defaultCAMLayer)")
+        print("ONNX \(name) against PyTorch: logits \(logitsError), input gradient \(gradientError), "
+              + "CAM layer \(activationError), its gradient \(camGradientError)")
     }
 
     func testSmallCNNMatchesPyTorch() throws {
