@@ -2,7 +2,7 @@
 // PART for Swift: pixel-reweighted adversarial training on a oneDNN engine.
 //
 // Targets stack one way: C modules <- PARTEngine <- PARTNN <- PARTData / PARTAttacks /
-// PARTCAM <- PARTTraining / PARTEvaluation <- part (the command-line tool); PARTDistributed (the
+// PARTCAM / PARTONNX <- PARTTraining / PARTEvaluation <- part (the command-line tool); PARTDistributed (the
 // ranks of a data-parallel job) stands apart and PARTTraining and PARTEvaluation use it.
 import PackageDescription
 
@@ -17,6 +17,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // ONNX files are protobuf messages (Sources/PARTONNX/Generated, scripts/generate_onnx_proto.sh).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries from Debian packages (libdnnl-dev, zlib1g-dev, libturbojpeg0-dev, libpng-dev).
@@ -32,12 +34,14 @@ let package = Package(
         // Datasets: one registry over IDX, CIFAR binary, SVHN .mat, TinyImageNet and image folders
         // (JPEG, PNG), NumPy files; keyed augmentation and a prefetching batcher.
         .target(name: "PARTData", dependencies: ["PARTEngine", "CZlib", "CTurboJPEG", "CPNG"]),
+        // ONNX image classifiers run on the engine's layers: the reader, load-time folding, the graph.
+        .target(name: "PARTONNX", dependencies: ["PARTNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Attacks under an epsilon map.
         .target(name: "PARTAttacks", dependencies: ["PARTNN"]),
         // Class activation maps and the rules that turn them into epsilon maps.
         .target(name: "PARTCAM", dependencies: ["PARTNN"]),
         // The evaluation protocol: attack sequences, re-verification, results files and resume.
-        .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN", "PARTDistributed"]),
+        .target(name: "PARTEvaluation", dependencies: ["PARTAttacks", "PARTData", "PARTNN", "PARTDistributed", "PARTONNX"]),
         // The ranks of a data-parallel job: one process, or Open MPI loaded at run time (dlopen), so
         // that nothing needs MPI to build or run alone.
         .target(name: "PARTDistributed"),
@@ -50,12 +54,13 @@ let package = Package(
             "PARTEvaluation",
             "PARTReport",
             "PARTDistributed",
+            "PARTONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Every reader of outside bytes run on one input with the checks that must hold; the
         // libFuzzer executables (Fuzz/LibFuzzer, scripts/fuzz.sh) and the tests call them.
-        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "CZlib"], path: "Fuzz/Entries"),
+        .target(name: "PARTFuzzing", dependencies: ["PARTNN", "PARTData", "PARTEvaluation", "PARTONNX", "CZlib"], path: "Fuzz/Entries"),
 
         // The library used from code: trains and evaluates a tiny model (docs/quickstart.md quotes it).
         .executableTarget(name: "quickstart", dependencies: ["PARTTraining", "PARTAttacks", "PARTData", "PARTEngine"],
@@ -64,6 +69,8 @@ let package = Package(
         // What several test targets share: running the built `part`, temporary directories.
         .target(name: "PARTTestSupport", path: "Tests/PARTTestSupport"),
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine", "PARTTestSupport"]),
+        // ONNX files exported by PyTorch run on the engine (Tests/Fixtures/onnx).
+        .testTarget(name: "PARTONNXTests", dependencies: ["PARTONNX", "PARTNN", "PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
         .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "PARTEvaluation", "part"]),

@@ -29,6 +29,9 @@ safetensors.numpy, Python's gzip), so the fuzzer starts from what users' tools p
                float32, float16, bfloat16, float64 and int64 tensors, a non-contiguous and a
                shared-storage tensor, nested under "state_dict" with a "module." prefix, pickle
                protocols 2 and 4
+  onnx         tiny models from torch.onnx.export (opset 17): conv/relu/max-pool/flatten/gemm,
+               a residual block with batch norm, average pooling and shape arithmetic, an op the
+               engine does not run
 Regression inputs are hand-made hostile files (inputs the fuzzer found are copied into the same
 folders by hand; this script never deletes them): trailing bytes, duplicated keys, a hole in
 the data offsets, non-finite weights, absurd metadata, a gzip bomb whose header declares 784
@@ -327,6 +330,54 @@ def torch_seeds():
     write(d, "zip-parameter", torch_file({"p": torch.nn.Parameter(w)}))
 
 
+def onnx_seeds():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.fc(F.max_pool2d(F.relu(self.conv(x)), 2).flatten(1))
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(2)
+            self.conv1 = nn.Conv2d(2, 2, 3, 1, 1, bias=False)
+            self.conv2 = nn.Conv2d(2, 2, 1, bias=False)
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            x = self.bn(x)
+            y = F.relu(self.conv2(F.relu(self.conv1(x))) + x)
+            y = F.avg_pool2d(y, 4)
+            return self.fc(y.view(y.size(0), -1))
+
+    class Refused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return torch.tanh(self.conv(x)).flatten(1)
+
+    o = os.path.join(CORPUS, "onnx")
+    os.makedirs(o, exist_ok=True)
+    torch.manual_seed(0)
+    for name, model, shape, dynamic in [("plain", Plain(), (1, 1, 8, 8), True), ("residual", Residual(), (1, 2, 4, 4), True),
+                                        ("residual-fixed-batch", Residual(), (2, 2, 4, 4), False),
+                                        ("refused", Refused(), (1, 1, 4, 4), False)]:
+        buffer = io.BytesIO()
+        torch.onnx.export(model.eval(), torch.rand(*shape), buffer, opset_version=17, input_names=["input"],
+                          output_names=["logits"], dynamo=False,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None)
+        write(o, name, buffer.getvalue())
+
+
 def regressions():
     t = os.path.join(REGRESSIONS, "torch")
     write(t, "os-system-zip", torch_file({"state_dict": Shell()}))
@@ -402,6 +453,7 @@ def main():
     npy_seeds()
     dataset_seeds()
     torch_seeds()
+    onnx_seeds()
     regressions()
     total = 0
     for base in (CORPUS, REGRESSIONS):

@@ -53,6 +53,8 @@ public enum FuzzTargets {
                    run: { try DataFuzz.runCheckpointFit($0) }),
         FuzzTarget(name: "torch", summary: "TorchFile.decode: torch.save files (zip and legacy), the restricted unpickler",
                    run: { try TorchFuzz.run($0) }, smokeRuns: 2_000),
+        FuzzTarget(name: "onnx", summary: "ONNX models: the protobuf reader, load-time folding, the graph and a pass through it",
+                   run: { try ONNXFuzz.run($0) }),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

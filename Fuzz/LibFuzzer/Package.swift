@@ -9,7 +9,7 @@ import PackageDescription
 
 /// Target names; each has Targets/<name>/main.swift here and a seed corpus in Fuzz/corpus/<name>.
 // (One line: scripts/fuzz.sh and the tests read it.)
-let targets = ["safetensors", "checkpoint", "idx", "idx-gzip", "eval-results", "npy", "cifar", "mat", "numpy-data", "zip", "tar", "image", "image-cache", "checkpoint-fit", "torch"]
+let targets = ["safetensors", "checkpoint", "idx", "idx-gzip", "eval-results", "npy", "cifar", "mat", "numpy-data", "zip", "tar", "image", "image-cache", "checkpoint-fit", "torch", "onnx"]
 
 /// The main package, two directories up; SwiftPM names a path dependency after its folder.
 let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().deletingLastPathComponent()

@@ -2,6 +2,7 @@ import Foundation
 import PARTData
 import PARTEngine
 import PARTNN
+import PARTONNX
 
 /// Whether a checkpoint was made for a dataset: its class count and image shape, from the
 /// file's metadata (`classes`, `input_shape` as "H,W,C", written by `part train`) or, for a
@@ -19,9 +20,14 @@ public enum CheckpointFit {
         public var channels: Int?
     }
 
-    /// Reads the shape from the header of the safetensors file at `url`, or from the tensors
-    /// of a `torch.save` file (`key` picks its weights' dict).
+    /// Reads the shape from the header of the safetensors file at `url`, from the tensors of a
+    /// `torch.save` file (`key` picks its weights' dict), or from the graph of an ONNX model (`.onnx`).
     public static func shape(of url: URL, key: String? = nil) throws -> Shape {
+        if ONNXModel.names(url) {   // the graph says it all
+            let model = try ONNXClassifier.load(url)
+            return Shape(classes: model.numClasses, input: [model.inputHeight, model.inputWidth, model.inputChannels],
+                         channels: model.inputChannels)
+        }
         // The strict header reader: regular files only (a FIFO would block an open), one
         // sentence naming the file for anything else.
         let format: CheckpointFile.Format

@@ -30,7 +30,7 @@ struct Cam: ParsableCommand {
         test split of the data the run's config.json records.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, or .pt/.pth written by torch.save (told apart by content).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, .pt/.pth written by torch.save (told apart by content), or an ONNX model (.onnx).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -158,9 +158,8 @@ struct Cam: ParsableCommand {
             }
             try CheckpointFit.check(url, fits: test, key: key)
             var rng = RNG(seed: 0)
-            var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                             inputShape: (test.height, test.width, test.channels), key: key,
-                                                             rng: &rng)
+            var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
+                                                       inputShape: (test.height, test.width, test.channels), key: key, rng: &rng)
             if let recorded = settings.normalize { metadata[Normalized.metadataKey] = recorded }
             let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: true)
             if let normalize {

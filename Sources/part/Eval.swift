@@ -40,7 +40,7 @@ struct Eval: ParsableCommand {
         RobustBench's model-info JSON.
         """)
 
-    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, or .pt/.pth written by torch.save (told apart by content).", valueName: "checkpoint"))
+    @Argument(help: ArgumentHelp("The checkpoint: .safetensors, .pt/.pth written by torch.save (told apart by content), or an ONNX model (.onnx).", valueName: "checkpoint"))
     var checkpoint: String
 
     @OptionGroup var data: DataOptions
@@ -224,8 +224,8 @@ struct Eval: ParsableCommand {
         }
         try CheckpointFit.check(url, fits: test, key: key)
         var initRng = RNG(seed: output.seed)
-        var (model, metadata) = try Checkpoint.loadModel(url, architecture: arch?.name, numClasses: test.classes,
-                                                  inputShape: (test.height, test.width, test.channels), key: key, rng: &initRng)
+        var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
+                                                   inputShape: (test.height, test.width, test.channels), key: key, rng: &initRng)
         if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
                                                batch: min(batchSize, max(test.count, 1))) {
             throw EvaluationError(problem)

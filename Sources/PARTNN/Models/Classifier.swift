@@ -45,6 +45,12 @@ public struct UnknownLayerError: Error, CustomStringConvertible {
     public let layer: String
     public let known: [String]
 
+    public init(architecture: String, layer: String, known: [String]) {
+        self.architecture = architecture
+        self.layer = layer
+        self.known = known
+    }
+
     public var description: String {
         "\(architecture) has no layer '\(layer)'; its CAM layers are \(known.joined(separator: ", "))"
     }

@@ -1,0 +1,119 @@
+import PARTEngine
+import PARTNN
+
+/// What an activation of the graph is: ONNX's [N, C, H, W] (NHWC in the engine) or [N, K].
+/// The batch N is whatever the input has.
+public enum ValueKind: Equatable, Sendable {
+    case image(channels: Int, height: Int, width: Int)
+    case matrix(features: Int)
+}
+
+/// One node of the graph as the engine runs it.
+struct Step {
+    enum Op {
+        /// One activation in, one out.
+        case layer(Layer)
+        /// The sum of two activations of one shape.
+        case add
+    }
+
+    /// The node's name (its first output's when it has none), as CAM layers are named.
+    let name: String
+    let op: Op
+    let inputs: [String]
+    let output: String
+    let kind: ValueKind
+}
+
+/// An ONNX graph turned into engine steps: Constant nodes and shape arithmetic folded, Identity
+/// and Dropout made aliases, every other node a layer of PARTNN with its weights from the
+/// initializers. A graph it cannot run is refused with one line naming the op and the node.
+public struct ONNXGraph {
+    public let source: String
+    /// The graph's input, [N, C, H, W] with C, H, W fixed.
+    let input: String
+    public let channels, height, width: Int
+    /// The logits, [N, classes].
+    let output: String
+    public let classes: Int
+    let steps: [Step]
+
+    public init(_ model: ONNXModel) throws {
+        source = model.source
+        let graph = model.graph
+        var folder = ConstantFolder(constants: model.initializers, source: model.source)
+        let inputs = graph.input.filter { folder.constants[$0.name] == nil }
+        guard inputs.count == 1, graph.output.count == 1 else {
+            throw ONNXError("\(source): the graph has \(inputs.count) inputs and \(graph.output.count) outputs; "
+                            + "one image input and one output of logits are run")
+        }
+        let image = inputs[0]
+        let dims = image.type.tensorType.shape.dim.map { d -> Int? in
+            if case .dimValue(let v)? = d.value, v > 0, v <= Int64(Int32.max) { return Int(v) }
+            return nil
+        }
+        guard image.type.tensorType.elemType == 1, dims.count == 4, let c = dims[1], let h = dims[2], let w = dims[3],
+              c > 0, h > 0, w > 0, c <= 4096, h <= Limits.imageSide, w <= Limits.imageSide else {
+            throw ONNXError("\(source): the input '\(image.name)' is not one float image tensor [N, C, H, W] with a fixed "
+                            + "channel count and size (its shape is \(dims.map { $0.map(String.init) ?? "?" }))")
+        }
+        input = image.name
+        channels = c
+        height = h
+        width = w
+        folder.batch = dims[0]
+        var kinds = [image.name: ValueKind.image(channels: c, height: h, width: w)]
+        var aliases = [String: String]()
+        var steps = [Step]()
+        var builder = LayerBuilder(folder: folder)
+        for node in graph.node {
+            let name = node.name.isEmpty ? (node.output.first ?? "?") : node.name
+            let refuse = { (why: String) in ONNXError("\(model.source): node '\(name)' (\(node.opType)): \(why)") }
+            guard node.domain.isEmpty || node.domain == "ai.onnx" else {
+                throw refuse("an op of the domain '\(node.domain)', which the engine does not run")
+            }
+            let ins = node.input.map { aliases[$0] ?? $0 }
+            // Everything known at load time is folded, whatever the op.
+            if ins.allSatisfy({ $0.isEmpty || builder.folder.constants[$0] != nil }) || node.opType == "Shape" {
+                if let folded = try builder.folder.fold(node, inputs: ins, kinds: kinds, refuse: refuse) {
+                    for (out, value) in zip(node.output, folded) { builder.folder.constants[out] = value }
+                    continue
+                }
+            }
+            guard let out = node.output.first, !out.isEmpty else { throw refuse("a node without an output") }
+            let activations = ins.filter { kinds[$0] != nil }
+            guard let first = activations.first, let kind = kinds[first] else {
+                throw refuse("none of its inputs is known (\(ins.joined(separator: ", ")))")
+            }
+            switch node.opType {
+            case "Identity", "Dropout":
+                aliases[out] = first
+                continue
+            case "Add":
+                guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
+                    throw refuse("only the sum of two activations of one shape is run so far")
+                }
+                steps.append(Step(name: name, op: .add, inputs: ins, output: out, kind: kind))
+                kinds[out] = kind
+            default:
+                guard ins.first == first, activations.count == 1 else {
+                    throw refuse("the activation must be its first and only non-constant input")
+                }
+                let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)
+                steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind))
+                kinds[out] = outKind
+            }
+        }
+        let result = aliases[graph.output[0].name] ?? graph.output[0].name
+        guard case .matrix(let k)? = kinds[result], k > 0 else {
+            throw ONNXError("\(source): the output '\(graph.output[0].name)' is not logits [N, classes] computed from "
+                            + "the input")
+        }
+        guard steps.last?.output == result else {
+            throw ONNXError("\(source): the output '\(graph.output[0].name)' is not made by the graph's last node")
+        }
+        output = result
+        classes = k
+        self.steps = steps
+    }
+}

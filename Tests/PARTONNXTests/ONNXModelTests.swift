@@ -1,0 +1,152 @@
+import Foundation
+import PARTEngine
+import PARTNN
+@testable import PARTONNX
+import XCTest
+
+/// ONNX files exported by PyTorch (scripts/make_onnx_fixtures.py) run on the engine: logits and
+/// input gradients against PyTorch's, the CAM split, and the files the reader refuses.
+final class ONNXModelTests: XCTestCase {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/onnx")
+
+    func model(_ name: String) throws -> ONNXClassifier {
+        try ONNXClassifier.load(Self.folder.appendingPathComponent("\(name).onnx"))
+    }
+
+    /// max |a - e| / max |e|
+    func relativeError(_ actual: [Float], _ expected: [Float]) -> Double {
+        XCTAssertEqual(actual.count, expected.count)
+        var diff = 0.0, scale = 0.0
+        for (a, e) in zip(actual, expected) {
+            diff = max(diff, Double(abs(a - e)))
+            scale = max(scale, Double(abs(e)))
+        }
+        return scale == 0 ? diff : diff / scale
+    }
+
+    /// Logits within 1e-4 and the input gradient of sum(logits * w) within 1e-3 of PyTorch's.
+    func checkParity(_ name: String, classes: Int, input: [Int]) throws {
+        let golden = try SafetensorsFile.read(from: Self.folder.appendingPathComponent("\(name).safetensors"))
+        let model = try model(name)
+        XCTAssertEqual(model.numClasses, classes)
+        XCTAssertEqual([model.inputHeight, model.inputWidth, model.inputChannels], input)
+        let x = Layout.nchwToNHWC(try XCTUnwrap(golden.tensors["input"]))
+        let tape = Tape(parameterGradients: false)
+        let logits = try model.forward(x, mode: .eval, tape: tape)
+        let expected = try XCTUnwrap(golden.tensors["logits"])
+        XCTAssertEqual(logits.shape, expected.shape)
+        let logitsError = relativeError(try logits.converted(to: .f32).scalars, expected.scalars)
+        XCTAssertLessThan(logitsError, 1e-4, "\(name) logits")
+        let gradient = Layout.nhwcToNCHW(try tape.backward(try XCTUnwrap(golden.tensors["weights"])).converted(to: .f32))
+        let gradientError = relativeError(gradient.scalars, try XCTUnwrap(golden.tensors["input_gradient"]).scalars)
+        XCTAssertLessThan(gradientError, 1e-3, "\(name) input gradient")
+
+        // The default CAM layer: its activations and the head's gradient with respect to them.
+        let camTape = Tape(parameterGradients: false)
+        let a = try model.features(x, upTo: model.defaultCAMLayer, mode: .eval, tape: nil)
+        let camActivation = try XCTUnwrap(golden.tensors["cam_activation"])
+        XCTAssertEqual(a.shape, Layout.nchwToNHWC(camActivation).shape)
+        let activationError = relativeError(Layout.nhwcToNCHW(a).scalars, camActivation.scalars)
+        XCTAssertLessThan(activationError, 1e-4, "\(name) activations of \(model.defaultCAMLayer)")
+        _ = try model.head(a, from: model.defaultCAMLayer, mode: .eval, tape: camTape)
+        let da = Layout.nhwcToNCHW(try camTape.backward(try XCTUnwrap(golden.tensors["weights"])))
+        let camGradientError = relativeError(da.scalars, try XCTUnwrap(golden.tensors["cam_gradient"]).scalars)
+        XCTAssertLessThan(camGradientError, 1e-3, "\(name) gradient at \(model.defaultCAMLayer)")
+        print("ONNX \(name) against PyTorch: logits \(logitsError), input gradient \(gradientError), "
+              + "CAM layer \(activationError), its gradient \(camGradientError)")
+    }
+
+    func testSmallCNNMatchesPyTorch() throws {
+        try checkParity("smallcnn", classes: 10, input: [16, 16, 1])
+    }
+
+    func testResNetBlocksMatchPyTorch() throws {
+        try checkParity("resnet_blocks", classes: 10, input: [8, 8, 3])
+    }
+
+    /// Every CAM layer splits the graph: head(features(x)) is the whole forward, and the cuts
+    /// skip the nodes inside a residual block.
+    func testCAMLayersSplitTheGraph() throws {
+        let model = try model("resnet_blocks")
+        XCTAssertEqual(model.defaultCAMLayer, "/layer1/layer1.1/Relu_1")
+        XCTAssertTrue(model.camLayers.contains("/layer1/layer1.0/Relu_1"))
+        XCTAssertFalse(model.camLayers.contains("/layer1/layer1.0/Relu"), "inside a block, before its Add")
+        XCTAssertFalse(model.camLayers.contains("/AveragePool"), "a map of one pixel")
+        let golden = try SafetensorsFile.read(from: Self.folder.appendingPathComponent("resnet_blocks.safetensors"))
+        let x = Layout.nchwToNHWC(try XCTUnwrap(golden.tensors["input"]))
+        let whole = try model.forward(x, mode: .eval).scalars
+        for layer in model.camLayers {
+            let a = try model.features(x, upTo: layer, mode: .eval, tape: nil)
+            XCTAssertEqual(a.shape.count, 4, layer)
+            let split = try model.head(a, from: layer, mode: .eval, tape: nil).scalars
+            XCTAssertLessThan(relativeError(split, whole), 1e-6, layer)
+        }
+        XCTAssertThrowsError(try model.features(x, upTo: "nope", mode: .eval, tape: nil))
+    }
+
+    /// A node the engine does not run is refused in one line naming its op and its name.
+    func testUnsupportedOpIsNamed() throws {
+        XCTAssertThrowsError(try model("sigmoid")) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("node '/Sigmoid' (Sigmoid)"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+        }
+    }
+
+    /// A truncated file, an empty one and one that is not protobuf are refused in one sentence.
+    func testBrokenFilesAreRefused() throws {
+        let bytes = [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent("smallcnn.onnx")))
+        for (what, data) in [("truncated", Array(bytes.prefix(bytes.count / 2))), ("empty", []),
+                             ("text", Array("not a model".utf8)), ("header only", Array(bytes.prefix(40)))] {
+            XCTAssertThrowsError(try ONNXGraph(try ONNXModel.decode(data, source: "m.onnx")), what) { error in
+                XCTAssertTrue(error is ONNXError, "\(what): \(error)")
+                XCTAssertTrue("\(error)".hasPrefix("m.onnx: "), "\(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(error)")
+            }
+        }
+    }
+
+    /// Initializers: float16 and double read as float32, integer ones kept, data that does not
+    /// match its shape and data in another file refused.
+    func testTensorDecoding() throws {
+        var half = Onnx_TensorProto()
+        half.name = "h"
+        half.dims = [3]
+        half.dataType = 10
+        half.rawData = Data([0x00, 0x3c, 0x00, 0xc0, 0x01, 0x00])   // 1, -2, the smallest subnormal
+        let h = try ONNXModel.constant(half, source: "m")
+        XCTAssertEqual(h.floats, [1, -2, Float(sign: .plus, exponent: -24, significand: 1)])
+
+        var double = Onnx_TensorProto()
+        double.dims = [2]
+        double.dataType = 11
+        double.doubleData = [0.5, -3]
+        XCTAssertEqual(try ONNXModel.constant(double, source: "m").floats, [0.5, -3])
+
+        var ints = Onnx_TensorProto()
+        ints.dims = [2]
+        ints.dataType = 7
+        ints.int64Data = [-1, 1 << 40]
+        XCTAssertEqual(try ONNXModel.constant(ints, source: "m").integers, [-1, 1 << 40])
+
+        var short = Onnx_TensorProto()
+        short.name = "w"
+        short.dims = [2, 2]
+        short.dataType = 1
+        short.rawData = Data(count: 12)
+        XCTAssertThrowsError(try ONNXModel.constant(short, source: "m")) { XCTAssertTrue("\($0)".contains("'w'"), "\($0)") }
+
+        var huge = short
+        huge.dims = [1 << 31, 1 << 31, 1 << 31]
+        XCTAssertThrowsError(try ONNXModel.constant(huge, source: "m"))
+
+        var external = short
+        external.rawData = Data()
+        external.clearRawData()
+        external.dataLocation = .external
+        XCTAssertThrowsError(try ONNXModel.constant(external, source: "m")) {
+            XCTAssertTrue("\($0)".contains("another file"), "\($0)")
+        }
+    }
+}
