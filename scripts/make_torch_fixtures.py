@@ -4,6 +4,7 @@
 Usage (from the project root):
     VENV/bin/python scripts/make_torch_fixtures.py [--out Tests/Fixtures/torch]
     VENV/bin/python scripts/make_torch_fixtures.py --check-converted FILE.pt
+    VENV/bin/python scripts/make_torch_fixtures.py --check-written
 
 The first form writes, for a small-cnn (scripts/torch_models.py) of 1x16x16 inputs and 2
 classes with weights drawn by torch.manual_seed(0):
@@ -17,6 +18,11 @@ classes with weights drawn by torch.manual_seed(0):
                             =False (the legacy stream), fc2.weight non-contiguous
   smallcnn_fp16.pt          the state_dict in float16 with torch.compile's "_orig_mod." prefix
   smallcnn_bf16_legacy.pt   the state_dict in bfloat16, legacy stream
+  smallcnn_fp16_legacy_nested.pt  {"state_dict": {"module." + name: float16}}, legacy stream
+  write_input.safetensors   what the project's writer encodes in the --check-written files:
+                            "a.weight" [4,8] float32 (values that float16 rounds up, down, to
+                            even, to subnormals, to zero and to infinity), "a.bias" [3],
+                            "bn.num_batches_tracked" int64
   two_dicts.pt              {"model": {...}, "ema": {...}} of tiny tensors (one needs --key)
   tiny.safetensors          {"weight": [3,2] float32, "num_batches_tracked": int64 scalar},
                             the input of the conversion check below
@@ -29,6 +35,12 @@ The script checks that loading each evil file with Python's pickle really create
 The second form checks a .pt written by `part convert tiny.safetensors FILE.pt`: it must load
 with torch.load(weights_only=True) and hold exactly tiny.safetensors's tensors (dtypes
 included). It prints the torch version and the file's SHA-256.
+
+The third form checks the files TorchFile.encode wrote from write_input.safetensors in every
+form, written_{zip,legacy}_{f32,f16}.pt (Tests/PARTEngineTests/TorchWriterTests.swift holds the
+writer to these bytes): torch.load(weights_only=True) must read each as {"state_dict":
+{"module." + name: tensor}} with the input's values, in float16 exactly torch's `.half()` of
+them, int64 kept.
 """
 import argparse
 import collections
@@ -108,6 +120,18 @@ def write(out):
     bf16 = collections.OrderedDict((k, v.bfloat16()) for k, v in sd.items())
     torch.save(bf16, os.path.join(out, "smallcnn_bf16_legacy.pt"), _use_new_zipfile_serialization=False)
 
+    nested_half = collections.OrderedDict(("module." + k, v.half()) for k, v in sd.items())
+    torch.save({"state_dict": nested_half}, os.path.join(out, "smallcnn_fp16_legacy_nested.pt"),
+               _use_new_zipfile_serialization=False)
+
+    g = torch.Generator().manual_seed(2)
+    edges = torch.tensor([0.1, -1 / 3, 65504.0, 65519.0, 65520.0, -1e6, 1e-8, 2.0 ** -25,
+                          3e-6, -5.96e-8, 6.1e-5, 1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, 0.0, -0.0, 2048.5])
+    weight = torch.cat([edges, torch.randn(16, generator=g) * 10.0 ** torch.randint(-6, 4, (16,), generator=g)]).reshape(4, 8)
+    save_file({"a.weight": weight, "a.bias": torch.tensor([0.5, -2.0, 1e-3]),
+               "bn.num_batches_tracked": torch.tensor(98765, dtype=torch.int64)},
+              os.path.join(out, "write_input.safetensors"))
+
     small = {"a.weight": torch.arange(6, dtype=torch.float32).reshape(3, 2), "a.bias": torch.tensor([0.5, -0.5, 1.0])}
     torch.save({"model": small, "ema": {k: v * 2 for k, v in small.items()}, "epoch": 1}, os.path.join(out, "two_dicts.pt"))
 
@@ -148,12 +172,34 @@ def check_converted(path, out):
     print(f"torch {torch.__version__}: torch.load(weights_only=True) reads {path} as tiny.safetensors; sha256 {digest}")
 
 
+def check_written(out):
+    want = load_file(os.path.join(out, "write_input.safetensors"))
+    for layout in ("zip", "legacy"):
+        for precision, dtype in (("f32", torch.float32), ("f16", torch.float16)):
+            path = os.path.join(out, f"written_{layout}_{precision}.pt")
+            loaded = torch.load(path, weights_only=True)
+            assert list(loaded.keys()) == ["state_dict"], list(loaded.keys())
+            sd = loaded["state_dict"]
+            assert list(sd.keys()) == ["module." + k for k in sorted(want)], list(sd.keys())
+            for k, v in want.items():
+                got = sd["module." + k]
+                expected = v if v.dtype == torch.int64 else v.to(dtype)
+                assert got.dtype == expected.dtype and got.shape == expected.shape, (path, k, got.dtype, got.shape)
+                assert torch.equal(got, expected), (path, k, got, expected)
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            print(f"torch {torch.__version__}: torch.load(weights_only=True) reads {path} "
+                  f"as write_input.safetensors in {dtype}; sha256 {digest}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="Tests/Fixtures/torch")
     parser.add_argument("--check-converted", metavar="FILE")
+    parser.add_argument("--check-written", action="store_true")
     args = parser.parse_args()
-    if args.check_converted:
+    if args.check_written:
+        check_written(args.out)
+    elif args.check_converted:
         check_converted(args.check_converted, args.out)
     else:
         write(args.out)

@@ -240,7 +240,7 @@ private func jsonString(_ s: String) -> String {
 }
 
 /// IEEE half-precision bits to Float.
-@inline(__always) private func halfToFloat(_ h: UInt16) -> Float {
+@inline(__always) func halfToFloat(_ h: UInt16) -> Float {
     let sign = UInt32(h & 0x8000) << 16
     let exponent = UInt32(h >> 10) & 0x1F
     let mantissa = UInt32(h & 0x3FF)
