@@ -28,6 +28,19 @@ attacks_apgd_step.safetensors -- two APGD steps without random start (NCHW)
 attacks_fab_projection.safetensors -- FAB's L-inf projection onto a hyperplane in [0, 1]
   points t1, t0 [6, 40] in [0, 1], normals w [6, 40], offsets b [6]; d1, d0 = the reference's
   projection_linf (torchattacks 3.5.1, FAB) of t1 and t0 onto {x : w . x = b} within [0, 1].
+
+attacks_l2.safetensors -- AutoAttack's L2 steps
+  apgd: two L2 APGD steps without random start, model, input, labels as attacks_apgd_step
+      (keys apgd.input, apgd.labels), radius r = apgd.radius = 0.5, step 2 r:
+      x1 = P(x0 + 2 r g0 / (||g0|| + 1e-12)),  z = P(x1 + 2 r g1 / (||g1|| + 1e-12)),
+      x2 = P(x1 + 0.75 (z - x1) + 0.25 (x1 - x0)),
+      P(v) = clamp(x0 + (v - x0) min(r, ||v - x0||) / (||v - x0|| + 1e-12), 0, 1);
+      keys apgd.<ce|dlr>.x1, apgd.<ce|dlr>.x2.
+  fab: t1, t0, w, b of attacks_fab_projection and fab.d1, fab.d0 = torchattacks' projection_l2.
+  square: square.eta<s> for s in 1, 2, 3, 5, 7, 25: the pattern (torchattacks' eta_rectangles,
+      stacked and normalised, untransposed); one L2 proposal on 3 rows of [2, 12, 12] (NCHW):
+      square.origin, square.best, square.radius, square.side (5), square.windows [3, 4]
+      (top, left, top2, left2), square.signs [3, 2], square.transposed [3], square.candidate.
 """
 import argparse
 import datetime
@@ -151,6 +164,106 @@ def fab_projection():
     return {"t1": t1, "t0": t0, "w": w, "b": b, "d1": d1, "d0": d0}
 
 
+def l2_norms(v):
+    return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+
+
+def apgd_l2_steps(out):
+    model = SmallCNN(10, in_channels=1, image_size=16)
+    set_formula_parameters(model)
+    model.eval()
+    torch.manual_seed(3)
+    x0 = torch.rand(4, 1, 16, 16)
+    labels = torch.randint(0, 10, (4,))
+    r = 0.5
+
+    def project(v):
+        d = v - x0
+        n = l2_norms(d)
+        return (x0 + d / (n + 1e-12) * torch.clamp(n, max=r)).clamp(0, 1)
+
+    def grad(x, loss):
+        xr = x.clone().requires_grad_(True)
+        z = model(xr)
+        v = F.cross_entropy(z, labels, reduction="none") if loss == "ce" else dlr(z, labels)
+        (g,) = torch.autograd.grad(v.sum(), xr)
+        return g
+
+    out["apgd.input"], out["apgd.labels"], out["apgd.radius"] = x0, labels, torch.tensor([r])
+    for loss in ("ce", "dlr"):
+        g0 = grad(x0, loss)
+        x1 = project(x0 + 2 * r * g0 / (l2_norms(g0) + 1e-12))
+        g1 = grad(x1, loss)
+        z = project(x1 + 2 * r * g1 / (l2_norms(g1) + 1e-12))
+        x2 = project(x1 + 0.75 * (z - x1) + 0.25 * (x1 - x0))
+        out[f"apgd.{loss}.x1"], out[f"apgd.{loss}.x2"] = x1, x2
+        print(f"apgd l2 {loss}: ||x1 - x0|| {l2_norms(x1 - x0).flatten().tolist()}")
+
+
+def fab_l2_projection(out):
+    from torchattacks.attacks.fab import projection_l2
+
+    linf = fab_projection()
+    t1, t0, w, b = linf["t1"], linf["t0"], linf["w"], linf["b"]
+    out["fab.t1"], out["fab.t0"], out["fab.w"], out["fab.b"] = t1, t0, w, b
+    out["fab.d1"] = projection_l2(t1.clone(), w.clone(), b.clone())
+    out["fab.d0"] = projection_l2(t0.clone(), w.clone(), b.clone())
+
+
+def square_pattern(sq, s):
+    top = sq.eta_rectangles(s // 2, s)
+    bottom = -sq.eta_rectangles(s - s // 2, s)
+    eta = torch.cat((top, bottom), 0)
+    return eta / (eta ** 2).sum().sqrt()
+
+
+def square_l2(out):
+    import torchattacks
+
+    sq = torchattacks.Square(torch.nn.Linear(1, 1), norm="L2", eps=1.0)
+    for s in (1, 2, 3, 5, 7, 25):
+        out[f"square.eta{s}"] = square_pattern(sq, s)
+    gen = torch.Generator().manual_seed(6)
+    n, c, h, w, s, r = 3, 2, 12, 12, 5, 1.5
+    origin = torch.rand(n, c, h, w, generator=gen)
+    noise = torch.randn(n, c, h, w, generator=gen)
+    best = (origin + noise / l2_norms(noise) * r).clamp(0, 1)
+    best[2] = (origin[2] + noise[2] / l2_norms(noise)[2] * 0.4 * r).clamp(0, 1)  # well inside the ball
+    windows = torch.tensor([[0, 0, 7, 7], [3, 4, 5, 6], [2, 2, 2, 2]])  # apart, overlapping, the same
+    signs = torch.tensor([[1.0, -1.0], [-1.0, -1.0], [1.0, 1.0]])
+    transposed = torch.tensor([0, 1, 0])
+    eta = square_pattern(sq, s)
+    candidate = torch.empty_like(origin)
+    for b in range(n):
+        top, left, top2, left2 = windows[b].tolist()
+        delta = best[b] - origin[b]
+        total = delta.norm()
+        mask = torch.zeros(h, w, dtype=torch.bool)
+        mask[top:top + s, left:left + s] = True
+        mask[top2:top2 + s, left2:left2 + s] = True
+        windows_norm = (delta[:, mask] ** 2).sum().sqrt()
+        first = delta[:, top:top + s, left:left + s]
+        pattern = eta.t() if transposed[b] else eta
+        fresh = pattern.unsqueeze(0) * signs[b].view(c, 1, 1) + first / (first.flatten(1).norm(dim=1).view(c, 1, 1) + 1e-12)
+        target = (torch.clamp(torch.tensor(r * r) - total ** 2, min=0) / c + windows_norm ** 2).sqrt()
+        fresh = fresh / (fresh.flatten(1).norm(dim=1).view(c, 1, 1) + 1e-12) * target
+        delta = delta.clone()
+        delta[:, top2:top2 + s, left2:left2 + s] = 0
+        delta[:, top:top + s, left:left + s] = fresh
+        candidate[b] = (origin[b] + delta / (delta.norm() + 1e-12) * r).clamp(0, 1)
+    out["square.origin"], out["square.best"], out["square.candidate"] = origin, best, candidate
+    out["square.radius"], out["square.side"] = torch.tensor([r]), torch.tensor([s])
+    out["square.windows"], out["square.signs"], out["square.transposed"] = windows, signs, transposed
+
+
+def l2_steps():
+    out = {}
+    apgd_l2_steps(out)
+    fab_l2_projection(out)
+    square_l2(out)
+    return out
+
+
 def write(path, tensors, what):
     meta = {"torch": torch.__version__, "written_by": "scripts/make_attack_golden.py", "what": what,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -168,6 +281,7 @@ def main():
     write(os.path.join(args.out, "attacks_margins.safetensors"), margins(), "attack losses and gradients")
     write(os.path.join(args.out, "attacks_apgd_step.safetensors"), apgd_steps(), "two APGD steps")
     write(os.path.join(args.out, "attacks_fab_projection.safetensors"), fab_projection(), "FAB L-inf projection")
+    write(os.path.join(args.out, "attacks_l2.safetensors"), l2_steps(), "AutoAttack's L2 steps")
 
 
 if __name__ == "__main__":

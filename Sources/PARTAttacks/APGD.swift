@@ -10,10 +10,16 @@ import PARTNN
 ///     z       = P(x_k + eta_k map ⊙ sign(∇L(x_k)))
 ///     x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1}))   (a = 1 at k = 0, then 0.75)
 ///
-/// with P the projection onto [x - map, x + map] ∩ [0, 1] and eta_0 = 2. At the checkpoints
-/// (`checkpoints(iterations:)`) a row halves its step size and restarts from its best point when
-/// at most rho of the steps since the last checkpoint increased the loss, or when neither its step
-/// size nor its best loss changed since the last checkpoint.
+/// with P the projection onto [x - map, x + map] ∩ [0, 1] and eta_0 = 2. With `norm` .l2 the
+/// same run works in the L2 ball of the radius instead (AutoAttack's L2 rules): the start is
+/// x + radius n / ||n|| with n ~ N(0, I), a step moves by eta_k radius along g / ||g||, and P
+/// projects onto the ball and then [0, 1] (`L2Ball.momentumStep`). With `eot` > 1 each gradient
+/// is the mean over that many passes (expectation over transformation, for models with
+/// randomness: AutoAttack's "rand" version), and the loss and logits are the last pass's.
+///
+/// At the checkpoints (`checkpoints(iterations:)`) a row halves its step size and restarts from
+/// its best point when at most rho of the steps since the last checkpoint increased the loss, or
+/// when neither its step size nor its best loss changed since the last checkpoint.
 ///
 /// As in AutoAttack, only rows correctly classified when clean are attacked, and each restart
 /// runs on the rows not fooled yet. A row is dropped as soon as an iterate fools the model (that
@@ -24,7 +30,7 @@ import PARTNN
 /// from the stream keyed by (seed, random start, dataset index, r); the first checkpoint counts
 /// the first step as an increase when it raised the loss above the start's (the reference compares
 /// it with an uninitialised 0).
-public struct APGD: Attack, ClassCountNotes {
+public struct APGD: L2Attack, ClassCountNotes {
     /// The loss ascended: cross-entropy, Difference of Logits Ratio, or the CW margin.
     public enum Loss: String, Sendable {
         case ce, dlr, cw
@@ -35,16 +41,29 @@ public struct APGD: Attack, ClassCountNotes {
     public let restarts: Int
     /// The fraction of increasing steps below which the step size is halved.
     public let rho: Float
+    public let norm: Norm
+    /// The L2 radius (nil: the constant value of the map); L2 only.
+    public let radiusOverride: Float?
+    /// Passes averaged per gradient (1: plain APGD).
+    public let eot: Int
 
-    public init(loss: Loss = .ce, iterations: Int = 100, restarts: Int = 1, rho: Float = 0.75) {
+    public init(loss: Loss = .ce, iterations: Int = 100, restarts: Int = 1, rho: Float = 0.75, norm: Norm = .linf,
+                radius: Float? = nil, eot: Int = 1) {
         self.loss = loss
         self.iterations = iterations
         self.restarts = restarts
         self.rho = rho
+        self.norm = norm
+        self.radiusOverride = radius
+        self.eot = eot
     }
 
-    /// "apgd-ce", "apgd-dlr", "apgd-cw".
-    public var name: String { "apgd-\(loss.rawValue)" }
+    /// "apgd-ce", "apgd-dlr", "apgd-cw"; "-l2" after it in the L2 ball.
+    public var name: String { "apgd-\(loss.rawValue)" + (norm == .l2 ? "-l2" : "") }
+
+    public func radius(for budget: EpsilonMap) throws -> Float? {
+        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
+    }
 
     /// The iteration counts after which the step size is checked, for a run of `iterations`:
     /// the first after n_2 = max(⌊0.22 n⌋, 1) iterations, each next one after the previous
@@ -85,14 +104,17 @@ public struct APGD: Attack, ClassCountNotes {
         try requireSetting(iterations >= 0, name, "iterations must be 0 or more, got \(iterations)")
         try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
         try requireSetting(rho >= 0 && rho <= 1, name, "rho must lie in [0, 1], got \(rho)")
+        try requireSetting(eot >= 1, name, "eot must be at least 1, got \(eot)")
     }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try validateSettings()
         try validateAttackInput(model, batch)
+        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
         var outcome = Outcome(batch)
         let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
-        let run = APGDRun(iterations: iterations, rho: rho, loss: attackLoss(classes: model.numClasses))
+        let run = APGDRun(iterations: iterations, rho: rho, loss: attackLoss(classes: model.numClasses), norm: norm,
+                          eot: eot)
         for restart in 0..<restarts {
             let remaining = outcome.unfooled(rows)
             if remaining.isEmpty { break }
@@ -108,6 +130,9 @@ struct APGDRun {
     let iterations: Int
     let rho: Float
     let loss: AttackLoss
+    /// .l2: the batch's budget is the constant map of the radius (`threatBatch`).
+    var norm: Norm = .linf
+    var eot: Int = 1
     /// The momentum weight after the first step.
     let momentum: Float = 0.75
     /// The initial step size in units of the map.
@@ -148,10 +173,13 @@ struct APGDRun {
         var set = WorkingSet(rows: rows)
         let slotTargets = targets.map { byRow in set.rows.map { byRow[$0] } }
         let slotBatch = batch.subset(set.rows)
-        let start = APGDKernels.normalizedUniformStart(slotBatch.images, map: slotBatch.budget.values, scale: 1,
-                                                       seed: seed, indices: slotBatch.indices, step: step,
-                                                       purpose: .randomStart)
-        let first = try AttackPass.lossGradient(model, at: start, batch: slotBatch, loss: loss, targets: slotTargets)
+        let radius = slotBatch.budget.constantValue ?? 0
+        let start = norm == .l2
+            ? L2Ball.sphereStart(slotBatch.images, radius: radius, scale: 1, seed: seed, indices: slotBatch.indices,
+                                 step: step, purpose: .randomStart)
+            : APGDKernels.normalizedUniformStart(slotBatch.images, map: slotBatch.budget.values, scale: 1, seed: seed,
+                                                 indices: slotBatch.indices, step: step, purpose: .randomStart)
+        let first = try lossGradient(model, at: start, batch: slotBatch, targets: slotTargets)
         let n = set.count
         var s = State(batch: slotBatch, targets: slotTargets, x: start, previous: start, gradient: first.gradient,
                       best: start, bestGradient: first.gradient,
@@ -165,10 +193,15 @@ struct APGDRun {
         for i in 0..<iterations {
             if set.liveCount == 0 { break }
             if let order = set.compaction() { s.gather(order) }
-            APGDKernels.momentumStep(&s.x, previous: &s.previous, gradient: s.gradient, origin: s.batch.images,
-                                     map: s.batch.budget.values, stepSizes: s.stepSizes,
-                                     momentum: i == 0 ? 1 : momentum)
-            let pass = try AttackPass.lossGradient(model, at: s.x, batch: s.batch, loss: loss, targets: s.targets)
+            if norm == .l2 {
+                L2Ball.momentumStep(&s.x, previous: &s.previous, gradient: s.gradient, origin: s.batch.images,
+                                    radius: radius, stepSizes: s.stepSizes, momentum: i == 0 ? 1 : momentum)
+            } else {
+                APGDKernels.momentumStep(&s.x, previous: &s.previous, gradient: s.gradient, origin: s.batch.images,
+                                         map: s.batch.budget.values, stepSizes: s.stepSizes,
+                                         momentum: i == 0 ? 1 : momentum)
+            }
+            let pass = try lossGradient(model, at: s.x, batch: s.batch, targets: s.targets)
             s.gradient = pass.gradient
             retireFooled(pass.logits, state: s, set: &set, outcome: &outcome)
 
@@ -205,6 +238,21 @@ struct APGDRun {
             sinceCheck = 0
         }
         outcome.offerBest(set.liveSlots, of: s.best, losses: s.bestLoss, in: set)
+    }
+
+    /// The loss at x and its gradient, averaged over `eot` passes (the values and logits are the
+    /// last pass's, as in AutoAttack).
+    private func lossGradient(_ model: ImageClassifier, at x: Tensor, batch: AttackBatch, targets: [Int32]?) throws
+        -> LossGradient {
+        var pass = try AttackPass.lossGradient(model, at: x, batch: batch, loss: loss, targets: targets)
+        guard eot > 1 else { return pass }
+        var sum = pass.gradient
+        for _ in 1..<eot {
+            pass = try AttackPass.lossGradient(model, at: x, batch: batch, loss: loss, targets: targets)
+            sum.add(pass.gradient)
+        }
+        sum.scale(by: 1 / Float(eot))
+        return LossGradient(logits: pass.logits, values: pass.values, gradient: sum)
     }
 
     /// Live slots whose logits are misclassified: their current point is their result.

@@ -7,9 +7,10 @@ import PARTNN
 /// A list is comma-separated items `name[:key=value]...`, for example
 /// `natural,pgd20,pgd:steps=50:alpha=0.01,cw20,mma,fgsm,pgd-l2:eps=0.5,aa`. Numbers accept
 /// decimals and fractions (`alpha=2/255`). `pgdN`, `cwN` and `mmaN` are short for
-/// `pgd:steps=N` and so on. A composite name (`aa`, `aa-fast`) expands to its stages; a key
-/// given to it (`aa:steps=20:queries=1000`) goes to each of its attacks that takes it. Unknown
-/// names and keys are one-line errors listing what is known.
+/// `pgd:steps=N` and so on. A composite name (`aa`, `aa-fast`, AutoAttack's other versions
+/// `aa-l2`, `aa-plus`, `aa-l2-plus`, `aa-rand`) expands to its stages; a key given to it
+/// (`aa:steps=20:queries=1000`, `aa-l2:eps=0.5`) goes to each of its attacks that takes it.
+/// Unknown names and keys are one-line errors listing what is known.
 ///
 /// Adding an attack is one `Entry` in `standard`: its name, keys, a cheap setting for tests,
 /// and a closure that reads its parameters and builds it.
@@ -130,6 +131,31 @@ public struct AttackCatalog: Sendable {
             return value
         }
 
+        /// The norm (`norm`, linf unless given) and, for L2, the radius the item gives (`eps`; nil:
+        /// --eps). Both are recorded only when given, so an L-inf item keeps its description (and
+        /// so its random streams and its results file) from before the norm option.
+        public mutating func threat() throws -> (norm: Norm, radius: Float?) {
+            var norm = Norm.linf
+            if let text = given["norm"] {
+                guard let n = Norm(rawValue: text.lowercased()) else {
+                    throw AttackError("\(attack): norm must be linf or l2, got '\(text)'")
+                }
+                norm = n
+                resolved.append(("norm", n.rawValue))
+            }
+            guard given["eps"] != nil else { return (norm, nil) }
+            guard norm == .l2 else {
+                throw AttackError("\(attack): eps is the L2 radius and needs norm=l2 (an L-inf attack's budget is --eps)")
+            }
+            return (norm, try float("eps", 0))
+        }
+
+        /// An integer key recorded only when given (a setting added after the item's description
+        /// was fixed).
+        public mutating func optionalInt(_ key: String, _ fallback: Int, min: Int) throws -> Int {
+            given[key] == nil ? fallback : try int(key, fallback, min: min)
+        }
+
         var description: String { ([attack] + resolved.map { "\($0.0)=\($0.1)" }).joined(separator: ":") }
     }
 
@@ -184,40 +210,71 @@ public struct AttackCatalog: Sendable {
             return (attack, Double(3 * steps + 1))
         },
         // AutoAttack's components (Croce & Hein, ICML 2020); the defaults are its "standard" version.
+        // `norm=l2` runs one in the L2 ball of radius `eps` (default --eps).
         Entry("apgd-ce", "Auto-PGD on CE: adaptive step size, momentum, random start (AutoAttack: 100 steps, 1 restart)",
-              keys: ["steps", "restarts", "rho"], quick: "steps=3") { p, _ in
-            let attack = APGD(loss: .ce, iterations: try p.int("steps", 100), restarts: try p.int("restarts", 1, min: 1),
-                              rho: try p.fraction("rho", 0.75))
-            return (attack, Double(attack.restarts * (3 * attack.iterations + 3) + 1))
+              keys: ["steps", "restarts", "rho", "norm", "eps", "eot"], quick: "steps=3") { p, _ in
+            try AttackCatalog.apgd(.ce, &p)
         },
         Entry("apgd-dlr", "Auto-PGD on the Difference of Logits Ratio (CE below 3 classes)",
-              keys: ["steps", "restarts", "rho"], quick: "steps=3") { p, _ in
-            let attack = APGD(loss: .dlr, iterations: try p.int("steps", 100), restarts: try p.int("restarts", 1, min: 1),
-                              rho: try p.fraction("rho", 0.75))
-            return (attack, Double(attack.restarts * (3 * attack.iterations + 3) + 1))
+              keys: ["steps", "restarts", "rho", "norm", "eps", "eot"], quick: "steps=3") { p, _ in
+            try AttackCatalog.apgd(.dlr, &p)
         },
         Entry("apgd-t", "targeted Auto-PGD on targeted DLR towards each of the best `targets` wrong classes "
-              + "(AutoAttack: 9 targets, 100 steps)", keys: ["steps", "targets", "restarts"], quick: "steps=3,targets=2") { p, _ in
-            let attack = APGDTargeted(targets: try p.int("targets", 9, min: 1), iterations: try p.int("steps", 100),
-                                      restarts: try p.int("restarts", 1, min: 1))
+              + "(AutoAttack: 9 targets, 100 steps)", keys: ["steps", "targets", "restarts", "norm", "eps"],
+              quick: "steps=3,targets=2") { p, _ in
+            let targets = try p.int("targets", 9, min: 1), steps = try p.int("steps", 100)
+            let restarts = try p.int("restarts", 1, min: 1)
+            let (norm, radius) = try p.threat()
+            let attack = APGDTargeted(targets: targets, iterations: steps, restarts: restarts, norm: norm, radius: radius)
             return (attack, Double(attack.targets * attack.restarts * (3 * attack.iterations + 3) + 1))
         },
-        Entry("fab-t", "targeted FAB, L-inf, towards each of the best `targets` wrong classes (AutoAttack: 9 targets, 100 steps)",
-              keys: ["steps", "targets", "restarts"], quick: "steps=3,targets=2") { p, _ in
-            let attack = FABTargeted(targets: try p.int("targets", 9, min: 1), iterations: try p.int("steps", 100),
-                                     restarts: try p.int("restarts", 1, min: 1))
+        Entry("fab-t", "targeted FAB towards each of the best `targets` wrong classes (AutoAttack: 9 targets, 100 steps)",
+              keys: ["steps", "targets", "restarts", "norm", "eps"], quick: "steps=3,targets=2") { p, _ in
+            let targets = try p.int("targets", 9, min: 1), steps = try p.int("steps", 100)
+            let restarts = try p.int("restarts", 1, min: 1)
+            let (norm, radius) = try p.threat()
+            let attack = FABTargeted(targets: targets, iterations: steps, restarts: restarts, norm: norm, radius: radius)
             return (attack, Double(attack.targets * attack.restarts * 4 * attack.iterations + 1))
         },
-        Entry("square", "Square attack, L-inf, forward passes only (AutoAttack: 5000 queries, p=0.8)",
-              keys: ["queries", "p", "restarts"], quick: "queries=20") { p, _ in
-            let attack = Square(queries: try p.int("queries", 5000), pInit: try p.fraction("p", 0.8, positive: true),
-                                restarts: try p.int("restarts", 1, min: 1))
+        Entry("fab", "untargeted FAB: the nearest linearised boundary of all classes, one gradient per class "
+              + "(AutoAttack plus: 5 restarts, 100 steps)", keys: ["steps", "restarts", "norm", "eps"], quick: "steps=2") { p, _ in
+            let steps = try p.int("steps", 100), restarts = try p.int("restarts", 5, min: 1)
+            let (norm, radius) = try p.threat()
+            let attack = FABUntargeted(iterations: steps, restarts: restarts, norm: norm, radius: radius)
+            // Nominally 10 classes: 9 gradients and a forward pass per step.
+            return (attack, Double(attack.restarts * (9 * 3 + 1) * attack.iterations + 1))
+        },
+        Entry("square", "Square attack, forward passes only (AutoAttack: 5000 queries, p=0.8)",
+              keys: ["queries", "p", "restarts", "norm", "eps"], quick: "queries=20") { p, _ in
+            let queries = try p.int("queries", 5000), pInit = try p.fraction("p", 0.8, positive: true)
+            let restarts = try p.int("restarts", 1, min: 1)
+            let (norm, radius) = try p.threat()
+            let attack = Square(queries: queries, pInit: pInit, restarts: restarts, norm: norm, radius: radius)
             return (attack, Double(attack.restarts * attack.queries + 1))
         },
     ], composites: [
+        // AutoAttack's versions as its autoattack.py sets them (set_version).
         ("aa", "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square", ["apgd-ce", "apgd-t", "fab-t", "square"]),
         ("aa-fast", "APGD-CE and APGD-T", ["apgd-ce", "apgd-t"]),
+        ("aa-l2", "AutoAttack standard, L2 (radius eps, default --eps): APGD-CE, APGD-T, FAB-T, Square",
+         ["apgd-ce:norm=l2", "apgd-t:norm=l2", "fab-t:norm=l2", "square:norm=l2"]),
+        ("aa-plus", "AutoAttack plus: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T",
+         ["apgd-ce:restarts=5", "apgd-dlr:restarts=5", "fab:restarts=5", "square", "apgd-t", "fab-t"]),
+        ("aa-l2-plus", "AutoAttack plus, L2",
+         ["apgd-ce:norm=l2:restarts=5", "apgd-dlr:norm=l2:restarts=5", "fab:norm=l2:restarts=5", "square:norm=l2",
+          "apgd-t:norm=l2", "fab-t:norm=l2"]),
+        ("aa-rand", "AutoAttack rand (models with randomness): APGD-CE and APGD-DLR, gradients averaged over 20 passes",
+         ["apgd-ce:eot=20", "apgd-dlr:eot=20"]),
     ])
+
+    /// APGD-CE or APGD-DLR from an item's parameters, with its nominal cost.
+    static func apgd(_ loss: APGD.Loss, _ p: inout Parameters) throws -> (attack: Attack, cost: Double) {
+        let steps = try p.int("steps", 100), restarts = try p.int("restarts", 1, min: 1), rho = try p.fraction("rho", 0.75)
+        let (norm, radius) = try p.threat()
+        let eot = try p.optionalInt("eot", 1, min: 1)
+        let attack = APGD(loss: loss, iterations: steps, restarts: restarts, rho: rho, norm: norm, radius: radius, eot: eot)
+        return (attack, Double(attack.restarts * attack.eot * (3 * attack.iterations + 3) + 1))
+    }
 
     /// A decimal ("0.1", "1e-3") or a fraction ("8/255") as a Float; nil if it is neither or not finite.
     public static func number(_ text: String) -> Float? {
@@ -251,26 +308,7 @@ public struct AttackCatalog: Sendable {
             let fields = item.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             let name = fields[0].lowercased()
             if let composite = composites.first(where: { $0.name == name }) {
-                let missing = composite.items.filter { c in !entries.contains { $0.name == c } }
-                guard missing.isEmpty else {
-                    throw AttackError("\(name) needs \(composite.items.joined(separator: ", ")), and this build lacks "
-                                      + "\(missing.joined(separator: ", ")) (known: \(knownNames.joined(separator: ", ")))")
-                }
-                // aa:steps=20:queries=1000 gives each key to the components that take it.
-                let components = composite.items.compactMap { c in entries.first { $0.name == c } }
-                let keys = Set(components.flatMap(\.keys))
-                for field in fields.dropFirst() {
-                    let key = field.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? ""
-                    guard keys.contains(key) else {
-                        throw AttackError("unknown key '\(key)' for \(name) (its attacks take: \(keys.sorted().joined(separator: ", ")))")
-                    }
-                }
-                for component in components {
-                    let own = fields.dropFirst().filter { field in
-                        component.keys.contains(field.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? "")
-                    }
-                    stages.append(try stage(component.name, [component.name] + own, display: component.name, defaults))
-                }
+                stages += try expand(composite, userFields: Array(fields.dropFirst()), defaults)
             } else {
                 stages.append(try stage(name, fields, display: item, defaults))
             }
@@ -285,6 +323,32 @@ public struct AttackCatalog: Sendable {
             let n = (seen[s.name] ?? 0) + 1
             seen[s.name] = n
             return n == 1 ? s : Stage(name: "\(s.name)#\(n)", description: "\(s.description)#\(n)", attack: s.attack, cost: s.cost)
+        }
+    }
+
+    /// The stages of a composite: its items (`name[:key=value]...`, the version's settings), each
+    /// with the keys the user gave the composite that its attack takes (`aa-l2:eps=0.5`; a user's
+    /// key replaces the item's own). A stage is named after its attack, with "-l2" in the L2 ball.
+    func expand(_ composite: (name: String, summary: String, items: [String]), userFields: [String],
+                _ defaults: Defaults) throws -> [Stage] {
+        func key(_ field: String) -> String { field.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? "" }
+        let parsed = composite.items.map { $0.split(separator: ":").map(String.init) }
+        let missing = parsed.map { $0[0] }.filter { c in !entries.contains { $0.name == c } }
+        guard missing.isEmpty else {
+            throw AttackError("\(composite.name) needs \(parsed.map { $0[0] }.joined(separator: ", ")), and this build lacks "
+                              + "\(missing.joined(separator: ", ")) (known: \(knownNames.joined(separator: ", ")))")
+        }
+        let components = parsed.map { item in (entry: entries.first { $0.name == item[0] }!, preset: Array(item.dropFirst())) }
+        let keys = Set(components.flatMap(\.entry.keys))
+        for field in userFields where !keys.contains(key(field)) {
+            throw AttackError("unknown key '\(key(field))' for \(composite.name) (its attacks take: \(keys.sorted().joined(separator: ", ")))")
+        }
+        return try components.map { component in
+            let own = userFields.filter { component.entry.keys.contains(key($0)) }
+            let fields = component.preset.filter { p in !own.contains { key($0) == key(p) } } + own
+            let l2 = fields.contains { key($0) == "norm" && $0.lowercased().hasSuffix("=l2") }
+            let display = component.entry.name + (l2 ? "-l2" : "")
+            return try stage(component.entry.name, [component.entry.name] + fields, display: display, defaults)
         }
     }
 

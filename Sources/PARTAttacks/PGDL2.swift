@@ -1,13 +1,6 @@
 import PARTEngine
 import PARTNN
 
-/// An attack whose threat model is an L2 ball rather than the L-inf epsilon map: evaluation
-/// re-verifies its results against the ball.
-public protocol L2Attack: Attack {
-    /// The ball's radius for `budget` (throws when the attack cannot work under it).
-    func radius(for budget: EpsilonMap) throws -> Float
-}
-
 /// Projected gradient descent in the L2 norm (Madry et al. 2018; torchattacks' `PGDL2`):
 ///
 ///     x_0     = clip(x + r * radius * n / ||n||),   n ~ N(0, I), r ~ U(0, 1)   (random start)
@@ -40,18 +33,15 @@ public struct PGDL2: L2Attack {
     }
 
     public var name: String { "pgd-l2-\(steps)" }
+    public var norm: Norm { .l2 }
 
-    public func radius(for budget: EpsilonMap) throws -> Float {
-        guard let constant = budget.constantValue else {
-            throw AttackError("pgd-l2 cannot honour a varying epsilon map (an L2 ball has no per-pixel budget): "
-                              + "use a constant map or an L-inf attack")
-        }
-        return radiusOverride ?? constant
+    public func radius(for budget: EpsilonMap) throws -> Float? {
+        try l2Radius("pgd-l2", override: radiusOverride, budget: budget)
     }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try validateAttackInput(model, batch)
-        let radius = try self.radius(for: batch.budget)
+        let radius = try l2Radius("pgd-l2", override: radiusOverride, budget: batch.budget)
         let images = batch.images
         guard radius > 0, batch.count > 0 else { return images }
         var x = images

@@ -21,18 +21,30 @@ import PARTNN
 /// signs, come from the stream keyed by (seed, square, dataset index, restart). The reference code
 /// draws one position and one set of signs per iteration for the whole batch; only the side
 /// length, a function of the iteration, is shared here.
-public struct Square: Attack {
+///
+/// With `norm` .l2 it is the L2 Square attack (`attackL2`, `SquareL2Kernels`): perturbations on the
+/// sphere of the radius, each proposal moving the mass of one window into another.
+public struct Square: L2Attack {
     public let queries: Int
     public let pInit: Float
     public let restarts: Int
+    public let norm: Norm
+    /// The L2 radius (nil: the constant value of the map); L2 only.
+    public let radiusOverride: Float?
 
-    public init(queries: Int = 5000, pInit: Float = 0.8, restarts: Int = 1) {
+    public init(queries: Int = 5000, pInit: Float = 0.8, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
         self.queries = queries
         self.pInit = pInit
         self.restarts = restarts
+        self.norm = norm
+        self.radiusOverride = radius
     }
 
-    public var name: String { "square" }
+    public var name: String { norm == .l2 ? "square-l2" : "square" }
+
+    public func radius(for budget: EpsilonMap) throws -> Float? {
+        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
+    }
 
     /// The fraction of the image a square covers at iteration `iteration` (0-based).
     public static func fraction(iteration i: Int, pInit: Float) -> Float {
@@ -66,19 +78,24 @@ public struct Square: Attack {
         try requireSetting(pInit > 0 && pInit <= 1, name, "p-init must lie in (0, 1], got \(pInit)")
         try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
         try validateAttackInput(model, batch)
+        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
         var outcome = Outcome(batch)
         let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         for restart in 0..<restarts {
             let remaining = outcome.unfooled(rows)
             if remaining.isEmpty { break }
-            try attack(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+            if norm == .l2 {
+                try attackL2(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+            } else {
+                try attack(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+            }
         }
         return outcome.images
     }
 
     /// The margin loss max_{j != y} z_j - z_y per row (higher is better for the attack) and the
     /// predicted classes, from logits.
-    private func margins(_ logits: Tensor, _ slots: AttackBatch) throws -> (values: [Float], predictions: [Int32]) {
+    func margins(_ logits: Tensor, _ slots: AttackBatch) throws -> (values: [Float], predictions: [Int32]) {
         let values = try CWMarginLoss().evaluate(logits: logits, batch: slots, targets: nil).values
         return (values, logits.argmaxRows())
     }

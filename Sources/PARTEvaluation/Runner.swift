@@ -381,8 +381,8 @@ public final class EvaluationRunner {
 
     /// Per row: inside the stage's threat model (the L-inf map, or an L2 attack's ball) and [0, 1].
     func inside(_ attack: Attack, _ x: Tensor, origin: Tensor, budget: EpsilonMap) throws -> [Bool] {
-        if let l2 = attack as? L2Attack {
-            return L2Ball.rowsInside(x, origin: origin, radius: try l2.radius(for: budget))
+        if let l2 = attack as? L2Attack, let radius = try l2.radius(for: budget) {
+            return L2Ball.rowsInside(x, origin: origin, radius: radius)
         }
         return Perturbation.rowsInside(x, origin: origin, map: budget.values)
     }

@@ -19,6 +19,9 @@ struct Eval: ParsableCommand {
         --attacks is a comma-separated list of items name[:key=value]..., e.g. \
         natural,pgd20,pgd:steps=50:alpha=0.01,cw20,mma,fgsm,pgd-l2:eps=0.5,aa. \
         Attacks: \(AttackCatalog.standard.knownNames.joined(separator: ", ")). \
+        AutoAttack's versions: aa (standard), aa-plus, aa-rand, and in the L2 ball aa-l2 and \
+        aa-l2-plus, whose radius is eps (aa-l2:eps=0.5), else --eps; norm=l2 (with eps) runs \
+        apgd-ce, apgd-dlr, apgd-t, fab, fab-t or square in the L2 ball. \
         Each attack runs only on the points still robust after the ones before it (--independent: \
         on every correctly classified point), and every success is re-verified alone in a batch of \
         its own; a disagreement is reported and exits with code 1.

@@ -64,4 +64,89 @@ public enum L2Ball {
         let boxed = Perturbation.rowsInside(x, origin: x, map: Tensor(shape: x.shape))
         return zip(norms, boxed).map { $0 <= radius * (1 + tolerance) + 1e-7 && $1 }
     }
+
+    /// AutoAttack's L2 random start (APGD, and FAB's restarts with `scale` 0.5): per row
+    /// clamp(x + scale * radius * n / (||n|| + 1e-12), 0, 1) with n ~ N(0, I) drawn from row b's
+    /// stream keyed by (seed, purpose, indices[b], step): a point on the sphere of radius
+    /// scale * radius before the clamp.
+    public static func sphereStart(_ x: Tensor, radius: Float, scale: Float, seed: UInt64, indices: [Int], step: Int,
+                                   purpose: RandomPurpose) -> Tensor {
+        precondition(indices.count == (x.shape.first ?? 0), "\(indices.count) indices for \(x.shape.first ?? 0) rows")
+        let size = x.rowSize
+        var out = Tensor.uninitialized(shape: x.shape)
+        let s = x.readPointer, d = out.uniquePointer()
+        indices.withUnsafeBufferPointer { idx in
+            let ip = idx.baseAddress!
+            Parallel.forEachIndex(idx.count, cost: size * 8) { b in
+                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
+                let row = b * size
+                var norm = 0.0
+                for i in row..<(row + size) {
+                    let v = stream.normal()
+                    d[i] = v
+                    norm += Double(v) * Double(v)
+                }
+                let factor = Float(Double(scale * radius) / (norm.squareRoot() + 1e-12))
+                for i in row..<(row + size) { d[i] = Swift.min(Swift.max(s[i] + factor * d[i], 0), 1) }
+            }
+        }
+        return out
+    }
+
+    /// One APGD update in the L2 norm (AutoAttack's L2 rule), per row b with step eta_b * radius:
+    ///
+    ///     z      = P(x + eta_b radius g / (||g|| + 1e-12))
+    ///     x'     = P(x + a (z - x) + (1 - a)(x - x_prev))
+    ///     x_prev = x,  x = x'
+    ///
+    /// with P(v) = clamp(o + (v - o) min(radius, ||v - o||) / (||v - o|| + 1e-12), 0, 1) around the
+    /// origin o: the projection onto the ball, then the unit box. A row whose gradient is not
+    /// finite takes no gradient step.
+    public static func momentumStep(_ x: inout Tensor, previous: inout Tensor, gradient: Tensor, origin: Tensor,
+                                    radius: Float, stepSizes: [Float], momentum a: Float) {
+        precondition(x.shape == previous.shape && x.shape == gradient.shape && x.shape == origin.shape,
+                     "L2 APGD step on mismatched shapes \(x.shape), \(gradient.shape), \(origin.shape)")
+        precondition(stepSizes.count == (x.shape.first ?? 0), "\(stepSizes.count) step sizes for \(x.shape.first ?? 0) rows")
+        let size = x.rowSize
+        let g = gradient.readPointer, o = origin.readPointer
+        let xp = x.uniquePointer(), pp = previous.uniquePointer()
+        stepSizes.withUnsafeBufferPointer { etas in
+            let ep = etas.baseAddress!
+            Parallel.forEachIndex(etas.count, cost: size * 8) { b in
+                let row = b * size
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(size, 1))
+                defer { scratch.deallocate() }
+                var gNorm = 0.0
+                for i in row..<(row + size) { gNorm += Double(g[i]) * Double(g[i]) }
+                let gFactor = gNorm.isFinite ? Float(Double(ep[b] * radius) / (gNorm.squareRoot() + 1e-12)) : 0
+                for j in 0..<size {
+                    let step = gFactor == 0 ? 0 : gFactor * g[row + j]
+                    scratch[j] = xp[row + j] + step
+                }
+                projectRow(scratch, origin: o + row, count: size, radius: radius)
+                for j in 0..<size {
+                    let current = xp[row + j]
+                    scratch[j] = current + a * (scratch[j] - current) + (1 - a) * (current - pp[row + j])
+                }
+                projectRow(scratch, origin: o + row, count: size, radius: radius)
+                for j in 0..<size {
+                    pp[row + j] = xp[row + j]
+                    xp[row + j] = scratch[j]
+                }
+            }
+        }
+    }
+
+    /// v = clamp(o + (v - o) min(radius, ||v - o||) / (||v - o|| + 1e-12), 0, 1), in place.
+    @inline(__always)
+    static func projectRow(_ v: UnsafeMutablePointer<Float>, origin o: UnsafePointer<Float>, count: Int, radius: Float) {
+        var norm = 0.0
+        for j in 0..<count {
+            let d = Double(v[j]) - Double(o[j])
+            norm += d * d
+        }
+        norm = norm.squareRoot()
+        let factor = Float(Swift.min(Double(radius), norm) / (norm + 1e-12))
+        for j in 0..<count { v[j] = Swift.min(Swift.max(o[j] + (v[j] - o[j]) * factor, 0), 1) }
+    }
 }
