@@ -10,8 +10,10 @@
 # folder with train/ and test/). Label every figure of an image-folder copy that is not the
 # original data as such (e.g. "CIFAR-10 (JPEG copy)").
 #
-# Runs, in this order (7): cifar10-fast-at and cifar10-fast-part with seeds 0, 1 and 2, then seed 0
-# of cifar10-fast-part with --train-precision fp32 (is bf16 training harmless?). After its last
+# Runs, in this order (11): cifar10-fast-at and cifar10-fast-part with seeds 0, 1 and 2, then seed 0
+# of cifar10-fast-part with --train-precision fp32 (is bf16 training harmless?), then the region
+# experiment: cifar10-fast-at with eps 6/255 on the bottom-right or on the top-left quadrant
+# (--budget regions), seeds 0 and 1 (its all-8/255 arm is cifar10-fast-at seeds 0 and 1). After its last
 # epoch each run is evaluated once:
 #   - clean and PGD-20 (eps 8/255, alpha 2/255, random start) on all 10,000 test images;
 #   - seed 0 of each preset also with AutoAttack standard (aa) on 500 class-balanced test images
@@ -108,6 +110,11 @@ if [ "$mode" != "--table" ]; then
       run "part-seed$seed" "$evals" --preset cifar10-fast-part --seed "$seed"
     done
     run part-seed0-fp32 eval --preset cifar10-fast-part --seed 0 --train-precision fp32
+    # The region experiment (the paper's Fig. 1): eps 6/255 on one quadrant, 8/255 elsewhere.
+    for seed in 0 1; do
+      run "region-br-seed$seed" eval --preset cifar10-fast-at --seed "$seed" --budget regions --regions bottom-right=6/255
+      run "region-tl-seed$seed" eval --preset cifar10-fast-at --seed "$seed" --budget regions --regions top-left=6/255
+    done
   fi
   for worker in ${workers[@]+"${workers[@]}"}; do wait "$worker"; done
   case "$mode" in --runs-only|--pilot-only) exit 0 ;; esac
@@ -188,6 +195,20 @@ f = figures(name, "eval", "pgd20")
 if lines:
     text = f"| PART, fp32 training passes | 0 | {hours(lines):.2f}" + ("" if done else " (running)")
     print(text + (f" | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |" if f else " | | | |"))
+print()
+print("| training budget | seed | training hours | clean | PGD-20 |")
+print("| --- | --- | --- | --- | --- |")
+for label, prefix in [("8/255 everywhere (cifar10-fast-at)", "at"), ("6/255 on the bottom-right quadrant", "region-br"),
+                      ("6/255 on the top-left quadrant", "region-tl")]:
+    for seed in (0, 1):
+        name = f"{prefix}-seed{seed}"
+        lines, done = log(name)
+        f = figures(name, "eval", "pgd20")
+        if not lines:
+            print(f"| {label} | {seed} | not started | | |")
+            continue
+        state = f"{hours(lines):.2f}" + ("" if done else f" (epoch {len(lines)}, running)")
+        print(f"| {label} | {seed} | {state} | " + (f"{100 * f[0]:.2f}% | {100 * f[1]:.2f}% |" if f else " | |"))
 print(f"\nclean and PGD-20 (eps 8/255, alpha 2/255, random start) on the first {test_limit} test images; "
       f"AutoAttack standard on {aa_limit} class-balanced test images; hours: the sum of the epochs' seconds "
       "in log.jsonl")
