@@ -87,6 +87,8 @@ struct LayerBuilder {
             return (bn, kind)
         case "Relu":
             return (ReLULayer(), kind)
+        case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip":
+            return (EltwiseLayer(try eltwise(node, inputs: inputs, refuse: refuse)), kind)
         case "MaxPool":
             let (c, h, w) = try image()
             let kernel = node.ints("kernel_shape") ?? []
@@ -149,6 +151,31 @@ struct LayerBuilder {
             return (linear, .matrix(features: cols))
         default:
             throw refuse("the engine does not run this op yet (docs/commands.md#onnx-models lists what it runs)")
+        }
+    }
+}
+
+extension LayerBuilder {
+    /// The engine's element-wise function for an activation node: Clip's bounds are constants
+    /// (inputs since opset 11, attributes before), an open bound the largest float.
+    func eltwise(_ node: Onnx_NodeProto, inputs: [String], refuse: (String) -> ONNXError) throws -> Eltwise {
+        switch node.opType {
+        case "Sigmoid": return .sigmoid
+        case "Tanh": return .tanh
+        case "Softplus": return .softplus
+        case "LeakyRelu": return .leakyReLU(slope: node.float("alpha") ?? 0.01)
+        case "Elu": return .elu(alpha: node.float("alpha") ?? 1)
+        default:
+            func bound(_ i: Int, _ attribute: String, _ open: Float) throws -> Float {
+                guard i < inputs.count, !inputs[i].isEmpty else { return node.float(attribute) ?? open }
+                guard let c = folder.constants[inputs[i]], c.count == 1 else {
+                    throw refuse("its \(attribute) must be a constant scalar")
+                }
+                return c.floats[0]
+            }
+            let low = try bound(1, "min", -.greatestFiniteMagnitude), high = try bound(2, "max", .greatestFiniteMagnitude)
+            guard low.isFinite, high.isFinite, low <= high else { throw refuse("bounds \(low) and \(high)") }
+            return .clip(low: low, high: high)
         }
     }
 }

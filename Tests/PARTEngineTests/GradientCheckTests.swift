@@ -183,6 +183,24 @@ final class GradientCheckTests: XCTestCase {
                        numericalGradient(d(x)) { xx in self.dot(xx.map(silu), proj) }, "silu dx")
     }
 
+    /// The other functions of `Eltwise` against their definitions, forward and backward.
+    func testEltwiseFunctions() throws {
+        // Away from the kinks of leaky ReLU (0) and clip (-1, 2).
+        let x = random([3, 7], scale: 3).map { v in [0, -1, 2].contains { abs(v - $0) < 0.02 } ? v + 0.05 : v }
+        let functions: [(Eltwise, (Double) -> Double)] = [
+            (.sigmoid, { 1 / (1 + exp(-$0)) }), (.tanh, { Foundation.tanh($0) }), (.softplus, { log(1 + exp($0)) }),
+            (.leakyReLU(slope: 0.1), { $0 > 0 ? $0 : 0.1 * $0 }), (.elu(alpha: 0.7), { $0 > 0 ? $0 : 0.7 * (exp($0) - 1) }),
+            (.clip(low: -1, high: 2), { min(max($0, -1), 2) }),
+        ]
+        for (f, reference) in functions {
+            let y = try f.forward(x)
+            assertGradient(y, d(x).map(reference), "\(f.name) forward", tolerance: 1e-5)
+            let proj = random(y.shape)
+            assertGradient(try f.backward(proj, saved: f.usesOutput ? y : x),
+                           numericalGradient(d(x)) { xx in self.dot(xx.map(reference), proj) }, "\(f.name) dx")
+        }
+    }
+
     func testGlobalAveragePoolAndFlatten() throws {
         let xs = [2, 3, 4, 5]
         let x = random(xs)
