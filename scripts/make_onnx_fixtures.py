@@ -1,6 +1,7 @@
 """Write the ONNX fixtures of the ONNX reader's tests (Tests/Fixtures/onnx).
 
-Each model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`, opset 17)
+Each model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`, opset 17;
+ops.onnx and wrn28_silu.onnx at opset 18, mobilenet_v2.onnx at opset 13)
 in evaluation mode, and its logits and input gradient on a fixed batch are written beside it:
 
 - smallcnn.onnx: scripts/torch_models.py's SmallCNN on 16x16 grey images, exported with a
@@ -13,7 +14,7 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
 - activations.onnx: convolutions and linear layers followed by LeakyRelu, Tanh, Elu, Clip
   (ReLU6), Softplus and Sigmoid.
 - ops.onnx: a grouped and a dilated convolution, overlapping padded max and average pooling
-  (count_include_pad both ways), a rectangular kernel, products, quotients and differences of
+  (count_include_pad both ways), products, quotients and differences of
   two activations, Pow by a constant, a channel Concat, constant Pad and a Transpose that moves
   nothing.
 - The bar's architectures, random weights, 32x32 colour images, at reduced widths so that each
@@ -85,7 +86,7 @@ class OpsNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(8, 8, 3, 1, 2, dilation=2)
         self.conv2 = nn.Conv2d(8, 8, 3, 1, 1, groups=4)
-        self.conv3 = nn.Conv2d(8, 8, (1, 3), 1, (0, 1))
+        self.conv3 = nn.Conv2d(8, 8, 1)
         self.conv4 = nn.Conv2d(16, 8, 3, 1, 1)
         self.fc = nn.Linear(8 * 3 * 3, 4)
 
@@ -250,7 +251,7 @@ def randomise_batch_norms(model, generator):
             m.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
 
 
-def export(model, shape, path, dynamic_batch, seed, cam_module=None, randomise=True):
+def export(model, shape, path, dynamic_batch, seed, cam_module=None, randomise=True, opset=17):
     generator = torch.Generator().manual_seed(seed)
     if randomise:
         with torch.no_grad():
@@ -258,7 +259,7 @@ def export(model, shape, path, dynamic_batch, seed, cam_module=None, randomise=T
     model.eval()
     x = torch.rand(*shape, generator=generator)
     dynamic = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    torch.onnx.export(model, x, path + ".onnx", opset_version=17, input_names=["input"], output_names=["logits"],
+    torch.onnx.export(model, x, path + ".onnx", opset_version=opset, input_names=["input"], output_names=["logits"],
                       dynamic_axes=dynamic, dynamo=False)
     x = x.clone().requires_grad_(True)
     seen = []
@@ -295,12 +296,14 @@ def main():
     torch.manual_seed(6)
     export(ActivationsNet(), (3, 3, 8, 8), os.path.join(out, "activations"), dynamic_batch=True, seed=7)
     torch.manual_seed(8)
-    export(OpsNet(), (2, 4, 8, 8), os.path.join(out, "ops"), dynamic_batch=True, seed=9)
+    export(OpsNet(), (2, 4, 8, 8), os.path.join(out, "ops"), dynamic_batch=True, seed=9, opset=18)
     bar = [("resnet18", NarrowResNet18), ("preact_resnet18", NarrowPreActResNet18), ("wrn28_silu", NarrowDMWideResNet),
            ("vgg11_bn", VGG11BN), ("mobilenet_v2", mobilenet_v2), ("densenet_block", DenseNetBlock)]
+    opsets = {"wrn28_silu": 18, "mobilenet_v2": 13}
     for i, (name, make) in enumerate(bar):
         torch.manual_seed(10 + 2 * i)
-        export(make(), (2, 3, 32, 32), os.path.join(out, name), dynamic_batch=True, seed=11 + 2 * i)
+        export(make(), (2, 3, 32, 32), os.path.join(out, name), dynamic_batch=True, seed=11 + 2 * i,
+               opset=opsets.get(name, 17))
 
 if __name__ == "__main__":
     main()

@@ -35,9 +35,10 @@ struct LayerBuilder {
             let weight = try constant(1, "weight")
             guard weight.shape.count == 4 else { throw refuse("a weight of shape \(weight.shape); 2-D convolutions are run") }
             let (out, perGroup, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
-            guard (node.int("group") ?? 1) == 1 else { throw refuse("grouped convolutions are not run yet") }
-            guard perGroup == c, weight.shape[3] == k, k > 0, out > 0 else {
-                throw refuse("a weight of shape \(weight.shape) for \(c) input channels; square kernels are run")
+            let groups = node.int("group") ?? 1
+            guard groups > 0, perGroup * groups == c, out % groups == 0, weight.shape[3] == k, k > 0, out > 0 else {
+                throw refuse("a weight of shape \(weight.shape) for \(c) input channels in \(groups) groups; square "
+                             + "kernels are run")
             }
             let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
             let pads = node.ints("pads") ?? [0, 0, 0, 0]
@@ -48,19 +49,22 @@ struct LayerBuilder {
             guard strides.count == 2, strides[0] == strides[1], strides[0] > 0, strides[0] <= 64 else {
                 throw refuse("strides \(strides); equal strides are run")
             }
-            guard dilations.allSatisfy({ $0 == 1 }) else { throw refuse("dilated convolutions are not run yet") }
-            guard pads.count == 4, pads[0] == pads[1], pads[2] == pads[3], pads.allSatisfy({ $0 >= 0 && $0 < k }) else {
+            guard dilations.count == 2, dilations[0] == dilations[1], dilations[0] > 0, dilations[0] <= 64 else {
+                throw refuse("dilations \(dilations); equal dilations are run")
+            }
+            let extent = (k - 1) * dilations[0] + 1
+            guard pads.count == 4, pads[0] == pads[1], pads[2] == pads[3], pads.allSatisfy({ $0 >= 0 && $0 < extent }) else {
                 throw refuse("pads \(pads); the same padding at the top and left, and at the bottom and right, are run")
             }
             let stride = strides[0]
-            let outH = (h + pads[0] + pads[2] - k) / stride + 1, outW = (w + pads[1] + pads[3] - k) / stride + 1
-            guard h + pads[0] + pads[2] >= k, w + pads[1] + pads[3] >= k else {
-                throw refuse("a \(k)x\(k) kernel on a \(h)x\(w) image")
+            guard h + pads[0] + pads[2] >= extent, w + pads[1] + pads[3] >= extent else {
+                throw refuse("a \(extent)x\(extent) window on a \(h)x\(w) image")
             }
+            let outH = (h + pads[0] + pads[2] - extent) / stride + 1, outW = (w + pads[1] + pads[3] - extent) / stride + 1
             let bias = try optionalConstant(2, "bias")
             guard bias == nil || bias!.count == out else { throw refuse("a bias of shape \(bias!.shape) for \(out) channels") }
-            let conv = Conv2d(c, out, kernel: k, stride: stride, padding: pads[0], paddingEnd: pads[2], bias: bias != nil,
-                              rng: &rng)
+            let conv = Conv2d(c, out, kernel: k, stride: stride, padding: pads[0], paddingEnd: pads[2], groups: groups,
+                              dilation: dilations[0], bias: bias != nil, rng: &rng)
             conv.weight.assign(Tensor(shape: weight.shape, values: weight.floats))
             if let bias { conv.bias?.assign(Tensor(shape: [out], values: bias.floats)) }
             return (conv, .image(channels: out, height: outH, width: outW))
@@ -89,27 +93,39 @@ struct LayerBuilder {
             return (ReLULayer(), kind)
         case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip":
             return (EltwiseLayer(try eltwise(node, inputs: inputs, refuse: refuse)), kind)
-        case "MaxPool":
+        case "MaxPool", "AveragePool":
             let (c, h, w) = try image()
-            let kernel = node.ints("kernel_shape") ?? []
-            guard kernel.count == 2, kernel[0] == kernel[1], kernel[0] > 0, kernel[0] <= min(h, w),
-                  (node.ints("strides") ?? [1, 1]) == kernel, (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
-                  (node.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }), (node.string("auto_pad") ?? "NOTSET") == "NOTSET",
-                  (node.int("ceil_mode") ?? 0) == 0 || (h % kernel[0] == 0 && w % kernel[0] == 0),
-                  node.output.count == 1 || node.output[1].isEmpty else {
-                throw refuse("only max pooling with stride = kernel and no padding is run so far")
+            let kernel = node.ints("kernel_shape") ?? [], strides = node.ints("strides") ?? [1, 1]
+            let pads = node.ints("pads") ?? [0, 0, 0, 0]
+            guard kernel.count == 2, kernel[0] == kernel[1], kernel[0] > 0, strides.count == 2, strides[0] == strides[1],
+                  strides[0] > 0, pads.count == 4, pads[0] == pads[1], pads[2] == pads[3],
+                  pads.allSatisfy({ $0 >= 0 && $0 < kernel[0] }), h + pads[0] + pads[2] >= kernel[0],
+                  w + pads[1] + pads[3] >= kernel[0] else {
+                throw refuse("kernel \(kernel), strides \(strides) and pads \(pads) on a \(h)x\(w) image; square "
+                             + "windows with equal strides and the same padding at the top and left, and at the "
+                             + "bottom and right, are run")
             }
-            let k = kernel[0]
-            return (MaxPool2d(kernel: k, channels: c), .image(channels: c, height: h / k, width: w / k))
-        case "GlobalAveragePool", "AveragePool":
-            let (c, h, w) = try image()
-            if node.opType == "AveragePool" {
-                let strides = node.ints("strides") ?? [1, 1]
-                guard node.ints("kernel_shape") == [h, w], (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
-                      strides.count == 2, strides[0] >= h || h == 1, strides[1] >= w || w == 1 else {
-                    throw refuse("only average pooling over the whole image is run so far")
-                }
+            let (k, stride) = (kernel[0], strides[0])
+            let outH = (h + pads[0] + pads[2] - k) / stride + 1, outW = (w + pads[1] + pads[3] - k) / stride + 1
+            // ceil_mode changes nothing when the windows fit exactly.
+            let exact = (h + pads[0] + pads[2] - k) % stride == 0 && (w + pads[1] + pads[3] - k) % stride == 0
+            guard (node.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }), (node.string("auto_pad") ?? "NOTSET") == "NOTSET",
+                  (node.int("ceil_mode") ?? 0) == 0 || exact, node.output.count == 1 || node.output[1].isEmpty,
+                  (node.int("storage_order") ?? 0) == 0 else {
+                throw refuse("dilations, auto_pad, ceil_mode that adds a window, or the indices output")
             }
+            let outKind = ValueKind.image(channels: c, height: outH, width: outW)
+            if node.opType == "MaxPool" {
+                if stride == k && pads.allSatisfy({ $0 == 0 }) { return (MaxPool2d(kernel: k, channels: c), outKind) }
+                return (WindowPool(Pooling(kernel: k, channels: c, stride: stride, padding: pads[0], paddingEnd: pads[2])),
+                        outKind)
+            }
+            if k == h, k == w, pads.allSatisfy({ $0 == 0 }) { return (ImagePool(), outKind) }
+            let including = (node.int("count_include_pad") ?? 0) != 0
+            return (WindowPool(Pooling(kernel: k, channels: c, stride: stride, padding: pads[0], paddingEnd: pads[2],
+                                       kind: .average(includingPadding: including))), outKind)
+        case "GlobalAveragePool":
+            let (c, _, _) = try image()
             return (ImagePool(), .image(channels: c, height: 1, width: 1))
         case "Flatten", "Reshape":
             let features: Int

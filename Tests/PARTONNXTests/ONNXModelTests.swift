@@ -91,6 +91,27 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("activations", classes: 5, input: [8, 8, 3])
     }
 
+    // The bar's architectures (scripts/make_onnx_fixtures.py): random weights at reduced widths,
+    // two 32x32 colour images.
+
+    func testResNet18MatchesPyTorch() throws {
+        try checkParity("resnet18", classes: 10, input: [32, 32, 3])
+    }
+
+    func testPreActResNet18MatchesPyTorch() throws {
+        try checkParity("preact_resnet18", classes: 10, input: [32, 32, 3])
+    }
+
+    /// Max pooling with stride = kernel, batch norm folded into the convolutions by the exporter.
+    func testVGG11BNMatchesPyTorch() throws {
+        try checkParity("vgg11_bn", classes: 10, input: [32, 32, 3])
+    }
+
+    /// Depthwise (grouped) convolutions and ReLU6 as Clip.
+    func testMobileNetV2MatchesPyTorch() throws {
+        try checkParity("mobilenet_v2", classes: 10, input: [32, 32, 3])
+    }
+
     /// A node the engine does not run is refused in one line naming its op and its name.
     func testUnsupportedOpIsNamed() throws {
         XCTAssertThrowsError(try model("unsupported")) { error in
