@@ -14,9 +14,9 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
 - activations.onnx: convolutions and linear layers followed by LeakyRelu, Tanh, Elu, Clip
   (ReLU6), Softplus and Sigmoid.
 - ops.onnx: a grouped and a dilated convolution, overlapping padded max and average pooling
-  (count_include_pad both ways), products, quotients and differences of
-  two activations, Pow by a constant, a channel Concat, constant Pad and a Transpose that moves
-  nothing.
+  (count_include_pad both ways), products, quotients and differences of two activations and
+  with constants, Pow by a constant, Concat of images and of features, constant Pad and a
+  Transpose that moves nothing.
 - The bar's architectures, random weights, 32x32 colour images, at reduced widths so that each
   file stays small (the full-width models are tens of megabytes): resnet18.onnx (ResNet-18,
   widths 4-32 instead of 64-512), preact_resnet18.onnx (PreAct-ResNet-18, the same widths),
@@ -26,7 +26,8 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
   width 0.25 with a last layer of 128 channels instead of 1280: depthwise convolutions, ReLU6 as
   Clip) and densenet_block.onnx (a DenseNet block of three layers, Concat, and a transition).
 - unsupported.onnx: a convolution followed by Cos, an op the engine does not run.
-- two_inputs.onnx: a model of two images, an input the engine does not take.
+- two_inputs.onnx: a model of two images, and features_input.onnx: a linear layer on [N, 16]
+  features, inputs the engine does not take.
 
 NAME.safetensors holds `input` (NCHW, torch.rand under a seed), `logits`, `weights` (the
 fixed random w of the loss sum(logits * w)) and `input_gradient` (d loss / d input, NCHW), and
@@ -88,7 +89,7 @@ class OpsNet(nn.Module):
         self.conv2 = nn.Conv2d(8, 8, 3, 1, 1, groups=4)
         self.conv3 = nn.Conv2d(8, 8, 1)
         self.conv4 = nn.Conv2d(16, 8, 3, 1, 1)
-        self.fc = nn.Linear(8 * 3 * 3, 4)
+        self.fc = nn.Linear(8 * 3 * 3 + 8, 4)
 
     def forward(self, x):
         x = F.pad(x, (1, 1, 1, 1))
@@ -99,8 +100,8 @@ class OpsNet(nn.Module):
         d = F.max_pool2d(torch.cat([self.conv3(c).pow(2), c], 1), 3, 2, 1)
         e = F.relu(self.conv4(d))
         e = F.avg_pool2d(e, 3, 2, 1, count_include_pad=False) + F.avg_pool2d(e, 3, 2, 1)
-        e = e.transpose(2, 3).transpose(2, 3)
-        return self.fc(e.flatten(1))
+        g = F.adaptive_avg_pool2d(e, 1).transpose(2, 3)  # [N, C, 1, 1]: moves nothing
+        return self.fc(torch.cat([e.flatten(1), g.flatten(1)], 1))
 
 
 class NarrowResNet18(nn.Module):
@@ -293,6 +294,8 @@ def main():
     export(CosNet(), (1, 1, 8, 8), os.path.join(out, "unsupported"), dynamic_batch=False, seed=5, randomise=False)
     torch.onnx.export(TwoInputs(), (torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)),
                       os.path.join(out, "two_inputs.onnx"), opset_version=17, dynamo=False)
+    torch.onnx.export(nn.Linear(16, 3), torch.rand(1, 16), os.path.join(out, "features_input.onnx"), opset_version=17,
+                      dynamo=False)
     torch.manual_seed(6)
     export(ActivationsNet(), (3, 3, 8, 8), os.path.join(out, "activations"), dynamic_batch=True, seed=7)
     torch.manual_seed(8)

@@ -13,8 +13,8 @@ struct Step {
     enum Op {
         /// One activation in, one out.
         case layer(Layer)
-        /// The sum of two activations of one shape.
-        case add
+        /// Several activations in (a sum, a product, a concatenation), one out.
+        case join(Join)
     }
 
     /// The node's name (its first output's when it has none), as CAM layers are named.
@@ -89,14 +89,23 @@ public struct ONNXGraph {
             case "Identity", "Dropout":
                 aliases[out] = first
                 continue
-            case "Add":
+            case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && activations.count > 1:
                 guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
-                    throw refuse("only the sum of two activations of one shape is run so far")
+                    throw refuse("only \(node.opType) of two activations of one shape, or of one and a constant, is run")
                 }
-                steps.append(Step(name: name, op: .add, inputs: ins, output: out, kind: kind))
+                steps.append(Step(name: name, op: .join(ElementwiseJoin(op: Arithmetic(rawValue: node.opType)!)),
+                                  inputs: ins, output: out, kind: kind))
                 kinds[out] = kind
+            case "Concat":
+                let parts = ins.compactMap { kinds[$0] }
+                guard parts.count == ins.count, let outKind = concatenated(parts, axis: node.int("axis") ?? 1) else {
+                    throw refuse("only activations of one size joined along their channels are run")
+                }
+                steps.append(Step(name: name, op: .join(ChannelConcat()), inputs: ins, output: out, kind: outKind))
+                kinds[out] = outKind
             default:
-                guard ins.first == first, activations.count == 1 else {
+                // Add, Sub, Mul and Div may have the constant first.
+                guard activations.count == 1, ins.first == first || ["Add", "Sub", "Mul", "Div"].contains(node.opType) else {
                     throw refuse("the activation must be its first and only non-constant input")
                 }
                 let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)

@@ -127,6 +127,58 @@ struct LayerBuilder {
         case "GlobalAveragePool":
             let (c, _, _) = try image()
             return (ImagePool(), .image(channels: c, height: 1, width: 1))
+        case "Add", "Sub", "Mul", "Div", "Pow":
+            guard inputs.count == 2 else { throw refuse("\(inputs.count) inputs") }
+            let activationFirst = folder.constants[inputs[0]] == nil
+            let c = try constant(activationFirst ? 1 : 0, "other operand")
+            guard activationFirst || node.opType != "Pow" else { throw refuse("only a power with a constant exponent is run") }
+            guard let values = perExample(c, kind) else {
+                throw refuse("a constant of shape \(c.shape), which does not broadcast to one example of the activation")
+            }
+            let op: ConstantOperand.Op = node.opType == "Pow"
+                ? .power : .arithmetic(Arithmetic(rawValue: node.opType)!, constantFirst: !activationFirst)
+            return (ConstantOperand(op, constant: values), kind)
+        case "Pad":
+            let (c, h, w) = try image()
+            guard (node.string("mode") ?? "constant") == "constant" else { throw refuse("only constant padding is run") }
+            var pads = try optionalConstant(1, "pads").map { p -> [Int] in
+                guard let v = p.integers else { throw refuse("pads that are not integers") }
+                return v.map { Int(clamping: $0) }
+            } ?? node.ints("pads") ?? []
+            if let axes = try optionalConstant(3, "axes") {   // opset 18: pads of these axes only
+                guard let a = axes.integers, pads.count == 2 * a.count,
+                      a.allSatisfy({ $0 >= -4 && $0 < 4 }), Set(a.map { ($0 + 4) % 4 }).count == a.count else {
+                    throw refuse("axes \(axes.integers ?? []) for pads \(pads)")
+                }
+                var all = [Int](repeating: 0, count: 8)
+                for (i, axis) in a.enumerated() {
+                    all[Int(axis + 4) % 4] = pads[i]
+                    all[Int(axis + 4) % 4 + 4] = pads[i + a.count]
+                }
+                pads = all
+            }
+            guard pads.count == 8, pads[0] == 0, pads[1] == 0, pads[4] == 0, pads[5] == 0,
+                  pads.allSatisfy({ $0 >= 0 && $0 <= Limits.imageSide }) else {
+                throw refuse("pads \(pads); padding of the height and width by non-negative amounts is run")
+            }
+            let value = try optionalConstant(2, "value")
+            guard value == nil || value!.count == 1 else { throw refuse("a padding value of shape \(value!.shape)") }
+            return (ImagePad(top: pads[2], left: pads[3], bottom: pads[6], right: pads[7], value: value?.floats[0] ?? 0),
+                    .image(channels: c, height: h + pads[2] + pads[6], width: w + pads[3] + pads[7]))
+        case "Transpose":
+            let dims: [Int]
+            switch kind {
+            case .image(let c, let h, let w): dims = [0, c, h, w]
+            case .matrix(let k): dims = [0, k]
+            }
+            let perm = node.ints("perm") ?? Array(dims.indices.reversed())
+            // The batch (counted as 0 above) and every axis longer than 1 keep their order.
+            let moved = perm.filter { $0 >= 0 && $0 < dims.count && dims[$0] != 1 }
+            guard perm.count == dims.count, Set(perm).count == dims.count, perm.map({ $0 >= 0 && $0 < dims.count ? dims[$0] : -1 }) == dims,
+                  moved == moved.sorted() else {
+                throw refuse("perm \(perm) moves the data; only a transpose that leaves it in place is run")
+            }
+            return (PassThrough(), kind)
         case "Flatten", "Reshape":
             let features: Int
             switch kind {
@@ -194,6 +246,55 @@ extension LayerBuilder {
             return .clip(low: low, high: high)
         }
     }
+}
+
+/// The values of a constant broadcast to one example of an activation of `kind` (ONNX's
+/// broadcasting, without the batch), in the engine's order (NHWC for images); nil when it
+/// does not broadcast so.
+func perExample(_ c: ONNXConstant, _ kind: ValueKind) -> [Float]? {
+    let target: [Int]
+    switch kind {
+    case .image(let channels, let h, let w): target = [1, channels, h, w]
+    case .matrix(let k): target = [1, k]
+    }
+    guard c.shape.count <= target.count, c.count > 0 else { return nil }
+    let shape = [Int](repeating: 1, count: target.count - c.shape.count) + c.shape
+    guard zip(shape, target).allSatisfy({ $0 == 1 || $0 == $1 }) else { return nil }
+    // Strides of the constant, 0 along broadcast axes.
+    var strides = [Int](repeating: 0, count: shape.count), step = 1
+    for i in shape.indices.reversed() {
+        strides[i] = shape[i] == 1 ? 0 : step
+        step *= shape[i]
+    }
+    let v = c.floats
+    guard case .image(let channels, let h, let w) = kind else { return (0..<target[1]).map { v[$0 * strides[1]] } }
+    var out = [Float](repeating: 0, count: channels * h * w)
+    for y in 0..<h {
+        for x in 0..<w {
+            for k in 0..<channels { out[(y * w + x) * channels + k] = v[k * strides[1] + y * strides[2] + x * strides[3]] }
+        }
+    }
+    return out
+}
+
+/// The kind of the concatenation of activations of `kinds` along `axis`: images of one size
+/// along their channels, or features; nil otherwise.
+func concatenated(_ kinds: [ValueKind], axis: Int) -> ValueKind? {
+    var images = [Int](), features = [Int](), size: (Int, Int)?
+    for kind in kinds {
+        switch kind {
+        case .image(let c, let h, let w):
+            guard size == nil || size! == (h, w) else { return nil }
+            size = (h, w)
+            images.append(c)
+        case .matrix(let k): features.append(k)
+        }
+    }
+    if let size, images.count == kinds.count, axis == 1 || axis == -3 {
+        return .image(channels: images.reduce(0, +), height: size.0, width: size.1)
+    }
+    if features.count == kinds.count, axis == 1 || axis == -1 { return .matrix(features: features.reduce(0, +)) }
+    return nil
 }
 
 /// Global average pooling that keeps ONNX's [N, C, 1, 1]: NHWC [N, 1, 1, C] in the engine.

@@ -91,6 +91,12 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("activations", classes: 5, input: [8, 8, 3])
     }
 
+    /// Dilated and grouped convolutions, overlapping padded pooling, Pad, Concat, Pow, products,
+    /// quotients and differences of activations and with constants, a Transpose that moves nothing.
+    func testOpsMatchPyTorch() throws {
+        try checkParity("ops", classes: 4, input: [8, 8, 4])
+    }
+
     // The bar's architectures (scripts/make_onnx_fixtures.py): random weights at reduced widths,
     // two 32x32 colour images.
 
@@ -112,6 +118,17 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("mobilenet_v2", classes: 10, input: [32, 32, 3])
     }
 
+    /// SiLU as Sigmoid and Mul, the input normalised inside the model (Sub and Div by per-channel
+    /// constants), the bottom-right padding of the strided convolutions as Pad.
+    func testWRN28SiLUMatchesPyTorch() throws {
+        try checkParity("wrn28_silu", classes: 10, input: [32, 32, 3])
+    }
+
+    /// Concat of activations along the channels, a 2x2 average pooling.
+    func testDenseNetBlockMatchesPyTorch() throws {
+        try checkParity("densenet_block", classes: 10, input: [32, 32, 3])
+    }
+
     /// A node the engine does not run is refused in one line naming its op and its name.
     func testUnsupportedOpIsNamed() throws {
         XCTAssertThrowsError(try model("unsupported")) { error in
@@ -121,12 +138,14 @@ final class ONNXModelTests: XCTestCase {
         }
     }
 
-    /// A model of two inputs is refused in one line naming them.
+    /// A model of two inputs, or of one that is not an image [N, C, H, W], is refused in one line.
     func testNonImageInputIsRefused() throws {
-        XCTAssertThrowsError(try model("two_inputs")) { error in
-            let text = "\(error)"
-            XCTAssertTrue(text.contains("2 inputs"), text)
-            XCTAssertFalse(text.contains("\n"), text)
+        for (name, expected) in [("two_inputs", "2 inputs"), ("features_input", "is not one float image tensor")] {
+            XCTAssertThrowsError(try model(name)) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(expected), text)
+                XCTAssertFalse(text.contains("\n"), text)
+            }
         }
     }
 
