@@ -66,6 +66,8 @@ public struct ONNXGraph {
         var aliases = [String: String]()
         var steps = [Step]()
         var builder = LayerBuilder(folder: folder)
+        var readers = [String: Int]()
+        for name in graph.node.flatMap(\.input) + graph.output.map(\.name) { readers[name, default: 0] += 1 }
         for node in graph.node {
             let name = node.name.isEmpty ? (node.output.first ?? "?") : node.name
             let refuse = { (why: String) in ONNXError("\(model.source): node '\(name)' (\(node.opType)): \(why)") }
@@ -92,6 +94,14 @@ public struct ONNXGraph {
             case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && activations.count > 1:
                 guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
                     throw refuse("only \(node.opType) of two activations of one shape, or of one and a constant, is run")
+                }
+                if op == "Mul", let silu = sigmoidFactor(ins, steps: steps, readers: readers, aliases: aliases) {
+                    // x * Sigmoid(x), SiLU as exporters write it, runs as the engine's one SiLU kernel.
+                    kinds[steps[silu.index].output] = nil
+                    steps.remove(at: silu.index)
+                    steps.append(Step(name: name, op: .layer(EltwiseLayer(.silu)), inputs: [silu.x], output: out, kind: kind))
+                    kinds[out] = kind
+                    continue
                 }
                 steps.append(Step(name: name, op: .join(ElementwiseJoin(op: Arithmetic(rawValue: node.opType)!)),
                                   inputs: ins, output: out, kind: kind))
@@ -125,4 +135,18 @@ public struct ONNXGraph {
         classes = k
         self.steps = steps
     }
+}
+
+/// When the factors `ins` of a product are x and Sigmoid(x), and nothing else reads the
+/// sigmoid: the index of its step and x.
+func sigmoidFactor(_ ins: [String], steps: [Step], readers: [String: Int],
+                   aliases: [String: String]) -> (index: Int, x: String)? {
+    guard ins.count == 2 else { return nil }
+    for (s, x) in [(ins[1], ins[0]), (ins[0], ins[1])] {
+        guard readers[s] == 1, !aliases.values.contains(s), let i = steps.lastIndex(where: { $0.output == s }),
+              steps[i].inputs == [x], case .layer(let layer) = steps[i].op,
+              (layer as? EltwiseLayer)?.function == .sigmoid else { continue }
+        return (i, x)
+    }
+    return nil
 }

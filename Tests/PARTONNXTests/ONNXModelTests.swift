@@ -122,6 +122,13 @@ final class ONNXModelTests: XCTestCase {
     /// constants), the bottom-right padding of the strided convolutions as Pad.
     func testWRN28SiLUMatchesPyTorch() throws {
         try checkParity("wrn28_silu", classes: 10, input: [32, 32, 3])
+        // Each x * Sigmoid(x) runs as one SiLU (25 of them), no Sigmoid left.
+        let functions = try model("wrn28_silu").graph.steps.compactMap { step -> Eltwise? in
+            if case .layer(let layer) = step.op { return (layer as? EltwiseLayer)?.function }
+            return nil
+        }
+        XCTAssertEqual(functions.filter { $0 == .silu }.count, 25)
+        XCTAssertFalse(functions.contains(.sigmoid))
     }
 
     /// Concat of activations along the channels, a 2x2 average pooling.
