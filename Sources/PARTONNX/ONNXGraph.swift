@@ -118,6 +118,18 @@ public struct ONNXGraph {
                 guard activations.count == 1, ins.first == first || ["Add", "Sub", "Mul", "Div"].contains(node.opType) else {
                     throw refuse("the activation must be its first and only non-constant input")
                 }
+                if node.opType == "Conv", let pad = zeroPadding(first, steps: steps, readers: readers, aliases: aliases),
+                   let source = steps[pad.index].inputs.first, let sourceKind = kinds[source],
+                   let (layer, outKind) = try? builder.layer(node.padded(by: pad.amounts), kind: sourceKind,
+                                                            inputs: [source] + ins.dropFirst(), refuse: refuse) {
+                    // A zero Pad read only by a convolution (`F.pad` before a convolution, as the
+                    // DeepMind WideResNets write TensorFlow's SAME) becomes the convolution's padding.
+                    kinds[first] = nil
+                    steps.remove(at: pad.index)
+                    steps.append(Step(name: name, op: .layer(layer), inputs: [source], output: out, kind: outKind))
+                    kinds[out] = outKind
+                    continue
+                }
                 let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)
                 steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind))
                 kinds[out] = outKind
@@ -149,4 +161,28 @@ func sigmoidFactor(_ ins: [String], steps: [Step], readers: [String: Int],
         return (i, x)
     }
     return nil
+}
+
+/// When `value` is made by a zero padding of an image that nothing else reads: the index of
+/// its step and its amounts (top, left, bottom, right).
+func zeroPadding(_ value: String, steps: [Step], readers: [String: Int],
+                 aliases: [String: String]) -> (index: Int, amounts: [Int])? {
+    guard readers[value] == 1, !aliases.values.contains(value), let i = steps.lastIndex(where: { $0.output == value }),
+          case .layer(let layer) = steps[i].op, let pad = layer as? ImagePad, pad.value == 0 else { return nil }
+    return (i, [pad.top, pad.left, pad.bottom, pad.right])
+}
+
+extension Onnx_NodeProto {
+    /// The node with `amounts` (top, left, bottom, right) added to its `pads`.
+    func padded(by amounts: [Int]) -> Onnx_NodeProto {
+        var node = self
+        let pads = zip(ints("pads") ?? [0, 0, 0, 0], amounts).map { Int64($0 + $1) }
+        node.attribute.removeAll { $0.name == "pads" }
+        var attribute = Onnx_AttributeProto()
+        attribute.name = "pads"
+        attribute.type = .ints
+        attribute.ints = pads
+        node.attribute.append(attribute)
+        return node
+    }
 }

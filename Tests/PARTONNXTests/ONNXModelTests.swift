@@ -129,6 +129,11 @@ final class ONNXModelTests: XCTestCase {
         }
         XCTAssertEqual(functions.filter { $0 == .silu }.count, 25)
         XCTAssertFalse(functions.contains(.sigmoid))
+        // Each F.pad before a convolution is the convolution's padding.
+        XCTAssertFalse(try model("wrn28_silu").graph.steps.contains { step in
+            if case .layer(let layer) = step.op { return layer is ImagePad }
+            return false
+        })
     }
 
     /// Concat of activations along the channels, a 2x2 average pooling.
