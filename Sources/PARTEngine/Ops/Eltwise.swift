@@ -33,7 +33,8 @@ public struct Eltwise: Hashable, Sendable {
     public static func leakyReLU(slope: Float) -> Eltwise { Eltwise("leaky relu", dnnl_eltwise_relu, alpha: slope) }
     /// x for x > 0, alpha (exp(x) - 1) otherwise.
     public static func elu(alpha: Float) -> Eltwise { Eltwise("elu", dnnl_eltwise_elu, alpha: alpha) }
-    /// min(max(x, low), high) (ReLU6 is clip(0, 6)); the gradient passes where low < x <= high.
+    /// min(max(x, low), high) (ReLU6 is clip(0, 6)); the gradient passes where low < x < high,
+    /// as through PyTorch's hardtanh and ReLU6 (its clamp also passes it at the bounds).
     public static func clip(low: Float, high: Float) -> Eltwise { Eltwise("clip", dnnl_eltwise_clip_v2, alpha: low, beta: high) }
 
     /// Whether the backward pass reads the forward's output rather than its input.
