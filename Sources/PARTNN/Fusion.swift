@@ -50,7 +50,8 @@ extension Conv2d {
             w.scaleRows(by: scale)
             let op = cache?.op ?? Convolution(inChannels: op.inChannels, outChannels: c, kernel: op.kernel,
                                               stride: op.stride, padding: op.padding,
-                                              paddingEnd: op.paddingEnd, bias: true)
+                                              paddingEnd: op.paddingEnd, groups: op.groups, dilation: op.dilation,
+                                              bias: true)
             let f = FoldedConvolution(op: op, versions: versions, weight: w, bias: Tensor(shape: [c], values: shift))
             cache = f
             return f

@@ -18,7 +18,7 @@ private func passBias(_ bias: Parameter, _ x: Tensor, _ tape: Tape?) throws -> T
     x.dtype == .bf16 && (tape?.parameterGradients ?? false) ? try bias.value.converted(to: .bf16) : bias.value
 }
 
-/// 2-D convolution, NHWC in and out; weight [out, in, k, k] (OIHW), bias [out].
+/// 2-D convolution, NHWC in and out; weight [out, in / groups, k, k] (OIHW), bias [out].
 public final class Conv2d: Layer {
     public let op: Convolution
     public let weight: Parameter
@@ -27,11 +27,12 @@ public final class Conv2d: Layer {
     /// `paddingEnd` pads the bottom and right edges when they differ from the top and left
     /// (see `Convolution`).
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                paddingEnd: Int? = nil, bias: Bool = true, rng: inout RNG) {
+                paddingEnd: Int? = nil, groups: Int = 1, dilation: Int = 1, bias: Bool = true, rng: inout RNG) {
         op = Convolution(inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride,
-                         padding: padding, paddingEnd: paddingEnd, bias: bias)
-        let fanIn = inChannels * kernel * kernel
-        weight = Parameter(defaultInit(shape: [outChannels, inChannels, kernel, kernel], fanIn: fanIn, rng: &rng))
+                         padding: padding, paddingEnd: paddingEnd, groups: groups, dilation: dilation, bias: bias)
+        let fanIn = inChannels / groups * kernel * kernel
+        weight = Parameter(defaultInit(shape: [outChannels, inChannels / groups, kernel, kernel], fanIn: fanIn,
+                                       rng: &rng))
         self.bias = bias ? Parameter(defaultInit(shape: [outChannels], fanIn: fanIn, rng: &rng)) : nil
     }
 

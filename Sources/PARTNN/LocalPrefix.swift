@@ -26,7 +26,9 @@ public final class LocalPrefix {
         var geometry = [(convolution: Bool, k: Int)]()
         for layer in layers[..<count] {
             if let conv = layer as? Conv2d {
-                guard conv.op.stride == 1 && conv.op.padding == 0 && conv.op.paddingEnd == 0 else { return nil }
+                guard conv.op.stride == 1 && conv.op.padding == 0 && conv.op.paddingEnd == 0 && conv.op.dilation == 1 else {
+                    return nil
+                }
                 geometry.append((true, conv.op.kernel))
             } else if let pool = layer as? MaxPool2d {
                 geometry.append((false, pool.op.kernel))

@@ -77,6 +77,7 @@ public final class ONNXClassifier: ImageClassifier {
     private func run(_ steps: ArraySlice<Step>, from input: String, value: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         var values = [input: value]
         var tapes = [Tape?]()
+        var joins = [((Tensor) throws -> [Tensor])?]()
         for step in steps {
             let xs = try step.inputs.map { name -> Tensor in
                 guard let v = values[name] else { throw ONNXError("\(graph.source): node '\(step.name)' reads '\(name)' before it is made") }
@@ -84,8 +85,13 @@ public final class ONNXClassifier: ImageClassifier {
             }
             let inner = tape?.branch()
             switch step.op {
-            case .layer(let layer): values[step.output] = try layer.forward(xs[0], mode: mode, tape: inner)
-            case .add: values[step.output] = try Tensor.sum(xs[0], try xs[1].converted(to: xs[0].dtype))
+            case .layer(let layer):
+                values[step.output] = try layer.forward(xs[0], mode: mode, tape: inner)
+                joins.append(nil)
+            case .join(let join):
+                let (y, backward) = try join.forward(xs)
+                values[step.output] = y
+                joins.append(backward)
             }
             tapes.append(inner)
         }
@@ -96,13 +102,12 @@ public final class ONNXClassifier: ImageClassifier {
                 func add(_ g: Tensor, to name: String) throws {
                     gradients[name] = try gradients[name].map { try Tensor.sum($0, try g.converted(to: $0.dtype)) } ?? g
                 }
-                for (step, inner) in zip(steps, tapes).reversed() {
-                    guard let g = gradients.removeValue(forKey: step.output), let inner else { continue }
-                    switch step.op {
-                    case .layer: try add(try inner.backward(g), to: step.inputs[0])
-                    case .add:
-                        try add(g, to: step.inputs[0])
-                        try add(g, to: step.inputs[1])
+                for (i, step) in steps.enumerated().reversed() {
+                    guard let g = gradients.removeValue(forKey: step.output), let inner = tapes[i] else { continue }
+                    if let backward = joins[i] {
+                        for (name, gi) in zip(step.inputs, try backward(g)) { try add(gi, to: name) }
+                    } else {
+                        try add(try inner.backward(g), to: step.inputs[0])
                     }
                 }
                 return gradients[input] ?? Tensor(shape: value.shape)

@@ -1,7 +1,8 @@
 import PARTEngine
 
 /// Constant folding at load time: Constant nodes, the shape arithmetic exporters write
-/// (Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Reshape of constants) and
+/// (Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Reshape, ConstantOfShape and
+/// Transpose of constants: `F.pad` exports its padding as such a chain) and
 /// elementwise Add/Sub/Mul/Div of constants. The graph's activations keep a fixed shape except
 /// their batch, so every shape is known here.
 struct ConstantFolder {
@@ -106,16 +107,49 @@ struct ConstantFolder {
             }
             return [vector(values)]
         case "Slice":
-            guard let data = constant(0), data.shape.count == 1, let v = data.integers else { return nil }
-            let starts = try ints(1), ends = try ints(2)
-            let axes = constant(3) == nil ? [0] : try ints(3), steps = constant(4) == nil ? [1] : try ints(4)
-            guard starts.count == 1, ends.count == 1, axes == [0] || axes == [-1], steps == [1] else {
-                throw refuse("only a slice of a vector with step 1 is folded")
+            guard let data = constant(0), !data.shape.isEmpty else { return nil }
+            let starts = try ints(1), ends = try ints(2), rank = data.shape.count
+            let axes = constant(3) == nil ? (0..<Int64(starts.count)).map { $0 } : try ints(3)
+            let steps = constant(4) == nil ? [Int64](repeating: 1, count: starts.count) : try ints(4)
+            guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count,
+                  axes.allSatisfy({ $0 >= -Int64(rank) && $0 < Int64(rank) }), !steps.contains(0) else {
+                throw refuse("a slice of a constant of shape \(data.shape) by \(starts), \(ends), \(axes), \(steps)")
             }
-            let n = Int64(v.count)
-            func clamp(_ x: Int64) -> Int { Int(min(max(x < 0 ? x + n : x, 0), n)) }
-            let a = clamp(starts[0]), b = clamp(ends[0])
-            return [vector(a < b ? Array(v[a..<b]) : [])]
+            // The indices kept along each axis (ONNX's clamping, negative steps included).
+            var kept = data.shape.map { Array(0..<$0) }
+            for (i, axis) in axes.enumerated() {
+                let a = Int(axis < 0 ? axis + Int64(rank) : axis), n = Int64(data.shape[a]), step = steps[i]
+                func clamp(_ x: Int64, _ low: Int64, _ high: Int64) -> Int64 { min(max(x < 0 ? x + n : x, low), high) }
+                var index = step > 0 ? clamp(starts[i], 0, n) : clamp(starts[i], -1, n - 1)
+                let end = step > 0 ? clamp(ends[i], 0, n) : clamp(ends[i], -1, n - 1)
+                var indices = [Int]()
+                while step > 0 ? index < end : index > end {
+                    indices.append(Int(index))
+                    index += step
+                }
+                kept[a] = indices
+            }
+            return [data.gathered(kept)]
+        case "Transpose":
+            guard let data = constant(0) else { return nil }
+            let rank = data.shape.count
+            let perm = node.ints("perm") ?? Array((0..<rank).reversed())
+            guard perm.count == rank, Set(perm) == Set(0..<rank) else { throw refuse("perm \(perm) for rank \(rank)") }
+            return [data.transposed(perm)]
+        case "ConstantOfShape":
+            let shape = try ints(0)
+            guard shape.allSatisfy({ $0 >= 0 }), let n = product(shape.map(Int.init)), n <= 1 << 24 else {
+                throw refuse("a shape of \(shape)")
+            }
+            let fill = try node.attribute.first(where: { $0.name == "value" && $0.hasT })
+                .map { try ONNXModel.constant($0.t, source: source) } ?? ONNXConstant(shape: [1], values: .float([0]))
+            guard fill.count == 1 else { throw refuse("a value of shape \(fill.shape)") }
+            let values: ONNXConstant.Values
+            switch fill.values {
+            case .float(let v): values = .float([Float](repeating: v[0], count: n))
+            case .integer(let v): values = .integer([Int64](repeating: v[0], count: n))
+            }
+            return [ONNXConstant(shape: shape.map(Int.init), values: values)]
         case "Cast":
             guard let data = constant(0) else { return nil }
             switch node.int("to") {
@@ -180,6 +214,38 @@ struct ConstantFolder {
             return [ONNXConstant(shape: shape, values: .float(values))]
         default:
             return nil
+        }
+    }
+}
+
+extension ONNXConstant {
+    /// The elements at `indices[axis]` along each axis, in row-major order.
+    func gathered(_ indices: [[Int]]) -> ONNXConstant {
+        var strides = [Int](repeating: 1, count: shape.count)
+        for i in shape.indices.dropLast().reversed() { strides[i] = strides[i + 1] * shape[i + 1] }
+        var offsets = [0]
+        for (axis, kept) in indices.enumerated() {
+            offsets = offsets.flatMap { o in kept.map { o + $0 * strides[axis] } }
+        }
+        let newShape = indices.map(\.count)
+        switch values {
+        case .float(let v): return ONNXConstant(shape: newShape, values: .float(offsets.map { v[$0] }))
+        case .integer(let v): return ONNXConstant(shape: newShape, values: .integer(offsets.map { v[$0] }))
+        }
+    }
+
+    /// The tensor with its axes in the order `perm`.
+    func transposed(_ perm: [Int]) -> ONNXConstant {
+        var strides = [Int](repeating: 1, count: shape.count)
+        for i in shape.indices.dropLast().reversed() { strides[i] = strides[i + 1] * shape[i + 1] }
+        var offsets = [0]
+        for axis in perm {
+            offsets = offsets.flatMap { o in (0..<shape[axis]).map { o + $0 * strides[axis] } }
+        }
+        let newShape = perm.map { shape[$0] }
+        switch values {
+        case .float(let v): return ONNXConstant(shape: newShape, values: .float(offsets.map { v[$0] }))
+        case .integer(let v): return ONNXConstant(shape: newShape, values: .integer(offsets.map { v[$0] }))
         }
     }
 }

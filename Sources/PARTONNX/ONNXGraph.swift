@@ -13,8 +13,8 @@ struct Step {
     enum Op {
         /// One activation in, one out.
         case layer(Layer)
-        /// The sum of two activations of one shape.
-        case add
+        /// Several activations in (a sum, a product, a concatenation), one out.
+        case join(Join)
     }
 
     /// The node's name (its first output's when it has none), as CAM layers are named.
@@ -66,6 +66,8 @@ public struct ONNXGraph {
         var aliases = [String: String]()
         var steps = [Step]()
         var builder = LayerBuilder(folder: folder)
+        var readers = [String: Int]()
+        for name in graph.node.flatMap(\.input) + graph.output.map(\.name) { readers[name, default: 0] += 1 }
         for node in graph.node {
             let name = node.name.isEmpty ? (node.output.first ?? "?") : node.name
             let refuse = { (why: String) in ONNXError("\(model.source): node '\(name)' (\(node.opType)): \(why)") }
@@ -89,15 +91,44 @@ public struct ONNXGraph {
             case "Identity", "Dropout":
                 aliases[out] = first
                 continue
-            case "Add":
+            case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && activations.count > 1:
                 guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
-                    throw refuse("only the sum of two activations of one shape is run so far")
+                    throw refuse("only \(node.opType) of two activations of one shape, or of one and a constant, is run")
                 }
-                steps.append(Step(name: name, op: .add, inputs: ins, output: out, kind: kind))
+                if op == "Mul", let silu = sigmoidFactor(ins, steps: steps, readers: readers, aliases: aliases) {
+                    // x * Sigmoid(x), SiLU as exporters write it, runs as the engine's one SiLU kernel.
+                    kinds[steps[silu.index].output] = nil
+                    steps.remove(at: silu.index)
+                    steps.append(Step(name: name, op: .layer(EltwiseLayer(.silu)), inputs: [silu.x], output: out, kind: kind))
+                    kinds[out] = kind
+                    continue
+                }
+                steps.append(Step(name: name, op: .join(ElementwiseJoin(op: Arithmetic(rawValue: node.opType)!)),
+                                  inputs: ins, output: out, kind: kind))
                 kinds[out] = kind
+            case "Concat":
+                let parts = ins.compactMap { kinds[$0] }
+                guard parts.count == ins.count, let outKind = concatenated(parts, axis: node.int("axis") ?? 1) else {
+                    throw refuse("only activations of one size joined along their channels are run")
+                }
+                steps.append(Step(name: name, op: .join(ChannelConcat()), inputs: ins, output: out, kind: outKind))
+                kinds[out] = outKind
             default:
-                guard ins.first == first, activations.count == 1 else {
+                // Add, Sub, Mul and Div may have the constant first.
+                guard activations.count == 1, ins.first == first || ["Add", "Sub", "Mul", "Div"].contains(node.opType) else {
                     throw refuse("the activation must be its first and only non-constant input")
+                }
+                if node.opType == "Conv", let pad = zeroPadding(first, steps: steps, readers: readers, aliases: aliases),
+                   let source = steps[pad.index].inputs.first, let sourceKind = kinds[source],
+                   let (layer, outKind) = try? builder.layer(node.padded(by: pad.amounts), kind: sourceKind,
+                                                            inputs: [source] + ins.dropFirst(), refuse: refuse) {
+                    // A zero Pad read only by a convolution (`F.pad` before a convolution, as the
+                    // DeepMind WideResNets write TensorFlow's SAME) becomes the convolution's padding.
+                    kinds[first] = nil
+                    steps.remove(at: pad.index)
+                    steps.append(Step(name: name, op: .layer(layer), inputs: [source], output: out, kind: outKind))
+                    kinds[out] = outKind
+                    continue
                 }
                 let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)
                 steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind))
@@ -115,5 +146,43 @@ public struct ONNXGraph {
         output = result
         classes = k
         self.steps = steps
+    }
+}
+
+/// When the factors `ins` of a product are x and Sigmoid(x), and nothing else reads the
+/// sigmoid: the index of its step and x.
+func sigmoidFactor(_ ins: [String], steps: [Step], readers: [String: Int],
+                   aliases: [String: String]) -> (index: Int, x: String)? {
+    guard ins.count == 2 else { return nil }
+    for (s, x) in [(ins[1], ins[0]), (ins[0], ins[1])] {
+        guard readers[s] == 1, !aliases.values.contains(s), let i = steps.lastIndex(where: { $0.output == s }),
+              steps[i].inputs == [x], case .layer(let layer) = steps[i].op,
+              (layer as? EltwiseLayer)?.function == .sigmoid else { continue }
+        return (i, x)
+    }
+    return nil
+}
+
+/// When `value` is made by a zero padding of an image that nothing else reads: the index of
+/// its step and its amounts (top, left, bottom, right).
+func zeroPadding(_ value: String, steps: [Step], readers: [String: Int],
+                 aliases: [String: String]) -> (index: Int, amounts: [Int])? {
+    guard readers[value] == 1, !aliases.values.contains(value), let i = steps.lastIndex(where: { $0.output == value }),
+          case .layer(let layer) = steps[i].op, let pad = layer as? ImagePad, pad.value == 0 else { return nil }
+    return (i, [pad.top, pad.left, pad.bottom, pad.right])
+}
+
+extension Onnx_NodeProto {
+    /// The node with `amounts` (top, left, bottom, right) added to its `pads`.
+    func padded(by amounts: [Int]) -> Onnx_NodeProto {
+        var node = self
+        let pads = zip(ints("pads") ?? [0, 0, 0, 0], amounts).map { Int64($0 + $1) }
+        node.attribute.removeAll { $0.name == "pads" }
+        var attribute = Onnx_AttributeProto()
+        attribute.name = "pads"
+        attribute.type = .ints
+        attribute.ints = pads
+        node.attribute.append(attribute)
+        return node
     }
 }

@@ -35,9 +35,10 @@ struct LayerBuilder {
             let weight = try constant(1, "weight")
             guard weight.shape.count == 4 else { throw refuse("a weight of shape \(weight.shape); 2-D convolutions are run") }
             let (out, perGroup, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
-            guard (node.int("group") ?? 1) == 1 else { throw refuse("grouped convolutions are not run yet") }
-            guard perGroup == c, weight.shape[3] == k, k > 0, out > 0 else {
-                throw refuse("a weight of shape \(weight.shape) for \(c) input channels; square kernels are run")
+            let groups = node.int("group") ?? 1
+            guard groups > 0, perGroup * groups == c, out % groups == 0, weight.shape[3] == k, k > 0, out > 0 else {
+                throw refuse("a weight of shape \(weight.shape) for \(c) input channels in \(groups) groups; square "
+                             + "kernels are run")
             }
             let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
             let pads = node.ints("pads") ?? [0, 0, 0, 0]
@@ -48,19 +49,22 @@ struct LayerBuilder {
             guard strides.count == 2, strides[0] == strides[1], strides[0] > 0, strides[0] <= 64 else {
                 throw refuse("strides \(strides); equal strides are run")
             }
-            guard dilations.allSatisfy({ $0 == 1 }) else { throw refuse("dilated convolutions are not run yet") }
-            guard pads.count == 4, pads[0] == pads[1], pads[2] == pads[3], pads.allSatisfy({ $0 >= 0 && $0 < k }) else {
+            guard dilations.count == 2, dilations[0] == dilations[1], dilations[0] > 0, dilations[0] <= 64 else {
+                throw refuse("dilations \(dilations); equal dilations are run")
+            }
+            let extent = (k - 1) * dilations[0] + 1
+            guard pads.count == 4, pads[0] == pads[1], pads[2] == pads[3], pads.allSatisfy({ $0 >= 0 && $0 < extent }) else {
                 throw refuse("pads \(pads); the same padding at the top and left, and at the bottom and right, are run")
             }
             let stride = strides[0]
-            let outH = (h + pads[0] + pads[2] - k) / stride + 1, outW = (w + pads[1] + pads[3] - k) / stride + 1
-            guard h + pads[0] + pads[2] >= k, w + pads[1] + pads[3] >= k else {
-                throw refuse("a \(k)x\(k) kernel on a \(h)x\(w) image")
+            guard h + pads[0] + pads[2] >= extent, w + pads[1] + pads[3] >= extent else {
+                throw refuse("a \(extent)x\(extent) window on a \(h)x\(w) image")
             }
+            let outH = (h + pads[0] + pads[2] - extent) / stride + 1, outW = (w + pads[1] + pads[3] - extent) / stride + 1
             let bias = try optionalConstant(2, "bias")
             guard bias == nil || bias!.count == out else { throw refuse("a bias of shape \(bias!.shape) for \(out) channels") }
-            let conv = Conv2d(c, out, kernel: k, stride: stride, padding: pads[0], paddingEnd: pads[2], bias: bias != nil,
-                              rng: &rng)
+            let conv = Conv2d(c, out, kernel: k, stride: stride, padding: pads[0], paddingEnd: pads[2], groups: groups,
+                              dilation: dilations[0], bias: bias != nil, rng: &rng)
             conv.weight.assign(Tensor(shape: weight.shape, values: weight.floats))
             if let bias { conv.bias?.assign(Tensor(shape: [out], values: bias.floats)) }
             return (conv, .image(channels: out, height: outH, width: outW))
@@ -87,28 +91,94 @@ struct LayerBuilder {
             return (bn, kind)
         case "Relu":
             return (ReLULayer(), kind)
-        case "MaxPool":
+        case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip":
+            return (EltwiseLayer(try eltwise(node, inputs: inputs, refuse: refuse)), kind)
+        case "MaxPool", "AveragePool":
             let (c, h, w) = try image()
-            let kernel = node.ints("kernel_shape") ?? []
-            guard kernel.count == 2, kernel[0] == kernel[1], kernel[0] > 0, kernel[0] <= min(h, w),
-                  (node.ints("strides") ?? [1, 1]) == kernel, (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
-                  (node.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }), (node.string("auto_pad") ?? "NOTSET") == "NOTSET",
-                  (node.int("ceil_mode") ?? 0) == 0 || (h % kernel[0] == 0 && w % kernel[0] == 0),
-                  node.output.count == 1 || node.output[1].isEmpty else {
-                throw refuse("only max pooling with stride = kernel and no padding is run so far")
+            let kernel = node.ints("kernel_shape") ?? [], strides = node.ints("strides") ?? [1, 1]
+            let pads = node.ints("pads") ?? [0, 0, 0, 0]
+            guard kernel.count == 2, kernel[0] == kernel[1], kernel[0] > 0, strides.count == 2, strides[0] == strides[1],
+                  strides[0] > 0, pads.count == 4, pads[0] == pads[1], pads[2] == pads[3],
+                  pads.allSatisfy({ $0 >= 0 && $0 < kernel[0] }), h + pads[0] + pads[2] >= kernel[0],
+                  w + pads[1] + pads[3] >= kernel[0] else {
+                throw refuse("kernel \(kernel), strides \(strides) and pads \(pads) on a \(h)x\(w) image; square "
+                             + "windows with equal strides and the same padding at the top and left, and at the "
+                             + "bottom and right, are run")
             }
-            let k = kernel[0]
-            return (MaxPool2d(kernel: k, channels: c), .image(channels: c, height: h / k, width: w / k))
-        case "GlobalAveragePool", "AveragePool":
-            let (c, h, w) = try image()
-            if node.opType == "AveragePool" {
-                let strides = node.ints("strides") ?? [1, 1]
-                guard node.ints("kernel_shape") == [h, w], (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
-                      strides.count == 2, strides[0] >= h || h == 1, strides[1] >= w || w == 1 else {
-                    throw refuse("only average pooling over the whole image is run so far")
-                }
+            let (k, stride) = (kernel[0], strides[0])
+            let outH = (h + pads[0] + pads[2] - k) / stride + 1, outW = (w + pads[1] + pads[3] - k) / stride + 1
+            // ceil_mode changes nothing when the windows fit exactly.
+            let exact = (h + pads[0] + pads[2] - k) % stride == 0 && (w + pads[1] + pads[3] - k) % stride == 0
+            guard (node.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }), (node.string("auto_pad") ?? "NOTSET") == "NOTSET",
+                  (node.int("ceil_mode") ?? 0) == 0 || exact, node.output.count == 1 || node.output[1].isEmpty,
+                  (node.int("storage_order") ?? 0) == 0 else {
+                throw refuse("dilations, auto_pad, ceil_mode that adds a window, or the indices output")
             }
+            let outKind = ValueKind.image(channels: c, height: outH, width: outW)
+            if node.opType == "MaxPool" {
+                if stride == k && pads.allSatisfy({ $0 == 0 }) { return (MaxPool2d(kernel: k, channels: c), outKind) }
+                return (WindowPool(Pooling(kernel: k, channels: c, stride: stride, padding: pads[0], paddingEnd: pads[2])),
+                        outKind)
+            }
+            if k == h, k == w, pads.allSatisfy({ $0 == 0 }) { return (ImagePool(), outKind) }
+            let including = (node.int("count_include_pad") ?? 0) != 0
+            return (WindowPool(Pooling(kernel: k, channels: c, stride: stride, padding: pads[0], paddingEnd: pads[2],
+                                       kind: .average(includingPadding: including))), outKind)
+        case "GlobalAveragePool":
+            let (c, _, _) = try image()
             return (ImagePool(), .image(channels: c, height: 1, width: 1))
+        case "Add", "Sub", "Mul", "Div", "Pow":
+            guard inputs.count == 2 else { throw refuse("\(inputs.count) inputs") }
+            let activationFirst = folder.constants[inputs[0]] == nil
+            let c = try constant(activationFirst ? 1 : 0, "other operand")
+            guard activationFirst || node.opType != "Pow" else { throw refuse("only a power with a constant exponent is run") }
+            guard let values = perExample(c, kind) else {
+                throw refuse("a constant of shape \(c.shape), which does not broadcast to one example of the activation")
+            }
+            let op: ConstantOperand.Op = node.opType == "Pow"
+                ? .power : .arithmetic(Arithmetic(rawValue: node.opType)!, constantFirst: !activationFirst)
+            return (ConstantOperand(op, constant: values), kind)
+        case "Pad":
+            let (c, h, w) = try image()
+            guard (node.string("mode") ?? "constant") == "constant" else { throw refuse("only constant padding is run") }
+            var pads = try optionalConstant(1, "pads").map { p -> [Int] in
+                guard let v = p.integers else { throw refuse("pads that are not integers") }
+                return v.map { Int(clamping: $0) }
+            } ?? node.ints("pads") ?? []
+            if let axes = try optionalConstant(3, "axes") {   // opset 18: pads of these axes only
+                guard let a = axes.integers, pads.count == 2 * a.count,
+                      a.allSatisfy({ $0 >= -4 && $0 < 4 }), Set(a.map { ($0 + 4) % 4 }).count == a.count else {
+                    throw refuse("axes \(axes.integers ?? []) for pads \(pads)")
+                }
+                var all = [Int](repeating: 0, count: 8)
+                for (i, axis) in a.enumerated() {
+                    all[Int(axis + 4) % 4] = pads[i]
+                    all[Int(axis + 4) % 4 + 4] = pads[i + a.count]
+                }
+                pads = all
+            }
+            guard pads.count == 8, pads[0] == 0, pads[1] == 0, pads[4] == 0, pads[5] == 0,
+                  pads.allSatisfy({ $0 >= 0 && $0 <= Limits.imageSide }) else {
+                throw refuse("pads \(pads); padding of the height and width by non-negative amounts is run")
+            }
+            let value = try optionalConstant(2, "value")
+            guard value == nil || value!.count == 1 else { throw refuse("a padding value of shape \(value!.shape)") }
+            return (ImagePad(top: pads[2], left: pads[3], bottom: pads[6], right: pads[7], value: value?.floats[0] ?? 0),
+                    .image(channels: c, height: h + pads[2] + pads[6], width: w + pads[3] + pads[7]))
+        case "Transpose":
+            let dims: [Int]
+            switch kind {
+            case .image(let c, let h, let w): dims = [0, c, h, w]
+            case .matrix(let k): dims = [0, k]
+            }
+            let perm = node.ints("perm") ?? Array(dims.indices.reversed())
+            // The batch (counted as 0 above) and every axis longer than 1 keep their order.
+            let moved = perm.filter { $0 >= 0 && $0 < dims.count && dims[$0] != 1 }
+            guard perm.count == dims.count, Set(perm).count == dims.count, perm.map({ $0 >= 0 && $0 < dims.count ? dims[$0] : -1 }) == dims,
+                  moved == moved.sorted() else {
+                throw refuse("perm \(perm) moves the data; only a transpose that leaves it in place is run")
+            }
+            return (PassThrough(), kind)
         case "Flatten", "Reshape":
             let features: Int
             switch kind {
@@ -151,6 +221,80 @@ struct LayerBuilder {
             throw refuse("the engine does not run this op yet (docs/commands.md#onnx-models lists what it runs)")
         }
     }
+}
+
+extension LayerBuilder {
+    /// The engine's element-wise function for an activation node: Clip's bounds are constants
+    /// (inputs since opset 11, attributes before), an open bound the largest float.
+    func eltwise(_ node: Onnx_NodeProto, inputs: [String], refuse: (String) -> ONNXError) throws -> Eltwise {
+        switch node.opType {
+        case "Sigmoid": return .sigmoid
+        case "Tanh": return .tanh
+        case "Softplus": return .softplus
+        case "LeakyRelu": return .leakyReLU(slope: node.float("alpha") ?? 0.01)
+        case "Elu": return .elu(alpha: node.float("alpha") ?? 1)
+        default:
+            func bound(_ i: Int, _ attribute: String, _ open: Float) throws -> Float {
+                guard i < inputs.count, !inputs[i].isEmpty else { return node.float(attribute) ?? open }
+                guard let c = folder.constants[inputs[i]], c.count == 1 else {
+                    throw refuse("its \(attribute) must be a constant scalar")
+                }
+                return c.floats[0]
+            }
+            let low = try bound(1, "min", -.greatestFiniteMagnitude), high = try bound(2, "max", .greatestFiniteMagnitude)
+            guard low.isFinite, high.isFinite, low <= high else { throw refuse("bounds \(low) and \(high)") }
+            return .clip(low: low, high: high)
+        }
+    }
+}
+
+/// The values of a constant broadcast to one example of an activation of `kind` (ONNX's
+/// broadcasting, without the batch), in the engine's order (NHWC for images); nil when it
+/// does not broadcast so.
+func perExample(_ c: ONNXConstant, _ kind: ValueKind) -> [Float]? {
+    let target: [Int]
+    switch kind {
+    case .image(let channels, let h, let w): target = [1, channels, h, w]
+    case .matrix(let k): target = [1, k]
+    }
+    guard c.shape.count <= target.count, c.count > 0 else { return nil }
+    let shape = [Int](repeating: 1, count: target.count - c.shape.count) + c.shape
+    guard zip(shape, target).allSatisfy({ $0 == 1 || $0 == $1 }) else { return nil }
+    // Strides of the constant, 0 along broadcast axes.
+    var strides = [Int](repeating: 0, count: shape.count), step = 1
+    for i in shape.indices.reversed() {
+        strides[i] = shape[i] == 1 ? 0 : step
+        step *= shape[i]
+    }
+    let v = c.floats
+    guard case .image(let channels, let h, let w) = kind else { return (0..<target[1]).map { v[$0 * strides[1]] } }
+    var out = [Float](repeating: 0, count: channels * h * w)
+    for y in 0..<h {
+        for x in 0..<w {
+            for k in 0..<channels { out[(y * w + x) * channels + k] = v[k * strides[1] + y * strides[2] + x * strides[3]] }
+        }
+    }
+    return out
+}
+
+/// The kind of the concatenation of activations of `kinds` along `axis`: images of one size
+/// along their channels, or features; nil otherwise.
+func concatenated(_ kinds: [ValueKind], axis: Int) -> ValueKind? {
+    var images = [Int](), features = [Int](), size: (Int, Int)?
+    for kind in kinds {
+        switch kind {
+        case .image(let c, let h, let w):
+            guard size == nil || size! == (h, w) else { return nil }
+            size = (h, w)
+            images.append(c)
+        case .matrix(let k): features.append(k)
+        }
+    }
+    if let size, images.count == kinds.count, axis == 1 || axis == -3 {
+        return .image(channels: images.reduce(0, +), height: size.0, width: size.1)
+    }
+    if features.count == kinds.count, axis == 1 || axis == -1 { return .matrix(features: features.reduce(0, +)) }
+    return nil
 }
 
 /// Global average pooling that keeps ONNX's [N, C, 1, 1]: NHWC [N, 1, 1, C] in the engine.

@@ -42,7 +42,7 @@ final class ONNXCLITests: XCTestCase {
         let truncated = dir.appendingPathComponent("truncated.onnx")
         try bytes.prefix(bytes.count - 1000).write(to: truncated)
         for (file, expected) in [(truncated.path, "not an ONNX model"),
-                                 (Self.fixtures.appendingPathComponent("sigmoid.onnx").path, "node '/Sigmoid' (Sigmoid)")] {
+                                 (Self.fixtures.appendingPathComponent("unsupported.onnx").path, "node '/Cos' (Cos)")] {
             let r = try runPart(["eval", file, "--data", dir.path, "--attacks", "natural"])
             XCTAssertEqual(r.status, 1, r.stderr)
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)

@@ -42,16 +42,17 @@ final class GradientCheckTests: XCTestCase {
 
     /// `p` pads the top and left edges, `pe` (default `p`) the bottom and right ones.
     func refConv(_ x: [Double], _ xs: [Int], _ w: [Double], _ b: [Double]?, out o: Int, k: Int, stride s: Int,
-                 pad p: Int, padEnd pe: Int? = nil) -> [Double] {
+                 pad p: Int, padEnd pe: Int? = nil, groups g: Int = 1, dilation dl: Int = 1) -> [Double] {
         let (n, h, wd, c) = (xs[0], xs[1], xs[2], xs[3])
-        let oh = (h + p + (pe ?? p) - k) / s + 1, ow = (wd + p + (pe ?? p) - k) / s + 1
+        let e = (k - 1) * dl + 1, cg = c / g, og = o / g
+        let oh = (h + p + (pe ?? p) - e) / s + 1, ow = (wd + p + (pe ?? p) - e) / s + 1
         var y = [Double](repeating: 0, count: n * oh * ow * o)
         for b0 in 0..<n { for i in 0..<oh { for j in 0..<ow { for oc in 0..<o {
             var acc = b?[oc] ?? 0
-            for ic in 0..<c { for u in 0..<k { for v in 0..<k {
-                let r = i * s - p + u, q = j * s - p + v
+            for ig in 0..<cg { for u in 0..<k { for v in 0..<k {
+                let r = i * s - p + u * dl, q = j * s - p + v * dl, ic = oc / og * cg + ig
                 if r < 0 || r >= h || q < 0 || q >= wd { continue }
-                acc += x[((b0 * h + r) * wd + q) * c + ic] * w[((oc * c + ic) * k + u) * k + v]
+                acc += x[((b0 * h + r) * wd + q) * c + ic] * w[((oc * cg + ig) * k + u) * k + v]
             } } }
             y[((b0 * oh + i) * ow + j) * o + oc] = acc
         } } } }
@@ -101,6 +102,62 @@ final class GradientCheckTests: XCTestCase {
                     self.dot(refConv(self.d(x), xs, self.d(w), bb, out: o, k: k, stride: stride, pad: pad, padEnd: padEnd), proj)
                 }, "conv db")
             }
+        }
+    }
+
+    /// Grouped (depthwise included) and dilated convolutions: forward, backward-data and
+    /// backward-weights against the direct sums.
+    func testGroupedAndDilatedConvolution() throws {
+        for (groups, dilation, stride, pad) in [(2, 1, 1, 1), (4, 1, 2, 1), (1, 2, 1, 2), (2, 2, 2, 1)] {
+            let xs = [2, 7, 6, 4], o = 8, k = 3
+            let x = random(xs), w = random([o, 4 / groups, k, k]), b = random([o])
+            let conv = Convolution(inChannels: 4, outChannels: o, kernel: k, stride: stride, padding: pad, groups: groups,
+                                   dilation: dilation, bias: true)
+            func ref(_ xx: [Double], _ ww: [Double]) -> [Double] {
+                refConv(xx, xs, ww, d(b), out: o, k: k, stride: stride, pad: pad, groups: groups, dilation: dilation)
+            }
+            let what = "conv g\(groups) d\(dilation) s\(stride)"
+            let y = try conv.forward(x, weight: w, bias: b, weightVersion: 1)
+            let e = (k - 1) * dilation + 1
+            XCTAssertEqual(y.shape, [2, (7 + 2 * pad - e) / stride + 1, (6 + 2 * pad - e) / stride + 1, o], what)
+            assertGradient(y, ref(d(x), d(w)), "\(what) forward", tolerance: 1e-5)
+            let proj = random(y.shape)
+            let g = try conv.backward(proj, x: x, weight: w, weightVersion: 1, needInputGradient: true, needParameterGradients: true)
+            assertGradient(g.input!, numericalGradient(d(x)) { self.dot(ref($0, self.d(w)), proj) }, "\(what) dx")
+            assertGradient(g.weight!, numericalGradient(d(w)) { self.dot(ref(self.d(x), $0), proj) }, "\(what) dw")
+        }
+    }
+
+    /// Overlapping, padded max and average pooling (the padding counted in the divisor or not).
+    func testPaddedPooling() throws {
+        let xs = [2, 7, 6, 3], (k, s, p) = (3, 2, 1)
+        let x = random(xs)
+        let (oh, ow) = ((7 + 2 * p - k) / s + 1, (6 + 2 * p - k) / s + 1)
+        for kind in [Pooling.Kind.max, .average(includingPadding: true), .average(includingPadding: false)] {
+            let pool = Pooling(kernel: k, channels: 3, stride: s, padding: p, kind: kind)
+            func ref(_ xx: [Double]) -> [Double] {
+                var y = [Double]()
+                for b in 0..<2 { for i in 0..<oh { for j in 0..<ow { for c in 0..<3 {
+                    var m = -Double.infinity, sum = 0.0, inside = 0
+                    for u in 0..<k { for v in 0..<k {
+                        let r = i * s - p + u, q = j * s - p + v
+                        guard r >= 0 && r < 7 && q >= 0 && q < 6 else { continue }
+                        let value = xx[((b * 7 + r) * 6 + q) * 3 + c]
+                        (m, sum, inside) = (max(m, value), sum + value, inside + 1)
+                    } }
+                    switch kind {
+                    case .max: y.append(m)
+                    case .average(let including): y.append(sum / Double(including ? k * k : inside))
+                    }
+                } } } }
+                return y
+            }
+            let (y, record) = try pool.forward(x)
+            XCTAssertEqual(y.shape, [2, oh, ow, 3])
+            assertGradient(y, ref(d(x)), "\(kind) forward", tolerance: 1e-6)
+            let proj = random(y.shape)
+            assertGradient(try pool.backward(proj, record: record), numericalGradient(d(x)) { self.dot(ref($0), proj) },
+                           "\(kind) dx")
         }
     }
 
@@ -181,6 +238,24 @@ final class GradientCheckTests: XCTestCase {
         let proj = random(y.shape)
         assertGradient(try SiLU.backward(proj, input: x),
                        numericalGradient(d(x)) { xx in self.dot(xx.map(silu), proj) }, "silu dx")
+    }
+
+    /// The other functions of `Eltwise` against their definitions, forward and backward.
+    func testEltwiseFunctions() throws {
+        // Away from the kinks of leaky ReLU (0) and clip (-1, 2).
+        let x = random([3, 7], scale: 3).map { v in [0, -1, 2].contains { abs(v - $0) < 0.02 } ? v + 0.05 : v }
+        let functions: [(Eltwise, (Double) -> Double)] = [
+            (.sigmoid, { 1 / (1 + exp(-$0)) }), (.tanh, { Foundation.tanh($0) }), (.softplus, { log(1 + exp($0)) }),
+            (.leakyReLU(slope: 0.1), { $0 > 0 ? $0 : 0.1 * $0 }), (.elu(alpha: 0.7), { $0 > 0 ? $0 : 0.7 * (exp($0) - 1) }),
+            (.clip(low: -1, high: 2), { min(max($0, -1), 2) }),
+        ]
+        for (f, reference) in functions {
+            let y = try f.forward(x)
+            assertGradient(y, d(x).map(reference), "\(f.name) forward", tolerance: 1e-5)
+            let proj = random(y.shape)
+            assertGradient(try f.backward(proj, saved: f.usesOutput ? y : x),
+                           numericalGradient(d(x)) { xx in self.dot(xx.map(reference), proj) }, "\(f.name) dx")
+        }
     }
 
     func testGlobalAveragePoolAndFlatten() throws {

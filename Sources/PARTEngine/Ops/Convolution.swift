@@ -11,38 +11,49 @@ import CDNNL
 /// `padding` pads the top and left edges, `paddingEnd` the bottom and right ones (the same by
 /// default). TensorFlow's "SAME" padding of a strided 3x3 convolution, which the DeepMind
 /// WideResNets reproduce with `F.pad(x, (0, 1, 0, 1))`, is padding 0 and paddingEnd 1.
+///
+/// `groups` splits the channels into groups convolved apart (PyTorch's `groups`; a depthwise
+/// convolution has one group per channel): the weight is [out, in / groups, k, k], which is
+/// oneDNN's grouped layout [groups, out / groups, in / groups, k, k] in the same memory.
+/// `dilation` spaces the kernel's taps (PyTorch's `dilation`; 1 is a plain convolution).
 public final class Convolution {
-    public let inChannels, outChannels, kernel, stride, padding, paddingEnd: Int
+    public let inChannels, outChannels, kernel, stride, padding, paddingEnd, groups, dilation: Int
     public let hasBias: Bool
 
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, paddingEnd: Int? = nil,
-                bias: Bool) {
+                groups: Int = 1, dilation: Int = 1, bias: Bool) {
         precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0
-                     && (paddingEnd ?? 0) >= 0)
+                     && (paddingEnd ?? 0) >= 0 && groups > 0 && inChannels % groups == 0 && outChannels % groups == 0
+                     && dilation > 0)
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
         self.paddingEnd = paddingEnd ?? padding
+        self.groups = groups
+        self.dilation = dilation
         self.hasBias = bias
     }
 
-    /// Whether both edges of each axis are padded alike (the Winograd and narrow-input paths
-    /// assume it).
-    var symmetric: Bool { padding == paddingEnd }
+    /// Whether both edges of each axis are padded alike and the convolution is plain (one
+    /// group, no dilation): the Winograd and narrow-input paths assume it.
+    var symmetric: Bool { padding == paddingEnd && groups == 1 && dilation == 1 }
+
+    /// The side of the input window one output reads: the kernel with its dilation.
+    public var extent: Int { (kernel - 1) * dilation + 1 }
 
     /// Multiply-adds x 2 of one pass (forward, backward-data or backward-weights) on an input
     /// [n, h, w, inChannels].
     public func flops(n: Int, h: Int, w: Int) -> Double {
-        2 * Double(n) * Double(outputSide(h) * outputSide(w)) * Double(outChannels * inChannels * kernel * kernel)
+        2 * Double(n) * Double(outputSide(h) * outputSide(w)) * Double(outChannels * inChannels / groups * kernel * kernel)
     }
 
     /// Input channel counts up to which backward-data runs as a matrix product and col2im.
     static let narrowInput = 4
 
     /// Output spatial size for an input side of `side`.
-    public func outputSide(_ side: Int) -> Int { (side + padding + paddingEnd - kernel) / stride + 1 }
+    public func outputSide(_ side: Int) -> Int { (side + padding + paddingEnd - extent) / stride + 1 }
 
     private struct Key: Hashable {
         let n, h, w: Int
@@ -67,24 +78,35 @@ public final class Convolution {
 
     private let plans = Locked([Key: Plan]())
 
-    private var weightDims: [Int] { [outChannels, inChannels, kernel, kernel] }
+    private var weightDims: [Int] { [outChannels, inChannels / groups, kernel, kernel] }
 
-    /// Strides and paddings (top-left, bottom-right) in oneDNN's form.
-    private var window: (strides: [dnnl_dim_t], pads: [dnnl_dim_t], padsEnd: [dnnl_dim_t]) {
-        ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(padding), dnnl_dim_t(padding)],
-         [dnnl_dim_t(paddingEnd), dnnl_dim_t(paddingEnd)])
+    /// The weights as oneDNN sees them: grouped ones 5-D.
+    private var groupedDims: [Int] {
+        groups == 1 ? weightDims : [groups, outChannels / groups, inChannels / groups, kernel, kernel]
+    }
+
+    /// The memory of a PyTorch weight: OIHW, or GOIHW for grouped convolutions.
+    private func plainWeights() throws -> dnnl_memory_desc_t {
+        try DNNL.desc(groupedDims, groups == 1 ? dnnl_oihw : dnnl_goihw)
+    }
+
+    /// Strides, dilations (oneDNN counts the gaps: 0 for none) and paddings (top-left,
+    /// bottom-right) in oneDNN's form.
+    private var window: (strides: [dnnl_dim_t], dilates: [dnnl_dim_t], pads: [dnnl_dim_t], padsEnd: [dnnl_dim_t]) {
+        ([dnnl_dim_t(stride), dnnl_dim_t(stride)], [dnnl_dim_t(dilation - 1), dnnl_dim_t(dilation - 1)],
+         [dnnl_dim_t(padding), dnnl_dim_t(padding)], [dnnl_dim_t(paddingEnd), dnnl_dim_t(paddingEnd)])
     }
 
     private func descs(_ key: Key) throws -> (src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, weightsAny: dnnl_memory_desc_t,
                                        bias: dnnl_memory_desc_t, outShape: [Int]) {
         let oh = outputSide(key.h), ow = outputSide(key.w)
         guard oh > 0 && ow > 0 else {
-            throw EngineError("convolution input \(key.h)x\(key.w) is smaller than its \(kernel)x\(kernel) kernel")
+            throw EngineError("convolution input \(key.h)x\(key.w) is smaller than its \(extent)x\(extent) kernel")
         }
         let t = DNNL.type(key.dtype)
         return (try DNNL.desc([key.n, inChannels, key.h, key.w], dnnl_nhwc, t),
                 try DNNL.desc([key.n, outChannels, oh, ow], dnnl_nhwc, t),
-                try DNNL.desc(weightDims, dnnl_format_tag_any, t),
+                try DNNL.desc(groupedDims, dnnl_format_tag_any, t),
                 hasBias ? try DNNL.desc([outChannels], dnnl_x, DNNL.type(key.biasType)) : dnnl_memory_desc_t(),
                 [key.n, oh, ow, outChannels])
     }
@@ -92,7 +114,8 @@ public final class Convolution {
     /// "convolution 1->32 3x3 stride 1 pad 0 on [128, 28, 28, 1]", for error messages.
     private func describe(_ key: Key) -> String {
         "convolution \(inChannels)->\(outChannels) \(kernel)x\(kernel) stride \(stride) pad \(padding)"
-            + (symmetric ? " " : ",\(paddingEnd) ")
+            + (padding == paddingEnd ? " " : ",\(paddingEnd) ") + (groups == 1 ? "" : "groups \(groups) ")
+            + (dilation == 1 ? "" : "dilation \(dilation) ")
             + "on [\(key.n), \(key.h), \(key.w), \(inChannels)] \(key.dtype)"
     }
 
@@ -101,14 +124,15 @@ public final class Convolution {
             if let p = plans[key] { return p }
             var d = try descs(key)
             var desc = dnnl_convolution_desc_t()
-            try DNNL.check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
-                                                              &d.src, &d.weightsAny, &d.bias, &d.dst,
-                                                              window.strides, window.pads, window.padsEnd),
+            try DNNL.check(dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_training,
+                                                                      dnnl_convolution_direct, &d.src, &d.weightsAny,
+                                                                      &d.bias, &d.dst, window.strides, window.dilates,
+                                                                      window.pads, window.padsEnd),
                            "describe a \(describe(key))")
             let attributes = try PostOps(relu: key.relu, sum: key.sum)
             let fwd = try DNNLPrimitive(&desc, attributes: attributes.handle, what: "\(describe(key)) forward",
                                         kind: "convolution forward")
-            let weights = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
+            let weights = try ReorderedWeights(from: try plainWeights(),
                                                to: try fwd.md(dnnl_query_weights_md), what: describe(key))
             let p = Plan(forward: fwd, forwardWeights: weights, outShape: d.outShape)
             if symmetric, WinogradConvolution.applies(kernel: kernel, stride: stride, inChannels: inChannels,
@@ -249,13 +273,13 @@ public final class Convolution {
             if let prim = p.backwardData, let w = p.backwardDataWeights { return (prim, w) }
             var d = try descs(key)
             var desc = dnnl_convolution_desc_t()
-            try DNNL.check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                    &d.weightsAny, &d.dst, window.strides, window.pads,
-                                                                    window.padsEnd),
+            try DNNL.check(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                            &d.weightsAny, &d.dst, window.strides,
+                                                                            window.dilates, window.pads, window.padsEnd),
                            "describe a \(describe(key)) backward-data")
             let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-data",
                                      kind: "convolution backward-data")
-            let w = try ReorderedWeights(from: try DNNL.desc(weightDims, dnnl_oihw),
+            let w = try ReorderedWeights(from: try plainWeights(),
                                          to: try prim.md(dnnl_query_weights_md), what: describe(key))
             p.backwardData = prim
             p.backwardDataWeights = w
@@ -269,16 +293,17 @@ public final class Convolution {
             if let prim = p.backwardWeights, let r = p.weightGradient { return (prim, r) }
             var d = try descs(key)
             // The gradients of f32 master weights: f32 whatever the activations' type.
-            var diffWeights = try DNNL.desc(weightDims, dnnl_format_tag_any)
+            var diffWeights = try DNNL.desc(groupedDims, dnnl_format_tag_any)
             var desc = dnnl_convolution_desc_t()
-            try DNNL.check(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
-                                                                       &diffWeights, &d.bias, &d.dst,
-                                                                       window.strides, window.pads, window.padsEnd),
+            try DNNL.check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &d.src,
+                                                                               &diffWeights, &d.bias, &d.dst,
+                                                                               window.strides, window.dilates,
+                                                                               window.pads, window.padsEnd),
                            "describe a \(describe(key)) backward-weights")
             let prim = try DNNLPrimitive(&desc, hint: p.forward, what: "\(describe(key)) backward-weights",
                                      kind: "convolution backward-weights")
             let r = try GradientReorder(from: try prim.md(dnnl_query_diff_weights_md),
-                                        to: try DNNL.desc(weightDims, dnnl_oihw), what: describe(key))
+                                        to: try plainWeights(), what: describe(key))
             p.backwardWeights = prim
             p.weightGradient = r
             return (prim, r)
