@@ -380,12 +380,7 @@ struct Eval: ParsableCommand {
                            "batch \(q.batch)/\(q.batches), \(q.stage); robust \(q.robust)/\(q.finished) so far")
             }
         }
-        let result: EvaluationSummary?
-        if let communicator {
-            result = try runner.run(communicator: communicator)
-        } else {
-            result = try runner.run()
-        }
+        let result = try runner.run(communicator: communicator ?? SingleProcess())
         let shown = progress
         func finish() throws -> String {
             guard let summary = result else { return "" }
