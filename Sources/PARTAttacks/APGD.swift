@@ -257,9 +257,6 @@ struct APGDRun {
 
     /// Live slots whose logits are misclassified: their current point is their result.
     private func retireFooled(_ logits: Tensor, state s: State, set: inout WorkingSet, outcome: inout Outcome) {
-        let predictions = logits.argmaxRows()
-        let fooled = set.liveSlots.filter { predictions[$0] != s.batch.labels[$0] }
-        outcome.recordAdversarial(fooled, of: s.x, in: set)
-        for slot in fooled { set.retire(slot) }
+        outcome.retireFooled(logits.argmaxRows(), labels: s.batch.labels, of: s.x, set: &set)
     }
 }

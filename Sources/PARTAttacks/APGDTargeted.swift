@@ -15,48 +15,23 @@ import PARTNN
 ///); `notes(for:)` says so. The random start of target rank k (0-based) and restart r
 /// is keyed by (seed, random start, dataset index, k * restarts + r). With `norm` .l2 it works in
 /// the L2 ball of the radius, with `APGD`'s L2 rules.
-public struct APGDTargeted: L2Attack, ClassCountNotes {
-    public let targets: Int
-    public let iterations: Int
-    public let restarts: Int
+public typealias APGDTargeted = TargetedAttack<APGDTargetedMethod>
+
+/// APGD-T's run towards the targets (`APGDTargeted`).
+public enum APGDTargetedMethod: TargetedMethod {
+    public static let name = "apgd-t"
     /// APGD's step-size threshold (AutoAttack's 0.75).
-    public let rho: Float = 0.75
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+    static let rho: Float = 0.75
 
-    public init(targets: Int = 9, iterations: Int = 100, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
-        self.targets = targets
-        self.iterations = iterations
-        self.restarts = restarts
-        self.norm = norm
-        self.radiusOverride = radius
+    public static func notes(classes: Int) -> [String] {
+        classes < 4 ? ["targeted DLR needs at least 4 classes and the model has \(classes), so targeted cross-entropy is used"]
+            : []
     }
 
-    public var name: String { norm == .l2 ? "apgd-t-l2" : "apgd-t" }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
-
-    public func notes(for model: ImageClassifier) -> [String] {
-        var out: [String] = []
-        if let note = targetNote(asked: targets, classes: model.numClasses) { out.append(note) }
-        if model.numClasses < 4 {
-            out.append("targeted DLR needs at least 4 classes and the model has \(model.numClasses), "
-                       + "so targeted cross-entropy is used")
+    public static func run(iterations: Int, norm: Norm, classes: Int) -> TargetedRun {
+        let run = APGDRun(iterations: iterations, rho: rho, loss: classes >= 4 ? DLRLoss() : CrossEntropyLoss(), norm: norm)
+        return TargetedRun { model, batch, rows, targets, seed, step, _, outcome in
+            try run.attack(model, batch, rows: rows, targets: targets, seed: seed, step: step, outcome: &outcome)
         }
-        return out
-    }
-
-    public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
-        try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
-        let run = APGDRun(iterations: iterations, rho: rho, loss: model.numClasses >= 4 ? DLRLoss() : CrossEntropyLoss(),
-                          norm: norm)
-        return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
-            .run(model, batch) { rows, targetOfRow, step, _, outcome in
-                try run.attack(model, batch, rows: rows, targets: targetOfRow, seed: seed, step: step, outcome: &outcome)
-            }
     }
 }

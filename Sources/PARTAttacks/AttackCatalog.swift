@@ -36,13 +36,16 @@ public struct AttackCatalog: Sendable {
         /// model passes per point (a forward and an input backward count as 3), which weighs
         /// progress and ETA.
         public let build: @Sendable (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)
+        /// How it makes training examples, when it can (`part train --generation`).
+        public let training: Training?
 
-        public init(_ name: String, _ summary: String, keys: [String], quick: String,
+        public init(_ name: String, _ summary: String, keys: [String], quick: String, training: Training? = nil,
                     build: @escaping @Sendable (inout Parameters, Defaults) throws -> (attack: Attack, cost: Double)) {
             self.name = name
             self.summary = summary
             self.keys = keys
             self.quick = quick
+            self.training = training
             self.build = build
         }
     }
@@ -176,11 +179,18 @@ public struct AttackCatalog: Sendable {
         Entry("natural", "clean accuracy (always evaluated first)", keys: [], quick: "") { _, _ in
             (NaturalPass(), 1)
         },
-        Entry("fgsm", "one signed step of the full budget (CE loss)", keys: [], quick: "") { _, _ in
+        Entry("fgsm", "one signed step of the full budget (CE loss)", keys: [], quick: "",
+              // FGSM-RS (Wong, Rice and Kolter 2020): fast adversarial training.
+              training: Training("FGSM (one step of --alpha from a random start; --alpha defaults to 1.25 eps)",
+                                 singleStep: true) { r in
+                  PGD(steps: 1, stepSize: r.stepSize, start: .uniform, loss: r.loss)
+              }) { _, _ in
             (FGSM(), 4)
         },
         Entry("pgd", "L-inf PGD on CE, random start (pgdN: N steps)", keys: ["steps", "alpha", "random"],
-              quick: "steps=2") { p, d in
+              quick: "steps=2", training: Training("PGD (--steps of --alpha)") { r in
+                  PGD(steps: r.steps, stepSize: r.stepSize, start: r.start, loss: r.loss)
+              }) { p, d in
             let steps = try p.int("steps", 20)
             let attack = PGD(steps: steps, stepSize: try p.float("alpha", d.alpha), randomStart: try p.bool("random", true))
             return (attack, Double(3 * steps + 1))
@@ -193,7 +203,9 @@ public struct AttackCatalog: Sendable {
             return (attack, Double(3 * steps + 1))
         },
         Entry("mma", "MMA of the PART code: PGD on a hinge towards each of the k best wrong classes (mmaN: N steps)",
-              keys: ["steps", "alpha", "k", "random"], quick: "steps=2") { p, d in
+              keys: ["steps", "alpha", "k", "random"], quick: "steps=2",
+              // On its own margin loss whatever the objective's.
+              training: Training("MMA") { r in try MMA(steps: r.steps, stepSize: r.stepSize, k: 3) }) { p, d in
             let steps = try p.int("steps", 20)
             let attack = try MMA(steps: steps, stepSize: try p.float("alpha", d.alpha), k: try p.int("k", 3, min: 1),
                                  randomStart: try p.bool("random", true))

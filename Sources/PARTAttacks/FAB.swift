@@ -27,41 +27,20 @@ import PARTNN
 /// classified when clean are attacked. A row is dropped once it has an adversarial example within
 /// the budget (the reference keeps shrinking it, which changes no robust-accuracy figure). FAB has
 /// no loss to keep a best point of: a row never fooled within its budget returns its clean image.
-public struct FABTargeted: L2Attack, ClassCountNotes {
-    public let targets: Int
-    public let iterations: Int
-    public let restarts: Int
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+public typealias FABTargeted = TargetedAttack<FABTargetedMethod>
 
-    public init(targets: Int = 9, iterations: Int = 100, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
-        self.targets = targets
-        self.iterations = iterations
-        self.restarts = restarts
-        self.norm = norm
-        self.radiusOverride = radius
-    }
+/// FAB-T's run towards the targets (`FABTargeted`): restart 0 from x, the others from a random start.
+public enum FABTargetedMethod: TargetedMethod {
+    public static let name = "fab-t"
 
-    public var name: String { norm == .l2 ? "fab-t-l2" : "fab-t" }
+    public static func notes(classes: Int) -> [String] { [] }
 
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
-
-    public func notes(for model: ImageClassifier) -> [String] {
-        targetNote(asked: targets, classes: model.numClasses).map { [$0] } ?? []
-    }
-
-    public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
-        try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+    public static func run(iterations: Int, norm: Norm, classes: Int) -> TargetedRun {
         let run = FABRun(iterations: iterations, norm: norm)
-        return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
-            .run(model, batch) { rows, targetOfRow, step, restart, outcome in
-                try run.attack(model, batch, rows: rows, targets: targetOfRow, seed: seed, step: step,
-                               randomStart: restart > 0, outcome: &outcome)
-            }
+        return TargetedRun { model, batch, rows, targets, seed, step, restart, outcome in
+            try run.attack(model, batch, rows: rows, targets: targets, seed: seed, step: step, randomStart: restart > 0,
+                           outcome: &outcome)
+        }
     }
 }
 
@@ -145,9 +124,8 @@ struct FABRun {
             }
             let origin = slots.images, map = slots.budget.values
             let (values, gradient) = try linearize(model, at: x, slots: slots, targets: targets)
-            let p = norm == .l2
-                ? FABKernels.projectionsL2(current: x, origin: origin, gradient: gradient, values: values)
-                : FABKernels.projections(current: x, origin: origin, gradient: gradient, values: values, map: map)
+            let p = FABKernels.projections(current: x, origin: origin, gradient: gradient, values: values,
+                                           map: norm == .l2 ? nil : map)
             let alphas = (0..<set.count).map { b -> Float in
                 let fromCurrent = Swift.max(p.sizeCurrent[b], 1e-8), fromOrigin = Swift.max(p.sizeOrigin[b], 1e-8)
                 return Swift.min(Swift.max(fromCurrent / (fromCurrent + fromOrigin), 0), alphaMax)

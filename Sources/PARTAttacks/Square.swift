@@ -102,54 +102,72 @@ public struct Square: L2Attack {
 
     private func attack(_ model: ImageClassifier, _ batch: AttackBatch, rows: [Int], seed: UInt64, restart: Int,
                         outcome: inout Outcome) throws {
-        var set = WorkingSet(rows: rows)
-        var slots = batch.subset(set.rows)
-        var streams = slots.indices.map { KeyedStream(seed: seed, purpose: .square, index: $0, step: restart) }
-        var best = SquareKernels.stripeStart(slots.images, map: slots.budget.values, streams: &streams)
-        var querier = SquareQueries(model, best)
-        var (bestValue, predictions) = try margins(try querier.start(best), slots)
-        func retireFooled() {
-            let fooled = set.liveSlots.filter { predictions[$0] != slots.labels[$0] }
-            outcome.recordAdversarial(fooled, of: best, in: set)
-            for slot in fooled { set.retire(slot) }
-        }
-        retireFooled()
+        var r = SquareRows(batch, rows: rows, seed: seed, restart: restart)
+        r.best = SquareKernels.stripeStart(r.slots.images, map: r.slots.budget.values, streams: &r.streams)
+        var querier = SquareQueries(model, r.best)
+        var predictions: [Int32]
+        (r.bestValue, predictions) = try margins(try querier.start(r.best), r.slots)
+        outcome.retireFooled(predictions, labels: r.slots.labels, of: r.best, set: &r.set)
 
-        let height = best.shape[1], width = best.shape[2], channels = best.shape[3]
-        var candidate = best
+        let height = r.best.shape[1], width = r.best.shape[2], channels = r.best.shape[3]
+        var candidate = r.best
         var tops = [Int](), lefts = [Int](), signs = [Float]()
         for i in 0..<queries {
-            if set.liveCount == 0 { break }
-            if let order = set.compaction() {
-                slots = slots.subset(order)
-                streams = streams.gathered(order)
-                best = best.gatherRows(order)
-                bestValue = bestValue.gathered(order)
-                candidate = best
+            if r.set.liveCount == 0 { break }
+            if let order = r.compact() {
+                candidate = r.best
                 querier.gather(order)
             }
             let side = Square.side(iteration: i, pInit: pInit, height: height, width: width)
-            let n = set.count
+            let n = r.set.count
             tops.removeAll(keepingCapacity: true)
             lefts.removeAll(keepingCapacity: true)
             signs.removeAll(keepingCapacity: true)
             for slot in 0..<n {
-                tops.append(Int(streams[slot].next() % UInt64(height - side + 1)))
-                lefts.append(Int(streams[slot].next() % UInt64(width - side + 1)))
-                for _ in 0..<channels { signs.append(streams[slot].next() >> 63 == 0 ? -1 : 1) }
+                tops.append(Int(r.streams[slot].next() % UInt64(height - side + 1)))
+                lefts.append(Int(r.streams[slot].next() % UInt64(width - side + 1)))
+                for _ in 0..<channels { signs.append(r.streams[slot].next() >> 63 == 0 ? -1 : 1) }
             }
-            SquareKernels.paint(&candidate, origin: slots.images, map: slots.budget.values, tops: tops, lefts: lefts,
+            SquareKernels.paint(&candidate, origin: r.slots.images, map: r.slots.budget.values, tops: tops, lefts: lefts,
                                 signs: signs, side: side)
-            let proposal = try margins(try querier.query(candidate, tops: tops, lefts: lefts, side: side), slots)
+            let proposal = try margins(try querier.query(candidate, tops: tops, lefts: lefts, side: side), r.slots)
             predictions = proposal.predictions
-            let accepted = (0..<n).map { proposal.values[$0] > bestValue[$0] || predictions[$0] != slots.labels[$0] }
-            SquareKernels.settle(candidate: &candidate, best: &best, tops: tops, lefts: lefts, side: side,
+            let accepted = (0..<n).map { proposal.values[$0] > r.bestValue[$0] || predictions[$0] != r.slots.labels[$0] }
+            SquareKernels.settle(candidate: &candidate, best: &r.best, tops: tops, lefts: lefts, side: side,
                                  accepted: accepted)
             querier.settle(accepted: accepted)
-            for slot in 0..<n where accepted[slot] { bestValue[slot] = proposal.values[slot] }
-            retireFooled()
+            for slot in 0..<n where accepted[slot] { r.bestValue[slot] = proposal.values[slot] }
+            outcome.retireFooled(predictions, labels: r.slots.labels, of: r.best, set: &r.set)
         }
-        outcome.offerBest(set.liveSlots, of: best, losses: bestValue, in: set)
+        outcome.offerBest(r.set.liveSlots, of: r.best, losses: r.bestValue, in: r.set)
+    }
+}
+
+/// The rows a Square run still attacks, kept together through the working set's compactions:
+/// their batch, their random streams (keyed by (seed, square, dataset index, restart)), their
+/// best points and the margins of those points.
+struct SquareRows {
+    var set: WorkingSet
+    var slots: AttackBatch
+    var streams: [KeyedStream]
+    var best = Tensor(shape: [0])
+    var bestValue = [Float]()
+
+    init(_ batch: AttackBatch, rows: [Int], seed: UInt64, restart: Int) {
+        set = WorkingSet(rows: rows)
+        slots = batch.subset(set.rows)
+        streams = slots.indices.map { KeyedStream(seed: seed, purpose: .square, index: $0, step: restart) }
+    }
+
+    /// Follows a compaction of the working set, if one is due; returns its order.
+    @discardableResult
+    mutating func compact() -> [Int]? {
+        guard let order = set.compaction() else { return nil }
+        slots = slots.subset(order)
+        streams = streams.gathered(order)
+        best = best.gatherRows(order)
+        bestValue = bestValue.gathered(order)
+        return order
     }
 }
 

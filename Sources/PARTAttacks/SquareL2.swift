@@ -12,51 +12,40 @@ extension Square {
     /// full forward passes: the rescaling onto the sphere changes every pixel.
     func attackL2(_ model: ImageClassifier, _ batch: AttackBatch, rows: [Int], seed: UInt64, restart: Int,
                   outcome: inout Outcome) throws {
-        var set = WorkingSet(rows: rows)
-        var slots = batch.subset(set.rows)
-        let radius = slots.budget.constantValue ?? 0
-        var streams = slots.indices.map { KeyedStream(seed: seed, purpose: .square, index: $0, step: restart) }
-        var best = SquareL2Kernels.start(slots.images, radius: radius, streams: &streams)
-        var (bestValue, predictions) = try margins(try AttackPass.logits(model, best), slots)
-        func retireFooled() {
-            let fooled = set.liveSlots.filter { predictions[$0] != slots.labels[$0] }
-            outcome.recordAdversarial(fooled, of: best, in: set)
-            for slot in fooled { set.retire(slot) }
-        }
-        retireFooled()
+        var r = SquareRows(batch, rows: rows, seed: seed, restart: restart)
+        let radius = r.slots.budget.constantValue ?? 0
+        r.best = SquareL2Kernels.start(r.slots.images, radius: radius, streams: &r.streams)
+        var predictions: [Int32]
+        (r.bestValue, predictions) = try margins(try AttackPass.logits(model, r.best), r.slots)
+        outcome.retireFooled(predictions, labels: r.slots.labels, of: r.best, set: &r.set)
 
-        let height = best.shape[1], width = best.shape[2], channels = best.shape[3]
+        let height = r.best.shape[1], width = r.best.shape[2], channels = r.best.shape[3]
         var patterns = [Int: [Float]]()
         for i in 0..<queries {
-            if set.liveCount == 0 { break }
-            if let order = set.compaction() {
-                slots = slots.subset(order)
-                streams = streams.gathered(order)
-                best = best.gatherRows(order)
-                bestValue = bestValue.gathered(order)
-            }
+            if r.set.liveCount == 0 { break }
+            r.compact()
             let side = SquareL2Kernels.side(iteration: i, pInit: pInit, height: height, width: width)
             if patterns[side] == nil { patterns[side] = SquareL2Kernels.pattern(side: side) }
-            let n = set.count
+            let n = r.set.count
             var tops = [Int](), lefts = [Int](), tops2 = [Int](), lefts2 = [Int](), signs = [Float](), flips = [Bool]()
             for slot in 0..<n {
-                tops.append(Int(streams[slot].next() % UInt64(height - side + 1)))
-                lefts.append(Int(streams[slot].next() % UInt64(width - side + 1)))
-                tops2.append(Int(streams[slot].next() % UInt64(height - side + 1)))
-                lefts2.append(Int(streams[slot].next() % UInt64(width - side + 1)))
-                flips.append(streams[slot].next() >> 63 == 1)
-                for _ in 0..<channels { signs.append(streams[slot].next() >> 63 == 0 ? -1 : 1) }
+                tops.append(Int(r.streams[slot].next() % UInt64(height - side + 1)))
+                lefts.append(Int(r.streams[slot].next() % UInt64(width - side + 1)))
+                tops2.append(Int(r.streams[slot].next() % UInt64(height - side + 1)))
+                lefts2.append(Int(r.streams[slot].next() % UInt64(width - side + 1)))
+                flips.append(r.streams[slot].next() >> 63 == 1)
+                for _ in 0..<channels { signs.append(r.streams[slot].next() >> 63 == 0 ? -1 : 1) }
             }
-            let candidate = SquareL2Kernels.propose(best: best, origin: slots.images, radius: radius, side: side,
+            let candidate = SquareL2Kernels.propose(best: r.best, origin: r.slots.images, radius: radius, side: side,
                                                     pattern: patterns[side]!, tops: tops, lefts: lefts, tops2: tops2,
                                                     lefts2: lefts2, signs: signs, transposed: flips)
-            let proposal = try margins(try AttackPass.logits(model, candidate), slots)
+            let proposal = try margins(try AttackPass.logits(model, candidate), r.slots)
             predictions = proposal.predictions
-            let accepted = (0..<n).filter { proposal.values[$0] > bestValue[$0] || predictions[$0] != slots.labels[$0] }
-            best.copyRows(accepted, from: candidate)
-            for slot in accepted { bestValue[slot] = proposal.values[slot] }
-            retireFooled()
+            let accepted = (0..<n).filter { proposal.values[$0] > r.bestValue[$0] || predictions[$0] != r.slots.labels[$0] }
+            r.best.copyRows(accepted, from: candidate)
+            for slot in accepted { r.bestValue[slot] = proposal.values[slot] }
+            outcome.retireFooled(predictions, labels: r.slots.labels, of: r.best, set: &r.set)
         }
-        outcome.offerBest(set.liveSlots, of: best, losses: bestValue, in: set)
+        outcome.offerBest(r.set.liveSlots, of: r.best, losses: r.bestValue, in: r.set)
     }
 }

@@ -55,3 +55,60 @@ struct TargetedDriver {
         return outcome.images
     }
 }
+
+/// AutoAttack's targeted attacks (APGD-T, FAB-T) as one attack: `TargetedDriver` picks the rows,
+/// the targets and the restarts, and `Method` makes the run towards each target. With `norm` .l2
+/// it works in the L2 ball of the radius (`threatBatch`).
+public struct TargetedAttack<Method: TargetedMethod>: L2Attack, ClassCountNotes {
+    public let targets: Int
+    public let iterations: Int
+    public let restarts: Int
+    public let norm: Norm
+    /// The L2 radius (nil: the constant value of the map); L2 only.
+    public let radiusOverride: Float?
+
+    public init(targets: Int = 9, iterations: Int = 100, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
+        self.targets = targets
+        self.iterations = iterations
+        self.restarts = restarts
+        self.norm = norm
+        self.radiusOverride = radius
+    }
+
+    public var name: String { norm == .l2 ? "\(Method.name)-l2" : Method.name }
+
+    public func radius(for budget: EpsilonMap) throws -> Float? {
+        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
+    }
+
+    public func notes(for model: ImageClassifier) -> [String] {
+        (targetNote(asked: targets, classes: model.numClasses).map { [$0] } ?? []) + Method.notes(classes: model.numClasses)
+    }
+
+    public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
+        try validateAttackInput(model, batch)
+        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+        let run = Method.run(iterations: iterations, norm: norm, classes: model.numClasses)
+        return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
+            .run(model, batch) { rows, targetOfRow, step, restart, outcome in
+                try run.body(model, batch, rows, targetOfRow, seed, step, restart, &outcome)
+            }
+    }
+}
+
+/// What a targeted attack runs towards each target rank and restart (`TargetedAttack`).
+public protocol TargetedMethod: Sendable {
+    /// The attack's name in L-inf ("apgd-t"); L2 adds "-l2".
+    static var name: String { get }
+    /// What the method substitutes on a model of `classes` classes (besides fewer targets).
+    static func notes(classes: Int) -> [String]
+    /// The run of `iterations` steps in `norm` for a model of `classes` classes.
+    static func run(iterations: Int, norm: Norm, classes: Int) -> TargetedRun
+}
+
+/// One run of a `TargetedMethod`: on the rows given, towards each caller row's target, its random
+/// draws keyed by the step (target rank k, restart r: k * restarts + r).
+public struct TargetedRun {
+    let body: (_ model: ImageClassifier, _ batch: AttackBatch, _ rows: [Int], _ targets: [Int32], _ seed: UInt64,
+               _ step: Int, _ restart: Int, _ outcome: inout Outcome) throws -> Void
+}

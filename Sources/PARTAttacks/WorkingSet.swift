@@ -93,6 +93,14 @@ struct Outcome {
         recordAdversarial(slots, rows: source.gatherRows(slots), in: set)
     }
 
+    /// Live slots of `set` whose prediction is not their label fool the model: their rows of
+    /// `source` become their caller rows' results and they leave the working set.
+    mutating func retireFooled(_ predictions: [Int32], labels: [Int32], of source: Tensor, set: inout WorkingSet) {
+        let fooled = set.liveSlots.filter { predictions[$0] != labels[$0] }
+        recordAdversarial(fooled, of: source, in: set)
+        for slot in fooled { set.retire(slot) }
+    }
+
     /// The same with the slots' rows already gathered: `adversarial` row j belongs to `slots[j]`.
     mutating func recordAdversarial(_ slots: [Int], rows adversarial: Tensor, in set: WorkingSet) {
         let rows = slots.map { set.rows[$0] }

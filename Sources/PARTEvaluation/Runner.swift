@@ -92,6 +92,8 @@ public struct EvaluationSummary: Sendable {
 /// attack draws the same streams whether it runs alone or inside a composite such as `aa`, and
 /// every draw is keyed by the point's dataset index: results do not depend on batch size,
 /// composition or on a resume.
+///
+/// The loop itself is `run(communicator:)` (EvaluationLoop.swift): one process is its one-rank case.
 public final class EvaluationRunner {
     public let model: ImageClassifier
     public let dataset: ImageDataset
@@ -125,100 +127,6 @@ public final class EvaluationRunner {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in stages[s].description.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return KeyedStream.derivedSeed(options.seed, Int(truncatingIfNeeded: h))
-    }
-
-    public func run() throws -> EvaluationSummary {
-        let n = dataset.count, stageCount = stages.count
-        let point = try openResults()
-        let results = point.file
-        var outcomes = point.outcomes
-        var seconds = point.seconds
-        var pending = point.pending
-        let resumed = outcomes.count
-        if resumed > 0 || pending != nil {
-            log?("resuming: \(resumed) of \(n) points done" + (pending.map { ", \($0.stagesDone) of \(stageCount) stages of the next batch" } ?? ""))
-        }
-        let adversarial = try openAdversarial(resuming: resumed > 0 || pending != nil)
-
-        var sanity = Sanity()
-        /// Records the batch in progress (nil: none) and the time per stage beside the results.
-        func saveProgress(_ batch: BatchProgress?) throws {
-            if let file = results { try file.writeProgress(EvaluationProgressState(header: file.headerLine, seconds: seconds, batch: batch)) }
-        }
-        var refusals = [Refusal: String]()   // this run's re-verification refusals and their reasons
-        let batches = (n + options.batchSize - 1) / options.batchSize
-        let totalCost = stages.reduce(0) { $0 + $1.cost }
-        var start = resumed
-        while start < n {
-            let end = Swift.min(start + options.batchSize, n)
-            let batchNumber = start / options.batchSize + 1
-            let indices = Array(start..<end)
-            let (x, y) = dataset.batch(indices)
-            let map = try budget(x)
-            let full = AttackBatch(images: x, labels: y, indices: indices, budget: map)
-            var current: [ExampleOutcome]
-            var stagesDone: Int
-            var best: Tensor? = adversarial == nil ? nil : x
-            if let p = pending {
-                current = p.outcomes
-                stagesDone = p.stagesDone
-                pending = nil
-                let broken = current.indices.filter { current[$0].brokenBy != nil }
-                if let file = adversarial, !broken.isEmpty {
-                    best?.scatterRows(try file.read(broken.map { indices[$0] }), to: broken)
-                }
-            } else {
-                let t0 = Date()
-                let logits = try AttackPass.logits(model, x)
-                guard logits.firstNonFinite() == nil else {
-                    throw EvaluationError("the model's logits for points \(start)..<\(end) are not finite: the checkpoint is corrupt "
-                                          + "or its training diverged")
-                }
-                let predictions = logits.argmaxRows()
-                current = indices.indices.map { r in
-                    var robust = [Bool](repeating: false, count: stageCount)
-                    robust[0] = predictions[r] == y[r]
-                    return ExampleOutcome(index: indices[r], label: y[r], prediction: predictions[r], robust: robust,
-                                          brokenBy: nil, adversarialPrediction: nil, unverified: [])
-                }
-                stagesDone = 1
-                seconds[0] += Date().timeIntervalSince(t0)
-                try saveProgress(BatchProgress(start: start, end: end, stagesDone: 1, outcomes: current))
-            }
-            let finishedRobust = outcomes.filter(\.robustAtTheEnd).count
-            func report(_ s: Int) {
-                let doneCost = stages.prefix(s + 1).reduce(0) { $0 + $1.cost }
-                progress?(EvaluationProgress(done: Double(start) + Double(end - start) * doneCost / totalCost, total: Double(n),
-                                             batch: batchNumber, batches: batches, stage: stages[Swift.min(s + 1, stageCount - 1)].name,
-                                             finished: start, robust: finishedRobust))
-            }
-            report(stagesDone - 1)
-            for s in stagesDone..<stageCount {
-                let t0 = Date()
-                let successes = try attack(stage: s, batch: full, outcomes: &current, best: &best, sanity: &sanity,
-                                           refusals: &refusals)
-                if let file = adversarial, let best {
-                    let newly = successes.filter { current[$0].brokenBy == s }
-                    if !newly.isEmpty {
-                        try file.write(best.gatherRows(newly), at: newly.map { indices[$0] })
-                        try file.synchronize()
-                    }
-                }
-                seconds[s] += Date().timeIntervalSince(t0)
-                try saveProgress(BatchProgress(start: start, end: end, stagesDone: s + 1, outcomes: current))
-                report(s)
-            }
-            if let file = adversarial, let best {
-                try file.write(best, at: indices)
-                try file.synchronize()
-            }
-            try results?.append(current)
-            try saveProgress(nil)
-            outcomes += current
-            log?(batchLine(batchNumber, of: batches, points: start..<end, outcomes: current))
-            start = end
-        }
-        return summary(outcomes: outcomes, seconds: seconds, refusals: refusals, sanity: sanity, resumed: resumed)
     }
 
     /// Where a run continues: the results file (when one is given), the points it holds, the

@@ -214,11 +214,7 @@ public final class GlobalAvgPool: Layer {
     /// gradients (attacks and CAMs: what follows is small, and its gradient is narrowed back on
     /// the way down).
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let shape = x.shape, dtype = x.dtype
-        tape?.record { dy in
-            try GlobalAveragePool.backward(try dy.converted(to: .f32), inputShape: shape).converted(to: dtype)
-        }
-        return try GlobalAveragePool.forward(try x.converted(to: .f32)).converted(to: headType(dtype, tape))
+        try headReshape(x, tape: tape, forward: GlobalAveragePool.forward, backward: GlobalAveragePool.backward)
     }
 }
 
@@ -228,12 +224,17 @@ public final class Flatten: Layer {
 
     /// The output's type follows the rule of `GlobalAvgPool` (the reordering itself is exact).
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
-        let shape = x.shape, dtype = x.dtype
-        tape?.record { dy in
-            try FlattenCHW.backward(try dy.converted(to: .f32), inputShape: shape).converted(to: dtype)
-        }
-        return try FlattenCHW.forward(try x.converted(to: .f32)).converted(to: headType(dtype, tape))
+        try headReshape(x, tape: tape, forward: FlattenCHW.forward, backward: FlattenCHW.backward)
     }
+}
+
+/// An f32 op of the head's input (pooling, flattening) on x of any type: the output's type by
+/// `headType`, the gradient back in x's type.
+private func headReshape(_ x: Tensor, tape: Tape?, forward: (Tensor) -> Tensor,
+                         backward: @escaping (Tensor, [Int]) -> Tensor) throws -> Tensor {
+    let shape = x.shape, dtype = x.dtype
+    tape?.record { dy in try backward(try dy.converted(to: .f32), shape).converted(to: dtype) }
+    return try forward(try x.converted(to: .f32)).converted(to: headType(dtype, tape))
 }
 
 /// The type of the classifier head's input for features of type `dtype`: kept in training

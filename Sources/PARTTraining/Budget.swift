@@ -28,12 +28,6 @@ public struct CAMBudgetProvider: BudgetProvider {
     public let epsilon: Float
     public let epsilonLow: Float
 
-    public init(cam: CAMBudget, epsilon: Float, epsilonLow: Float) {
-        self.cam = cam
-        self.epsilon = epsilon
-        self.epsilonLow = epsilonLow
-    }
-
     public var name: String { "\(cam.method.name)/\(cam.rule.name)" }
 
     public func budget(_ model: ImageClassifier, images: Tensor) throws -> EpsilonMap {
@@ -48,12 +42,11 @@ public struct BudgetSchedule {
     public let burnInProvider: BudgetProvider
     public let main: BudgetProvider
 
-    public init(burnIn: Int, burnInProvider: BudgetProvider, main: BudgetProvider) {
-        self.burnIn = burnIn
-        self.burnInProvider = burnInProvider
-        self.main = main
-    }
+    /// The provider of epoch `epoch` (1-based).
+    public func provider(epoch: Int) -> BudgetProvider { epoch > burnIn ? main : burnInProvider }
+}
 
+extension BudgetSchedule {
     /// The schedule a configuration asks for (a region budget's spec must parse: see
     /// `TrainingConfig.problem()`).
     public init(_ config: TrainingConfig) throws {
@@ -70,9 +63,6 @@ public struct BudgetSchedule {
                       main: CAMBudgetProvider(cam: cam, epsilon: config.epsilon, epsilonLow: config.epsilonLow))
         }
     }
-
-    /// The provider of epoch `epoch` (1-based).
-    public func provider(epoch: Int) -> BudgetProvider { epoch > burnIn ? main : burnInProvider }
 }
 
 /// A budget fixed in advance: eps everywhere except on named regions of the image, where it is

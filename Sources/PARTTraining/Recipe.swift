@@ -25,18 +25,6 @@ public enum BudgetKind: String, CaseIterable, Codable, Sendable {
     case regions
 }
 
-/// The attack that makes the training examples.
-public enum GenerationKind: String, CaseIterable, Codable, Sendable {
-    /// PGD on the objective's generation loss, from the objective's start.
-    case pgd
-    /// MMA (docs/method.md#4-attacks, k = 3) on its own margin loss.
-    case mma
-    /// One signed-gradient step of `--alpha` on the objective's generation loss from a uniform
-    /// random start inside the map (FGSM-RS, Wong, Rice and Kolter 2020): fast adversarial
-    /// training. `--steps` does not apply.
-    case fgsm
-}
-
 /// The family's shorthand names: each sets all three choices (generation PGD).
 public enum TrainingMethod: String, CaseIterable, Codable, Sendable {
     case at, trades, mart, part

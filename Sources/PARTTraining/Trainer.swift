@@ -50,7 +50,7 @@ public struct TrainingOutcome: Sendable {
 /// held-out images, a report, a log line and the checkpoints.
 ///
 /// The loop knows no objective, budget or attack by name: they come from the configuration
-/// through `Objective`, `BudgetSchedule` and `GenerationKind`.
+/// through `Objective`, `BudgetSchedule` and `GenerationAttack` (an `AttackCatalog` entry).
 public final class Trainer {
     public let config: TrainingConfig
     public let model: ImageClassifier

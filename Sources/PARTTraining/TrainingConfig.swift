@@ -19,7 +19,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
 
     public var objective: ObjectiveKind = .at
     public var budget: BudgetKind = .cam
-    public var generation: GenerationKind = .pgd
+    public var generation: GenerationAttack = .pgd
     /// Weight of the KL term of TRADES and MART.
     public var beta: Float = 6
     /// CAM method, layer (nil: the model's default; checked against the model's `camLayers`
@@ -80,10 +80,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
             + (generation == .pgd ? "" : "-\(generation.rawValue)")
     }
 
-    /// The step of the per-epoch PGD check: `stepSize`, except under FGSM generation, whose
-    /// `stepSize` is the single step's size (1.25 eps by default), where the check keeps PGD's
-    /// usual eps / 4.
-    public var checkStepSize: Float { generation == .fgsm ? epsilon / 4 : stepSize }
+    /// The step of the per-epoch PGD check: `stepSize`, except under single-step generation
+    /// (FGSM), whose `stepSize` is the single step's size (1.25 eps by default), where the check
+    /// keeps PGD's usual eps / 4.
+    public var checkStepSize: Float { generation.singleStep ? epsilon / 4 : stepSize }
 
     /// Sets objective, budget and generation from a shorthand.
     public mutating func apply(_ method: TrainingMethod) {
@@ -159,10 +159,6 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if !(finite(beta) && beta >= 0) { return "--beta must be a finite number >= 0, got \(beta)" }
         if validationSplit < 0 { return "--val-split must be >= 0" }
         if let problem = trainPrecision.problemOnThisCPU(flag: "--train-precision") { return problem }
-        if !GenerationKind.available.contains(generation) {
-            return "--generation \(generation.rawValue) is not available in this build "
-                + "(available: \(GenerationKind.available.map(\.rawValue).joined(separator: ", ")))"
-        }
         return nil
     }
 }
@@ -224,7 +220,7 @@ extension TrainingConfig {
                 + "\(c.mapRule.rawValue) rule (eps \(c.epsilon), eps-low \(c.epsilonLow)) after \(c.burnIn) burn-in "
                 + "epoch\(c.burnIn == 1 ? "" : "s")"
         }
-        recipe += c.generation == .fgsm ? ", generation fgsm with a random start (alpha \(c.stepSize))"
+        recipe += c.generation.singleStep ? ", generation \(c.generation) with a random start (alpha \(c.stepSize))"
             : ", generation \(c.generation.rawValue)-\(c.steps) (alpha \(c.stepSize))"
         var optimiser = "SGD lr \(c.learningRate), momentum \(c.momentum), weight decay \(c.weightDecay), batch \(c.batchSize); "
         switch c.schedule {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PARTAttacks
 import PARTCAM
 import PARTData
 import PARTDistributed
@@ -36,8 +37,17 @@ struct Fraction: ExpressibleByArgument, CustomStringConvertible {
 extension TrainingMethod: ExpressibleByArgument {}
 extension ObjectiveKind: ExpressibleByArgument {}
 extension BudgetKind: ExpressibleByArgument {}
-extension GenerationKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
+
+/// `--generation`: the catalog's entries that can make training examples.
+extension GenerationAttack: ExpressibleByArgument {
+    public static var allValueStrings: [String] { available.map(\.rawValue) }
+
+    /// The option's help: the trainable entries as the catalog describes them.
+    static var help: String {
+        "Attack that makes the training examples: \(AttackCatalog.standard.trainingSummaries). (default: pgd)"
+    }
+}
 extension CAMMethodName: ExpressibleByArgument {}
 extension MapRuleName: ExpressibleByArgument {}
 

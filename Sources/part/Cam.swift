@@ -70,12 +70,7 @@ struct Cam: ParsableCommand {
     @Option(help: ArgumentHelp("Also write every map as NumPy arrays here.", valueName: "maps.npz"))
     var saveMaps: String?
 
-    @Option(help: ArgumentHelp("In a .pt checkpoint holding several dicts of tensors, the top-level key of the one with the model's weights "
-                               + "(e.g. state_dict, model, ema).", valueName: "name"))
-    var key: String?
-
-    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
-    var arch: ArchitectureName?
+    @OptionGroup var modelFile: ModelFileOptions
 
     @Option(help: NormalizeOption.help("the model was trained with (default: the run's, else the checkpoint's)"))
     var normalize: String?
@@ -87,10 +82,9 @@ struct Cam: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
-        guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
+        try Validation.count(limit, "--limit", atLeast: 1)
+        try Validation.count(gridRows, "--grid-rows", atLeast: 0)
+        try Validation.batchSize(batchSize)
         if let epsilon, !(epsilon.value >= 0 && epsilon.value <= 1) {
             throw ValidationError("--eps must be in [0, 1], got \(epsilon)")
         }
@@ -156,10 +150,8 @@ struct Cam: ParsableCommand {
             } catch let error as OutputPathError {
                 throw BadArgument(error.description)
             }
-            try CheckpointFit.check(url, fits: test, key: key)
             var rng = RNG(seed: 0)
-            var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
-                                                       inputShape: (test.height, test.width, test.channels), key: key, rng: &rng)
+            var (model, metadata) = try modelFile.load(url, for: test, rng: &rng)
             if let recorded = settings.normalize { metadata[Normalized.metadataKey] = recorded }
             let normalize = NormalizeOption.effective(self.normalize, metadata: metadata, warn: true)
             if let normalize {

@@ -34,7 +34,7 @@ extension DataCommand {
         var json = false
 
         func validate() throws {
-            guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
+            try Validation.count(limit, "--limit", atLeast: 0)
         }
 
         struct Report: Encodable {
@@ -126,12 +126,11 @@ extension DataCommand {
         var json = false
 
         func validate() throws {
-            guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-            if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
-            guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
-            guard trainBatches >= 0 else { throw ValidationError("--train-batches must be >= 0") }
-            guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
-            guard steps >= 0 else { throw ValidationError("--steps must be >= 0") }
+            try Validation.batchSize(batchSize)
+            try Validation.count(epochs, "--epochs", atLeast: 1)
+            try Validation.count(trainBatches, "--train-batches", atLeast: 0)
+            try Validation.count(rounds, "--rounds", atLeast: 1)
+            try Validation.count(steps, "--steps", atLeast: 0)
         }
 
         struct TrainingFigures: Encodable {

@@ -98,8 +98,8 @@ struct MPICheck: ParsableCommand {
     }
 
     func validate() throws {
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16") }
+        try Validation.count(repeats, "--repeats", atLeast: 1)
+        try Validation.count(imageSize, "--image-size", atLeast: 16)
     }
 
     func run() throws {

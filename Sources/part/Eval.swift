@@ -89,12 +89,7 @@ struct Eval: ParsableCommand {
     @Option(help: NormalizeOption.help("the model was trained with (default: the checkpoint's, if it was trained with one)"))
     var normalize: String?
 
-    @Option(help: ArgumentHelp("In a .pt checkpoint holding several dicts of tensors, the top-level key of the one with the model's weights "
-                               + "(e.g. state_dict, model, ema).", valueName: "name"))
-    var key: String?
-
-    @Option(help: ArchitectureName.help("Architecture, when the file does not say."), transform: ArchitectureName.parse)
-    var arch: ArchitectureName?
+    @OptionGroup var modelFile: ModelFileOptions
 
     @Option(parsing: .unconditional, help: "Evaluate the first N test images (0: all).")
     var limit: Int = 0
@@ -139,16 +134,15 @@ struct Eval: ParsableCommand {
         if distributed && !Distributed.launchedByMPI {
             throw ValidationError("--distributed needs a job started by mpirun (mpirun -np R part ...); drop it to run one process")
         }
-        guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
+        try Validation.count(limit, "--limit", atLeast: 0)
         if balanced && limit == 0 { throw ValidationError("--balanced picks a subset of --limit N images: give --limit") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        if let problem = Limits.batchSizeProblem(batchSize) { throw ValidationError(problem) }
+        try Validation.batchSize(batchSize)
         try validateModes()
         if let stepSize, !(stepSize.value.isFinite && stepSize.value >= 0) {
             throw ValidationError("--alpha must be a finite number >= 0, got \(stepSize)")
         }
         if let pgdSteps {
-            guard pgdSteps >= 0 else { throw ValidationError("--pgd-steps must be >= 0") }
+            try Validation.count(pgdSteps, "--pgd-steps", atLeast: 0)
             guard attacks == nil else { throw ValidationError("--pgd-steps sets the default list; with --attacks use pgd:steps=N") }
         }
         do {
@@ -225,10 +219,8 @@ struct Eval: ParsableCommand {
             if root { FileHandle.standardError.write(Data("part: error: --source runs in one process: start it without mpirun\n".utf8)) }
             throw ExitCode.validationFailure
         }
-        try CheckpointFit.check(url, fits: test, key: key)
         var initRng = RNG(seed: output.seed)
-        var (model, metadata) = try ModelFile.load(url, architecture: arch?.name, numClasses: test.classes,
-                                                   inputShape: (test.height, test.width, test.channels), key: key, rng: &initRng)
+        var (model, metadata) = try modelFile.load(url, for: test, rng: &initRng)
         if let problem = ModelZoo.batchProblem(model.architecture, imageSize: max(test.height, test.width),
                                                batch: min(batchSize, max(test.count, 1))) {
             throw EvaluationError(problem)
@@ -380,12 +372,7 @@ struct Eval: ParsableCommand {
                            "batch \(q.batch)/\(q.batches), \(q.stage); robust \(q.robust)/\(q.finished) so far")
             }
         }
-        let result: EvaluationSummary?
-        if let communicator {
-            result = try runner.run(communicator: communicator)
-        } else {
-            result = try runner.run()
-        }
+        let result = try runner.run(communicator: communicator ?? SingleProcess())
         let shown = progress
         func finish() throws -> String {
             guard let summary = result else { return "" }

@@ -140,7 +140,7 @@ struct Report: ParsableCommand {
     var gridRows: Int = ReportGrid.rows
 
     func validate() throws {
-        guard gridRows >= 0 else { throw ValidationError("--grid-rows must be >= 0") }
+        try Validation.count(gridRows, "--grid-rows", atLeast: 0)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw ValidationError("\(runDirectory) is a file, not a run directory; name the folder part train wrote (the one "

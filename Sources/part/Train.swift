@@ -65,9 +65,8 @@ struct Train: ParsableCommand {
                                + "central box of half the side); the rest of the image at --eps.", valueName: "spec"))
     var regions: String?
 
-    @Option(help: ArgumentHelp("Attack that makes the training examples: PGD (--steps of --alpha), MMA, or FGSM "
-                               + "(one step of --alpha from a random start; --alpha defaults to 1.25 eps). (default: pgd)"))
-    var generation: GenerationKind?
+    @Option(help: ArgumentHelp(GenerationAttack.help))
+    var generation: GenerationAttack?
 
     @Option(parsing: .unconditional, help: "Weight of the KL term of TRADES and MART. (default: 6)")
     var beta: Float?

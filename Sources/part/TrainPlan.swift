@@ -69,7 +69,7 @@ extension Train {
         try applyRecipeFlags(to: &c, preset: preset)
         // A new run's FGSM step without --alpha: Wong et al.'s 1.25 eps (10/255 at 8/255). Only
         // here: a resumed run keeps the step it recorded.
-        if stepSize == nil && c.generation == .fgsm { c.stepSize = 1.25 * c.epsilon }
+        if stepSize == nil && c.generation.singleStep { c.stepSize = 1.25 * c.epsilon }
         // A preset's bf16 training passes on a CPU without bf16 kernels run in fp32 (`run` warns);
         // an explicit --train-precision bf16 is refused instead.
         if training.trainPrecision == nil && c.trainPrecision == .bf16 && !Engine.supportsBF16 { c.trainPrecision = .fp32 }

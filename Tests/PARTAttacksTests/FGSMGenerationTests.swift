@@ -14,7 +14,7 @@ final class FGSMGenerationTests: XCTestCase {
     }
 
     func generator(_ objective: ObjectiveKind, alpha: Float) throws -> Attack {
-        try GenerationKind.fgsm.attack(for: objective.make(beta: 6).generation, steps: 10, stepSize: alpha)
+        try GenerationAttack.fgsm.attack(for: objective.make(beta: 6).generation, steps: 10, stepSize: alpha)
     }
 
     func batch(_ model: ImageClassifier, _ x: Tensor, _ map: EpsilonMap) throws -> AttackBatch {

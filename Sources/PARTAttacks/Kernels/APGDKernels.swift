@@ -14,28 +14,17 @@ public enum APGDKernels {
     public static func normalizedUniformStart(_ x: Tensor, map: Tensor, scale: Float, seed: UInt64, indices: [Int],
                                               step: Int, purpose: RandomPurpose) -> Tensor {
         precondition(x.shape == map.shape, "random start of \(x.shape) with a map \(map.shape)")
-        precondition(indices.count == (x.shape.first ?? 0), "\(indices.count) indices for \(x.shape.first ?? 0) rows")
-        let size = x.rowSize
-        var out = Tensor.uninitialized(shape: x.shape)
-        let s = x.readPointer, e = map.readPointer, d = out.uniquePointer()
-        indices.withUnsafeBufferPointer { idx in
-            let ip = idx.baseAddress!
-            Parallel.forEachIndex(idx.count, cost: size * 4) { b in
-                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
-                let row = b * size
-                var largest: Float = 0
-                for i in row..<(row + size) {
-                    let t = stream.symmetricUniform()
-                    d[i] = t
-                    largest = Swift.max(largest, Swift.abs(t))
-                }
-                let factor = largest > 0 ? scale / largest : 0
-                for i in row..<(row + size) {
-                    d[i] = e[i] == 0 ? s[i] : Swift.min(Swift.max(s[i] + e[i] * (d[i] * factor), 0), 1)
-                }
+        let s = x.readPointer, e = map.readPointer
+        return Perturbation.keyedRows(x, seed: seed, indices: indices, step: step, purpose: purpose, cost: 4) { stream, row, d in
+            var largest: Float = 0
+            for i in row {
+                let t = stream.symmetricUniform()
+                d[i] = t
+                largest = Swift.max(largest, Swift.abs(t))
             }
+            let factor = largest > 0 ? scale / largest : 0
+            for i in row { d[i] = e[i] == 0 ? s[i] : Swift.min(Swift.max(s[i] + e[i] * (d[i] * factor), 0), 1) }
         }
-        return out
     }
 
     /// One APGD update with momentum, per entry of row b (eta_b = stepSizes[b], m = map):

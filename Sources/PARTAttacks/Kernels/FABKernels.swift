@@ -9,24 +9,25 @@ import PARTEngine
 /// budget is 0 never move. With a constant map eps this is the plain L-inf norm divided by eps,
 /// and every step below is the reference algorithm's.
 public enum FABKernels {
-    /// For each row, the smallest steps (in ||.||_m) from the current point x1 and from the
-    /// origin x0 onto the linearised decision boundary {x' : f + g · (x' - x1) = 0}, with
-    /// x' kept in [0, 1]: FAB's two projections.
+    /// For each row, the smallest steps from the current point x1 and from the origin x0 onto the
+    /// linearised decision boundary {x' : f + g · (x' - x1) = 0}, with x' kept in [0, 1]: FAB's two
+    /// projections, in ||.||_m under `map`, or in ||.||_2 without one (the reference's
+    /// `projection_l2`, `projectionsL2`).
     ///
     /// - Parameters: `gradient` g = ∇f at x1; `values` f at x1 per row.
-    /// - Returns: the steps d1 (from x1) and d2 (from x0) and their sizes ||d1||_m, ||d2||_m.
-    ///   Where the hyperplane cannot be reached inside [0, 1], the step goes as far as the box
-    ///   allows in the helpful direction (the reference's behaviour).
+    /// - Returns: the steps d1 (from x1) and d2 (from x0) and their sizes. Where the hyperplane
+    ///   cannot be reached inside [0, 1], the step goes as far as the box allows in the helpful
+    ///   direction (the reference's behaviour).
     public static func projections(current x1: Tensor, origin x0: Tensor, gradient g: Tensor, values f: [Float],
-                                   map: Tensor) -> (fromCurrent: Tensor, fromOrigin: Tensor, sizeCurrent: [Float],
-                                                    sizeOrigin: [Float]) {
-        precondition(x1.shape == x0.shape && x1.shape == g.shape && x1.shape == map.shape,
-                     "FAB projection of mismatched shapes \(x1.shape), \(g.shape), \(map.shape)")
+                                   map: Tensor?) -> (fromCurrent: Tensor, fromOrigin: Tensor, sizeCurrent: [Float],
+                                                     sizeOrigin: [Float]) {
+        precondition(x1.shape == x0.shape && x1.shape == g.shape && (map.map { x1.shape == $0.shape } ?? true),
+                     "FAB projection of mismatched shapes \(x1.shape), \(g.shape), \(map?.shape ?? [])")
         let n = x1.shape.first ?? 0, size = x1.rowSize
         precondition(f.count == n, "\(f.count) values for \(n) rows")
         var d1 = Tensor.uninitialized(shape: x1.shape), d2 = Tensor.uninitialized(shape: x1.shape)
         var s1 = [Float](repeating: 0, count: n), s2 = [Float](repeating: 0, count: n)
-        let p1 = x1.readPointer, p0 = x0.readPointer, w = g.readPointer, m = map.readPointer
+        let p1 = x1.readPointer, p0 = x0.readPointer, w = g.readPointer, m = map?.readPointer
         let o1 = d1.uniquePointer(), o2 = d2.uniquePointer()
         s1.withUnsafeMutableBufferPointer { s1p in
             s2.withUnsafeMutableBufferPointer { s2p in
@@ -41,9 +42,9 @@ public enum FABKernels {
                     for i in row..<(row + size) where w[i].isFinite {
                         moved += Double(w[i]) * (Double(p1[i]) - Double(p0[i]))
                     }
-                    a[b] = projectRow(point: p1 + row, normal: w + row, map: m + row, count: size,
+                    a[b] = projectRow(point: p1 + row, normal: w + row, map: m.map { $0 + row }, count: size,
                                       rhs: -value, into: o1 + row, scratch: scratch)
-                    c[b] = projectRow(point: p0 + row, normal: w + row, map: m + row, count: size,
+                    c[b] = projectRow(point: p0 + row, normal: w + row, map: m.map { $0 + row }, count: size,
                                       rhs: moved - value, into: o2 + row, scratch: scratch)
                 }
             }
@@ -51,18 +52,20 @@ public enum FABKernels {
         return (d1, d2, s1, s2)
     }
 
-    /// Minimises ||d||_m subject to Σ w_i d_i = rhs, 0 <= p_i + d_i <= 1 and d_i = 0 where
-    /// m_i = 0 or w_i = 0; writes d and returns ||d||_m.
+    /// Minimises the size of d subject to Σ w_i d_i = rhs and 0 <= p_i + d_i <= 1; writes d and
+    /// returns its size. With a map the size is ||d||_m and d_i = 0 where m_i = 0 or w_i = 0;
+    /// without one it is ||d||_2, and entries with |w_i| <= 1e-8 do not move (as in the reference).
     ///
-    /// With v = d / m and c = w ⊙ m the problem is min ||v||_inf s.t. c · v = rhs: every entry
-    /// moves by λ in the direction that helps (sign(c_i) sign(rhs)) unless its room to the edge
-    /// of [0, 1] (cap_i, in units of m_i) is smaller, so the reachable change
-    /// h(λ) = Σ |c_i| min(λ, cap_i) is piecewise linear; λ is where h(λ) = |rhs|, found with the
-    /// caps sorted. When even h(∞) < |rhs| every entry goes to its cap. `scratch` holds `count`
-    /// pairs.
+    /// Either way entry i moves at a speed v_i (m_i, or |w_i| in L2) in the direction that helps
+    /// (sign(w_i) sign(rhs)): by min(λ v_i, room_i), its room to the edge of [0, 1]. (In ||.||_m,
+    /// with u = d / m and c = w ⊙ m, that is min ||u||_inf s.t. c · u = rhs; in L2 it is
+    /// d = clip(λ w).) The reachable change h(λ) = Σ |w_i| v_i min(λ, room_i / v_i) is piecewise
+    /// linear and λ is where h(λ) = |rhs|, found with the breakpoints room_i / v_i sorted
+    /// (`breakpoint`). When even h(∞) < |rhs| every entry goes to its edge. `scratch` holds
+    /// `count` pairs.
     @inline(__always)
     static func projectRow(point p: UnsafeMutablePointer<Float>, normal w: UnsafeMutablePointer<Float>,
-                           map m: UnsafeMutablePointer<Float>, count: Int, rhs: Double,
+                           map m: UnsafeMutablePointer<Float>?, count: Int, rhs: Double,
                            into d: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<SIMD2<Float>>) -> Float {
         let target = Swift.abs(rhs)
         guard target > 0 && target.isFinite else {
@@ -70,50 +73,64 @@ public enum FABKernels {
             return 0
         }
         let sign: Float = rhs > 0 ? 1 : -1
-        // (cap, |c|) of the entries that can move.
+        /// v_i, 0 for an entry that does not move.
+        func speed(_ i: Int) -> Float {
+            let wi = w[i]
+            guard wi.isFinite else { return 0 }
+            if let m { return m[i] > 0 && wi != 0 ? m[i] : 0 }
+            return Swift.abs(wi) > 1e-8 ? Swift.abs(wi) : 0
+        }
+        // (breakpoint, |w| v) of the entries that can move.
         var movable = 0
         var total = 0.0, weights = 0.0
         var largestCap: Float = 0
         for i in 0..<count {
-            let mi = m[i], wi = w[i]
-            guard mi > 0, wi != 0, wi.isFinite else { continue }
+            let v = speed(i), wi = w[i]
+            guard v > 0 else { continue }
             let room = sign * wi > 0 ? 1 - p[i] : p[i]
             guard room > 0 else { continue }
-            let cap = room / mi, weight = Swift.abs(wi) * mi
+            let cap = room / v, weight = Swift.abs(wi) * v
             scratch[movable] = SIMD2(cap, weight)
             movable += 1
-            total += Double(cap) * Double(weight)
+            total += m == nil ? Double(room) * Double(Swift.abs(wi)) : Double(cap) * Double(weight)
             weights += Double(weight)
             largestCap = Swift.max(largestCap, cap)
         }
         var lambda = Float.infinity
         if total > target {
-            var pairs = UnsafeMutableBufferPointer(start: scratch, count: movable)
-            pairs.sort { $0.x < $1.x }
-            // In [cap_{k-1}, cap_k]: h(λ) = below + λ * above, below = Σ_{j<k} |c_j| cap_j.
-            var below = 0.0, above = weights
-            for pair in pairs {
-                let cap = Double(pair.x), weight = Double(pair.y)
-                if below + cap * above >= target {
-                    lambda = Float(Swift.max(0, (target - below) / above))
-                    break
-                }
-                below += cap * weight
-                above -= weight
-            }
-            if lambda == .infinity { lambda = largestCap }
+            lambda = breakpoint(UnsafeMutableBufferPointer(start: scratch, count: movable), weights: weights, target: target)
+                ?? (m == nil ? .infinity : largestCap)
         }
+        var squares = 0.0
         for i in 0..<count {
-            let mi = m[i], wi = w[i]
-            guard mi > 0, wi != 0, wi.isFinite else {
+            let v = speed(i)
+            guard v > 0 else {
                 d[i] = 0
                 continue
             }
-            let direction: Float = sign * wi > 0 ? 1 : -1
+            let direction: Float = sign * w[i] > 0 ? 1 : -1
             let room = Swift.max(direction > 0 ? 1 - p[i] : p[i], 0)
-            d[i] = direction * Swift.min(lambda * mi, room)
+            d[i] = direction * Swift.min(lambda * v, room)
+            squares += Double(d[i]) * Double(d[i])
         }
-        return Swift.min(lambda, largestCap)
+        return m == nil ? Float(squares.squareRoot()) : Swift.min(lambda, largestCap)
+    }
+
+    /// The λ where h(λ) = Σ_j weight_j min(λ, breakpoint_j) reaches `target`, for the pairs
+    /// (breakpoint, weight) (sorted here) whose weights sum to `weights`; nil when it never does.
+    @inline(__always)
+    static func breakpoint(_ pairs: UnsafeMutableBufferPointer<SIMD2<Float>>, weights: Double, target: Double) -> Float? {
+        var pairs = pairs
+        pairs.sort { $0.x < $1.x }
+        // In [breakpoint_{k-1}, breakpoint_k]: h(λ) = below + λ * above, below = Σ_{j<k} weight_j breakpoint_j.
+        var below = 0.0, above = weights
+        for pair in pairs {
+            let breakpoint = Double(pair.x), weight = Double(pair.y)
+            if below + breakpoint * above >= target { return Float(Swift.max(0, (target - below) / above)) }
+            below += breakpoint * weight
+            above -= weight
+        }
+        return nil
     }
 
     /// FAB's step, per entry of row b (alpha_b = alphas[b]):
@@ -185,11 +202,7 @@ extension Margins {
     /// once the target outscores the label). A row whose target is its label has value 0 and a
     /// zero gradient.
     public static func targeted(logits: Tensor, labels: [Int32], targets: [Int32]) -> (values: [Float], gradient: Tensor) {
-        precondition(logits.shape.count == 2 && logits.shape[0] == labels.count && targets.count == labels.count,
-                     "logits \(logits.shape) do not match \(labels.count) labels and \(targets.count) targets")
-        let n = logits.shape[0], k = logits.shape[1]
-        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < k } && targets.allSatisfy { $0 >= 0 && Int($0) < k },
-                     "labels and targets must lie in 0..<\(k)")
+        let (n, k) = TargetMargins.shape(logits, labels: labels, targets: targets)
         var gradient = Tensor(shape: logits.shape)
         let z = logits.readPointer, g = gradient.uniquePointer()
         var values = [Float](repeating: 0, count: n)

@@ -8,26 +8,24 @@ public enum L2Ball {
     /// not depend on the batch. Not clamped to [0, 1]: call `project` after.
     public static func randomStart(_ x: Tensor, radius: Float, seed: UInt64, indices: [Int], step: Int = 0,
                                    purpose: RandomPurpose = .randomStart) -> Tensor {
-        precondition(indices.count == (x.shape.first ?? 0), "\(indices.count) indices for \(x.shape.first ?? 0) rows")
-        let size = x.rowSize
-        var out = Tensor.uninitialized(shape: x.shape)
-        let s = x.readPointer, d = out.uniquePointer()
-        indices.withUnsafeBufferPointer { idx in
-            let ip = idx.baseAddress!
-            Parallel.forEachIndex(idx.count, cost: size * 8) { b in
-                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
-                let r = stream.uniform()
-                var norm = 0.0
-                for i in (b * size)..<((b + 1) * size) {
-                    let v = stream.normal()
-                    d[i] = v
-                    norm += Double(v) * Double(v)
-                }
-                let scale = norm > 0 ? Float(Double(r * radius) / norm.squareRoot()) : 0
-                for i in (b * size)..<((b + 1) * size) { d[i] = s[i] + scale * d[i] }
-            }
+        let s = x.readPointer
+        return Perturbation.keyedRows(x, seed: seed, indices: indices, step: step, purpose: purpose, cost: 8) { stream, row, d in
+            let r = stream.uniform()
+            let norm = normalDraws(&stream, into: d, row)
+            let scale = norm > 0 ? Float(Double(r * radius) / norm.squareRoot()) : 0
+            for i in row { d[i] = s[i] + scale * d[i] }
         }
-        return out
+    }
+
+    /// Fills the entries `row` of d with N(0, 1) draws of `stream`; returns their sum of squares.
+    static func normalDraws(_ stream: inout KeyedStream, into d: UnsafeMutablePointer<Float>, _ row: Range<Int>) -> Double {
+        var norm = 0.0
+        for i in row {
+            let v = stream.normal()
+            d[i] = v
+            norm += Double(v) * Double(v)
+        }
+        return norm
     }
 
     /// x += alpha * g / (||g||_2 + 1e-10) per row (torchattacks' L2 step).
@@ -71,26 +69,12 @@ public enum L2Ball {
     /// scale * radius before the clamp.
     public static func sphereStart(_ x: Tensor, radius: Float, scale: Float, seed: UInt64, indices: [Int], step: Int,
                                    purpose: RandomPurpose) -> Tensor {
-        precondition(indices.count == (x.shape.first ?? 0), "\(indices.count) indices for \(x.shape.first ?? 0) rows")
-        let size = x.rowSize
-        var out = Tensor.uninitialized(shape: x.shape)
-        let s = x.readPointer, d = out.uniquePointer()
-        indices.withUnsafeBufferPointer { idx in
-            let ip = idx.baseAddress!
-            Parallel.forEachIndex(idx.count, cost: size * 8) { b in
-                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
-                let row = b * size
-                var norm = 0.0
-                for i in row..<(row + size) {
-                    let v = stream.normal()
-                    d[i] = v
-                    norm += Double(v) * Double(v)
-                }
-                let factor = Float(Double(scale * radius) / (norm.squareRoot() + 1e-12))
-                for i in row..<(row + size) { d[i] = Swift.min(Swift.max(s[i] + factor * d[i], 0), 1) }
-            }
+        let s = x.readPointer
+        return Perturbation.keyedRows(x, seed: seed, indices: indices, step: step, purpose: purpose, cost: 8) { stream, row, d in
+            let norm = normalDraws(&stream, into: d, row)
+            let factor = Float(Double(scale * radius) / (norm.squareRoot() + 1e-12))
+            for i in row { d[i] = Swift.min(Swift.max(s[i] + factor * d[i], 0), 1) }
         }
-        return out
     }
 
     /// One APGD update in the L2 norm (AutoAttack's L2 rule), per row b with step eta_b * radius:

@@ -53,33 +53,36 @@ public enum Perturbation {
     public static func uniformStart(_ x: Tensor, map: Tensor, seed: UInt64, indices: [Int], step: Int = 0,
                                     purpose: RandomPurpose = .randomStart) -> Tensor {
         precondition(x.shape == map.shape, "random start of \(x.shape) with a map \(map.shape)")
-        precondition(indices.count == x.shape[0], "\(indices.count) indices for \(x.shape[0]) rows")
-        let size = x.rowSize
-        var out = Tensor.uninitialized(shape: x.shape)
-        let s = x.readPointer, e = map.readPointer, d = out.uniquePointer()
-        indices.withUnsafeBufferPointer { idx in
-            let ip = idx.baseAddress!
-            Parallel.forEachIndex(idx.count, cost: size * 4) { b in
-                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
-                for i in (b * size)..<((b + 1) * size) { d[i] = s[i] + e[i] * stream.symmetricUniform() }
-            }
+        let s = x.readPointer, e = map.readPointer
+        return keyedRows(x, seed: seed, indices: indices, step: step, purpose: purpose, cost: 4) { stream, row, d in
+            for i in row { d[i] = s[i] + e[i] * stream.symmetricUniform() }
         }
-        return out
     }
 
     /// x + sigma * N(0, 1) with row b's draws keyed by (seed, purpose, indices[b], step)
     /// (TRADES and MART start their generation at x + 0.001 N(0, 1)). Not projected.
     public static func gaussianStart(_ x: Tensor, sigma: Float, seed: UInt64, indices: [Int], step: Int = 0,
                                      purpose: RandomPurpose = .startNoise) -> Tensor {
-        precondition(indices.count == x.shape[0], "\(indices.count) indices for \(x.shape[0]) rows")
+        let s = x.readPointer
+        return keyedRows(x, seed: seed, indices: indices, step: step, purpose: purpose, cost: 8) { stream, row, d in
+            for i in row { d[i] = s[i] + sigma * stream.normal() }
+        }
+    }
+
+    /// A tensor of x's shape written row by row in parallel: `fill(&stream, row, out)` writes the
+    /// entries `row` of row b of `out`, drawing from the stream keyed by (seed, purpose, indices[b],
+    /// step). The frame of every keyed random start (L-inf, L2 and APGD's), so a row's draws
+    /// depend on its dataset index alone, not on the batch it sits in. `cost`: work per entry.
+    static func keyedRows(_ x: Tensor, seed: UInt64, indices: [Int], step: Int, purpose: RandomPurpose, cost: Int,
+                          _ fill: (inout KeyedStream, Range<Int>, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        precondition(indices.count == (x.shape.first ?? 0), "\(indices.count) indices for \(x.shape.first ?? 0) rows")
         let size = x.rowSize
         var out = Tensor.uninitialized(shape: x.shape)
-        let s = x.readPointer, d = out.uniquePointer()
+        let d = out.uniquePointer()
         indices.withUnsafeBufferPointer { idx in
-            let ip = idx.baseAddress!
-            Parallel.forEachIndex(idx.count, cost: size * 8) { b in
-                var stream = KeyedStream(seed: seed, purpose: purpose, index: ip[b], step: step)
-                for i in (b * size)..<((b + 1) * size) { d[i] = s[i] + sigma * stream.normal() }
+            Parallel.forEachIndex(idx.count, cost: size * cost) { b in
+                var stream = KeyedStream(seed: seed, purpose: purpose, index: idx[b], step: step)
+                fill(&stream, (b * size)..<((b + 1) * size), d)
             }
         }
         return out

@@ -24,6 +24,16 @@ public enum TargetMargins {
         return out
     }
 
+    /// (rows, classes) of logits [N, K], checked against one label and one target class per row.
+    static func shape(_ logits: Tensor, labels: [Int32], targets: [Int32]) -> (n: Int, k: Int) {
+        precondition(logits.shape.count == 2 && logits.shape[0] == labels.count && targets.count == labels.count,
+                     "logits \(logits.shape) do not match \(labels.count) labels and \(targets.count) targets")
+        let k = logits.shape[1]
+        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < k } && targets.allSatisfy { $0 >= 0 && Int($0) < k },
+                     "labels and targets must lie in 0..<\(k)")
+        return (logits.shape[0], k)
+    }
+
     /// z_t - z_y per row: positive when the target beats the true class.
     public static func targetMargin(logits: Tensor, labels: [Int32], targets: [Int32]) -> [Float] {
         hinge(logits: logits, labels: labels, targets: targets, confidence: 0).margins
@@ -33,11 +43,7 @@ public enum TargetMargins {
     /// raises the target until it leads by `confidence`), its gradient, and z_t - z_y.
     public static func hinge(logits: Tensor, labels: [Int32], targets: [Int32], confidence: Float)
         -> (values: [Float], gradient: Tensor, margins: [Float]) {
-        precondition(logits.shape.count == 2 && logits.shape[0] == labels.count && targets.count == labels.count,
-                     "logits \(logits.shape) do not match \(labels.count) labels and \(targets.count) targets")
-        let n = logits.shape[0], k = logits.shape[1]
-        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < k } && targets.allSatisfy { $0 >= 0 && Int($0) < k },
-                     "labels and targets must lie in 0..<\(k)")
+        let (n, k) = TargetMargins.shape(logits, labels: labels, targets: targets)
         var gradient = Tensor(shape: logits.shape)
         var values = [Float](repeating: 0, count: n), margins = [Float](repeating: 0, count: n)
         let z = logits.readPointer, g = gradient.uniquePointer()

@@ -178,3 +178,27 @@ public struct StageChain {
         try headRuns[try index(of: layer)].forward(a, mode: mode, tape: tape)
     }
 }
+
+/// What a zoo model is built for: its number of classes and its square input of `channels`
+/// channels and `side` pixels a side.
+public struct ModelGeometry: Sendable, Equatable {
+    public let numClasses, channels, side: Int
+
+    public init(numClasses: Int, channels: Int, side: Int) {
+        self.numClasses = numClasses
+        self.channels = channels
+        self.side = side
+    }
+}
+
+/// A model of the zoo: a staged classifier whose classes and input come from its `geometry`.
+public protocol ZooClassifier: StagedClassifier {
+    var geometry: ModelGeometry { get }
+}
+
+extension ZooClassifier {
+    public var numClasses: Int { geometry.numClasses }
+    public var inputHeight: Int { geometry.side }
+    public var inputWidth: Int { geometry.side }
+    public var inputChannels: Int { geometry.channels }
+}

@@ -16,9 +16,9 @@ import PARTEngine
 ///
 /// CAM layers `layer.0` ... `layer.2`, the block groups' outputs (the module names a forward
 /// hook takes); the default `layer.2` is read before the final batchnorm/SiLU.
-public final class DMWideResNet: StagedClassifier {
+public final class DMWideResNet: ZooClassifier {
     public let architecture: String
-    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let geometry: ModelGeometry
     public let depth, widenFactor: Int
     public let defaultCAMLayer = "layer.2"
     let normalization: InputNormalization
@@ -50,40 +50,27 @@ public final class DMWideResNet: StagedClassifier {
         architecture = name
         self.depth = depth
         self.widenFactor = widenFactor
-        self.numClasses = numClasses
-        inputHeight = imageSize
-        inputWidth = imageSize
-        inputChannels = inChannels
+        geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
         normalization = inChannels == 3
             ? InputNormalization(mean: DMWideResNet.cifar10Mean, std: DMWideResNet.cifar10Std)
             : InputNormalization(mean: Array(repeating: 0, count: inChannels), std: Array(repeating: 1, count: inChannels))
         let widths = [16, 16 * widenFactor, 32 * widenFactor, 64 * widenFactor]
         let n = (depth - 4) / 6
         initConv = Conv2d(inChannels, widths[0], kernel: 3, padding: 1, bias: false, rng: &rng)
-        var built = [Sequential]()
-        for (g, stride) in [1, 2, 2].enumerated() {
-            var blocks = [Layer]()
-            for i in 0..<n {
-                let inPlanes = i == 0 ? widths[g] : widths[g + 1]
-                blocks.append(PreActivationBlock(inPlanes, widths[g + 1], stride: i == 0 ? stride : 1,
-                                                 projection: inPlanes != widths[g + 1], names: .deepMind,
-                                                 activation: .silu, samePadding: true, rng: &rng))
-            }
-            built.append(Sequential(blocks))
+        groups = residualStages(widths: widths, strides: [1, 2, 2], blocks: n, rng: &rng) {
+            PreActivationBlock($0, $1, stride: $2, projection: $0 != $1, names: .deepMind, activation: .silu,
+                               samePadding: true, rng: &$3)
         }
-        groups = built
         batchnorm = BatchNorm2d(widths[3])
         logits = Linear(widths[3], numClasses, rng: &rng)
-        chain = StageChain(architecture: name,
-                           stages: [("layer.0", Sequential([normalization, initConv, groups[0]])),
-                                    ("layer.1", groups[1]), ("layer.2", groups[2])],
-                           head: Sequential([batchnorm, SiLULayer(), GlobalAvgPool(), logits]))
+        chain = StageChain(architecture: name, stem: [normalization, initConv], stages: groups,
+                           names: ["layer.0", "layer.1", "layer.2"], head: [batchnorm, SiLULayer(), GlobalAvgPool(), logits])
     }
 
     /// In `state_dict` order: the root module's buffers first, then its children.
     public var state: [(String, StateEntry)] {
         normalization.state + prefixed("init_conv", initConv.state)
-            + groups.enumerated().flatMap { prefixed("layer.\($0.offset).block", $0.element.state) }
+            + stagesState(groups) { "layer.\($0).block" }
             + prefixed("batchnorm", batchnorm.state) + prefixed("logits", logits.state)
     }
 }
@@ -130,11 +117,7 @@ extension DMWideResNet {
                 try DMWideResNet(depth: depth, widenFactor: widenFactor, numClasses: classes, inChannels: channels,
                                  imageSize: side, rng: &rng)
             },
-            leastValues: { classes, _ in
-                // Every block's second convolution, and the logits layer.
-                let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widenFactor) * ($1 * widenFactor) }
-                return (depth - 4) / 6 * perGroup + 64 * widenFactor * classes
-            })
+            leastValues: { classes, _ in WideResNet.leastValues(depth: depth, widenFactor: widenFactor, classes: classes) })
     }
 
     static let signature = ["init_conv.weight", "layer.2.block.0.conv_0.weight", "batchnorm.weight", "logits.weight"]

@@ -6,9 +6,9 @@ import PARTEngine
 ///
 /// CAM layers `layer1` ... `layer4`, the stages' outputs; the default `layer4` is read before
 /// the final bn/relu, as in the reference zoo.
-public final class PreActResNet18: StagedClassifier {
+public final class PreActResNet18: ZooClassifier {
     public let architecture = "preact-resnet18"
-    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let geometry: ModelGeometry
     public let defaultCAMLayer = "layer4"
     let conv1: Conv2d
     let layers: [Sequential]
@@ -17,33 +17,20 @@ public final class PreActResNet18: StagedClassifier {
     public let chain: StageChain
 
     public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
-        self.numClasses = numClasses
-        inputHeight = imageSize
-        inputWidth = imageSize
-        inputChannels = inChannels
+        geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
         conv1 = Conv2d(inChannels, 64, kernel: 3, padding: 1, bias: false, rng: &rng)
-        var planes = 64
-        var built = [Sequential]()
-        for (width, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
-            built.append(Sequential([
-                PreActivationBlock(planes, width, stride: stride, projection: stride != 1 || planes != width,
-                                   names: .preActResNet, rng: &rng),
-                PreActivationBlock(width, width, stride: 1, projection: false, names: .preActResNet, rng: &rng),
-            ]))
-            planes = width
+        layers = residualStages(widths: [64, 64, 128, 256, 512], strides: [1, 2, 2, 2], blocks: 2, rng: &rng) {
+            PreActivationBlock($0, $1, stride: $2, projection: $2 != 1 || $0 != $1, names: .preActResNet, rng: &$3)
         }
-        layers = built
         bn = BatchNorm2d(512)
         linear = Linear(512, numClasses, rng: &rng)
-        chain = StageChain(architecture: "preact-resnet18",
-                           stages: [("layer1", Sequential([conv1, layers[0]])), ("layer2", layers[1]),
-                                    ("layer3", layers[2]), ("layer4", layers[3])],
-                           head: Sequential([bn, ReLULayer(), GlobalAvgPool(), linear]))
+        chain = StageChain(architecture: "preact-resnet18", stem: [conv1], stages: layers,
+                           names: ["layer1", "layer2", "layer3", "layer4"], head: [bn, ReLULayer(), GlobalAvgPool(), linear])
     }
 
     public var state: [(String, StateEntry)] {
         prefixed("conv1", conv1.state)
-            + layers.enumerated().flatMap { prefixed("layer\($0.offset + 1)", $0.element.state) }
+            + stagesState(layers) { "layer\($0 + 1)" }
             + prefixed("bn", bn.state) + prefixed("linear", linear.state)
     }
 }

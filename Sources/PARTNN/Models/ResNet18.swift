@@ -75,9 +75,9 @@ public final class BasicBlock: Layer {
 
 /// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo.
 /// CAM layers `layer1` ... `layer4` (the outputs of the four residual stages); default `layer4`.
-public final class ResNet18: StagedClassifier {
+public final class ResNet18: ZooClassifier {
     public let architecture = "resnet18"
-    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let geometry: ModelGeometry
     public let defaultCAMLayer = "layer4"
     let conv1: Conv2d
     let bn1: BatchNorm2d
@@ -86,30 +86,20 @@ public final class ResNet18: StagedClassifier {
     public let chain: StageChain
 
     public init(numClasses: Int = 10, inChannels: Int = 3, imageSize: Int = 32, rng: inout RNG) {
-        self.numClasses = numClasses
-        inputHeight = imageSize
-        inputWidth = imageSize
-        inputChannels = inChannels
+        geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
         conv1 = Conv2d(inChannels, 64, kernel: 3, padding: 1, bias: false, rng: &rng)
         bn1 = BatchNorm2d(64)
-        var planes = 64
-        var built = [Sequential]()
-        for (width, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
-            built.append(Sequential([BasicBlock(planes, width, stride: stride, rng: &rng),
-                                     BasicBlock(width, width, stride: 1, rng: &rng)]))
-            planes = width
+        layers = residualStages(widths: [64, 64, 128, 256, 512], strides: [1, 2, 2, 2], blocks: 2, rng: &rng) {
+            BasicBlock($0, $1, stride: $2, rng: &$3)
         }
-        layers = built
         linear = Linear(512, numClasses, rng: &rng)
-        let stem = Sequential([conv1, bn1, ReLULayer(), layers[0]])
-        chain = StageChain(architecture: "resnet18",
-                           stages: [("layer1", stem), ("layer2", layers[1]), ("layer3", layers[2]), ("layer4", layers[3])],
-                           head: Sequential([GlobalAvgPool(), linear]))
+        chain = StageChain(architecture: "resnet18", stem: [conv1, bn1, ReLULayer()], stages: layers,
+                           names: ["layer1", "layer2", "layer3", "layer4"], head: [GlobalAvgPool(), linear])
     }
 
     public var state: [(String, StateEntry)] {
         prefixed("conv1", conv1.state) + prefixed("bn1", bn1.state)
-            + layers.enumerated().flatMap { prefixed("layer\($0.offset + 1)", $0.element.state) }
+            + stagesState(layers) { "layer\($0 + 1)" }
             + prefixed("linear", linear.state)
     }
 }

@@ -8,9 +8,9 @@ import PARTEngine
 ///
 /// Its first layers, conv1-ReLU-conv2-ReLU-pool, are spatially local (`LocalPrefix`): the Square
 /// attack recomputes only the window of their activations that a square changes.
-public final class SmallCNN: StagedClassifier, LocallyComputable {
+public final class SmallCNN: ZooClassifier, LocallyComputable {
     public let architecture = "small-cnn"
-    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let geometry: ModelGeometry
     public let defaultCAMLayer = "act4"
     let conv1, conv2, conv3, conv4: Conv2d
     let fc1, fc2, fc3: Linear
@@ -20,10 +20,7 @@ public final class SmallCNN: StagedClassifier, LocallyComputable {
     /// - Parameters: `imageSize` is the side of the square input (28 for MNIST-like data).
     public init(numClasses: Int = 10, inChannels: Int = 1, imageSize: Int = 28, rng: inout RNG) {
         precondition(imageSize >= 16, "SmallCNN needs images of at least 16x16")
-        self.numClasses = numClasses
-        inputHeight = imageSize
-        inputWidth = imageSize
-        inputChannels = inChannels
+        geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
         conv1 = Conv2d(inChannels, 32, kernel: 3, rng: &rng)
         conv2 = Conv2d(32, 32, kernel: 3, rng: &rng)
         conv3 = Conv2d(32, 64, kernel: 3, rng: &rng)

@@ -11,9 +11,9 @@ import PARTEngine
 ///
 /// CAM layers `block1` ... `block3`, the groups' outputs; the default `block3` is read before
 /// the final bn/relu.
-public final class WideResNet: StagedClassifier {
+public final class WideResNet: ZooClassifier {
     public let architecture: String
-    public let numClasses, inputHeight, inputWidth, inputChannels: Int
+    public let geometry: ModelGeometry
     public let depth, widenFactor: Int
     public let defaultCAMLayer = "block3"
     let conv1: Conv2d
@@ -35,36 +35,22 @@ public final class WideResNet: StagedClassifier {
         architecture = name
         self.depth = depth
         self.widenFactor = widenFactor
-        self.numClasses = numClasses
-        inputHeight = imageSize
-        inputWidth = imageSize
-        inputChannels = inChannels
+        geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
         let widths = [16, 16 * widenFactor, 32 * widenFactor, 64 * widenFactor]
         let n = (depth - 4) / 6
         conv1 = Conv2d(inChannels, widths[0], kernel: 3, padding: 1, bias: false, rng: &rng)
-        var built = [Sequential]()
-        for (g, stride) in [1, 2, 2].enumerated() {
-            var blocks = [Layer]()
-            for i in 0..<n {
-                let inPlanes = i == 0 ? widths[g] : widths[g + 1]
-                blocks.append(PreActivationBlock(inPlanes, widths[g + 1], stride: i == 0 ? stride : 1,
-                                                 projection: inPlanes != widths[g + 1], names: .wideResNet,
-                                                 rng: &rng))
-            }
-            built.append(Sequential(blocks))
+        groups = residualStages(widths: widths, strides: [1, 2, 2], blocks: n, rng: &rng) {
+            PreActivationBlock($0, $1, stride: $2, projection: $0 != $1, names: .wideResNet, rng: &$3)
         }
-        groups = built
         bn1 = BatchNorm2d(widths[3])
         fc = Linear(widths[3], numClasses, rng: &rng)
-        chain = StageChain(architecture: name,
-                           stages: [("block1", Sequential([conv1, groups[0]])), ("block2", groups[1]),
-                                    ("block3", groups[2])],
-                           head: Sequential([bn1, ReLULayer(), GlobalAvgPool(), fc]))
+        chain = StageChain(architecture: name, stem: [conv1], stages: groups, names: ["block1", "block2", "block3"],
+                           head: [bn1, ReLULayer(), GlobalAvgPool(), fc])
     }
 
     public var state: [(String, StateEntry)] {
         prefixed("conv1", conv1.state)
-            + groups.enumerated().flatMap { prefixed("block\($0.offset + 1).layer", $0.element.state) }
+            + stagesState(groups) { "block\($0 + 1).layer" }
             + prefixed("bn1", bn1.state) + prefixed("fc", fc.state)
     }
 }
@@ -84,11 +70,14 @@ extension WideResNet {
                 try WideResNet(depth: depth, widenFactor: widenFactor, numClasses: classes, inChannels: channels,
                                imageSize: side, rng: &rng)
             },
-            leastValues: { classes, _ in
-                // Every block's second convolution, and fc.
-                let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widenFactor) * ($1 * widenFactor) }
-                return (depth - 4) / 6 * perGroup + 64 * widenFactor * classes
-            })
+            leastValues: { classes, _ in leastValues(depth: depth, widenFactor: widenFactor, classes: classes) })
+    }
+
+    /// The fewest values a checkpoint of a WideResNet (either layout) holds: every block's second
+    /// convolution, and the classifier layer.
+    static func leastValues(depth: Int, widenFactor: Int, classes: Int) -> Int {
+        let perGroup = [16, 32, 64].reduce(0) { $0 + 9 * ($1 * widenFactor) * ($1 * widenFactor) }
+        return (depth - 4) / 6 * perGroup + 64 * widenFactor * classes
     }
 
     /// (depth, widen factor) of "<prefix><depth>-<widen>" ("wrn-34-10" with prefix "wrn-"), if the

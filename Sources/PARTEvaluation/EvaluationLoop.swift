@@ -4,23 +4,31 @@ import PARTData
 import PARTDistributed
 import PARTEngine
 
-/// The evaluation protocol spread over the ranks of an MPI job.
+/// The evaluation loop, written once for any number of ranks; one process is the one-rank case
+/// (`run()` runs it on `SingleProcess`).
 ///
-/// Every batch is the same fixed range of dataset indices as in one process; rank r of R takes a
-/// contiguous share of it (`Shard`: the first n mod R ranks one point more, a share may be empty)
-/// and runs the clean pass and every stage on its share alone. Since every draw of an attack is
-/// keyed by the point's dataset index and the stage's seed, a point's outcome does not depend on
-/// which rank evaluated it or with which neighbours. After the clean pass and after every stage,
-/// the ranks' outcomes, re-verification refusals and newly confirmed adversarial examples are
-/// gathered on rank 0, which alone logs, reports progress, writes the results file, its progress
-/// file and the .npy, exactly as one process does; so a run killed under mpirun resumes from the
+/// Every batch is a fixed range of dataset indices; rank r of R takes a contiguous share of it
+/// (`Shard`: the first n mod R ranks one point more, a share may be empty; with one rank, the
+/// whole batch) and runs the clean pass and every stage on its share alone. Since every draw of an
+/// attack is keyed by the point's dataset index and the stage's seed, a point's outcome does not
+/// depend on which rank evaluated it or with which neighbours. After the clean pass and after
+/// every stage, the ranks' outcomes, re-verification refusals, log lines and newly confirmed
+/// adversarial examples are gathered on rank 0, which alone logs, reports progress, writes the
+/// results file, its progress file and the .npy; so a run killed under mpirun resumes from the
 /// same files (rank 0 reads them and tells the other ranks where to continue), and a one-process
 /// run can resume a distributed one and the reverse.
 extension EvaluationRunner {
+    /// Runs the evaluation in one process.
+    public func run() throws -> EvaluationSummary {
+        guard let summary = try run(communicator: SingleProcess()) else {
+            throw EvaluationError("a one-process evaluation ended without its summary")
+        }
+        return summary
+    }
+
     /// Runs the evaluation as one rank of `communicator`'s job; the summary on rank 0, nil on the
-    /// other ranks. With one rank this is `run()`.
+    /// other ranks.
     public func run(communicator: Communicator) throws -> EvaluationSummary? {
-        guard communicator.size > 1 else { return try run() }
         let n = dataset.count, stageCount = stages.count
         let root = communicator.isRoot
         let shard = Shard(rank: communicator.rank, count: communicator.size)
@@ -30,13 +38,15 @@ extension EvaluationRunner {
         var results: ResultsFile?
         var outcomes = [ExampleOutcome]()
         var adversarial: NPYFile?
-        let start = try communicator.rootDecides { () -> StartPoint in
+        func open() throws -> StartPoint {
             let point = try openResults()
             results = point.file
             outcomes = point.outcomes
             adversarial = try openAdversarial(resuming: !point.outcomes.isEmpty || point.pending != nil)
             return StartPoint(resumed: point.outcomes.count, seconds: point.seconds, pending: point.pending)
         }
+        // One process keeps the file's own error (and its exit status); ranks share rank 0's.
+        let start = try communicator.size == 1 ? open() : communicator.rootDecides(open)
         var seconds = start.seconds
         var pending = start.pending
         let resumed = start.resumed
@@ -50,6 +60,7 @@ extension EvaluationRunner {
         defer { log = userLog }
         var lines = [String]()   // this rank's log lines since the last exchange
         log = { lines.append($0) }
+        defer { lines.forEach { userLog?($0) } }   // those of a stage that threw
 
         func saveProgress(_ batch: BatchProgress?) throws {
             if let file = results { try file.writeProgress(EvaluationProgressState(header: file.headerLine, seconds: seconds, batch: batch)) }
@@ -71,7 +82,8 @@ extension EvaluationRunner {
                 shareBatch = AttackBatch(images: x, labels: y, indices: mineIndices, budget: try budget(x))
                 shareBest = saving ? x : nil
             }
-            var wholeBest: Tensor? = adversarial == nil ? nil : dataset.batch(indices).images
+            var wholeBest: Tensor? = adversarial == nil ? nil
+                : share.count == indices.count ? shareBatch?.images : dataset.batch(indices).images
             var mine = [ExampleOutcome]()
             var current = [ExampleOutcome]()
             var stagesDone = 1
