@@ -23,6 +23,8 @@ struct Step {
     let inputs: [String]
     let output: String
     let kind: ValueKind
+    /// The index of its node in the graph's node list.
+    var node = 0
 }
 
 /// An ONNX graph turned into engine steps: Constant nodes and shape arithmetic folded, Identity
@@ -30,6 +32,8 @@ struct Step {
 /// initializers. A graph it cannot run is refused with one line naming the op and the node.
 public struct ONNXGraph {
     public let source: String
+    /// The file as read.
+    public let model: ONNXModel
     /// The graph's input, [N, C, H, W] with C, H, W fixed.
     let input: String
     public let channels, height, width: Int
@@ -40,6 +44,7 @@ public struct ONNXGraph {
 
     public init(_ model: ONNXModel) throws {
         source = model.source
+        self.model = model
         let graph = model.graph
         var folder = ConstantFolder(constants: model.initializers, source: model.source)
         let inputs = graph.input.filter { folder.constants[$0.name] == nil }
@@ -66,7 +71,7 @@ public struct ONNXGraph {
         var aliases = [String: String]()
         var steps = [Step]()
         var builder = LayerBuilder(folder: folder)
-        for node in graph.node {
+        for (index, node) in graph.node.enumerated() {
             let name = node.name.isEmpty ? (node.output.first ?? "?") : node.name
             let refuse = { (why: String) in ONNXError("\(model.source): node '\(name)' (\(node.opType)): \(why)") }
             guard node.domain.isEmpty || node.domain == "ai.onnx" else {
@@ -93,14 +98,14 @@ public struct ONNXGraph {
                 guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
                     throw refuse("only the sum of two activations of one shape is run so far")
                 }
-                steps.append(Step(name: name, op: .add, inputs: ins, output: out, kind: kind))
+                steps.append(Step(name: name, op: .add, inputs: ins, output: out, kind: kind, node: index))
                 kinds[out] = kind
             default:
                 guard ins.first == first, activations.count == 1 else {
                     throw refuse("the activation must be its first and only non-constant input")
                 }
                 let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)
-                steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind))
+                steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind, node: index))
                 kinds[out] = outKind
             }
         }
