@@ -3,7 +3,7 @@ import PARTEngine
 import PARTNN
 
 /// Naming and writing back the weights of an ONNX graph trained on the engine
-/// (docs/training.md#training-an-onnx-model).
+/// (docs/commands.md#training-an-onnx-model).
 ///
 /// A parameter or buffer is named after the initializer it was read from when that initializer
 /// holds it in the same layout and no other node reads it: a PyTorch export names its

@@ -5,7 +5,7 @@ import PARTNN
 import PARTONNX
 
 /// Training a user's ONNX graph instead of a zoo architecture (`part train --model FILE.onnx`,
-/// docs/training.md#training-an-onnx-model): the configuration records the file's path and MD5,
+/// docs/commands.md#training-an-onnx-model): the configuration records the file's path and MD5,
 /// the model is the graph run on the engine (`ONNXClassifier`), and every checkpoint writes the
 /// trained graph as `RUN/last.onnx` beside `RUN/last.safetensors`.
 public enum ONNXTraining {

@@ -14,7 +14,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var architecture = ModelZoo.defaultArchitecture
     /// The ONNX model trained instead of a zoo architecture (`part train --model`, an absolute
     /// path; `architecture` is then "onnx") and the MD5 of its bytes when the run started: a
-    /// resume refuses a changed file (docs/training.md#training-an-onnx-model).
+    /// resume refuses a changed file (docs/commands.md#training-an-onnx-model).
     public var model: String?
     public var modelMD5: String?
     /// The per-channel normalisation the model applies to its inputs, "MEAN/STD" in canonical

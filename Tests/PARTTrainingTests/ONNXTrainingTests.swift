@@ -14,7 +14,7 @@ final class ONNXTrainingTests: XCTestCase {
         .appendingPathComponent("Fixtures/onnx")
 
     /// Images whose class is a bright band of rows (as TrainerTests' stripes), any size and channels.
-    func dataset(count: Int, side: Int = 16, channels: Int = 1, classes: Int = 3) throws -> ImageDataset {
+    static func dataset(count: Int, side: Int = 16, channels: Int = 1, classes: Int = 3) throws -> ImageDataset {
         var rng = RNG(seed: 77)
         var pixels = [UInt8](), labels = [Int32]()
         for i in 0..<count {
@@ -26,6 +26,10 @@ final class ONNXTrainingTests: XCTestCase {
         }
         return try ImageDataset(name: "stripes", images: pixels, labels: labels, height: side, width: side,
                                 channels: channels, classes: classes)
+    }
+
+    func dataset(count: Int, side: Int = 16, channels: Int = 1, classes: Int = 3) throws -> ImageDataset {
+        try Self.dataset(count: count, side: side, channels: channels, classes: classes)
     }
 
     func config(_ fixture: String) throws -> TrainingConfig {
@@ -170,5 +174,55 @@ final class ONNXTrainingTests: XCTestCase {
         other.architecture = "resnet18"
         XCTAssertEqual(other.problem(), "--model brings its own architecture; drop --arch resnet18")
         XCTAssertThrowsError(try ONNXTraining.use(dir.appendingPathComponent("none.onnx").path, in: &other))
+    }
+}
+
+/// The acceptance bar of ONNX training (docs/commands.md#training-an-onnx-model): the SmallCNN
+/// exported by PyTorch in training mode, started from the weights of the engine's own SmallCNN,
+/// trains as that SmallCNN does.
+final class ONNXTrainingAgreementTests: XCTestCase {
+    func testTwentyStepsOfPARTOnTheExportedSmallCNNEndWhereTheNativeOnesDo() throws {
+        let data = try ONNXTrainingTests.dataset(count: 160)
+        var native = TrainingConfig()
+        native.architecture = "small-cnn"
+        native.budget = .cam   // PART: AT with a CAM budget from the first batch
+        native.burnIn = 0
+        native.epochs = 1
+        native.batchSize = 8   // 20 steps
+        native.steps = 3
+        native.evalSteps = 1
+        native.seed = 3
+        let a = try TrainingRun.trainer(native, data: data)
+        // The native model's starting weights, under PyTorch's names, which the export keeps.
+        let dir = try temporaryDirectory()
+        let start = dir.appendingPathComponent("start.safetensors")
+        try Data(try Checkpoint.file(of: a.model).encode()).write(to: start)
+        var onnx = native
+        try ONNXTraining.use(ONNXTrainingTests.folder.appendingPathComponent("smallcnn_train.onnx").path, in: &onnx)
+        onnx.initialWeights = start.path
+        let b = try TrainingRun.trainer(onnx, data: data)
+        XCTAssertEqual(Set(a.model.state.map(\.0)), Set(b.model.state.map(\.0)))
+        XCTAssertEqual(b.camLayer, "/act4/Relu", "the node of SmallCNN's act4")
+        var steps = 0
+        try a.train(on: data, heldOut: data.prefix(8), runDirectory: dir.appendingPathComponent("native"),
+                    progress: { _, _, _ in steps += 1 }) { _ in }
+        try b.train(on: data, heldOut: data.prefix(8), runDirectory: dir.appendingPathComponent("onnx")) { _ in }
+        XCTAssertEqual(steps, 20)
+        var trained = [String: [Float]]()
+        for (name, entry) in b.model.state { trained[name] = entry.tensor.scalars }
+        var largest: Float = 0
+        for (name, entry) in a.model.state {
+            let x = entry.tensor.scalars, y = trained[name] ?? []
+            XCTAssertEqual(x.count, y.count, name)
+            for i in 0..<min(x.count, y.count) { largest = max(largest, abs(x[i] - y[i])) }
+        }
+        XCTAssertLessThanOrEqual(largest, 1e-5)
+        // The runs moved: the agreement is not that of two untouched models.
+        let first = try SafetensorsFile.read(from: start).tensors["fc3.weight"]?.scalars ?? []
+        let last = trained["fc3.weight"] ?? []
+        var moved: Float = 0
+        for i in 0..<min(first.count, last.count) { moved = max(moved, abs(first[i] - last[i])) }
+        XCTAssertGreaterThan(moved, 1e-3)
+        print("largest difference of the final weights: \(largest); fc3.weight moved up to \(moved)")
     }
 }
