@@ -53,4 +53,17 @@ final class ONNXTrainCLITests: XCTestCase {
             XCTAssert(r.stderr.contains(expected), r.stderr)
         }
     }
+
+    /// `part bench --model` times the graph on images of its own shape and classes.
+    func testBenchTimesAnONNXModel() throws {
+        let model = ONNXCLITests.fixtures.appendingPathComponent("smallcnn_train.onnx").path
+        let r = try runPart(["bench", "--model", model, "--batch-size", "4", "--reps", "1", "--cam-images", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["model"] as? String, "smallcnn_train.onnx")
+        XCTAssertGreaterThan(json["at_images_per_s"] as? Double ?? 0, 0)
+        let bad = try runPart(["bench", "--model", ONNXCLITests.fixtures.appendingPathComponent("sigmoid.onnx").path])
+        XCTAssertEqual(bad.status, 1, bad.stderr)
+        XCTAssert(bad.stderr.contains("Sigmoid"), bad.stderr)
+    }
 }
