@@ -46,7 +46,7 @@ let package = Package(
         // that nothing needs MPI to build or run alone.
         .target(name: "PARTDistributed"),
         // Objectives, epsilon-map providers, optimiser, schedules, the trainer, evaluation.
-        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed"]),
+        .target(name: "PARTTraining", dependencies: ["PARTNN", "PARTData", "PARTAttacks", "PARTCAM", "PARTDistributed", "PARTONNX"]),
         // What a person looks at: CAM grids as PNG, the HTML run report, TensorBoard event files.
         .target(name: "PARTReport", dependencies: ["PARTEngine", "PARTNN", "PARTAttacks", "PARTCAM", "PARTTraining", "CDNNL", "CPNG", "CZlib"]),
         .executableTarget(name: "part", dependencies: [
@@ -75,7 +75,7 @@ let package = Package(
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
         .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "PARTEvaluation", "part"]),
         .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
-        .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining", "PARTTestSupport"]),
+        .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining", "PARTTestSupport", "PARTONNX"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTTestSupport", "PARTEvaluation", "PARTTraining", "part"]),
         // Runs the built `part` executable: help, errors, exit codes, a tiny train + eval.

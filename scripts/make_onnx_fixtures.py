@@ -29,6 +29,16 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
 - two_inputs.onnx: a model of two images, and features_input.onnx: a linear layer on [N, 16]
   features, inputs the engine does not take.
 
+For training (`part train --model`), two graphs exported in training mode
+(`training=torch.onnx.TrainingMode.TRAINING`, `do_constant_folding=False`): BatchNormalization
+nodes keep their running statistics, with `training_mode` 1 and the updated statistics as extra
+outputs. Only the graph is written:
+
+- smallcnn_train.onnx: SmallCNN for 16x16 grey images and 3 classes (no batch norm; the training
+  tests start it from the weights of the engine's own SmallCNN and compare the two runs).
+- resnet_blocks_train.onnx: ResNetBlocks for 8x8 colour images and 3 classes, its batch norms'
+  statistics randomised.
+
 NAME.safetensors holds `input` (NCHW, torch.rand under a seed), `logits`, `weights` (the
 fixed random w of the loss sum(logits * w)) and `input_gradient` (d loss / d input, NCHW), and
 for the two classifiers `cam_activation` and `cam_gradient`: the output of the module whose node
@@ -280,6 +290,17 @@ def export(model, shape, path, dynamic_batch, seed, cam_module=None, randomise=T
     save_file(tensors, path + ".safetensors")
 
 
+def export_training(model, shape, path, seed):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        randomise_batch_norms(model, generator)
+    model.train()
+    x = torch.rand(*shape, generator=generator)
+    torch.onnx.export(model, x, path, opset_version=17, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join("Tests", "Fixtures", "onnx")
     os.makedirs(out, exist_ok=True)
@@ -307,6 +328,12 @@ def main():
         torch.manual_seed(10 + 2 * i)
         export(make(), (2, 3, 32, 32), os.path.join(out, name), dynamic_batch=True, seed=11 + 2 * i,
                opset=opsets.get(name, 17))
+    torch.manual_seed(6)
+    export_training(SmallCNN(num_classes=3, in_channels=1, image_size=16), (2, 1, 16, 16),
+                    os.path.join(out, "smallcnn_train.onnx"), seed=7)
+    torch.manual_seed(8)
+    export_training(ResNetBlocks(num_classes=3), (2, 3, 8, 8), os.path.join(out, "resnet_blocks_train.onnx"), seed=9)
+
 
 if __name__ == "__main__":
     main()

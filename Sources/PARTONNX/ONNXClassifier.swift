@@ -116,10 +116,11 @@ public final class ONNXClassifier: ImageClassifier {
         return result
     }
 
-    /// The layers' parameters and buffers under their node names.
+    /// The layers' parameters and buffers, each under the name of the initializer it came from
+    /// (PyTorch's names in a PyTorch export), else under its node's name (see ONNXExport.swift).
     public var state: [(String, StateEntry)] {
         graph.steps.flatMap { step -> [(String, StateEntry)] in
-            if case .layer(let layer) = step.op { return prefixed(step.name, layer.state) }
+            if case .layer(let layer) = step.op { return layer.state.map { (graph.stateName(step, entry: $0.0), $0.1) } }
             return []
         }
     }

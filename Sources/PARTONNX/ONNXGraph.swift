@@ -23,6 +23,8 @@ struct Step {
     let inputs: [String]
     let output: String
     let kind: ValueKind
+    /// The index of its node in the graph's node list.
+    var node = 0
 }
 
 /// An ONNX graph turned into engine steps: Constant nodes and shape arithmetic folded, Identity
@@ -30,6 +32,8 @@ struct Step {
 /// initializers. A graph it cannot run is refused with one line naming the op and the node.
 public struct ONNXGraph {
     public let source: String
+    /// The file as read.
+    public let model: ONNXModel
     /// The graph's input, [N, C, H, W] with C, H, W fixed.
     let input: String
     public let channels, height, width: Int
@@ -40,6 +44,7 @@ public struct ONNXGraph {
 
     public init(_ model: ONNXModel) throws {
         source = model.source
+        self.model = model
         let graph = model.graph
         var folder = ConstantFolder(constants: model.initializers, source: model.source)
         let inputs = graph.input.filter { folder.constants[$0.name] == nil }
@@ -68,7 +73,7 @@ public struct ONNXGraph {
         var builder = LayerBuilder(folder: folder)
         var readers = [String: Int]()
         for name in graph.node.flatMap(\.input) + graph.output.map(\.name) { readers[name, default: 0] += 1 }
-        for node in graph.node {
+        for (index, node) in graph.node.enumerated() {
             let name = node.name.isEmpty ? (node.output.first ?? "?") : node.name
             let refuse = { (why: String) in ONNXError("\(model.source): node '\(name)' (\(node.opType)): \(why)") }
             guard node.domain.isEmpty || node.domain == "ai.onnx" else {
@@ -99,19 +104,19 @@ public struct ONNXGraph {
                     // x * Sigmoid(x), SiLU as exporters write it, runs as the engine's one SiLU kernel.
                     kinds[steps[silu.index].output] = nil
                     steps.remove(at: silu.index)
-                    steps.append(Step(name: name, op: .layer(EltwiseLayer(.silu)), inputs: [silu.x], output: out, kind: kind))
+                    steps.append(Step(name: name, op: .layer(EltwiseLayer(.silu)), inputs: [silu.x], output: out, kind: kind, node: index))
                     kinds[out] = kind
                     continue
                 }
                 steps.append(Step(name: name, op: .join(ElementwiseJoin(op: Arithmetic(rawValue: node.opType)!)),
-                                  inputs: ins, output: out, kind: kind))
+                                  inputs: ins, output: out, kind: kind, node: index))
                 kinds[out] = kind
             case "Concat":
                 let parts = ins.compactMap { kinds[$0] }
                 guard parts.count == ins.count, let outKind = concatenated(parts, axis: node.int("axis") ?? 1) else {
                     throw refuse("only activations of one size joined along their channels are run")
                 }
-                steps.append(Step(name: name, op: .join(ChannelConcat()), inputs: ins, output: out, kind: outKind))
+                steps.append(Step(name: name, op: .join(ChannelConcat()), inputs: ins, output: out, kind: outKind, node: index))
                 kinds[out] = outKind
             default:
                 // Add, Sub, Mul and Div may have the constant first.
@@ -126,12 +131,12 @@ public struct ONNXGraph {
                     // DeepMind WideResNets write TensorFlow's SAME) becomes the convolution's padding.
                     kinds[first] = nil
                     steps.remove(at: pad.index)
-                    steps.append(Step(name: name, op: .layer(layer), inputs: [source], output: out, kind: outKind))
+                    steps.append(Step(name: name, op: .layer(layer), inputs: [source], output: out, kind: outKind, node: index))
                     kinds[out] = outKind
                     continue
                 }
                 let (layer, outKind) = try builder.layer(node, kind: kind, inputs: ins, refuse: refuse)
-                steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind))
+                steps.append(Step(name: name, op: .layer(layer), inputs: [first], output: out, kind: outKind, node: index))
                 kinds[out] = outKind
             }
         }

@@ -75,9 +75,10 @@ struct LayerBuilder {
                 guard t.count == c else { throw refuse("its \(what) has \(t.count) values for \(c) channels") }
                 return Tensor(shape: [c], values: t.floats)
             }
-            guard node.output.count == 1 || node.output.dropFirst().allSatisfy(\.isEmpty) else {
-                throw refuse("the training form (running statistics as outputs) is not run")
-            }
+            // The training form (`training_mode` 1, PyTorch's TrainingMode.TRAINING export) also
+            // outputs the updated running statistics; nothing may read them, as every later node
+            // must read activations. Either form is the engine's batch norm: batch statistics in
+            // training passes, the running ones in evaluation passes.
             let epsilon = node.float("epsilon") ?? 1e-5, momentum = node.float("momentum") ?? 0.9
             guard epsilon > 0, epsilon.isFinite, momentum >= 0, momentum <= 1 else {
                 throw refuse("epsilon \(epsilon) and momentum \(momentum)")

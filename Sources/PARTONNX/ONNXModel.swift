@@ -44,6 +44,8 @@ public struct ONNXModel {
     static let depthLimit = 64
 
     public let source: String
+    /// The whole message as read (what a trained copy is written from, see ONNXExport.swift).
+    public let proto: Onnx_ModelProto
     public let graph: Onnx_GraphProto
     public let initializers: [String: ONNXConstant]
     /// The version of the default ("" or "ai.onnx") operator set.
@@ -90,7 +92,7 @@ public struct ONNXModel {
         for tensor in proto.graph.initializer {
             initializers[tensor.name] = try constant(tensor, source: source)
         }
-        return ONNXModel(source: source, graph: proto.graph, initializers: initializers, opset: Int(opset))
+        return ONNXModel(source: source, proto: proto, graph: proto.graph, initializers: initializers, opset: Int(opset))
     }
 
     /// The values of a TensorProto, checked against its shape.

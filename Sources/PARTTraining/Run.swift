@@ -15,8 +15,19 @@ public enum TrainingRun {
         }
         var rng = RNG(seed: config.seed)
         var initRng = rng.split()
-        var model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
+        var config = config
+        var model: ImageClassifier
+        var warnings = [String]()
+        if let path = config.model {
+            // A user's ONNX graph; the initialisation stream is split off all the same.
+            let onnx = try ONNXTraining.model(config, data: data)
+            config.camLayer = ONNXTraining.camLayer(config.camLayer, model: onnx)
+            warnings = ONNXTraining.warnings(onnx, path: path)
+            model = onnx
+        } else {
+            model = try ModelZoo.make(config.architecture, numClasses: data.classes, inChannels: data.channels,
                                       imageSize: data.height, rng: &initRng)
+        }
         if let normalize = config.normalize {
             // A layer of the model, so that attacks and CAMs work on images in [0, 1]; its state
             // is the wrapped model's, so checkpoints keep the architecture's names.
@@ -35,7 +46,9 @@ public enum TrainingRun {
                 throw TrainingError(text.hasPrefix(path) ? "--init \(text)" : "--init \(path): \(text)")
             }
         }
-        return try Trainer(config: config, model: model, rng: rng)
+        let trainer = try Trainer(config: config, model: model, rng: rng)
+        trainer.modelWarnings = warnings
+        return trainer
     }
 
     /// The directory of seed `seed`'s sub-run.
@@ -85,6 +98,7 @@ public enum TrainingRun {
             trainer.checkpointing = options.checkpointing
             trainer.plan = options.plan?.seedRun(seed)
             trainer.warn = options.log
+            if n == 0 { for warning in trainer.modelWarnings { options.log("part: warning: \(warning)") } }
             if n == 0 && !options.resuming {
                 try writeSweepConfig(config, camLayer: trainer.camLayer, seeds: seeds, data: data, heldOut: heldOut,
                                      plan: options.plan, to: directory)

@@ -113,7 +113,8 @@ extension TrainingConfig {
     public static func flag(forKey key: String) -> String {
         let names = ["learningRate": "--lr", "epsilon": "--eps", "epsilonLow": "--eps-low", "stepSize": "--alpha",
                      "gamma": "--lr-gamma", "milestones": "--lr-milestones", "validationSplit": "--val-split",
-                     "architecture": "--arch", "initialWeights": "--init"]
+                     "architecture": "--arch", "initialWeights": "--init",
+                     "model": "--model", "modelMD5": "--model (the file's MD5)"]
         if let name = names[key] { return name }
         // camelCase to --kebab-case (batchSize: --batch-size).
         return "--" + key.reduce(into: "") { s, c in s += c.isUppercase ? "-" + c.lowercased() : String(c) }

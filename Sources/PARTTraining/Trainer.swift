@@ -79,6 +79,8 @@ public final class Trainer {
     public var batchLoss: ((Int, Int, Int, Double) -> Void)?
     /// Receives warning lines (each beginning `warning: `), such as `OverfittingGuard`'s.
     public var warn: ((String) -> Void)?
+    /// Warnings about the model itself (an ONNX graph without batch norm), for the caller to print.
+    public internal(set) var modelWarnings: [String] = []
 
     public init(config: TrainingConfig, model: ImageClassifier, rng: RNG) throws {
         if let problem = config.problem() { throw TrainingError(problem) }

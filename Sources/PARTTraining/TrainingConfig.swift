@@ -12,6 +12,11 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The dataset's registry name and the model's zoo name.
     public var dataset = "fashion-mnist"
     public var architecture = ModelZoo.defaultArchitecture
+    /// The ONNX model trained instead of a zoo architecture (`part train --model`, an absolute
+    /// path; `architecture` is then "onnx") and the MD5 of its bytes when the run started: a
+    /// resume refuses a changed file (docs/commands.md#training-an-onnx-model).
+    public var model: String?
+    public var modelMD5: String?
     /// The per-channel normalisation the model applies to its inputs, "MEAN/STD" in canonical
     /// form (`--normalize`; nil: none). Recorded in the checkpoints' metadata, so that
     /// `part eval` and `part cam` apply it too.
@@ -110,7 +115,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// A sentence naming the first invalid setting and what to change, nil when all are valid.
     public func problem() -> String? {
         func finite(_ v: Float) -> Bool { v.isFinite }
-        if let problem = ModelZoo.problem(architecture) { return problem }
+        if let problem = model == nil ? ModelZoo.problem(architecture) : ONNXTraining.problem(self) { return problem }
         if let normalize, Normalized.parse(normalize) == nil {
             return "--normalize takes \(Normalized.syntax); got '\(messageText(normalize, limit: 80))'"
         }

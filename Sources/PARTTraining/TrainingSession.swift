@@ -4,6 +4,7 @@ import PARTData
 import PARTDistributed
 import PARTEngine
 import PARTNN
+import PARTONNX
 
 /// A bad argument found once the command was parsed (exit code 64): a split larger than the
 /// data, a map rule the images cannot take, a CAM layer the model lacks.
@@ -108,7 +109,12 @@ public final class TrainingSession {
     public func camLayer() throws -> String? {
         let config = plan.config
         guard config.budget == .cam else { return nil }
+        // An ONNX model that does not load is a bad file (exit 1); a layer it lacks, a bad argument.
+        let onnx = try config.model.map { path in
+            do { return try ONNXClassifier.load(URL(fileURLWithPath: path)) } catch { throw TrainingError("--model \(error)") }
+        }
         do {
+            if let onnx { return try CAMLayer.resolve(ONNXTraining.camLayer(config.camLayer, model: onnx), model: onnx) }
             return try CAMLayer.resolve(config.camLayer, architecture: ModelZoo.architecture(config.architecture))
         } catch {
             throw TrainingArgumentError("\(error)")
@@ -140,6 +146,7 @@ public final class TrainingSession {
         trainer.plan = plan
         trainer.parallel = parallel
         trainer.warn = log
+        for warning in trainer.modelWarnings { log("part: warning: \(warning)") }
         configure(trainer)
         if resumed != nil {
             // Under mpirun rank 0 reads the checkpoint and sends it to the other ranks.

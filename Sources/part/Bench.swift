@@ -32,6 +32,10 @@ struct Bench: ParsableCommand {
             transform: ArchitectureName.parse)
     var arch: ArchitectureName = .benchmark
 
+    @Option(help: ArgumentHelp("Time this ONNX model instead of --arch, on images of its own input shape and "
+                               + "classes (as part train --model trains it).", valueName: "file.onnx"))
+    var model: String?
+
     @Option(parsing: .unconditional, help: "Images per batch.")
     var batchSize: Int = 128
 
@@ -95,14 +99,12 @@ struct Bench: ParsableCommand {
     func runBench() throws {
         // The architecture's default input, and the budget of its datasets: 0.1 on grey
         // (Fashion-)MNIST-size images, 8/255 on CIFAR-size colour ones.
-        let input = try ModelZoo.architecture(arch.name).defaultInput
-        let (side, channels) = (input.side, input.channels)
-        let epsilon: Float = channels == 1 ? 0.1 : 8.0 / 255
         var rng = RNG(seed: 0)
-        let model = try ModelZoo.make(arch.name, numClasses: 10, inChannels: channels, imageSize: side, rng: &rng)
+        let (model, name, side, channels) = try benchedModel(rng: &rng)
+        let epsilon: Float = channels == 1 ? 0.1 : 8.0 / 255
         let n = batchSize
         let x = Tensor(shape: [n, side, side, channels], values: (0..<(n * side * side * channels)).map { _ in rng.uniform() })
-        let y = (0..<n).map { _ in Int32(rng.next() % 10) }
+        let y = (0..<n).map { _ in Int32(rng.next() % UInt64(model.numClasses)) }
         let indices = Array(0..<n)
         let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
         let fast = generation == .fgsm
@@ -196,7 +198,7 @@ struct Bench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result = BenchResult(
-            model: arch.name, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
+            model: name, batch: n, threads: Engine.threads, engine: "oneDNN \(Engine.instructionSet)",
             precision: engine.precision.rawValue, train_precision: (training.trainPrecision ?? .fp32).rawValue,
             without: optimizations.without.sorted(),
             generation: generation.rawValue,

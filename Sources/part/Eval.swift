@@ -108,6 +108,10 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Write the worst-case examples here (.npy, float32, [N, H, W, C]).", valueName: "file.npy"))
     var saveAdversarial: String?
 
+    @Option(help: ArgumentHelp("Write the model's logits of the evaluated clean images here (.npy, float32, [N, classes]).",
+                               valueName: "file.npy"))
+    var saveLogits: String?
+
     @Flag(help: "Require an MPI job (started by mpirun); without the flag, a command joins one when mpirun started it.")
     var distributed = false
 
@@ -165,6 +169,7 @@ struct Eval: ParsableCommand {
                                      NPYFile.labelsURL(beside: URL(fileURLWithPath: saveAdversarial)).path))
             }
         }
+        if let saveLogits { outputs.append(.init("--save-logits", saveLogits)) }
         return outputs
     }
 
@@ -246,6 +251,7 @@ struct Eval: ParsableCommand {
                                                  batchSize: batchSize)
             printWarnings(warnings, progress)
         }
+        if root, let saveLogits { try writeLogits(model, test: test, to: URL(fileURLWithPath: saveLogits)) }
         var outputs = [Output]()
         var refusal: String?
         var protocolSummary: EvaluationSummary?

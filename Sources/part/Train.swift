@@ -87,6 +87,12 @@ struct Train: ParsableCommand {
             transform: ArchitectureName.parse)
     var arch: ArchitectureName?
 
+    @Option(help: ArgumentHelp("Train this ONNX model instead of --arch: its graph and weights (export with training="
+                               + "torch.onnx.TrainingMode.TRAINING to keep batch norm); every checkpoint also writes the "
+                               + "trained graph as <out>/last.onnx. --cam-layer then names one of its nodes or the tensor "
+                               + "a node outputs.", valueName: "file.onnx"))
+    var model: String?
+
     @Option(parsing: .unconditional, help: "Training epochs. (default: 5)")
     var epochs: Int?
 

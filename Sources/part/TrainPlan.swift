@@ -24,6 +24,10 @@ extension Train {
         if let camLayer { c.camLayer = camLayer }
         if let mapRule { c.mapRule = mapRule }
         if let arch { c.architecture = arch.name }
+        if let model {
+            if let arch { throw ValidationError("--model brings its own architecture; drop --arch \(arch.name)") }
+            do { try ONNXTraining.use(model, in: &c) } catch { throw ValidationError("\(error)") }
+        }
         if let normalize { c.normalize = Normalized.canonical(normalize) ?? normalize }
         if let epochs { c.epochs = epochs }
         if let burnIn { c.burnIn = burnIn }

@@ -45,7 +45,9 @@ final class ONNXRefusalTests: XCTestCase {
         g.input = [input]
         g.output = [output]
         g.node = nodes
-        return try ONNXGraph(ONNXModel(source: "m.onnx", graph: g, initializers: constants, opset: 17))
+        var proto = Onnx_ModelProto()
+        proto.graph = g
+        return try ONNXGraph(ONNXModel(source: "m.onnx", proto: proto, graph: g, initializers: constants, opset: 17))
     }
 
     func assertRefused(_ nodes: [Onnx_NodeProto], constants: [String: ONNXConstant] = [:], _ expected: String,
