@@ -17,6 +17,9 @@ public final class ONNXClassifier: ImageClassifier {
     let graph: ONNXGraph
     /// The index of the step each CAM layer ends at.
     private let cuts: [String: Int]
+    /// Chains of steps run as one `Sequential`, so the engine's fusions apply to them: each by
+    /// the index of its first step (see `fusedChains`).
+    private let chains: [Int: (layer: Sequential, count: Int)]
 
     public init(_ graph: ONNXGraph) throws {
         self.graph = graph
@@ -49,6 +52,7 @@ public final class ONNXClassifier: ImageClassifier {
         self.cuts = cuts.filter { names.contains($0.key) }
         camLayers = names
         defaultCAMLayer = last
+        chains = fusedChains(graph)
     }
 
     /// Reads and checks the ONNX file at `url` (docs/commands.md#onnx-models).
@@ -73,27 +77,37 @@ public final class ONNXClassifier: ImageClassifier {
     }
 
     /// Runs `steps` with `value` as `input`; returns the last step's output. The steps between
-    /// two cuts read only values they make or `input`.
+    /// two cuts read only values they make or `input`. A chain of `chains` runs as one layer when
+    /// all its steps are in `steps` (a cut inside a chain runs its part unfused).
     private func run(_ steps: ArraySlice<Step>, from input: String, value: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         var values = [input: value]
-        var tapes = [Tape?]()
-        var joins = [((Tensor) throws -> [Tensor])?]()
-        for step in steps {
+        /// What ran, in order: a step or a whole chain (its first step's input, its last's output).
+        var units = [(inputs: [String], output: String, tape: Tape?, join: ((Tensor) throws -> [Tensor])?)]()
+        var i = steps.startIndex
+        while i < steps.endIndex {
+            let step = steps[i]
             let xs = try step.inputs.map { name -> Tensor in
                 guard let v = values[name] else { throw ONNXError("\(graph.source): node '\(step.name)' reads '\(name)' before it is made") }
                 return v
             }
             let inner = tape?.branch()
-            switch step.op {
-            case .layer(let layer):
-                values[step.output] = try layer.forward(xs[0], mode: mode, tape: inner)
-                joins.append(nil)
-            case .join(let join):
-                let (y, backward) = try join.forward(xs)
-                values[step.output] = y
-                joins.append(backward)
+            var output = step.output, join: ((Tensor) throws -> [Tensor])?
+            if let chain = chains[i], i + chain.count <= steps.endIndex {
+                output = steps[i + chain.count - 1].output
+                values[output] = try chain.layer.forward(xs[0], mode: mode, tape: inner)
+                i += chain.count
+            } else {
+                switch step.op {
+                case .layer(let layer):
+                    values[output] = try layer.forward(xs[0], mode: mode, tape: inner)
+                case .join(let j):
+                    let (y, backward) = try j.forward(xs)
+                    values[output] = y
+                    join = backward
+                }
+                i += 1
             }
-            tapes.append(inner)
+            units.append((step.inputs, output, inner, join))
         }
         guard let last = steps.last, let result = values[last.output] else { return value }
         if let tape {
@@ -102,12 +116,12 @@ public final class ONNXClassifier: ImageClassifier {
                 func add(_ g: Tensor, to name: String) throws {
                     gradients[name] = try gradients[name].map { try Tensor.sum($0, try g.converted(to: $0.dtype)) } ?? g
                 }
-                for (i, step) in steps.enumerated().reversed() {
-                    guard let g = gradients.removeValue(forKey: step.output), let inner = tapes[i] else { continue }
-                    if let backward = joins[i] {
-                        for (name, gi) in zip(step.inputs, try backward(g)) { try add(gi, to: name) }
+                for unit in units.reversed() {
+                    guard let g = gradients.removeValue(forKey: unit.output), let inner = unit.tape else { continue }
+                    if let backward = unit.join {
+                        for (name, gi) in zip(unit.inputs, try backward(g)) { try add(gi, to: name) }
                     } else {
-                        try add(try inner.backward(g), to: step.inputs[0])
+                        try add(try inner.backward(g), to: unit.inputs[0])
                     }
                 }
                 return gradients[input] ?? Tensor(shape: value.shape)
@@ -124,4 +138,40 @@ public final class ONNXClassifier: ImageClassifier {
             return []
         }
     }
+}
+
+/// The chains Conv -> BatchNormalization [-> Relu] and Conv -> Relu of `graph` whose inner
+/// values are read by the chain's next node only, each as a `Sequential` of the steps' own
+/// layers by the index of its first step. `Sequential.fusedForward` then runs a convolution and
+/// its ReLU as one kernel in every pass, and a convolution with its batch norm folded in the
+/// evaluation passes without parameter gradients (the attack's), as in the built-in models
+/// (docs/benchmarks.md#onnx-models-in-training). Parameters stay the steps' layers, so their
+/// names, the CAM layers and the written-back file do not change.
+func fusedChains(_ graph: ONNXGraph) -> [Int: (layer: Sequential, count: Int)] {
+    var readers = [graph.output: 1]
+    for step in graph.steps { for name in step.inputs { readers[name, default: 0] += 1 } }
+    func layer(_ i: Int) -> Layer? {
+        guard i < graph.steps.count, case .layer(let layer) = graph.steps[i].op else { return nil }
+        return layer
+    }
+    /// Whether step `i + 1` alone reads step `i`'s output.
+    func feeds(_ i: Int) -> Bool {
+        i + 1 < graph.steps.count && graph.steps[i + 1].inputs == [graph.steps[i].output]
+            && readers[graph.steps[i].output] == 1
+    }
+    var chains = [Int: (layer: Sequential, count: Int)]()
+    var i = 0
+    while i < graph.steps.count {
+        guard let conv = layer(i) as? Conv2d, feeds(i) else { i += 1; continue }
+        var layers: [Layer] = [conv]
+        if let bn = layer(i + 1) as? BatchNorm2d {
+            layers.append(bn)
+            if feeds(i + 1), let relu = layer(i + 2) as? ReLULayer { layers.append(relu) }
+        } else if let relu = layer(i + 1) as? ReLULayer {
+            layers.append(relu)
+        }
+        if layers.count > 1 { chains[i] = (Sequential(layers), layers.count) }
+        i += layers.count
+    }
+    return chains
 }

@@ -86,6 +86,42 @@ final class ONNXModelTests: XCTestCase {
         XCTAssertThrowsError(try model.features(x, upTo: "nope", mode: .eval, tape: nil))
     }
 
+    /// Every convolution of the training-mode ResNet blocks heads a fused chain, with its batch
+    /// norm and, when a ReLU alone reads that, the ReLU (the stem, a block's first); of the
+    /// evaluation export (batch norms folded by PyTorch) with its ReLU. A CAM layer inside a
+    /// chain runs the chain unfused, so head(features(x)) at every CAM layer against the whole
+    /// forward compares fused and unfused runs.
+    func testConvBatchNormReluChainsAreFused() throws {
+        for (name, middle) in [("resnet_blocks_train", BatchNorm2d.self as Layer.Type), ("resnet_blocks", ReLULayer.self)] {
+            let model = try model(name)
+            let steps = model.graph.steps
+            let chains = fusedChains(model.graph)
+            var lengths = [Int: Int]()
+            for (i, step) in steps.enumerated() {
+                guard case .layer(let layer) = step.op, layer is Conv2d else { continue }
+                guard let chain = chains[i] else { continue }
+                XCTAssertTrue(type(of: chain.layer.layers[1]) == middle, step.name)
+                lengths[chain.count, default: 0] += 1
+            }
+            XCTAssertEqual(chains.count, lengths.values.reduce(0, +), name)
+            XCTAssertGreaterThan(lengths[middle == ReLULayer.self ? 2 : 3] ?? 0, 0, name)
+            let inner = chains.flatMap { i, chain in steps[i..<(i + chain.count - 1)].map(\.name) }
+            XCTAssertTrue(model.camLayers.contains { inner.contains($0) }, "\(name): a CAM layer inside a chain")
+            let x = Tensor(shape: [2, model.inputHeight, model.inputWidth, model.inputChannels],
+                           values: (0..<(2 * model.inputHeight * model.inputWidth * model.inputChannels)).map { Float($0 % 7) / 7 })
+            let whole = try model.forward(x, mode: .eval).scalars
+            for layer in model.camLayers {
+                let a = try model.features(x, upTo: layer, mode: .eval, tape: nil)
+                let split = try model.head(a, from: layer, mode: .eval, tape: nil).scalars
+                XCTAssertLessThan(relativeError(split, whole), 1e-5, "\(name) at \(layer)")
+            }
+        }
+        // The training export: 2 chains of conv, batch norm and ReLU per block and one in the stem.
+        let train = try model("resnet_blocks_train")
+        XCTAssertEqual(fusedChains(train.graph).values.filter { $0.count == 3 }.count,
+                       train.graph.steps.filter { $0.name.hasSuffix("/Relu") }.count)
+    }
+
     /// LeakyRelu, Tanh, Elu, Clip (ReLU6), Softplus and Sigmoid on images and on features.
     func testActivationsMatchPyTorch() throws {
         try checkParity("activations", classes: 5, input: [8, 8, 3])
