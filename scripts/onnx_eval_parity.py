@@ -13,7 +13,7 @@ Usage (from the project root, after `swift build -c release --product part`):
     VENV/bin/python scripts/onnx_eval_parity.py --checkpoint C --limit 200 --attacks natural,pgd20
 
 The export and the results files go to --out (default: a new temporary folder); nothing else is
-written. Exits 1 when a stage differs by more than --tolerance of the points (default 1/200).
+written. Run again with the same --out, it continues where it stopped. Exits 1 when a stage differs by more than --tolerance of the points (default 1/200).
 """
 import argparse
 import json
@@ -29,10 +29,18 @@ sys.path.insert(0, HERE)
 from torch_eval import load_smallcnn  # noqa: E402
 
 
+def export(checkpoint, onnx_path):
+    model = load_smallcnn(checkpoint)
+    torch.onnx.export(model, torch.rand(1, 1, 28, 28), onnx_path, opset_version=17, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False)
+
+
 def part_eval(part, model, args, results):
     command = [part, "eval", model, "--limit", str(args.limit), "--attacks", args.attacks,
-               "--eps", args.eps, "--alpha", args.alpha, "--threads", str(args.threads),
-               "--save-results", results, "--json", "--quiet"]
+               "--eps", args.eps, "--alpha", args.alpha, "--save-results", results, "--json", "--quiet"]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     if args.data:
         command += ["--data", args.data]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -71,13 +79,10 @@ def main(argv=None):
     out = args.out or tempfile.mkdtemp(prefix="onnx-parity-")
     os.makedirs(out, exist_ok=True)
     onnx_path = os.path.join(out, "model.onnx")
-    if os.path.exists(onnx_path):
-        raise SystemExit(f"{onnx_path} exists; give another --out")
-
-    model = load_smallcnn(args.checkpoint)
-    torch.onnx.export(model, torch.rand(1, 1, 28, 28), onnx_path, opset_version=17, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                      dynamo=False)
+    if os.path.exists(onnx_path):   # an earlier run's: part eval continues from its results files
+        print(f"continuing in {out} (its model.onnx is kept)", file=sys.stderr)
+    else:
+        export(args.checkpoint, onnx_path)
     rows, finals = [], []
     for name, path in [("safetensors", args.checkpoint), ("onnx", onnx_path)]:
         results = os.path.join(out, f"{name}.jsonl")
