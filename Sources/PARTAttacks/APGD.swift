@@ -41,9 +41,7 @@ public struct APGD: L2Attack, ClassCountNotes {
     public let restarts: Int
     /// The fraction of increasing steps below which the step size is halved.
     public let rho: Float
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+    public let threat: Threat
     /// Passes averaged per gradient (1: plain APGD).
     public let eot: Int
 
@@ -53,17 +51,12 @@ public struct APGD: L2Attack, ClassCountNotes {
         self.iterations = iterations
         self.restarts = restarts
         self.rho = rho
-        self.norm = norm
-        self.radiusOverride = radius
+        threat = Threat(norm, radius: radius)
         self.eot = eot
     }
 
     /// "apgd-ce", "apgd-dlr", "apgd-cw"; "-l2" after it in the L2 ball.
     public var name: String { "apgd-\(loss.rawValue)" + (norm == .l2 ? "-l2" : "") }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
 
     /// The iteration counts after which the step size is checked, for a run of `iterations`:
     /// the first after n_2 = max(⌊0.22 n⌋, 1) iterations, each next one after the previous
@@ -110,7 +103,7 @@ public struct APGD: L2Attack, ClassCountNotes {
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try validateSettings()
         try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+        let batch = try threatBatch(batch)
         var outcome = Outcome(batch)
         let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         let run = APGDRun(iterations: iterations, rho: rho, loss: attackLoss(classes: model.numClasses), norm: norm,

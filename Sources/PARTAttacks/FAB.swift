@@ -52,28 +52,21 @@ public enum FABTargetedMethod: TargetedMethod {
 public struct FABUntargeted: L2Attack {
     public let iterations: Int
     public let restarts: Int
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+    public let threat: Threat
 
     public init(iterations: Int = 100, restarts: Int = 5, norm: Norm = .linf, radius: Float? = nil) {
         self.iterations = iterations
         self.restarts = restarts
-        self.norm = norm
-        self.radiusOverride = radius
+        threat = Threat(norm, radius: radius)
     }
 
     public var name: String { norm == .l2 ? "fab-l2" : "fab" }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try requireSetting(iterations >= 0, name, "iterations must be 0 or more, got \(iterations)")
         try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
         try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+        let batch = try threatBatch(batch)
         var outcome = Outcome(batch)
         let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         let run = FABRun(iterations: iterations, norm: norm)

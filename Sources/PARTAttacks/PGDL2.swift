@@ -13,8 +13,8 @@ import PARTNN
 public struct PGDL2: L2Attack {
     public let steps: Int
     public let stepSize: Float
-    /// The L2 radius (nil: the map's constant value).
-    public let radiusOverride: Float?
+    /// Always L2; the radius is the item's, or nil for the map's constant value.
+    public let threat: Threat
     public let randomStart: Bool
     public let loss: AttackLoss
 
@@ -27,21 +27,16 @@ public struct PGDL2: L2Attack {
         }
         self.steps = steps
         self.stepSize = stepSize
-        self.radiusOverride = radius
+        self.threat = Threat(.l2, radius: radius)
         self.randomStart = randomStart
         self.loss = loss
     }
 
     public var name: String { "pgd-l2-\(steps)" }
-    public var norm: Norm { .l2 }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        try l2Radius("pgd-l2", override: radiusOverride, budget: budget)
-    }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try validateAttackInput(model, batch)
-        let radius = try l2Radius("pgd-l2", override: radiusOverride, budget: batch.budget)
+        guard let radius = try radius(for: batch.budget) else { return batch.images }
         let images = batch.images
         guard radius > 0, batch.count > 0 else { return images }
         var x = images

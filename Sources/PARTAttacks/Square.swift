@@ -28,23 +28,16 @@ public struct Square: L2Attack {
     public let queries: Int
     public let pInit: Float
     public let restarts: Int
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+    public let threat: Threat
 
     public init(queries: Int = 5000, pInit: Float = 0.8, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
         self.queries = queries
         self.pInit = pInit
         self.restarts = restarts
-        self.norm = norm
-        self.radiusOverride = radius
+        threat = Threat(norm, radius: radius)
     }
 
     public var name: String { norm == .l2 ? "square-l2" : "square" }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
 
     /// The fraction of the image a square covers at iteration `iteration` (0-based).
     public static func fraction(iteration i: Int, pInit: Float) -> Float {
@@ -78,7 +71,7 @@ public struct Square: L2Attack {
         try requireSetting(pInit > 0 && pInit <= 1, name, "p-init must lie in (0, 1], got \(pInit)")
         try requireSetting(restarts >= 1, name, "restarts must be at least 1, got \(restarts)")
         try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+        let batch = try threatBatch(batch)
         var outcome = Outcome(batch)
         let (rows, _) = try rowsToAttack(model, batch, attack: name, outcome: &outcome)
         for restart in 0..<restarts {

@@ -63,23 +63,16 @@ public struct TargetedAttack<Method: TargetedMethod>: L2Attack, ClassCountNotes 
     public let targets: Int
     public let iterations: Int
     public let restarts: Int
-    public let norm: Norm
-    /// The L2 radius (nil: the constant value of the map); L2 only.
-    public let radiusOverride: Float?
+    public let threat: Threat
 
     public init(targets: Int = 9, iterations: Int = 100, restarts: Int = 1, norm: Norm = .linf, radius: Float? = nil) {
         self.targets = targets
         self.iterations = iterations
         self.restarts = restarts
-        self.norm = norm
-        self.radiusOverride = radius
+        threat = Threat(norm, radius: radius)
     }
 
     public var name: String { norm == .l2 ? "\(Method.name)-l2" : Method.name }
-
-    public func radius(for budget: EpsilonMap) throws -> Float? {
-        norm == .l2 ? try l2Radius(name, override: radiusOverride, budget: budget) : nil
-    }
 
     public func notes(for model: ImageClassifier) -> [String] {
         (targetNote(asked: targets, classes: model.numClasses).map { [$0] } ?? []) + Method.notes(classes: model.numClasses)
@@ -87,7 +80,7 @@ public struct TargetedAttack<Method: TargetedMethod>: L2Attack, ClassCountNotes 
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
         try validateAttackInput(model, batch)
-        let batch = try threatBatch(batch, norm: norm, radius: radiusOverride, attack: name)
+        let batch = try threatBatch(batch)
         let run = Method.run(iterations: iterations, norm: norm, classes: model.numClasses)
         return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
             .run(model, batch) { rows, targetOfRow, step, restart, outcome in

@@ -116,10 +116,10 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
     ///  "adversarialPrediction":7,"unverified":[]}
     func line(columns: [String]) -> String {
         var fields = ["\"index\":\(index)", "\"label\":\(label)", "\"prediction\":\(prediction)"]
-        for (name, flag) in zip(columns, robust) { fields.append("\(jsonString(name)):\(flag)") }
-        fields.append("\"brokenBy\":\(brokenBy.map { jsonString(columns[$0]) } ?? "null")")
+        for (name, flag) in zip(columns, robust) { fields.append("\(jsonStringLiteral(name)):\(flag)") }
+        fields.append("\"brokenBy\":\(brokenBy.map { jsonStringLiteral(columns[$0]) } ?? "null")")
         fields.append("\"adversarialPrediction\":\(adversarialPrediction.map { String($0) } ?? "null")")
-        fields.append("\"unverified\":[\(unverified.map { jsonString(columns[$0]) }.joined(separator: ","))]")
+        fields.append("\"unverified\":[\(unverified.map { jsonStringLiteral(columns[$0]) }.joined(separator: ","))]")
         return "{" + fields.joined(separator: ",") + "}"
     }
 
@@ -160,13 +160,6 @@ public struct ExampleOutcome: Codable, Equatable, Sendable {
         self.adversarialPrediction = adversarialPrediction
         self.unverified = unverified
     }
-}
-
-/// `s` as a JSON string literal.
-func jsonString(_ s: String) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
-    return String(decoding: (try? encoder.encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
 }
 
 /// The per-example results file: JSON lines, the header first, then one line per point in

@@ -108,17 +108,24 @@ public final class EvaluationRunner {
 
     public init(model: ImageClassifier, dataset: ImageDataset, stages: [AttackCatalog.Stage], header: EvaluationHeader,
                 options: EvaluationOptions, budget: @escaping (Tensor) throws -> EpsilonMap) throws {
-        guard stages.first?.isNatural == true else { throw EvaluationError("an evaluation starts with the natural stage") }
-        guard options.batchSize >= 1 else { throw EvaluationError("the batch size must be at least 1") }
-        guard header.columns == stages.map(\.name), header.count == dataset.count else {
-            throw EvaluationError("the header does not describe these stages and points")
-        }
+        try Self.requireConsistent(stages: stages, header: header, points: dataset.count, options: options)
         self.model = model
         self.dataset = dataset
         self.stages = stages
         self.header = header
         self.options = options
         self.budget = budget
+    }
+
+    /// Throws unless the stages start with the natural one, the batch size is at least 1 and
+    /// `header` describes these stages and this many points.
+    static func requireConsistent(stages: [AttackCatalog.Stage], header: EvaluationHeader, points: Int,
+                                  options: EvaluationOptions) throws {
+        guard stages.first?.isNatural == true else { throw EvaluationError("an evaluation starts with the natural stage") }
+        guard options.batchSize >= 1 else { throw EvaluationError("the batch size must be at least 1") }
+        guard header.columns == stages.map(\.name), header.count == points else {
+            throw EvaluationError("the header does not describe these stages and points")
+        }
     }
 
     /// The seed of stage s: the run's seed and the stage's description (FNV-1a), so the same

@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 
 /// A line chart over epochs as inline SVG: axes with rounded ticks, one polyline per series,
 /// a dot with a tooltip (`<title>`) per value, a legend, and optionally a shaded band over the
@@ -124,18 +125,9 @@ public struct SVGChart {
 public enum HTML {
     /// `text` with &, <, >, " and ' escaped, for element content and quoted attributes.
     public static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.count)
-        for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
+        escaping(Substring(text).unicodeScalars, htmlEscapes)
     }
+
+    private static let htmlEscapes: [Unicode.Scalar: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;",
+                                                                 "'": "&#39;"]
 }

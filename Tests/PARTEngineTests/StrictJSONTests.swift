@@ -86,6 +86,19 @@ final class MessageTextTests: XCTestCase {
         XCTAssertEqual(messageText("x\u{1B}[31my\u{7F}\u{202E}"), "x\\u{1B}[31my\\u{7F}\\u{202E}")
         XCTAssertEqual(messageText("ünïcödé 中"), "ünïcödé 中")
         XCTAssertEqual(messageText(String(repeating: "a", count: 100), limit: 5), "aaaaa...")
+        XCTAssertEqual(messageText("a\nbcd", limit: 5), "a\\nbcd", "exactly the limit: nothing cut")
+        XCTAssertEqual(messageText("\u{1B}\u{1B}\u{1B}", limit: 2), "\\u{1B}\\u{1B}...", "the limit counts the file's scalars")
+    }
+
+    /// The one JSON string writer (safetensors headers, results lines) reads back as the same
+    /// string with the strict reader, for quotes, backslashes, every control character, slashes
+    /// and non-ASCII text.
+    func testJSONLiteralsReadBackAndHTMLIsEscaped() throws {
+        let hostile = "a\"b\\c/d" + String(String.UnicodeScalarView((0..<0x20).map { Unicode.Scalar($0)! })) + "é中😀"
+        let literal = jsonStringLiteral(hostile)
+        XCTAssertEqual(try StrictJSON.parse(Array(literal.utf8)), .string(hostile))
+        XCTAssertFalse(literal.unicodeScalars.contains { $0.value < 0x20 }, literal)
+        XCTAssertEqual(jsonStringLiteral("layer4/x"), "\"layer4/x\"", "slashes stay as they are")
     }
 
     func testAHostileTensorNameCannotSplitAnError() throws {

@@ -123,7 +123,14 @@ public protocol StagedClassifier: ImageClassifier {
 }
 
 extension StagedClassifier {
+    /// The zoo name the chain was built under.
+    public var architecture: String { chain.architecture }
+
     public var camLayers: [String] { chain.names }
+
+    /// The last stage: the deepest feature map, which every zoo model's CAMs read by default
+    /// (its registry entry says the same, and ModelZooTests checks that they agree).
+    public var defaultCAMLayer: String { chain.names[chain.names.count - 1] }
 
     public func features(_ x: Tensor, upTo layer: String, mode: Mode, tape: Tape?) throws -> Tensor {
         try validateInput(x)

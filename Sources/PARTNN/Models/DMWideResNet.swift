@@ -17,10 +17,8 @@ import PARTEngine
 /// CAM layers `layer.0` ... `layer.2`, the block groups' outputs (the module names a forward
 /// hook takes); the default `layer.2` is read before the final batchnorm/SiLU.
 public final class DMWideResNet: ZooClassifier {
-    public let architecture: String
     public let geometry: ModelGeometry
     public let depth, widenFactor: Int
-    public let defaultCAMLayer = "layer.2"
     let normalization: InputNormalization
     let initConv: Conv2d
     let groups: [Sequential]
@@ -47,7 +45,6 @@ public final class DMWideResNet: ZooClassifier {
             throw CheckpointError("\(name) needs an image side that is a multiple of 4 (its strided convolutions pad "
                                   + "one edge only), got \(imageSize)")
         }
-        architecture = name
         self.depth = depth
         self.widenFactor = widenFactor
         geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)

@@ -7,9 +7,7 @@ import PARTEngine
 /// CAM layers `layer1` ... `layer4`, the stages' outputs; the default `layer4` is read before
 /// the final bn/relu, as in the reference zoo.
 public final class PreActResNet18: ZooClassifier {
-    public let architecture = "preact-resnet18"
     public let geometry: ModelGeometry
-    public let defaultCAMLayer = "layer4"
     let conv1: Conv2d
     let layers: [Sequential]
     let bn: BatchNorm2d
@@ -37,13 +35,8 @@ public final class PreActResNet18: ZooClassifier {
 
 extension PreActResNet18 {
     /// PreAct-ResNet-18 in the zoo (scripts/torch_models.py: PreActResNet18).
-    public static let zooEntry = Architecture(
-        name: "preact-resnet18", torchDefinition: "PreActResNet18", camLayers: ["layer1", "layer2", "layer3", "layer4"],
-        defaultCAMLayer: "layer4", headTensor: "linear.weight",
-        signatureTensors: ["layer4.1.conv2.weight", "bn.weight", "linear.weight"],
-        defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4,
-        builder: { classes, channels, side, rng in
-            PreActResNet18(numClasses: classes, inChannels: channels, imageSize: side, rng: &rng)
-        },
-        leastValues: { classes, _ in 512 * classes })
+    public static let zooEntry = Architecture.cifarResNet18(
+        name: "preact-resnet18", torchDefinition: "PreActResNet18",
+        signatureTensors: ["layer4.1.conv2.weight", "bn.weight", "linear.weight"]
+    ) { PreActResNet18(numClasses: $0, inChannels: $1, imageSize: $2, rng: &$3) }
 }

@@ -76,9 +76,7 @@ public final class BasicBlock: Layer {
 /// CIFAR ResNet-18 (3x3 stem, no max-pool), as in the reference zoo.
 /// CAM layers `layer1` ... `layer4` (the outputs of the four residual stages); default `layer4`.
 public final class ResNet18: ZooClassifier {
-    public let architecture = "resnet18"
     public let geometry: ModelGeometry
-    public let defaultCAMLayer = "layer4"
     let conv1: Conv2d
     let bn1: BatchNorm2d
     let layers: [Sequential]
@@ -107,11 +105,7 @@ public final class ResNet18: ZooClassifier {
 extension ResNet18 {
     /// ResNet-18 in the zoo (scripts/torch_models.py: ResNet18). It halves the image at most
     /// three times, down to 1x1 at 4x4.
-    public static let zooEntry = Architecture(
-        name: "resnet18", torchDefinition: "ResNet18", camLayers: ["layer1", "layer2", "layer3", "layer4"],
-        defaultCAMLayer: "layer4", headTensor: "linear.weight",
-        signatureTensors: ["layer4.1.bn2.weight", "bn1.weight", "linear.weight"],
-        defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4,
-        builder: { classes, channels, side, rng in ResNet18(numClasses: classes, inChannels: channels, imageSize: side, rng: &rng) },
-        leastValues: { classes, _ in 512 * classes })
+    public static let zooEntry = Architecture.cifarResNet18(
+        name: "resnet18", torchDefinition: "ResNet18", signatureTensors: ["layer4.1.bn2.weight", "bn1.weight", "linear.weight"]
+    ) { ResNet18(numClasses: $0, inChannels: $1, imageSize: $2, rng: &$3) }
 }

@@ -29,3 +29,18 @@ extension StageChain {
 func stagesState(_ stages: [Sequential], _ name: (Int) -> String) -> [(String, StateEntry)] {
     stages.enumerated().flatMap { prefixed(name($0.offset), $0.element.state) }
 }
+
+extension Architecture {
+    /// The registry entry of a CIFAR ResNet-18 variant of the reference zoo (ResNet18,
+    /// PreActResNet18): CAM layers `layer1` ... `layer4` (default `layer4`), head `linear`, 32x32
+    /// RGB input by default, and at least 4x4 images (the image is halved at most three times).
+    static func cifarResNet18(
+        name: String, torchDefinition: String, signatureTensors: [String],
+        builder: @escaping @Sendable (_ classes: Int, _ channels: Int, _ imageSize: Int, _ rng: inout RNG) -> ImageClassifier
+    ) -> Architecture {
+        Architecture(name: name, torchDefinition: torchDefinition, camLayers: ["layer1", "layer2", "layer3", "layer4"],
+                     defaultCAMLayer: "layer4", headTensor: "linear.weight", signatureTensors: signatureTensors,
+                     defaultInput: ZooInput(side: 32, channels: 3), minimumImageSize: 4, builder: builder,
+                     leastValues: { classes, _ in 512 * classes })
+    }
+}

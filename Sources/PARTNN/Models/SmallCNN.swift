@@ -9,9 +9,7 @@ import PARTEngine
 /// Its first layers, conv1-ReLU-conv2-ReLU-pool, are spatially local (`LocalPrefix`): the Square
 /// attack recomputes only the window of their activations that a square changes.
 public final class SmallCNN: ZooClassifier, LocallyComputable {
-    public let architecture = "small-cnn"
     public let geometry: ModelGeometry
-    public let defaultCAMLayer = "act4"
     let conv1, conv2, conv3, conv4: Conv2d
     let fc1, fc2, fc3: Linear
     public let chain: StageChain

@@ -12,10 +12,8 @@ import PARTEngine
 /// CAM layers `block1` ... `block3`, the groups' outputs; the default `block3` is read before
 /// the final bn/relu.
 public final class WideResNet: ZooClassifier {
-    public let architecture: String
     public let geometry: ModelGeometry
     public let depth, widenFactor: Int
-    public let defaultCAMLayer = "block3"
     let conv1: Conv2d
     let groups: [Sequential]
     let bn1: BatchNorm2d
@@ -32,7 +30,6 @@ public final class WideResNet: ZooClassifier {
                 rng: inout RNG) throws {
         try WideResNet.checkShape(depth: depth, widenFactor: widenFactor)
         let name = WideResNet.architectureName(depth: depth, widenFactor: widenFactor)
-        architecture = name
         self.depth = depth
         self.widenFactor = widenFactor
         geometry = ModelGeometry(numClasses: numClasses, channels: inChannels, side: imageSize)
