@@ -21,7 +21,8 @@
 #     (the first 50 of each class: `--limit 500 --balanced`).
 # A finished run or evaluation is skipped; an unfinished run continues from its last checkpoint
 # (`part train --resume`), so the script can be stopped and started again at any time, also
-# across reboots. Training hours are the sum of the epochs' seconds in log.jsonl (across resumes).
+# across reboots. Training hours are the sum of the epochs' seconds in log.jsonl (across resumes),
+# and beside it the sum of their process CPU seconds (cpuSeconds), which leave out pauses and waits.
 #
 # JOBS=2 THREADS=1 (the default) runs two runs at a time on one thread each; each run is taken by
 # one worker under a lock (flock on OUT/NAME.lock). A run's figures depend on its thread count
@@ -145,7 +146,12 @@ def figures(name, suffix, attack):
     return result["cleanAccuracy"], stages[attack]["robust"] / result["count"]
 
 def hours(lines):
-    return sum(l["seconds"] for l in lines) / 3600
+    """Training hours: the wall-clock sum, and beside it the process CPU hours when every epoch
+    counted them (`cpuSeconds`; with --threads 1 the single-thread time, pauses and waits left out)."""
+    text = f"{sum(l['seconds'] for l in lines) / 3600:.2f}"
+    if lines and all(l.get("cpuSeconds") is not None for l in lines):
+        text += f" (CPU {sum(l['cpuSeconds'] for l in lines) / 3600:.2f})"
+    return text
 
 # The pilot: accuracy against training hours, epoch by epoch (the per-epoch check: 1,000
 # class-balanced test images) and at the end (all test images).
@@ -160,11 +166,11 @@ if pilots:
     for name in pilots:
         lines, done = log(name)
         for i, l in enumerate(lines or []):
-            print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1]):.2f} | {100 * l['cleanAccuracy']:.2f}% "
+            print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1])} | {100 * l['cleanAccuracy']:.2f}% "
                   f"| {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% |")
         f = figures(name, "eval", "pgd20")
         if f:
-            print(f"| {name} | test set ({test_limit}) | {hours(lines):.2f} | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
+            print(f"| {name} | test set ({test_limit}) | {hours(lines)} | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
     print()
 
 def spread(values):
@@ -182,7 +188,7 @@ for label, prefix in [("AT (cifar10-fast-at)", "at"), ("PART (cifar10-fast-part)
         if not lines:
             print(f"| {label} | {seed} | not started | | | |")
             continue
-        state = f"{hours(lines):.2f}" + ("" if done else f" (epoch {len(lines)}, running)")
+        state = f"{hours(lines)}" + ("" if done else f" (epoch {len(lines)}, running)")
         aa_text = f"{100 * aa[0]:.2f}% / {100 * aa[1]:.2f}%" if aa else ""
         if f:
             cleans.append(100 * f[0])
@@ -196,7 +202,7 @@ name = "part-seed0-fp32"
 lines, done = log(name)
 f = figures(name, "eval", "pgd20")
 if lines:
-    text = f"| PART, fp32 training passes | 0 | {hours(lines):.2f}" + ("" if done else " (running)")
+    text = f"| PART, fp32 training passes | 0 | {hours(lines)}" + ("" if done else " (running)")
     print(text + (f" | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |" if f else " | | | |"))
 print()
 print("| training budget | seed | training hours | clean | PGD-20 |")
@@ -210,9 +216,9 @@ for label, prefix in [("8/255 everywhere (cifar10-fast-at)", "at"), ("6/255 on t
         if not lines:
             print(f"| {label} | {seed} | not started | | |")
             continue
-        state = f"{hours(lines):.2f}" + ("" if done else f" (epoch {len(lines)}, running)")
+        state = f"{hours(lines)}" + ("" if done else f" (epoch {len(lines)}, running)")
         print(f"| {label} | {seed} | {state} | " + (f"{100 * f[0]:.2f}% | {100 * f[1]:.2f}% |" if f else " | |"))
 print(f"\nclean and PGD-20 (eps 8/255, alpha 2/255, random start) on the first {test_limit} test images; "
       f"AutoAttack standard on {aa_limit} class-balanced test images; hours: the sum of the epochs' seconds "
-      "in log.jsonl")
+      "in log.jsonl (wall clock), and in brackets their CPU seconds (cpuSeconds) when every epoch has them")
 EOF

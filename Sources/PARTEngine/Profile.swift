@@ -72,3 +72,12 @@ public enum Profile {
         return try body()
     }
 }
+
+/// CPU seconds this process has used so far, on all its threads (user and system). Unlike the
+/// wall clock, it does not advance while the process is stopped or waiting for a core, so a run
+/// that shared its machine or was paused still reports the work it did.
+public func processCPUSeconds() -> Double {
+    var t = timespec()
+    guard clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 else { return 0 }
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}

@@ -71,15 +71,16 @@ struct ResumeMessage: Codable {
 }
 
 extension EpochSums {
-    static let fieldCount = 6
+    static let fieldCount = 7
 
     var bitPatterns: [UInt64] {
         [lossSum.bitPattern, UInt64(correct), UInt64(seen), fullEntries.bitPattern, entries.bitPattern,
-         seconds.bitPattern]
+         seconds.bitPattern, (cpuSeconds ?? .nan).bitPattern]
     }
 
     init(bitPatterns b: [UInt64]) {
         self.init(lossSum: Double(bitPattern: b[0]), correct: Int(b[1]), seen: Int(b[2]),
-                  fullEntries: Double(bitPattern: b[3]), entries: Double(bitPattern: b[4]), seconds: Double(bitPattern: b[5]))
+                  fullEntries: Double(bitPattern: b[3]), entries: Double(bitPattern: b[4]), seconds: Double(bitPattern: b[5]),
+                  cpuSeconds: Optional(Double(bitPattern: b[6])).flatMap { $0.isNaN ? nil : $0 })
     }
 }

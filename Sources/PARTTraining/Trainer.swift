@@ -31,7 +31,12 @@ public struct EpochReport: Sendable, Codable {
     /// Share of (pixel, channel) entries trained at full eps.
     public let fullEpsilonFraction: Double
     public let imagesPerSecond: Double
+    /// Wall-clock seconds of the epoch's training (the held-out check excluded), summed across resumes.
     public let seconds: Double
+    /// Process CPU seconds of the same, all threads (`processCPUSeconds`): unlike `seconds`, they
+    /// leave out time the run was stopped or waited for a core. Nil when part of the epoch ran under
+    /// a version that did not count them.
+    public let cpuSeconds: Double?
     public let checkpoint: String
     /// Whether this epoch's model became `best.safetensors` (validation split only).
     public let best: Bool
@@ -162,6 +167,8 @@ public final class Trainer {
             let skip = resuming ? min(start.batchesDone, batches.count) : 0
             var sums = resuming ? start.sums : EpochSums()
             let begin = Date(), before = sums.seconds
+            let cpuBegin = processCPUSeconds(), cpuBefore = sums.cpuSeconds
+            func cpuSoFar() -> Double? { cpuBefore.map { $0 + processCPUSeconds() - cpuBegin } }
             // Gathered, augmented (keyed by seed, index and epoch) and converted one batch ahead.
             for (i, batch) in Batcher(data, batches: Array(shares.dropFirst(skip)), seed: config.seed, epoch: epoch).enumerated() {
                 let b = skip + i
@@ -199,6 +206,7 @@ public final class Trainer {
                 let interrupted = Interrupt.requested
                 if interrupted || checkpointing.due(done: b + 1, of: batches.count, since: lastSave) {
                     sums.seconds = before + Date().timeIntervalSince(begin)
+                    sums.cpuSeconds = cpuSoFar()
                     let position = TrainingPosition(epochsDone: epoch - 1, batchesDone: b + 1, sums: sums)
                     if isRoot {
                         if let bad = try heldOutLogitsProblem(check) {
@@ -214,7 +222,7 @@ public final class Trainer {
                     }
                 }
             }
-            let seconds = before + Date().timeIntervalSince(begin)
+            let seconds = before + Date().timeIntervalSince(begin), cpuSeconds = cpuSoFar()
             if let parallel {
                 // The epoch's figures over every rank's examples.
                 let t = try parallel.totals([sums.lossSum, Double(sums.correct), Double(sums.seen), sums.fullEntries,
@@ -246,7 +254,7 @@ public final class Trainer {
                 heldOut: split.validation == nil ? "test" : "validation",
                 fullEpsilonFraction: sums.entries > 0 ? sums.fullEntries / sums.entries : 0,
                 imagesPerSecond: Double(seen - (resuming ? start.sums.seen : 0)) / max(seconds - before, 1e-9),
-                seconds: seconds, checkpoint: path.path, best: isBest)
+                seconds: seconds, cpuSeconds: cpuSeconds, checkpoint: path.path, best: isBest)
             // Model, state, best copy and log line: one atomic unit.
             if isRoot {
                 try commitCheckpoint(store, position: TrainingPosition(epochsDone: epoch), rng: rng,

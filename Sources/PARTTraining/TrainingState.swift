@@ -13,6 +13,8 @@ struct EpochSums: Equatable {
     var entries = 0.0
     /// Training seconds of the epoch before the checkpoint.
     var seconds = 0.0
+    /// Process CPU seconds of the same (nil: part of it ran under a version that did not count them).
+    var cpuSeconds: Double? = 0
 }
 
 /// Where a run continues: epochs finished, batches of the next epoch done, and that epoch's
@@ -51,6 +53,7 @@ struct TrainingState {
             "rng_state": rng.map { String($0) }.joined(separator: ","),
             "loss_sum": bits(s.lossSum), "correct": String(s.correct), "seen": String(s.seen),
             "full_entries": bits(s.fullEntries), "entries": bits(s.entries), "seconds": bits(s.seconds),
+            "cpu_seconds": s.cpuSeconds.map(bits) ?? "",
             "config": try JSONOutput.line(config),
             "instruction_set": instructionSet,
             "threads": String(threads),
@@ -79,7 +82,8 @@ struct TrainingState {
             epochsDone: try int("epochs_done"), batchesDone: try int("batches_done"),
             sums: EpochSums(lossSum: try double("loss_sum"), correct: try int("correct"), seen: try int("seen"),
                             fullEntries: try double("full_entries"), entries: try double("entries"),
-                            seconds: try double("seconds")))
+                            seconds: try double("seconds"),
+                            cpuSeconds: m["cpu_seconds"]?.isEmpty == false ? try double("cpu_seconds") : nil))
         let words = (m["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw fail("'rng_state' is not four words, not all zero") }
         rng = words

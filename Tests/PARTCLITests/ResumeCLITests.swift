@@ -44,6 +44,11 @@ final class ResumeCLITests: XCTestCase {
         let b = try Data(contentsOf: run.appendingPathComponent("last.safetensors"))
         XCTAssert(a == b, "\(context): the resumed run's weights differ from the uninterrupted run's", file: file, line: line)
         XCTAssertEqual(try logSummary(run), try logSummary(ref.run), "\(context): log.jsonl", file: file, line: line)
+        // CPU seconds are carried through the state file like the wall-clock seconds.
+        let cpu = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["cpuSeconds"] as? Double ?? -1
+        }
+        XCTAssert(!cpu.isEmpty && cpu.allSatisfy { $0 > 0 }, "\(context): cpuSeconds \(cpu)", file: file, line: line)
         let names = try FileManager.default.contentsOfDirectory(atPath: run.path)
         XCTAssertEqual(names.filter { $0.hasSuffix(".pending") || $0.contains(".tmp-") }, [], context, file: file, line: line)
     }

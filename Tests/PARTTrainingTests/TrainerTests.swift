@@ -55,6 +55,7 @@ final class TrainerTests: XCTestCase {
         let dir = try temporaryDirectory(created: false)
         let (model, reports) = try train(seed: 1, into: dir)
         XCTAssertEqual(reports.count, 2)
+        XCTAssert(reports.allSatisfy { ($0.cpuSeconds ?? 0) > 0 }, "\(reports.map(\.cpuSeconds))")
         var rng = RNG(seed: 0)
         let reloaded = try ModelZoo.make("small-cnn", numClasses: 3, inChannels: 1, imageSize: 16, rng: &rng)
         let meta = try Checkpoint.load(dir.appendingPathComponent("last.safetensors"), into: reloaded)
