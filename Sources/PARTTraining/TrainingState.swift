@@ -78,12 +78,15 @@ struct TrainingState {
             }
             return v
         }
+        let batchesDone = try int("batches_done")
+        // A state written without CPU seconds (an older version) leaves them unknown for the epoch in
+        // progress, unless none of it was done yet.
+        let cpuSeconds = m["cpu_seconds"]?.isEmpty == false ? try double("cpu_seconds") : batchesDone == 0 ? 0 : nil
         position = TrainingPosition(
-            epochsDone: try int("epochs_done"), batchesDone: try int("batches_done"),
+            epochsDone: try int("epochs_done"), batchesDone: batchesDone,
             sums: EpochSums(lossSum: try double("loss_sum"), correct: try int("correct"), seen: try int("seen"),
                             fullEntries: try double("full_entries"), entries: try double("entries"),
-                            seconds: try double("seconds"),
-                            cpuSeconds: m["cpu_seconds"]?.isEmpty == false ? try double("cpu_seconds") : nil))
+                            seconds: try double("seconds"), cpuSeconds: cpuSeconds))
         let words = (m["rng_state"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { throw fail("'rng_state' is not four words, not all zero") }
         rng = words
