@@ -354,14 +354,15 @@ public struct RunReport {
 
     func epochTable() -> String {
         var h = "<table class=\"numbers\">\n<tr><th>epoch</th><th>budget</th><th>lr</th><th>loss</th><th>train adv. acc.</th>"
-            + "<th>clean</th><th>\(HTML.escape(pgdName))</th><th>full eps</th><th>images/s</th><th>seconds</th></tr>\n"
+            + "<th>clean</th><th>\(HTML.escape(pgdName))</th><th>full eps</th><th>images/s</th><th>seconds</th><th>CPU seconds</th></tr>\n"
         for e in epochs {
             func pct(_ k: String) -> String { String(format: "%.2f%%", 100 * e.value(k)) }
             h += "<tr><td>\(e.epoch)</td><td>\(HTML.escape(e.budget))</td>"
                 + "<td>\(String(format: "%.4g", e.value("learningRate")))</td><td>\(String(format: "%.4f", e.value("loss")))</td>"
                 + "<td>\(pct("trainAccuracy"))</td><td>\(pct("cleanAccuracy"))</td><td>\(pct("robustAccuracy"))</td>"
                 + "<td>\(String(format: "%.1f%%", 100 * e.value("fullEpsilonFraction")))</td>"
-                + "<td>\(String(format: "%.0f", e.value("imagesPerSecond")))</td><td>\(String(format: "%.0f", e.value("seconds")))</td></tr>\n"
+                + "<td>\(String(format: "%.0f", e.value("imagesPerSecond")))</td><td>\(String(format: "%.0f", e.value("seconds")))</td>"
+                + "<td>\(e.values["cpuSeconds"].map { String(format: "%.0f", $0) } ?? "")</td></tr>\n"
         }
         return h + "</table>\n"
     }

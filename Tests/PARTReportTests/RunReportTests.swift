@@ -24,7 +24,8 @@ final class RunReportTests: XCTestCase {
                                               (3, "gradcam/zscore", "0.9", "0.75", "0.5")] {
             log += #"{"epoch":\#(e),"epochs":3,"budget":"\#(budget)","learningRate":0.01,"loss":\#(loss),"trainAccuracy":0.3,"#
                 + #""cleanAccuracy":\#(clean),"robustAccuracy":\#(pgd),"evalCount":8,"fullEpsilonFraction":\#(e == 1 ? 1 : 0.13),"#
-                + #""imagesPerSecond":\#(500 + e),"seconds":10,"checkpoint":"last.safetensors"}"# + "\n"
+                + #""imagesPerSecond":\#(500 + e),"seconds":10,"#
+                + (e == 3 ? #""cpuSeconds":17.4,"# : "") + #""checkpoint":"last.safetensors"}"# + "\n"
         }
         try Data(log.utf8).write(to: run.appendingPathComponent("log.jsonl"))
         var rng = RNG(seed: 1)
@@ -59,6 +60,8 @@ final class RunReportTests: XCTestCase {
         XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4, "four charts")
         XCTAssert(html.contains("<polyline"))
         XCTAssert(html.contains("constant budget"), "the burn-in band")
+        XCTAssert(html.contains("<th>CPU seconds</th>") && html.contains("<td>10</td><td>17</td>")
+                  && html.contains("<td>10</td><td></td>"), "CPU seconds where the log has them, blank where not")
         XCTAssert(html.contains("2 / 3</td><td>66.67%"), "natural accuracy over the written points")
         XCTAssert(html.contains("1 / 3</td><td>33.33%"), "worst case")
         XCTAssert(html.contains("Unfinished: 3 of 4 points"))
