@@ -161,16 +161,17 @@ pilots = [os.path.basename(p) for p in pilots if os.path.isdir(p)]
 if os.path.isdir(os.path.join(out, "at-seed0")):
     pilots.append("at-seed0")   # the preset's own epoch count, seed 0: the pilot's last point
 if pilots:
-    print("| pilot run | epoch | hours so far | check clean | check PGD-20 | train adv acc |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| pilot run | epoch | hours so far | epoch seconds (CPU) | check clean | check PGD-20 | train adv acc |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in pilots:
         lines, done = log(name)
         for i, l in enumerate(lines or []):
-            print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1])} | {100 * l['cleanAccuracy']:.2f}% "
-                  f"| {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% |")
+            cpu = f" ({l['cpuSeconds']:.0f})" if l.get("cpuSeconds") is not None else ""
+            print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1])} | {l['seconds']:.0f}{cpu} "
+                  f"| {100 * l['cleanAccuracy']:.2f}% | {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% |")
         f = figures(name, "eval", "pgd20")
         if f:
-            print(f"| {name} | test set ({test_limit}) | {hours(lines)} | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
+            print(f"| {name} | test set ({test_limit}) | {hours(lines)} | | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
     print()
 
 def spread(values):
