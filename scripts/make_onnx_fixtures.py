@@ -1,7 +1,7 @@
 """Write the ONNX fixtures of the ONNX reader's tests (Tests/Fixtures/onnx).
 
 Each model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`, opset 17;
-ops.onnx and wrn28_silu.onnx at opset 18, mobilenet_v2.onnx at opset 13)
+ops.onnx and wrn28_silu.onnx at opset 18, mobilenet_v2.onnx at opset 13, gelu.onnx at opset 20)
 in evaluation mode, and its logits and input gradient on a fixed batch are written beside it:
 
 - smallcnn.onnx: scripts/torch_models.py's SmallCNN on 16x16 grey images, exported with a
@@ -25,6 +25,11 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
   (VGG-11 with batch norm, widths divided by 8), mobilenet_v2.onnx (torchvision's MobileNetV2 at
   width 0.25 with a last layer of 128 channels instead of 1280: depthwise convolutions, ReLU6 as
   Clip) and densenet_block.onnx (a DenseNet block of three layers, Concat, and a transition).
+- mobilenet_v3.onnx: torchvision's MobileNetV3-Small at width 0.25 (batch norm folded into the
+  convolutions by the exporter): HardSwish, and squeeze-and-excitation blocks whose channel
+  weights (GlobalAveragePool, 1x1 convolutions, ReLU, HardSigmoid) multiply the image.
+- gelu.onnx (opset 20, the first with a Gelu op): convolutions followed by GELU, GELU with the tanh
+  approximation and Mish (written as x * tanh(softplus(x))).
 - unsupported.onnx: a convolution followed by Cos, an op the engine does not run.
 - two_inputs.onnx: a model of two images, and features_input.onnx: a linear layer on [N, 16]
   features, inputs the engine does not take.
@@ -232,6 +237,25 @@ class DenseNetBlock(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+def mobilenet_v3(num_classes=10):
+    """torchvision's MobileNetV3-Small at width 0.25."""
+    from torchvision.models import mobilenet_v3_small
+    return mobilenet_v3_small(num_classes=num_classes, width_mult=0.25)
+
+
+class GeluNet(nn.Module):
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3), nn.Conv2d(6, 8, 3)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = F.gelu(self.conv1(x))
+        x = F.gelu(self.conv2(x), approximate="tanh")
+        x = F.mish(self.conv3(x))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class CosNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -328,6 +352,10 @@ def main():
         torch.manual_seed(10 + 2 * i)
         export(make(), (2, 3, 32, 32), os.path.join(out, name), dynamic_batch=True, seed=11 + 2 * i,
                opset=opsets.get(name, 17))
+    torch.manual_seed(30)
+    export(mobilenet_v3(), (2, 3, 32, 32), os.path.join(out, "mobilenet_v3"), dynamic_batch=True, seed=31)
+    torch.manual_seed(32)
+    export(GeluNet(), (3, 3, 8, 8), os.path.join(out, "gelu"), dynamic_batch=True, seed=33, opset=20)
     torch.manual_seed(6)
     export_training(SmallCNN(num_classes=3, in_channels=1, image_size=16), (2, 1, 16, 16),
                     os.path.join(out, "smallcnn_train.onnx"), seed=7)

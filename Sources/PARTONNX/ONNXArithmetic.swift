@@ -33,28 +33,39 @@ enum Arithmetic: String {
     }
 }
 
-/// `a op b` of two activations of one shape, computed in f32 (the output has a's type).
+/// `a op b` of two activations, computed in f32 (the output has a's type): of one shape, or an
+/// image [N, H, W, C] with one value per example and channel [N, 1, 1, C] broadcast over its
+/// pixels (squeeze-and-excitation's channel weights), in either order. The broadcast operand's
+/// gradient is summed over the pixels.
 struct ElementwiseJoin: Join {
     let op: Arithmetic
 
     func forward(_ xs: [Tensor]) throws -> (Tensor, backward: (Tensor) throws -> [Tensor]) {
         let dtype = xs[0].dtype
-        if op == .add {   // the residual sum, on the engine's kernel
+        if op == .add && xs[0].shape == xs[1].shape {   // the residual sum, on the engine's kernel
             let y = try Tensor.sum(xs[0], try xs[1].converted(to: dtype))
             return (y, { [$0, $0] })
         }
         let a = try xs[0].converted(to: .f32).scalars, b = try xs[1].converted(to: .f32).scalars
-        let y = Tensor(shape: xs[0].shape, values: zip(a, b).map { op.apply($0, $1) })
+        let shape = a.count >= b.count ? xs[0].shape : xs[1].shape
+        let total = max(a.count, b.count), channels = shape[shape.count - 1], perExample = total / max(shape[0], 1)
+        // The operand's entry for output entry i: i itself, or its example's and channel's.
+        func index(_ count: Int) -> (Int) -> Int {
+            count == total ? { $0 } : { ($0 / perExample) * channels + $0 % channels }
+        }
+        let ia = index(a.count), ib = index(b.count)
+        let y = Tensor(shape: shape, values: (0..<total).map { op.apply(a[ia($0)], b[ib($0)]) })
         return (try y.converted(to: dtype), { [op] dy in
             let g = try dy.converted(to: .f32).scalars
-            var da = [Float](repeating: 0, count: g.count), db = da
+            var da = [Float](repeating: 0, count: a.count), db = [Float](repeating: 0, count: b.count)
             for i in g.indices {
-                let (p, q) = op.derivatives(a[i], b[i])
-                da[i] = g[i] * p
-                db[i] = g[i] * q
+                let (j, k) = (ia(i), ib(i))
+                let (p, q) = op.derivatives(a[j], b[k])
+                da[j] += g[i] * p
+                db[k] += g[i] * q
             }
-            return [try Tensor(shape: dy.shape, values: da).converted(to: dy.dtype),
-                    try Tensor(shape: dy.shape, values: db).converted(to: dy.dtype)]
+            return [try Tensor(shape: xs[0].shape, values: da).converted(to: dy.dtype),
+                    try Tensor(shape: xs[1].shape, values: db).converted(to: dy.dtype)]
         })
     }
 }

@@ -97,10 +97,12 @@ public struct ONNXGraph {
                 aliases[out] = first
                 continue
             case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && activations.count > 1:
-                guard activations.count == 2, ins.count == 2, kinds[ins[1]] == kind else {
-                    throw refuse("only \(node.opType) of two activations of one shape, or of one and a constant, is run")
+                guard activations.count == 2, ins.count == 2, let other = kinds[ins[1]],
+                      let outKind = broadcast(kind, other) else {
+                    throw refuse("only \(node.opType) of two activations of one shape, of an image and one value per "
+                                 + "channel ([N, C, 1, 1]), or of one and a constant, is run")
                 }
-                if op == "Mul", let silu = sigmoidFactor(ins, steps: steps, readers: readers, aliases: aliases) {
+                if op == "Mul", other == kind, let silu = sigmoidFactor(ins, steps: steps, readers: readers, aliases: aliases) {
                     // x * Sigmoid(x), SiLU as exporters write it, runs as the engine's one SiLU kernel.
                     kinds[steps[silu.index].output] = nil
                     steps.remove(at: silu.index)
@@ -109,8 +111,8 @@ public struct ONNXGraph {
                     continue
                 }
                 steps.append(Step(name: name, op: .join(ElementwiseJoin(op: Arithmetic(rawValue: node.opType)!)),
-                                  inputs: ins, output: out, kind: kind, node: index))
-                kinds[out] = kind
+                                  inputs: ins, output: out, kind: outKind, node: index))
+                kinds[out] = outKind
             case "Concat":
                 let parts = ins.compactMap { kinds[$0] }
                 guard parts.count == ins.count, let outKind = concatenated(parts, axis: node.int("axis") ?? 1) else {
@@ -190,4 +192,14 @@ extension Onnx_NodeProto {
         node.attribute.append(attribute)
         return node
     }
+}
+
+/// The kind of `a op b` for element-wise arithmetic of two activations: their common kind, or the
+/// image's when the other is one value per channel of it ([N, C, 1, 1]); nil for anything else.
+func broadcast(_ a: ValueKind, _ b: ValueKind) -> ValueKind? {
+    if a == b { return a }
+    guard case .image(let c, let h, let w) = a, case .image(let d, let p, let q) = b, c == d else { return nil }
+    if p == 1 && q == 1 { return a }
+    if h == 1 && w == 1 { return b }
+    return nil
 }

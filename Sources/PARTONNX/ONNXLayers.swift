@@ -92,8 +92,12 @@ struct LayerBuilder {
             return (bn, kind)
         case "Relu":
             return (ReLULayer(), kind)
-        case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip":
+        case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip", "HardSwish", "Gelu":
             return (EltwiseLayer(try eltwise(node, inputs: inputs, refuse: refuse)), kind)
+        case "HardSigmoid":
+            // max(0, min(1, alpha x + beta)): a line, then the clip (its gradient passes strictly inside).
+            let line = Eltwise.linear(scale: node.float("alpha") ?? 0.2, shift: node.float("beta") ?? 0.5)
+            return (Sequential([EltwiseLayer(line), EltwiseLayer(.clip(low: 0, high: 1))]), kind)
         case "MaxPool", "AveragePool":
             let (c, h, w) = try image()
             let kernel = node.ints("kernel_shape") ?? [], strides = node.ints("strides") ?? [1, 1]
@@ -234,6 +238,13 @@ extension LayerBuilder {
         case "Softplus": return .softplus
         case "LeakyRelu": return .leakyReLU(slope: node.float("alpha") ?? 0.01)
         case "Elu": return .elu(alpha: node.float("alpha") ?? 1)
+        case "HardSwish": return .hardswish
+        case "Gelu":
+            switch node.string("approximate") ?? "none" {
+            case "none": return .gelu
+            case "tanh": return .geluTanh
+            case let other: throw refuse("approximate '\(other)' (none and tanh are run)")
+            }
         default:
             func bound(_ i: Int, _ attribute: String, _ open: Float) throws -> Float {
                 guard i < inputs.count, !inputs[i].isEmpty else { return node.float(attribute) ?? open }

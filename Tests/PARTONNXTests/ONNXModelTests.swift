@@ -177,6 +177,24 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("densenet_block", classes: 10, input: [32, 32, 3])
     }
 
+    /// HardSwish, and squeeze-and-excitation: channel weights from GlobalAveragePool, 1x1
+    /// convolutions, ReLU and HardSigmoid, multiplied into the image ([N, C, 1, 1] broadcast).
+    func testMobileNetV3MatchesPyTorch() throws {
+        try checkParity("mobilenet_v3", classes: 10, input: [32, 32, 3])
+        let broadcasts = try model("mobilenet_v3").graph.steps.filter { step in
+            guard case .join(let join) = step.op, (join as? ElementwiseJoin)?.op == .multiply,
+                  case .image(_, let h, _) = step.kind else { return false }
+            return h > 1
+        }
+        // Nine squeeze-and-excitation blocks; the last three work on 1x1 images, where nothing broadcasts.
+        XCTAssertEqual(broadcasts.count, 6, "a broadcast product per squeeze-and-excitation block on a larger image")
+    }
+
+    /// GELU exact and with the tanh approximation (opset 20's Gelu), and Mish as x * tanh(softplus(x)).
+    func testGELUMatchesPyTorch() throws {
+        try checkParity("gelu", classes: 5, input: [8, 8, 3])
+    }
+
     /// A node the engine does not run is refused in one line naming its op and its name.
     func testUnsupportedOpIsNamed() throws {
         XCTAssertThrowsError(try model("unsupported")) { error in

@@ -66,8 +66,10 @@ final class ONNXRefusalTests: XCTestCase {
         assertRefused([node("Transpose", ["x"], "t", ints: ["perm": [0, 2, 3, 1]])], "moves the data")
     }
 
+    /// One value per channel ([N, C, 1, 1]) broadcasts over an image; an image of another size does not.
     func testProductOfActivationsOfTwoShapesIsRefused() {
-        assertRefused([node("GlobalAveragePool", ["x"], "p"), node("Mul", ["x", "p"], "m")], "of one shape")
+        assertRefused([node("MaxPool", ["x"], "p", ints: ["kernel_shape": [2, 2], "strides": [2, 2]]), node("Mul", ["x", "p"], "m")],
+                      "of one shape")
     }
 
     func testConstantThatDoesNotBroadcastIsRefused() {

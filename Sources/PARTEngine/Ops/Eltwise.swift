@@ -36,6 +36,14 @@ public struct Eltwise: Hashable, Sendable {
     /// min(max(x, low), high) (ReLU6 is clip(0, 6)); the gradient passes where low < x < high,
     /// as through PyTorch's hardtanh and ReLU6 (its clamp also passes it at the bounds).
     public static func clip(low: Float, high: Float) -> Eltwise { Eltwise("clip", dnnl_eltwise_clip_v2, alpha: low, beta: high) }
+    /// scale * x + shift (with `clip(0, 1)` after it, ONNX's HardSigmoid).
+    public static func linear(scale: Float, shift: Float) -> Eltwise { Eltwise("linear", dnnl_eltwise_linear, alpha: scale, beta: shift) }
+    /// x * relu6(x + 3) / 6 (MobileNetV3's hard swish, PyTorch's Hardswish).
+    public static let hardswish = Eltwise("hardswish", dnnl_eltwise_hardswish)
+    /// x * Phi(x), Phi the standard normal distribution function (PyTorch's GELU).
+    public static let gelu = Eltwise("gelu", dnnl_eltwise_gelu_erf)
+    /// GELU's tanh approximation, 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (`approximate="tanh"`).
+    public static let geluTanh = Eltwise("gelu tanh", dnnl_eltwise_gelu_tanh)
 
     /// Whether the backward pass reads the forward's output rather than its input.
     public var usesOutput: Bool {
