@@ -144,8 +144,11 @@ public struct ONNXModel {
         case 6:   // INT32
             let v = try values(4, t.int32Data, le(Int32.self))
             return ONNXConstant(shape: shape, values: .integer(v.map(Int64.init)))
+        case 9:   // BOOL (a training-mode export's Dropout flag), one byte each, or int32_data
+            let v = try values(1, t.int32Data.map { UInt8(truncatingIfNeeded: $0) }, le(UInt8.self))
+            return ONNXConstant(shape: shape, values: .integer(v.map { $0 == 0 ? 0 : 1 }))
         default:
-            throw ONNXError("\(what) has ONNX data type \(t.dataType); float, float16, double, int32 and int64 are read")
+            throw ONNXError("\(what) has ONNX data type \(t.dataType); float, float16, double, int32, int64 and bool are read")
         }
     }
 }

@@ -251,6 +251,16 @@ final class ONNXModelTests: XCTestCase {
         ints.int64Data = [-1, 1 << 40]
         XCTAssertEqual(try ONNXModel.constant(ints, source: "m").integers, [-1, 1 << 40])
 
+        // A training-mode export's Dropout flag: one byte per value, or int32_data.
+        var flags = Onnx_TensorProto()
+        flags.dims = [3]
+        flags.dataType = 9
+        flags.rawData = Data([1, 0, 2])
+        XCTAssertEqual(try ONNXModel.constant(flags, source: "m").integers, [1, 0, 1])
+        flags.clearRawData()
+        flags.int32Data = [0, 1, 1]
+        XCTAssertEqual(try ONNXModel.constant(flags, source: "m").integers, [0, 1, 1])
+
         var short = Onnx_TensorProto()
         short.name = "w"
         short.dims = [2, 2]
