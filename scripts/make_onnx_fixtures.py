@@ -30,6 +30,9 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
   weights (GlobalAveragePool, 1x1 convolutions, ReLU, HardSigmoid) multiply the image.
 - gelu.onnx (opset 20, the first with a Gelu op): convolutions followed by GELU, GELU with the tanh
   approximation and Mish (written as x * tanh(softplus(x))).
+- probabilities.onnx and log_probabilities.onnx: GELU as opset 17 writes it (Div, Erf, Add, Mul),
+  and a head that ends in softmax or log-softmax, outputs the engine runs (and `part eval` warns
+  about) rather than logits.
 - unsupported.onnx: a convolution followed by Cos, an op the engine does not run.
 - two_inputs.onnx: a model of two images, and features_input.onnx: a linear layer on [N, 16]
   features, inputs the engine does not take.
@@ -256,6 +259,18 @@ class GeluNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class ProbabilityNet(nn.Module):
+    def __init__(self, log, num_classes=4):
+        super().__init__()
+        self.log = log
+        self.conv = nn.Conv2d(3, 6, 3)
+        self.fc = nn.Linear(6, num_classes)
+
+    def forward(self, x):
+        logits = self.fc(F.adaptive_avg_pool2d(F.gelu(self.conv(x)), 1).flatten(1))
+        return F.log_softmax(logits, 1) if self.log else F.softmax(logits, 1)
+
+
 class CosNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -356,6 +371,10 @@ def main():
     export(mobilenet_v3(), (2, 3, 32, 32), os.path.join(out, "mobilenet_v3"), dynamic_batch=True, seed=31)
     torch.manual_seed(32)
     export(GeluNet(), (3, 3, 8, 8), os.path.join(out, "gelu"), dynamic_batch=True, seed=33, opset=20)
+    for i, log in enumerate([False, True]):
+        torch.manual_seed(34 + 2 * i)
+        export(ProbabilityNet(log), (3, 3, 8, 8), os.path.join(out, "log_probabilities" if log else "probabilities"),
+               dynamic_batch=True, seed=35 + 2 * i)
     torch.manual_seed(6)
     export_training(SmallCNN(num_classes=3, in_channels=1, image_size=16), (2, 1, 16, 16),
                     os.path.join(out, "smallcnn_train.onnx"), seed=7)

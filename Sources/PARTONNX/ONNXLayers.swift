@@ -94,6 +94,14 @@ struct LayerBuilder {
             return (ReLULayer(), kind)
         case "Sigmoid", "Tanh", "Softplus", "LeakyRelu", "Elu", "Clip", "HardSwish", "Gelu":
             return (EltwiseLayer(try eltwise(node, inputs: inputs, refuse: refuse)), kind)
+        case "Erf":
+            return (ErfLayer(), kind)
+        case "Softmax", "LogSoftmax":
+            _ = try matrix()
+            // Opset 13 on: one axis, default the last; before: the axes from `axis` (default 1) on,
+            // which on [N, K] is the same.
+            guard [1, -1].contains(node.int("axis") ?? -1) else { throw refuse("only the features axis of [N, K] is run") }
+            return (SoftmaxLayer(logarithm: node.opType == "LogSoftmax"), kind)
         case "HardSigmoid":
             // max(0, min(1, alpha x + beta)): a line, then the clip (its gradient passes strictly inside).
             let line = Eltwise.linear(scale: node.float("alpha") ?? 0.2, shift: node.float("beta") ?? 0.5)

@@ -195,6 +195,13 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("gelu", classes: 5, input: [8, 8, 3])
     }
 
+    /// GELU as opset 17 writes it (Div, Erf, Add, Mul), and outputs that are probabilities
+    /// (Softmax) or log-probabilities (LogSoftmax) rather than logits.
+    func testErfAndSoftmaxOutputsMatchPyTorch() throws {
+        try checkParity("probabilities", classes: 4, input: [8, 8, 3])
+        try checkParity("log_probabilities", classes: 4, input: [8, 8, 3])
+    }
+
     /// A node the engine does not run is refused in one line naming its op and its name.
     func testUnsupportedOpIsNamed() throws {
         XCTAssertThrowsError(try model("unsupported")) { error in
