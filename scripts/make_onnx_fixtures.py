@@ -1,7 +1,7 @@
 """Write the ONNX fixtures of the ONNX reader's tests (Tests/Fixtures/onnx).
 
 Each model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`, opset 17;
-ops.onnx and wrn28_silu.onnx at opset 18, mobilenet_v2.onnx at opset 13, gelu.onnx at opset 20)
+ops.onnx, wrn28_silu.onnx and head.onnx at opset 18, mobilenet_v2.onnx at opset 13, gelu.onnx at opset 20)
 in evaluation mode, and its logits and input gradient on a fixed batch are written beside it:
 
 - smallcnn.onnx: scripts/torch_models.py's SmallCNN on 16x16 grey images, exported with a
@@ -33,6 +33,9 @@ in evaluation mode, and its logits and input gradient on a fixed batch are writt
 - probabilities.onnx and log_probabilities.onnx: GELU as opset 17 writes it (Div, Erf, Add, Mul),
   and a head that ends in softmax or log-softmax, outputs the engine runs (and `part eval` warns
   about) rather than logits.
+- head.onnx (opset 18, ReduceMean's axes an input): the global pooling written as
+  `x.mean((2, 3))` and as `x.mean((2, 3), keepdim=True).flatten(1)` (ReduceMean), and a
+  BatchNorm1d between the two linear layers of the head, its statistics randomised.
 - unsupported.onnx: a convolution followed by Cos, an op the engine does not run.
 - two_inputs.onnx: a model of two images, and features_input.onnx: a linear layer on [N, 16]
   features, inputs the engine does not take.
@@ -46,6 +49,7 @@ outputs. Only the graph is written:
   tests start it from the weights of the engine's own SmallCNN and compare the two runs).
 - resnet_blocks_train.onnx: ResNetBlocks for 8x8 colour images and 3 classes, its batch norms'
   statistics randomised.
+- head_train.onnx: HeadNet for 8x8 colour images and 3 classes (a batch norm of features).
 
 NAME.safetensors holds `input` (NCHW, torch.rand under a seed), `logits`, `weights` (the
 fixed random w of the loss sum(logits * w)) and `input_gradient` (d loss / d input, NCHW), and
@@ -271,6 +275,23 @@ class ProbabilityNet(nn.Module):
         return F.log_softmax(logits, 1) if self.log else F.softmax(logits, 1)
 
 
+class HeadNet(nn.Module):
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc1, self.bn, self.fc2 = nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, num_classes)
+        with torch.no_grad():
+            self.bn.running_mean.copy_(torch.randn(16) * 0.1)
+            self.bn.running_var.copy_(torch.rand(16) + 0.5)
+            self.bn.weight.copy_(torch.rand(16) + 0.5)
+            self.bn.bias.copy_(torch.randn(16) * 0.1)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        pooled = x.mean((2, 3)) + x.mean((2, 3), keepdim=True).flatten(1)
+        return self.fc2(F.relu(self.bn(self.fc1(pooled))))
+
+
 class CosNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -329,13 +350,13 @@ def export(model, shape, path, dynamic_batch, seed, cam_module=None, randomise=T
     save_file(tensors, path + ".safetensors")
 
 
-def export_training(model, shape, path, seed):
+def export_training(model, shape, path, seed, opset=17):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         randomise_batch_norms(model, generator)
     model.train()
     x = torch.rand(*shape, generator=generator)
-    torch.onnx.export(model, x, path, opset_version=17, input_names=["input"], output_names=["logits"],
+    torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
                       training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
 
@@ -375,11 +396,15 @@ def main():
         torch.manual_seed(34 + 2 * i)
         export(ProbabilityNet(log), (3, 3, 8, 8), os.path.join(out, "log_probabilities" if log else "probabilities"),
                dynamic_batch=True, seed=35 + 2 * i)
+    torch.manual_seed(38)
+    export(HeadNet(), (3, 3, 8, 8), os.path.join(out, "head"), dynamic_batch=True, seed=39, opset=18)
     torch.manual_seed(6)
     export_training(SmallCNN(num_classes=3, in_channels=1, image_size=16), (2, 1, 16, 16),
                     os.path.join(out, "smallcnn_train.onnx"), seed=7)
     torch.manual_seed(8)
     export_training(ResNetBlocks(num_classes=3), (2, 3, 8, 8), os.path.join(out, "resnet_blocks_train.onnx"), seed=9)
+    torch.manual_seed(40)
+    export_training(HeadNet(num_classes=3), (2, 3, 8, 8), os.path.join(out, "head_train.onnx"), seed=41, opset=18)
 
 
 if __name__ == "__main__":

@@ -146,8 +146,10 @@ extension ONNXClassifier {
         }
 
         for step in graph.steps {
-            guard case .layer(let layer) = step.op else { continue }
+            guard case .layer(let stepLayer) = step.op else { continue }
             let i = step.node
+            // A batch norm of features is the engine's batch norm inside.
+            let layer = (stepLayer as? FeatureBatchNorm)?.bn ?? stepLayer
             switch layer {
             case let conv as Conv2d:
                 try put(conv.weight.value, node: i, input: 1, name: "\(step.name).weight")

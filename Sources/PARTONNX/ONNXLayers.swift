@@ -69,7 +69,11 @@ struct LayerBuilder {
             if let bias { conv.bias?.assign(Tensor(shape: [out], values: bias.floats)) }
             return (conv, .image(channels: out, height: outH, width: outW))
         case "BatchNormalization":
-            let (c, _, _) = try image()
+            let c: Int
+            switch kind {
+            case .image(let channels, _, _): c = channels
+            case .matrix(let features): c = features
+            }
             let parts = try ["scale", "bias", "mean", "variance"].enumerated().map { i, what in
                 let t = try constant(i + 1, what)
                 guard t.count == c else { throw refuse("its \(what) has \(t.count) values for \(c) channels") }
@@ -89,6 +93,7 @@ struct LayerBuilder {
             bn.bias.assign(parts[1])
             bn.runningMean.value = parts[2]
             bn.runningVar.value = parts[3]
+            if case .matrix = kind { return (FeatureBatchNorm(bn), kind) }
             return (bn, kind)
         case "Relu":
             return (ReLULayer(), kind)
@@ -137,6 +142,16 @@ struct LayerBuilder {
             let including = (node.int("count_include_pad") ?? 0) != 0
             return (WindowPool(Pooling(kernel: k, channels: c, stride: stride, padding: pads[0], paddingEnd: pads[2],
                                        kind: .average(includingPadding: including))), outKind)
+        case "ReduceMean":
+            // The mean over the height and width (`x.mean((2, 3))`): axes from the attribute, or
+            // from the second input since opset 18.
+            let (c, _, _) = try image()
+            let axes = try node.ints("axes") ?? optionalConstant(1, "axes")?.integers.map { $0.map(Int.init) }
+            guard let axes, Set(axes.map { $0 < 0 ? $0 + 4 : $0 }) == [2, 3] else {
+                throw refuse("only the mean over the height and width (axes 2 and 3) is run")
+            }
+            if (node.int("keepdims") ?? 1) != 0 { return (ImagePool(), .image(channels: c, height: 1, width: 1)) }
+            return (GlobalAvgPool(), .matrix(features: c))
         case "GlobalAveragePool":
             let (c, _, _) = try image()
             return (ImagePool(), .image(channels: c, height: 1, width: 1))
@@ -337,5 +352,25 @@ final class PassThrough: Layer {
     func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         tape?.record { $0 }
         return x
+    }
+}
+
+/// Batch norm of features [N, K] (a `BatchNorm1d` in a classifier head): the engine's batch norm
+/// of [N, 1, 1, K], which normalises over the batch alike. Its state is the batch norm's.
+final class FeatureBatchNorm: Layer {
+    let bn: BatchNorm2d
+
+    init(_ bn: BatchNorm2d) { self.bn = bn }
+
+    var state: [(String, StateEntry)] { bn.state }
+
+    func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
+        let (n, k) = (x.shape[0], x.shape[1])
+        let inner = tape?.branch()
+        let y = try bn.forward(x.reshaped([n, 1, 1, k]), mode: mode, tape: inner)
+        if let tape, let inner {
+            tape.record { dy in try inner.backward(dy.reshaped([n, 1, 1, k])).reshaped([n, k]) }
+        }
+        return y.reshaped([n, k])
     }
 }

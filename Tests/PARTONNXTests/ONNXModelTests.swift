@@ -202,6 +202,15 @@ final class ONNXModelTests: XCTestCase {
         try checkParity("log_probabilities", classes: 4, input: [8, 8, 3])
     }
 
+    /// ReduceMean over the height and width (keeping the axes or not, opset 18's axes input) and a
+    /// BatchNorm1d of the head's features with its running statistics.
+    func testReduceMeanAndFeatureBatchNormMatchPyTorch() throws {
+        try checkParity("head", classes: 4, input: [8, 8, 3])
+        XCTAssertEqual(try model("head").state.map(\.0).filter { $0.hasPrefix("bn.") },
+                       ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"],
+                       "the head's batch norm keeps PyTorch's names")
+    }
+
     /// A node the engine does not run is refused in one line naming its op and its name.
     func testUnsupportedOpIsNamed() throws {
         XCTAssertThrowsError(try model("unsupported")) { error in

@@ -54,28 +54,30 @@ final class ONNXTrainingTests: XCTestCase {
 
     struct Stop: Error {}
 
-    func testTrainingModeBatchNormTrainsAndLastONNXHoldsTheTrainedGraph() throws {
+    /// Trains the training-mode export `fixture` for one epoch on 8x8 colour images and checks that
+    /// its batch norm `norm` trained and that last.onnx and last.safetensors hold the trained graph.
+    func checkTrainedGraph(_ fixture: String, norm: String, names: [String], norms: Int) throws {
         let data = try dataset(count: 24, side: 8, channels: 3)
-        let trainer = try TrainingRun.trainer(try config("resnet_blocks_train.onnx"), data: data)
+        let trainer = try TrainingRun.trainer(try config(fixture), data: data)
         XCTAssertEqual(trainer.modelWarnings, [], "the graph keeps its BatchNormalization nodes")
-        let names = trainer.model.state.map(\.0)
-        for name in ["bn_in.running_mean", "bn1.weight", "bn1.num_batches_tracked", "layer1.0.conv1.weight", "linear.bias"] {
-            XCTAssert(names.contains(name), "\(name) in \(names)")
+        let stateNames = trainer.model.state.map(\.0)
+        for name in names + ["\(norm).running_mean", "\(norm).weight", "\(norm).num_batches_tracked"] {
+            XCTAssert(stateNames.contains(name), "\(name) in \(stateNames)")
         }
         let before = values(trainer.model)
         let dir = try temporaryDirectory(created: false)
         try trainer.train(on: data, heldOut: data.prefix(8), runDirectory: dir) { _ in }
         let after = values(trainer.model)
-        XCTAssertNotEqual(before["bn1.running_mean"], after["bn1.running_mean"], "batch statistics update the running mean")
-        XCTAssertNotEqual(before["bn1.weight"], after["bn1.weight"], "the batch norm's scale is trained")
-        XCTAssertEqual(after["bn1.num_batches_tracked"], [3])
+        XCTAssertNotEqual(before["\(norm).running_mean"], after["\(norm).running_mean"], "batch statistics update the running mean")
+        XCTAssertNotEqual(before["\(norm).weight"], after["\(norm).weight"], "the batch norm's scale is trained")
+        XCTAssertEqual(after["\(norm).num_batches_tracked"], [3])
 
         // last.onnx: the same graph in inference form with the trained values.
         let url = dir.appendingPathComponent("last.onnx")
         let file = try ONNXModel.load(url)
-        let norms = file.graph.node.filter { $0.opType == "BatchNormalization" }
-        XCTAssertEqual(norms.count, 7)
-        for node in norms {
+        let nodes = file.graph.node.filter { $0.opType == "BatchNormalization" }
+        XCTAssertEqual(nodes.count, norms)
+        for node in nodes {
             XCTAssertEqual(node.output.count, 1)
             XCTAssertFalse(node.attribute.contains { $0.name == "training_mode" })
         }
@@ -87,9 +89,19 @@ final class ONNXTrainingTests: XCTestCase {
         XCTAssertEqual(try logits(reloaded, x), try logits(trainer.model, x))
 
         // last.safetensors loads into the graph read from the original file.
-        let fresh = try ONNXClassifier.load(Self.folder.appendingPathComponent("resnet_blocks_train.onnx"))
+        let fresh = try ONNXClassifier.load(Self.folder.appendingPathComponent(fixture))
         try Checkpoint.load(dir.appendingPathComponent("last.safetensors"), into: fresh)
         XCTAssertEqual(values(fresh), after)
+    }
+
+    func testTrainingModeBatchNormTrainsAndLastONNXHoldsTheTrainedGraph() throws {
+        try checkTrainedGraph("resnet_blocks_train.onnx", norm: "bn1",
+                              names: ["bn_in.running_mean", "layer1.0.conv1.weight", "linear.bias"], norms: 7)
+    }
+
+    /// A batch norm of the head's features (BatchNorm1d) trains and is written back like an image's.
+    func testFeatureBatchNormTrainsAndIsWrittenBack() throws {
+        try checkTrainedGraph("head_train.onnx", norm: "bn", names: ["conv.weight", "fc1.weight", "fc2.bias"], norms: 1)
     }
 
     func testEvalModeSmallCNNWarnsTrainsPARTAndResumesToTheUninterruptedWeights() throws {
