@@ -95,9 +95,11 @@ public enum ONNXTraining {
         name.map { model.camLayer(named: $0) }
     }
 
-    /// The checkpoint files of `model` besides its safetensors: `last.onnx` for an ONNX model.
-    static func checkpointFiles(_ model: ImageClassifier) throws -> [(String, [UInt8])] {
+    /// The checkpoint files of `model` besides its safetensors: for an ONNX model `last.onnx`,
+    /// and `best.onnx` beside `best.safetensors` when this epoch is the best one (`--val-split`).
+    static func checkpointFiles(_ model: ImageClassifier, best: Bool) throws -> [(String, [UInt8])] {
         guard let onnx = model as? ONNXClassifier else { return [] }
-        return [(fileName, try onnx.trainedModelBytes())]
+        let bytes = try onnx.trainedModelBytes()
+        return [(fileName, bytes)] + (best ? [("best.onnx", bytes)] : [])
     }
 }

@@ -213,7 +213,7 @@ extension Trainer {
         let state = TrainingState(position: position, rng: rng.state, momentum: optimizer.momentumBuffers, config: config)
         var files = [("last.safetensors", weights), ("last.state.safetensors", try state.file().encode())]
         if best { files.append(("best.safetensors", weights)) }
-        files += try ONNXTraining.checkpointFiles(model)
+        files += try ONNXTraining.checkpointFiles(model, best: best)
         let manifest = CheckpointManifest(epochsDone: position.epochsDone, batchesDone: position.batchesDone,
                                           batches: batches, epochs: config.epochs, files: [:], logBytes: 0, logLines: 0,
                                           instructionSet: Engine.instructionSet, threads: Engine.threads)

@@ -2,7 +2,7 @@ import Foundation
 import PARTTestSupport
 import XCTest
 
-/// `part train --model model.onnx` as a user runs it: the warning, RUN/last.onnx, the record, a
+/// `part train --model model.onnx` as a user runs it: the warning, RUN/last.onnx and best.onnx, the record, a
 /// changed file refused on resume, bad flags; and `part eval --save-logits`.
 final class ONNXTrainCLITests: XCTestCase {
     func testTrainWritesLastONNXAndResumeRefusesAChangedModel() throws {
@@ -13,10 +13,13 @@ final class ONNXTrainCLITests: XCTestCase {
         let run = dir.appendingPathComponent("run")
         let flags = ["--data", dir.path, "--budget", "constant", "--batch-size", "8", "--steps", "1", "--eval-steps", "1",
                      "--eval-limit", "4", "--quiet"]
-        let r = try runPart(["train", "--model", model.path, "--epochs", "1", "--out", run.path] + flags)
+        let r = try runPart(["train", "--model", model.path, "--epochs", "1", "--val-split", "4", "--out", run.path] + flags)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssert(r.stderr.contains("warning: ") && r.stderr.contains("no BatchNormalization"), r.stderr)
         XCTAssert(FileManager.default.fileExists(atPath: run.appendingPathComponent("last.onnx").path))
+        // With --val-split, the best epoch's graph beside best.safetensors (here the only epoch's).
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("best.onnx")),
+                       try Data(contentsOf: run.appendingPathComponent("last.onnx")))
         let record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("config.json")))
             as? [String: Any])
         let config = try XCTUnwrap(record["config"] as? [String: Any])
