@@ -32,10 +32,11 @@ final class SoftmaxLayer: Layer {
         for row in stride(from: 0, to: v.count, by: max(k, 1)) {
             let r = row..<(row + k)
             let top = v[r].max() ?? 0
-            let sum = v[r].reduce(0) { $0 + exp($1 - top) }
+            for i in r { p[i] = exp(v[i] - top) }
+            let sum = p[r].reduce(0, +), logSum = log(sum)
             for i in r {
-                p[i] = exp(v[i] - top) / sum
-                y[i] = logarithm ? v[i] - top - log(sum) : p[i]
+                p[i] /= sum
+                y[i] = logarithm ? v[i] - top - logSum : p[i]
             }
         }
         tape?.record { [logarithm] dy in
