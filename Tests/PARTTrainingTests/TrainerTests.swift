@@ -21,7 +21,7 @@ final class TrainerTests: XCTestCase {
         return try ImageDataset(name: "stripes", images: pixels, labels: labels, height: 16, width: 16, channels: 1, classes: 3)
     }
 
-    func train(seed: UInt64, into dir: URL) throws -> (ImageClassifier, [EpochReport]) {
+    func train(seed: UInt64, into dir: URL, checked: Int = 12) throws -> (ImageClassifier, [EpochReport]) {
         var config = TrainingConfig()
         config.epochs = 2
         config.burnIn = 1
@@ -35,7 +35,7 @@ final class TrainerTests: XCTestCase {
         let trainer = try Trainer(config: config, model: model, rng: rng)
         var reports = [EpochReport]()
         let data = try dataset(count: 48)
-        try trainer.train(on: data, heldOut: data.prefix(12), runDirectory: dir) { reports.append($0) }
+        try trainer.train(on: data, heldOut: data.prefix(checked), runDirectory: dir) { reports.append($0) }
         return (model, reports)
     }
 
@@ -49,6 +49,17 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(reportsA.map(\.budget), ["constant", "gradcam/zscore"])
         XCTAssertEqual(reportsA[0].fullEpsilonFraction, 1)
         XCTAssertLessThan(reportsA[1].fullEpsilonFraction, 0.5)
+    }
+
+    /// The per-epoch check only reads the model: a run checked on fewer images trains the same
+    /// weights, so a long run may check on a few images to save time without changing its result.
+    func testTheCheckLeavesTrainingAlone() throws {
+        let (a, reportsA) = try train(seed: 3, into: temporaryDirectory(created: false), checked: 12)
+        let (b, reportsB) = try train(seed: 3, into: temporaryDirectory(created: false), checked: 3)
+        XCTAssertEqual(a.state.map { $0.1.tensor.scalars }, b.state.map { $0.1.tensor.scalars })
+        XCTAssertEqual(reportsA.map(\.evalCount), [12, 12])
+        XCTAssertEqual(reportsB.map(\.evalCount), [3, 3])
+        XCTAssertEqual(reportsA.map(\.loss), reportsB.map(\.loss))
     }
 
     func testWritesCheckpointStateAndLogEveryEpoch() throws {
