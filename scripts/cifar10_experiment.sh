@@ -184,6 +184,7 @@ def spread(values):
 
 print("| method | seed | training hours | clean | PGD-20 | AutoAttack (clean / robust) |")
 print("| --- | --- | --- | --- | --- | --- |")
+means = {}
 for label, prefix in [("AT (cifar10-fast-at)", "at"), ("PART (cifar10-fast-part)", "part")]:
     cleans, robusts = [], []
     for seed in (0, 1, 2):
@@ -204,17 +205,42 @@ for label, prefix in [("AT (cifar10-fast-at)", "at"), ("PART (cifar10-fast-part)
             print(f"| {label} | {seed} | {state} | | | |")
     if len(cleans) == 3:
         print(f"| {label} | mean ± std | | {spread(cleans)} | {spread(robusts)} | |")
+    means[prefix] = (cleans, robusts)
 name = "part-seed0-fp32"
 lines, done = log(name)
-f = figures(name, "eval", "pgd20")
+fp32 = figures(name, "eval", "pgd20")
 if lines:
     text = f"| PART, fp32 training passes | 0 | {hours(lines)}" + ("" if done else " (running)")
-    print(text + (f" | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |" if f else " | | | |"))
+    print(text + (f" | {100 * fp32[0]:.2f}% | {100 * fp32[1]:.2f}% | |" if fp32 else " | | | |"))
+print()
+
+# The time bar: the preset's seed-0 run within 3 hours of the 2-core machine (one thread per run:
+# its CPU hours / 2), and at least 80% clean and 43% PGD-20 on the test set.
+lines, done = log("at-seed0")
+f = figures("at-seed0", "eval", "pgd20")
+if done and f and all(l.get("cpuSeconds") is not None for l in lines):
+    cpu = sum(l["cpuSeconds"] for l in lines) / 3600
+    print(f"time bar (cifar10-fast-at, seed 0): {cpu:.2f} single-thread CPU hours, i.e. {cpu / 2:.2f} hours "
+          f"of the 2-core machine (bar 3); clean {100 * f[0]:.2f}% (bar 80), PGD-20 {100 * f[1]:.2f}% (bar 43): "
+          + ("met" if cpu / 2 <= 3 and f[0] >= 0.80 and f[1] >= 0.43 else "not met"))
+# The paper's claim: clean accuracy up, robustness about the same.
+if all(len(means[p][0]) == 3 for p in ("at", "part")):
+    clean, robust = (statistics.mean(means["part"][i]) - statistics.mean(means["at"][i]) for i in (0, 1))
+    print(f"PART - AT over the 3 seeds: clean {clean:+.2f} points, PGD-20 {robust:+.2f} points")
+# Is bf16 training harmless? The fp32 run against the bf16 seeds' mean ± max(1 point, 2 std).
+if fp32 and len(means["part"][0]) == 3:
+    verdicts = []
+    for what, values, value in [("clean", means["part"][0], 100 * fp32[0]), ("PGD-20", means["part"][1], 100 * fp32[1])]:
+        mean, band = statistics.mean(values), max(1, 2 * statistics.stdev(values))
+        verdicts.append(f"{what} {value:.2f}% against {mean:.2f} ± {band:.2f}: "
+                        + ("inside" if abs(value - mean) <= band else "outside"))
+    print("fp32 training passes (PART, seed 0): " + "; ".join(verdicts))
 print()
 print("| training budget | seed | training hours | clean | PGD-20 |")
 print("| --- | --- | --- | --- | --- |")
 for label, prefix in [("8/255 everywhere (cifar10-fast-at)", "at"), ("6/255 on the bottom-right quadrant", "region-br"),
                       ("6/255 on the top-left quadrant", "region-tl")]:
+    arm = []
     for seed in (0, 1):
         name = f"{prefix}-seed{seed}"
         lines, done = log(name)
@@ -224,6 +250,10 @@ for label, prefix in [("8/255 everywhere (cifar10-fast-at)", "at"), ("6/255 on t
             continue
         state = f"{hours(lines)}" + ("" if done else f" (epoch {len(lines)}, running)")
         print(f"| {label} | {seed} | {state} | " + (f"{100 * f[0]:.2f}% | {100 * f[1]:.2f}% |" if f else " | |"))
+        if f:
+            arm.append(f)
+    if len(arm) == 2:
+        print(f"| {label} | mean | | {50 * (arm[0][0] + arm[1][0]):.2f}% | {50 * (arm[0][1] + arm[1][1]):.2f}% |")
 print(f"\nclean and PGD-20 (eps 8/255, alpha 2/255, random start) on the first {test_limit} test images; "
       f"AutoAttack standard on {aa_limit} class-balanced test images; hours: the sum of the epochs' seconds "
       "in log.jsonl (wall clock), and in brackets their CPU seconds (cpuSeconds) when every epoch has them")
