@@ -11,10 +11,11 @@
 # folder with train/ and test/). Label every figure of an image-folder copy that is not the
 # original data as such (e.g. "CIFAR-10 (JPEG copy)").
 #
-# Runs, in this order (11): cifar10-fast-at and cifar10-fast-part with seeds 0, 1 and 2, then seed 0
-# of cifar10-fast-part with --train-precision fp32 (is bf16 training harmless?), then the region
+# Runs (11): cifar10-fast-at and cifar10-fast-part with seeds 0, 1 and 2, seed 0 of
+# cifar10-fast-part with --train-precision fp32 (is bf16 training harmless?), and the region
 # experiment: cifar10-fast-at with eps 6/255 on the bottom-right or on the top-left quadrant
-# (--budget regions), seeds 0 and 1 (its all-8/255 arm is cifar10-fast-at seeds 0 and 1). The
+# (--budget regions), seeds 0 and 1 (its all-8/255 arm is cifar10-fast-at seeds 0 and 1). They
+# start in this order: both presets with seeds 0 and 1, the region runs, seed 2, fp32. The
 # per-epoch check (clean and PGD-20 on class-balanced test images) is the presets' 1,000 images for
 # seed 0 of each preset, whose curves the docs show, and CHECK_LIMIT (100) for the other runs: the
 # check only reads the model (the same weights come out whatever its size), and 1,000 images cost
@@ -111,17 +112,20 @@ if [ "$mode" != "--table" ]; then
     done
   else
     check=(--eval-limit "$CHECK_LIMIT")
-    for seed in 0 1 2; do
-      if [ "$seed" = 0 ]; then evals=aa; seeded=(--seed 0); else evals=eval; seeded=(--seed "$seed" "${check[@]}"); fi
-      run "at-seed$seed" "$evals" --preset cifar10-fast-at "${seeded[@]}"
-      run "part-seed$seed" "$evals" --preset cifar10-fast-part "${seeded[@]}"
-    done
+    preset() {   # preset NAME SEED: cifar10-fast-NAME with that seed (seed 0 with the full check and AutoAttack)
+      if [ "$2" = 0 ]; then run "$1-seed0" aa --preset "cifar10-fast-$1" --seed 0
+      else run "$1-seed$2" eval --preset "cifar10-fast-$1" --seed "$2" "${check[@]}"; fi
+    }
+    region() {   # region NAME SEED QUADRANT: cifar10-fast-at with 6/255 on QUADRANT
+      run "region-$1-seed$2" eval --preset cifar10-fast-at --seed "$2" "${check[@]}" --budget regions --regions "$3=6/255"
+    }
+    # Seeds 0 and 1 first: they are also the region experiment's all-8/255 arm, which comes next
+    # (the paper's Fig. 1: eps 6/255 on one quadrant, 8/255 elsewhere), then seed 2 and fp32.
+    for seed in 0 1; do preset at "$seed"; preset part "$seed"; done
+    for seed in 0 1; do region br "$seed" bottom-right; region tl "$seed" top-left; done
+    preset at 2
+    preset part 2
     run part-seed0-fp32 eval --preset cifar10-fast-part --seed 0 --train-precision fp32 "${check[@]}"
-    # The region experiment (the paper's Fig. 1): eps 6/255 on one quadrant, 8/255 elsewhere.
-    for seed in 0 1; do
-      run "region-br-seed$seed" eval --preset cifar10-fast-at --seed "$seed" "${check[@]}" --budget regions --regions bottom-right=6/255
-      run "region-tl-seed$seed" eval --preset cifar10-fast-at --seed "$seed" "${check[@]}" --budget regions --regions top-left=6/255
-    done
   fi
   for worker in ${workers[@]+"${workers[@]}"}; do wait "$worker"; done
   case "$mode" in --runs-only|--pilot-only) exit 0 ;; esac
