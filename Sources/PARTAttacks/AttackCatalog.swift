@@ -360,7 +360,12 @@ public struct AttackCatalog: Sendable {
             let fields = component.preset.filter { p in !own.contains { key($0) == key(p) } } + own
             let l2 = fields.contains { key($0) == "norm" && $0.lowercased().hasSuffix("=l2") }
             let display = component.entry.name + (l2 ? "-l2" : "")
-            return try stage(component.entry.name, [component.entry.name] + fields, display: display, defaults)
+            do {
+                return try stage(component.entry.name, [component.entry.name] + fields, display: display, defaults)
+            } catch let error as AttackError {
+                // The user wrote the composite's name; the component says which of its attacks refused the value.
+                throw AttackError("\(composite.name): \(error.description)")
+            }
         }
     }
 

@@ -119,6 +119,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         if let normalize, Normalized.parse(normalize) == nil {
             return "--normalize takes \(Normalized.syntax); got '\(messageText(normalize, limit: 80))'"
         }
+        // Before the budget's own settings: --regions without --budget regions is the likelier slip.
+        if budget != .regions && regions != nil {
+            return "--regions lowers eps on regions of a region budget: add --budget regions, or drop --regions"
+        }
         if epochs < 1 { return "--epochs must be at least 1" }
         if burnIn < 0 { return "--burn-in must be >= 0" }
         if budget == .cam && burnIn >= epochs {
@@ -155,8 +159,6 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
             } catch {
                 return "\(error)"
             }
-        } else if regions != nil {
-            return "--regions lowers eps on regions of a region budget: add --budget regions, or drop --regions"
         }
         if !(finite(stepSize) && stepSize >= 0) { return "--alpha must be a finite number >= 0, got \(stepSize)" }
         if steps < 0 { return "--steps must be >= 0" }

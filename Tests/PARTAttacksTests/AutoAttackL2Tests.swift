@@ -202,8 +202,8 @@ final class AutoAttackL2Tests: XCTestCase {
         XCTAssertEqual(try catalog.stages("natural,aa,aa-l2", defaults: defaults).map(\.name),
                        ["natural", "apgd-ce", "apgd-t", "fab-t", "square", "apgd-ce-l2", "apgd-t-l2", "fab-t-l2", "square-l2"])
         for (list, message) in [("aa:eps=0.5", "eps is the L2 radius and needs norm=l2"),
-                                ("apgd-ce:norm=l3", "norm must be linf or l2"), ("aa-l2:eps=-1", "eps must be a number >= 0"),
-                                ("aa-rand:eot=0", "eot must be an integer >= 1"), ("aa-l2:alpha=1", "unknown key 'alpha' for aa-l2")] {
+                                ("apgd-ce:norm=l3", "norm must be linf or l2"), ("aa-l2:eps=-1", "aa-l2: apgd-ce: eps must be a number >= 0"),
+                                ("aa-rand:eot=0", "aa-rand: apgd-ce: eot must be an integer >= 1"), ("aa-l2:alpha=1", "unknown key 'alpha' for aa-l2")] {
             XCTAssertThrowsError(try catalog.stages(list, defaults: defaults), list) {
                 XCTAssert("\($0)".contains(message), "\(list): \($0)")
             }

@@ -11,6 +11,8 @@ final class RegionBudgetCLITests: XCTestCase {
             (["--budget", "regions", "--regions", "centre=0.5"], "must lie in [0, eps]"),
             (["--budget", "regions", "--regions", "centre"], "region=eps items"),
             (["--method", "at", "--regions", "centre=0.01"], "add --budget regions"),
+            // The default method's CAM budget: named before its burn-in (2 of 1 epoch) is.
+            (["--regions", "centre=0.01"], "add --budget regions"),
         ]
         for (arguments, fragment) in cases {
             let r = try runPart(["train", "--epochs", "1"] + arguments)
