@@ -211,6 +211,9 @@ struct Train: ParsableCommand {
             job = try resumedJob(resume)
         } else {
             var plan = try newPlan()
+            if let warning = flagsWithoutEffect(on: plan.config), Distributed.current?.isRoot ?? true {
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
             if plan.options.precision == PassPrecision.bf16.rawValue && !Engine.supportsBF16 && engine.givenPrecision == nil {
                 // The preset asks for bf16 passes this CPU lacks: the run computes them in fp32.
                 if Distributed.current?.isRoot ?? true {

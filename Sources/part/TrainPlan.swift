@@ -109,6 +109,25 @@ extension Train {
         return RunPlan(config: config, dataset: request, options: options, seeds: try parsedSeeds())
     }
 
+    /// The recipe flags given that the resolved recipe `c` never reads, as one warning line (nil:
+    /// none). Not an error, since scripts pass one set of flags to several methods; but a user who
+    /// gives --eps-low to an AT run may believe they trained PART.
+    func flagsWithoutEffect(on c: TrainingConfig) -> String? {
+        var notes = [String]()
+        if c.budget != .cam {
+            let given = [("--eps-low", epsilonLow != nil), ("--cam", cam != nil), ("--cam-layer", camLayer != nil),
+                         ("--map-rule", mapRule != nil), ("--burn-in", burnIn != nil)].filter(\.1).map(\.0)
+            if !given.isEmpty {
+                notes.append("\(given.joined(separator: ", ")) shape\(given.count == 1 ? "s" : "") a CAM budget, "
+                             + "and this run's budget is \(c.budget.rawValue)")
+            }
+        }
+        if c.objective == .at && beta != nil {
+            notes.append("--beta weights the KL term of TRADES and MART, and this run's objective is at")
+        }
+        return notes.isEmpty ? nil : "warning: " + notes.joined(separator: "; ") + ": without effect here"
+    }
+
     /// --lr-milestones as given (space- or comma-separated, or "none"); nil when not given.
     func parsedMilestones() throws -> [Int]? {
         let items = lrMilestones.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }

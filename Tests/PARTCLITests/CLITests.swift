@@ -74,6 +74,20 @@ final class CLITests: XCTestCase {
         XCTAssert(noData.stderr.contains("train-images-idx3-ubyte"), noData.stderr)
     }
 
+    /// Recipe flags the run never reads are named in one warning line, and the run goes on.
+    func testFlagsWithoutEffectAreNamed() throws {
+        let dir = try temporaryDirectory()
+        try writeDataset(to: dir, count: 16)
+        let train = try part(["train", "--data", dir.path, "--method", "at", "--eps-low", "0.01", "--burn-in", "1",
+                              "--beta", "3", "--epochs", "1", "--eval-limit", "4", "--batch-size", "16", "--steps", "1",
+                              "--eval-steps", "1", "--out", dir.appendingPathComponent("run").path, "--quiet"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let warnings = train.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        XCTAssertEqual(warnings, ["warning: --eps-low, --burn-in shape a CAM budget, and this run's budget is constant; "
+                                  + "--beta weights the KL term of TRADES and MART, and this run's objective is at: "
+                                  + "without effect here"], train.stderr)
+    }
+
     /// A tiny PART run end to end, then `part eval` of its checkpoint.
     func testTrainThenEvaluate() throws {
         let dir = try temporaryDirectory()
@@ -83,6 +97,7 @@ final class CLITests: XCTestCase {
                               "--eval-limit", "16", "--batch-size", "16", "--steps", "3", "--eval-steps", "3",
                               "--out", out.path, "--json"])
         XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertFalse(train.stderr.contains("without effect"), "a PART run reads --burn-in: \(train.stderr)")
         let reports = try train.stdout.split(separator: "\n").map {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
         }
