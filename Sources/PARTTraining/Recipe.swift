@@ -74,6 +74,10 @@ public enum RecipeKey {
     public static let dataset = "dataset"
     public static let seed = "seed"
     public static let epoch = "epoch"
+    /// The training budget (`--eps`), and eps-low of a CAM budget: what `part cam` draws and
+    /// what `part eval` compares its --eps with, when the checkpoint travels without its run.
+    public static let epsilon = "eps"
+    public static let epsilonLow = "eps_low"
 
     /// A one-line description of the recipe a checkpoint was trained with ("part-t: trades
     /// objective (beta 6), gradcam/zscore budget at layer4, pgd generation"), nil for files

@@ -299,7 +299,7 @@ public final class Trainer {
         var meta = [RecipeKey.epoch: String(epoch), RecipeKey.method: config.method,
                     RecipeKey.objective: config.objective.rawValue, RecipeKey.budget: config.budget.rawValue,
                     RecipeKey.generation: config.generation.rawValue, RecipeKey.dataset: config.dataset,
-                    RecipeKey.seed: String(config.seed)]
+                    RecipeKey.seed: String(config.seed), RecipeKey.epsilon: "\(config.epsilon)"]
         if config.objective != .at { meta[RecipeKey.beta] = "\(config.beta)" }
         if let normalize = config.normalize { meta[Normalized.metadataKey] = normalize }
         if config.budget == .regions { meta[RecipeKey.regions] = config.regions }
@@ -307,6 +307,7 @@ public final class Trainer {
             meta[RecipeKey.cam] = config.cam.rawValue
             meta[RecipeKey.mapRule] = config.mapRule.rawValue
             meta[RecipeKey.camLayer] = camLayer
+            meta[RecipeKey.epsilonLow] = "\(config.epsilonLow)"
         }
         return meta
     }

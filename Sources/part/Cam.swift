@@ -240,7 +240,8 @@ struct Cam: ParsableCommand {
 
 /// The CAM settings and budgets of the run a checkpoint belongs to, from the first of: the
 /// run's config.json beside the checkpoint, the training configuration in the optimiser state
-/// beside it (<name>.state.safetensors, "config"), the checkpoint's own metadata.
+/// beside it (<name>.state.safetensors, "config"), the checkpoint's own metadata (eps and eps-low
+/// only in checkpoints written since they were added to it).
 struct RunSettings {
     var cam: CAMMethodName?
     var mapRule: MapRuleName?
@@ -269,8 +270,8 @@ struct RunSettings {
         cam = config?.cam ?? meta[RecipeKey.cam].flatMap(CAMMethodName.init(rawValue:))
         mapRule = config?.mapRule ?? meta[RecipeKey.mapRule].flatMap(MapRuleName.init(rawValue:))
         camLayer = record?.camLayer ?? config?.camLayer ?? meta[RecipeKey.camLayer]
-        epsilon = config?.epsilon
-        epsilonLow = config?.epsilonLow
+        epsilon = config?.epsilon ?? meta[RecipeKey.epsilon].flatMap(Float.init)
+        epsilonLow = config?.epsilonLow ?? meta[RecipeKey.epsilonLow].flatMap(Float.init)
         normalize = config?.normalize ?? meta[Normalized.metadataKey]
     }
 }

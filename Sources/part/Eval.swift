@@ -249,6 +249,7 @@ struct Eval: ParsableCommand {
         if root {
             warnings = try EvaluationChecks.model(model, dataset: test, randomnessHandled: attackList.lowercased().contains("aa-rand"),
                                                  batchSize: batchSize)
+            if let budget = defaultBudgetWarning(checkpoint: url) { warnings.insert(budget, at: 0) }
             printWarnings(warnings, progress)
         }
         if root, let saveLogits { try writeLogits(model, test: test, to: URL(fileURLWithPath: saveLogits)) }

@@ -55,6 +55,19 @@ extension Eval {
     /// The first budget (the one of a single evaluation).
     var epsilon: Fraction { ((try? epsilons()) ?? []).first ?? Fraction(0.1) }
 
+    /// Without --eps the evaluation runs at 0.1, the Fashion-MNIST budget. A model whose run (its
+    /// record beside it, else its metadata) trained at another eps is then most likely evaluated
+    /// at the wrong budget: the warning names both (nil when --eps or a protocol sets it, or when
+    /// the training eps is unknown or the same).
+    func defaultBudgetWarning(checkpoint: URL) -> EvaluationWarning? {
+        guard epsilonText == nil, evaluationProtocol == nil, let trained = RunSettings(checkpoint: checkpoint).epsilon,
+              abs(trained - epsilon.value) > 1e-6 else { return nil }
+        let steps = trained * 255
+        let shown = abs(steps - steps.rounded()) < 1e-3 ? "\(Int(steps.rounded()))/255" : "\(trained)"
+        return EvaluationWarning(.evaluation, "no --eps given: evaluating at the default eps \(epsilon.value), but the model "
+                                 + "was trained at eps \(shown); give --eps \(shown) (or the budget you mean)")
+    }
+
     /// `path` for the evaluation at `epsilon`: as given for one budget; with several,
     /// `NAME-eps<value>.EXT` beside `NAME.EXT`, the value as typed with `/` written `_`
     /// (`aa.jsonl` at 8/255: `aa-eps8_255.jsonl`).

@@ -125,6 +125,25 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(r.stderr.contains("initial accuracy:") && r.stderr.contains("robust accuracy after fgsm:"), r.stderr)
     }
 
+    /// A checkpoint that travels without its run still says its training eps (metadata); the
+    /// default eps of 0.1 then draws a warning naming both, and --eps silences it.
+    func testTheDefaultEpsIsComparedWithTheTrainingEps() throws {
+        let (dir, _) = try setUpFiles()
+        var rng = RNG(seed: 4)
+        let model = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 28, rng: &rng)
+        let checkpoint = dir.appendingPathComponent("cifar-budget.safetensors")
+        try Checkpoint.save(model, to: checkpoint, metadata: Checkpoint.describe(model).merging(["eps": "\(Float(8) / 255)"]) { $1 })
+        let common = ["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--quiet"]
+        let bare = try runPart(common)
+        XCTAssertEqual(bare.status, 0, bare.stderr)
+        XCTAssertEqual(bare.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") },
+                       ["warning: evaluation: no --eps given: evaluating at the default eps 0.1, but the model was trained at "
+                        + "eps 8/255; give --eps 8/255 (or the budget you mean)"], bare.stderr)
+        let given = try runPart(common + ["--eps", "0.1"])
+        XCTAssertEqual(given.status, 0, given.stderr)
+        XCTAssertFalse(given.stderr.contains("warning: "), given.stderr)
+    }
+
     func testAResultsFileOfAnotherCommandIsRefusedWithExitCode1() throws {
         let (dir, checkpoint) = try setUpFiles()
         let results = dir.appendingPathComponent("r.jsonl")

@@ -155,6 +155,10 @@ final class FamilyTrainerTests: XCTestCase {
         XCTAssertEqual(meta[RecipeKey.method], "part-t")
         XCTAssertEqual(meta[RecipeKey.objective], "trades")
         XCTAssertEqual(meta[RecipeKey.generation], "pgd")
+        XCTAssertNotNil(meta[RecipeKey.epsilon])
+        XCTAssertNotNil(meta[RecipeKey.epsilonLow], "a CAM budget's eps-low")
+        XCTAssertEqual(meta[RecipeKey.epsilon].flatMap(Float.init), recorded["epsilon"].flatMap { ($0 as? NSNumber)?.floatValue })
+        XCTAssertEqual(meta[RecipeKey.epsilonLow].flatMap(Float.init), recorded["epsilonLow"].flatMap { ($0 as? NSNumber)?.floatValue })
         XCTAssertEqual(RecipeKey.describe(meta), "part-t: trades objective (beta 6.0), gradcam/zscore budget at act4, pgd generation")
         XCTAssertNil(RecipeKey.describe(["architecture": "small-cnn"]))
     }
