@@ -22,7 +22,9 @@
 # about 15% of an epoch's time. After its last epoch each run is evaluated once:
 #   - clean and PGD-20 (eps 8/255, alpha 2/255, random start) on all 10,000 test images;
 #   - seed 0 of each preset also with AutoAttack standard (aa) on 500 class-balanced test images
-#     (the first 50 of each class: `--limit 500 --balanced`).
+#     (the first 50 of each class: `--limit 500 --balanced`);
+#   - and the PART model of seed 0 drawn by `part cam` on one test image of each class
+#     (OUT/part-seed0.cam.png, the maps in OUT/part-seed0.cam.npz).
 # A finished run or evaluation is skipped; an unfinished run continues from its last checkpoint
 # (`part train --resume`), so the script can be stopped and started again at any time, also
 # across reboots. Training hours are the sum of the epochs' seconds in log.jsonl (across resumes),
@@ -80,6 +82,14 @@ evaluate() {   # evaluate NAME SUFFIX ARGS...: part eval of NAME's last checkpoi
   mv "$OUT/$name.$suffix.json.partial" "$OUT/$name.$suffix.json"
 }
 
+draw_cams() {   # draw_cams NAME: part cam of NAME's last checkpoint once, on class-balanced test images
+  local name=$1
+  [ -s "$OUT/$name.cam.png" ] && return 0
+  echo "cifar10: $name: part cam --balanced" >&2
+  nice -n "$NICE" "$PART" cam "$OUT/$name/last.safetensors" --dataset cifar10 --data "$DATA" --balanced --limit 10 \
+    --threads "$THREADS" --out "$OUT/$name.cam.png" --save-maps "$OUT/$name.cam.npz" --quiet
+}
+
 run_locked() {   # part train into $OUT/NAME unless it finished, then its evaluations
   local name=$1 evals=$2
   shift 2
@@ -96,6 +106,7 @@ run_locked() {   # part train into $OUT/NAME unless it finished, then its evalua
   [ "$evals" = none ] && return 0
   evaluate "$name" eval --limit "$TEST_LIMIT" --attacks natural,pgd20
   if [ "$evals" = aa ]; then evaluate "$name" aa --limit "$AA_LIMIT" --balanced --attacks natural,aa; fi
+  if [ "$evals" = aa ] && [[ $name == part-* ]]; then draw_cams "$name"; fi
 }
 
 if [ "$mode" != "--table" ]; then
