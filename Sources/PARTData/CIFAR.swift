@@ -141,10 +141,13 @@ public enum CIFAR {
     static func source(_ location: URL, variant: Variant) throws -> (FileSource, archive: URL?) {
         let (folder, archive) = names(variant)
         let probe = files(variant, split: .test)[0].name
+        // CIFAR-10 is also read from image folders (a re-encoded copy); CIFAR-100 only from its binary files.
+        let orFolders = variant == .cifar10 ? ", or a folder of train/ and test/ with one folder of images per class" : ""
+        let norFolders = variant == .cifar10 ? ", nor train/ and test/ image folders" : ""
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: location.path, isDirectory: &isDirectory) else {
-            throw DatasetError("\(location.path): no such file or folder; --data should name the extracted \(folder) folder or \(archive) (from https://www.cs.toronto.edu/~kriz/cifar.html)")
+            throw DatasetError("\(location.path): no such file or folder; --data should name the extracted \(folder) folder or \(archive) (from https://www.cs.toronto.edu/~kriz/cifar.html)\(orFolders)")
         }
         if !isDirectory.boolValue {
             // One of the .bin files: read its folder.
@@ -157,7 +160,7 @@ public enum CIFAR {
         }
         let tgz = location.appendingPathComponent(archive)
         if fm.fileExists(atPath: tgz.path) { return (try TarSource(url: tgz), tgz) }
-        throw DatasetError("\(location.path): no CIFAR binary files: expected \(probe) there or in \(folder)/, or \(archive); download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html")
+        throw DatasetError("\(location.path): no CIFAR binary files: expected \(probe) there or in \(folder)/, or \(archive) (download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)\(norFolders)")
     }
 
     /// Whether `location` holds CIFAR-10 as an image folder (`train/` beside no binary files),

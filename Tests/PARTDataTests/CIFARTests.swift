@@ -114,7 +114,9 @@ final class CIFARTests: XCTestCase {
                     "data_batch_5.bin: missing", "data_batch_1.bin, data_batch_2.bin")
         let empty = try makeTemporaryDirectory(self)
         assertFails(try DatasetRegistry.load(self.request(.cifar10, empty), split: .train),
-                    empty.path, "no CIFAR binary files", "cifar-10-binary.tar.gz")
+                    empty.path, "no CIFAR binary files", "cifar-10-binary.tar.gz", "nor train/ and test/ image folders")
+        assertFails(try DatasetRegistry.load(self.request(.cifar10, empty.appendingPathComponent("absent")), split: .train),
+                    "no such file or folder", "a folder of train/ and test/")
     }
 
     func testCorruptArchive() throws {
