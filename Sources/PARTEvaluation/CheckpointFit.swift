@@ -18,6 +18,8 @@ public enum CheckpointFit {
         /// [height, width, channels]
         public var input: [Int]?
         public var channels: Int?
+        /// The dataset `part train` recorded in the metadata (nil for other files).
+        public var dataset: String?
     }
 
     /// Reads the shape from the header of the safetensors file at `url`, from the tensors of a
@@ -59,6 +61,7 @@ public enum CheckpointFit {
             tensors.first { $0.name == name || $0.name == "module." + name }?.shape
         }
         var shape = Shape()
+        shape.dataset = meta["dataset"]
         shape.classes = meta["classes"].flatMap { Int($0) }
             ?? heads.lazy.compactMap { tensorShape($0) }.first(where: { $0.count == 2 })?[0]
         if let text = meta["input_shape"] {
@@ -80,14 +83,17 @@ public enum CheckpointFit {
         }
         let s = try shape(of: url, key: key)
         let data = "\(dataset.name) has"
+        // The remedy: the dataset the checkpoint says it was trained on, when it says so.
+        let trainedOn = s.dataset.map { "use it with the data it was trained on (\($0): --dataset \($0) --data DIR)" }
+            ?? "use it with the dataset it was trained on (--dataset, --data)"
         if let classes = s.classes, classes != dataset.classes {
-            throw DatasetError("\(url.path): the model has \(classes) classes but \(data) \(dataset.classes); evaluate it on the dataset it was trained on (--dataset, --data)\(dataset.classes < classes ? " or pass --classes \(classes) for your own data" : "")")
+            throw DatasetError("\(url.path): the model has \(classes) classes but \(data) \(dataset.classes); \(trainedOn)\(dataset.classes < classes ? " or pass --classes \(classes) for your own data" : "")")
         }
         let shape = [dataset.height, dataset.width, dataset.channels]
         if let input = s.input, input != shape {
-            throw DatasetError("\(url.path): the model takes \(input[0])x\(input[1])x\(input[2]) images but \(data) \(shape[0])x\(shape[1])x\(shape[2]); evaluate it on the dataset it was trained on (--dataset, --data)")
+            throw DatasetError("\(url.path): the model takes \(input[0])x\(input[1])x\(input[2]) images but \(data) \(shape[0])x\(shape[1])x\(shape[2]); \(trainedOn)")
         } else if let channels = s.channels, channels != dataset.channels {
-            throw DatasetError("\(url.path): the model takes \(channels)-channel images but \(data) \(dataset.channels)-channel ones; evaluate it on the dataset it was trained on (--dataset, --data)")
+            throw DatasetError("\(url.path): the model takes \(channels)-channel images but \(data) \(dataset.channels)-channel ones; \(trainedOn)")
         }
     }
 }

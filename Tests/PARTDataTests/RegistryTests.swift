@@ -95,7 +95,11 @@ final class RegistryTests: XCTestCase {
         }
         XCTAssertNoThrow(try CheckpointFit.check(try checkpoint(["classes": "10", "input_shape": "32,32,3"]), fits: data))
         let fashion = try checkpoint(["classes": "10", "input_shape": "28,28,1"])
-        assertFails(try CheckpointFit.check(fashion, fits: data), fashion.path, "takes 28x28x1 images but cifar10 has 32x32x3")
+        assertFails(try CheckpointFit.check(fashion, fits: data), fashion.path, "takes 28x28x1 images but cifar10 has 32x32x3",
+                    "the dataset it was trained on (--dataset, --data)")
+        // A checkpoint of part train names its dataset, and the remedy names it too.
+        let trained = try checkpoint(["classes": "10", "input_shape": "28,28,1", "dataset": "fashion-mnist"])
+        assertFails(try CheckpointFit.check(trained, fits: data), "the data it was trained on (fashion-mnist: --dataset fashion-mnist")
         let hundred = try checkpoint(["classes": "100", "input_shape": "32,32,3"])
         assertFails(try CheckpointFit.check(hundred, fits: data), "the model has 100 classes but cifar10 has 10")
         // A plain PyTorch state_dict: the head and the first convolution tell.
