@@ -180,8 +180,10 @@ pilots = sorted(glob.glob(os.path.join(out, "pilot-at-e*")), key=lambda p: int(p
 pilots = [os.path.basename(p) for p in pilots if os.path.isdir(p)]
 if os.path.isdir(os.path.join(out, "at-seed0")):
     pilots.append("at-seed0")   # the preset's own epoch count, seed 0: the pilot's last point
+if os.path.isdir(os.path.join(out, "part-seed0")):
+    pilots.append("part-seed0")   # PART's curve beside it (the same 1,000-image check)
 if pilots:
-    print("| pilot run | epoch | hours so far | epoch seconds (CPU) | check clean | check PGD-20 | train adv acc |")
+    print("| run | epoch | hours so far | epoch seconds (CPU) | check clean | check PGD-20 | train adv acc |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in pilots:
         lines, done = log(name)
