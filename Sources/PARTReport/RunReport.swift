@@ -1,4 +1,5 @@
 import Foundation
+import PARTEngine
 import PARTTraining
 
 /// One line of a run's `log.jsonl`: the epoch, its budget provider and its figures by field name
@@ -341,15 +342,9 @@ public struct RunReport {
                 .init(name: "worst case", colour: "#d62728", points: tables.map { ($0.epsilon ?? 0, share($0.worstCase, $0)) }),
             ], percent: true)
             chart.xName = "eps"
-            chart.xTicks = tables.map { ($0.epsilon ?? 0, Self.epsilonLabel($0.epsilon ?? 0)) }
+            chart.xTicks = tables.map { ($0.epsilon ?? 0, budgetText($0.epsilon ?? 0)) }
             return chart
         }
-    }
-
-    /// An eps as k/255 when it is one (to float precision), else as a decimal.
-    static func epsilonLabel(_ eps: Double) -> String {
-        let k = (eps * 255).rounded()
-        return abs(eps * 255 - k) < 1e-4 && k > 0 ? "\(Int(k))/255" : String(format: "%.4g", eps)
     }
 
     func epochTable() -> String {

@@ -62,8 +62,7 @@ extension Eval {
     func defaultBudgetWarning(checkpoint: URL) -> EvaluationWarning? {
         guard epsilonText == nil, evaluationProtocol == nil, let trained = RunSettings(checkpoint: checkpoint).epsilon,
               abs(trained - epsilon.value) > 1e-6 else { return nil }
-        let steps = trained * 255
-        let shown = abs(steps - steps.rounded()) < 1e-3 ? "\(Int(steps.rounded()))/255" : "\(trained)"
+        let shown = budgetText(Double(trained))
         return EvaluationWarning(.evaluation, "no --eps given: evaluating at the default eps \(epsilon.value), but the model "
                                  + "was trained at eps \(shown); give --eps \(shown) (or the budget you mean)")
     }

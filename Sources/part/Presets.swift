@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PARTEngine
 import PARTTraining
 
 struct PresetsCommand: ParsableCommand {
@@ -33,8 +34,8 @@ struct PresetsCommand: ParsableCommand {
             let schedule = c.milestones.isEmpty ? c.schedule.rawValue
                 : "x\(c.gamma)@\(c.milestones.map(String.init).joined(separator: ","))"
             rows.append([p.name, c.dataset, c.architecture, c.objective.rawValue, c.budget.rawValue, "\(c.epochs)",
-                         "\(c.burnIn)", "\(c.learningRate)", schedule, "\(c.weightDecay)", fraction(c.epsilon),
-                         c.budget == .cam ? fraction(c.epsilonLow) : "-", fraction(c.stepSize), "\(c.steps)",
+                         "\(c.burnIn)", "\(c.learningRate)", schedule, "\(c.weightDecay)", budgetText(Double(c.epsilon)),
+                         c.budget == .cam ? budgetText(Double(c.epsilonLow)) : "-", budgetText(Double(c.stepSize)), "\(c.steps)",
                          c.objective == .at ? "-" : "\(c.beta)"])
         }
         let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
@@ -48,11 +49,5 @@ struct PresetsCommand: ParsableCommand {
         }
         print("CAM presets use gradcam and the zscore rule; the CIFAR-10, SVHN and TinyImageNet presets need "
               + "their dataset's files (--data DIR).")
-    }
-
-    /// 8/255-style text for budgets that are multiples of 1/255, else the decimal.
-    func fraction(_ v: Float) -> String {
-        let k = (v * 255).rounded()
-        return k > 0 && abs(Double(v) - Double(k) / 255) < 1e-7 ? "\(Int(k))/255" : "\(v)"
     }
 }
