@@ -19,7 +19,7 @@
 # per-epoch check (clean and PGD-20 on class-balanced test images) is the presets' 1,000 images for
 # seed 0 of each preset, whose curves the docs show, and CHECK_LIMIT (100) for the other runs: the
 # check only reads the model (the same weights come out whatever its size), and 1,000 images cost
-# about 15% of an epoch's time. After its last epoch each run is evaluated once:
+# about 9% of an epoch's CPU time. After its last epoch each run is evaluated once:
 #   - clean and PGD-20 (eps 8/255, alpha 2/255, random start) on all 10,000 test images;
 #   - seed 0 of each preset also with AutoAttack standard (aa) on 500 class-balanced test images
 #     (the first 50 of each class: `--limit 500 --balanced`);
