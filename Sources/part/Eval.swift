@@ -10,11 +10,12 @@ import PARTTraining
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Robust accuracy of a checkpoint (.safetensors, or .pt from torch.save) under a sequence of attacks.",
+        abstract: "Robust accuracy of a model (.safetensors, .pt from torch.save, or .onnx) under a sequence of attacks.",
         discussion: """
         Any safetensors or torch.save file (.pt, .pth) with PyTorch names and layouts loads: files written by `part train`, \
         and state_dicts saved from the reference models (a `module.` prefix is stripped). The \
-        architecture comes from the file's metadata, else from its tensor names, else from --arch.
+        architecture comes from the file's metadata, else from its tensor names, else from --arch. \
+        An ONNX model (.onnx) brings its own graph and weights.
 
         --attacks is a comma-separated list of items name[:key=value]..., e.g. \
         natural,pgd20,pgd:steps=50:alpha=0.01,cw20,mma,fgsm,pgd-l2:eps=0.5,aa. \
@@ -39,8 +40,8 @@ struct Eval: ParsableCommand {
         --eps 2/255,4/255,8/255 evaluates each budget in turn (a robustness curve; files \
         NAME-eps<value>.EXT beside --save-results NAME.EXT). --source FILE is a transfer attack: \
         the attacks run on FILE and its worst cases are evaluated on CHECKPOINT. --protocol \
-        robustbench runs AutoAttack standard on the first 10,000 test points at 8/255 and prints \
-        RobustBench's model-info JSON.
+        robustbench runs AutoAttack standard on the first 10,000 test points at the threat model's \
+        eps (L-inf 8/255, or L2 0.5 with --threat-model L2) and prints RobustBench's model-info JSON.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint: .safetensors, .pt/.pth written by torch.save (told apart by content), or an ONNX model (.onnx).", valueName: "checkpoint"))

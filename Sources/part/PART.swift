@@ -11,7 +11,7 @@ struct PART: ParsableCommand {
         commandName: "part",
         abstract: "Pixel-reweighted adversarial training (PART) and robustness evaluation.",
         discussion: """
-        Images are in [0, 1]; budgets are L-inf epsilon maps. Results go to standard output \
+        Images are in [0, 1]; training budgets are L-inf epsilon maps, and evaluation also attacks in the L2 ball. Results go to standard output \
         (human-readable, or JSON with --json); progress goes to standard error.
         """,
         version: "0.1.0",
