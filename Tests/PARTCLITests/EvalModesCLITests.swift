@@ -195,12 +195,15 @@ final class EvalModesCLITests: XCTestCase {
             XCTAssertEqual(e.status, 64, "\(arguments): \(e.stderr)")
             XCTAssert(e.stderr.contains(fragment), "\(arguments): \(e.stderr)")
         }
-        // Until the L2 AutoAttack is in the build, the L2 threat model is refused with a sentence.
-        if !(try runPart(["eval", "--help"]).stdout.contains("aa-l2")) {
-            let l2 = try runPart(["eval", f.target.path, "--protocol", "robustbench", "--dataset-name", "cifar10",
-                                  "--threat-model", "L2"])
-            XCTAssertEqual(l2.status, 64, l2.stderr)
-            XCTAssert(l2.stderr.contains("aa-l2"), l2.stderr)
-        }
+        // The L2 threat model: radius 0.5, AutoAttack's L2 standard version.
+        let l2 = try runPart(["eval", f.target.path, "--data", wrong.path, "--protocol", "robustbench", "--dataset-name",
+                              "noise-digits", "--threat-model", "l2", "--limit", "4", "--quiet"])
+        XCTAssertEqual(l2.status, 0, l2.stderr)
+        let l2Info = try json(l2.stdout)
+        XCTAssertEqual(l2Info["threat_model"] as? String, "L2")
+        XCTAssertEqual(l2Info["eps"] as? String, "0.5")
+        XCTAssertEqual((l2Info["attacks"] as? [String])?.map { String($0.prefix { $0 != ":" }) },
+                       ["apgd-ce", "apgd-t", "fab-t", "square"], "\(l2Info)")
+        XCTAssert((l2Info["attacks"] as? [String])?.allSatisfy { $0.hasSuffix(":norm=l2") } == true, "\(l2Info)")
     }
 }
