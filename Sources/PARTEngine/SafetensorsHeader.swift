@@ -43,6 +43,9 @@ public struct SafetensorsHeader: Sendable {
         }
         var headerLength64: UInt64 = 0
         for i in 0..<8 { headerLength64 |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        if headerLength64 > UInt64(fileSize - 8) || headerLength64 > UInt64(maximumLength), let kind = otherFormat(bytes) {
+            throw fail("it begins like \(kind), not with the 8-byte header length of a safetensors file.")
+        }
         guard headerLength64 <= UInt64(fileSize - 8) else {
             throw fail("truncated file: header length \(headerLength64) is larger than the \(fileSize - 8) bytes that follow it.")
         }
@@ -162,6 +165,21 @@ public struct SafetensorsHeader: Sendable {
         case .string(let s): return "\"" + messageText(s, limit: 24) + "\""
         default: return value.kind
         }
+    }
+
+    /// What a file whose first 8 bytes are no plausible header length looks like instead, for
+    /// the error message: a zip archive (a `torch.save` file), an NPY array, JSON or other text.
+    /// nil when it looks like nothing in particular (then it may well be a cut safetensors file).
+    static func otherFormat(_ bytes: [UInt8]) -> String? {
+        let first = bytes.prefix(8)
+        if first.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive (a torch.save file?)" }
+        if first.starts(with: [0x93] + Array("NUMPY".utf8)) { return "an NPY array" }
+        let printable = first.allSatisfy { (0x20...0x7E).contains($0) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        guard printable, first.count == 8 else { return nil }
+        let text = String(decoding: first, as: UTF8.self)
+        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }
+        let kind = trimmed.first == "{" || trimmed.first == "[" ? "a JSON file" : "a text file"
+        return "\(kind) (\(jsonStringLiteral(text))...)"
     }
 
     /// Reads only the header of the safetensors file at `url` (its first `8 + header length`

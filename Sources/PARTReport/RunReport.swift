@@ -181,17 +181,11 @@ public struct RunReport {
     /// The "__metadata__" of a safetensors file (a checkpoint's architecture, recipe, epoch),
     /// read from its header alone.
     public static func checkpointMetadata(_ url: URL) throws -> [String: String] {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else { throw ReportError("\(url.path) cannot be read") }
-        defer { try? handle.close() }
-        let prefix = handle.readData(ofLength: 8)
-        guard prefix.count == 8 else { throw ReportError("\(url.path) is not a safetensors file (shorter than 8 bytes)") }
-        let length = prefix.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        guard length < 100_000_000 else { throw ReportError("\(url.path) is not a safetensors file (header length \(length))") }
-        let header = handle.readData(ofLength: Int(length))
-        guard header.count == Int(length), let object = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
-            throw ReportError("\(url.path) is not a safetensors file (its header is not JSON)")
+        do {
+            return try SafetensorsHeader.read(from: url).metadata
+        } catch {
+            throw ReportError("\(error)")
         }
-        return object["__metadata__"] as? [String: String] ?? [:]
     }
 
     static func readEvaluation(_ url: URL) throws -> EvaluationTable {

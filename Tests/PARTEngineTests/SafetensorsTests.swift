@@ -159,6 +159,18 @@ final class SafetensorsTests: XCTestCase {
         assertError(le(UInt64.max), contains: ["truncated file"])
     }
 
+    /// A file of another kind handed over as a checkpoint is named for what it looks like;
+    /// a cut safetensors file with a binary length is still called truncated.
+    func testOtherFormatsAreNamed() throws {
+        let json = Array(#"{"config": {"epochs": 15}, "epoch": 3}"#.utf8)
+        assertError(json, contains: ["a JSON file", #""{\"config"..."#, "not with the 8-byte header length"])
+        assertError(Array("  [1, 2, 3, 4, 5, 6, 7]\n".utf8), contains: ["a JSON file"])
+        assertError(Array("epoch,clean,robust\n1,0.5,0.3\n".utf8), contains: ["a text file"])
+        assertError([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60), contains: ["a zip archive", "torch.save"])
+        assertError([0x93] + Array("NUMPY".utf8) + [1, 0, 0x76, 0], contains: ["an NPY array"])
+        assertError(le(UInt64(1000)) + Array("{}".utf8), contains: ["truncated file"])
+    }
+
     func testHeaderNotJSON() throws {
         assertError(buildFile(headerText: Array("{not json".utf8), data: []), contains: ["not valid JSON"])
         assertError(buildFile(headerText: [0xFF, 0xFE, 0x7B], data: []), contains: ["not valid JSON"])
