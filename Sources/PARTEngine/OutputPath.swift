@@ -27,11 +27,15 @@ public enum OutputPath {
         }
     }
 
-    /// The entries that make a directory hold a run (its checkpoint, log, configuration,
-    /// report and evaluations); a command writes one only when it owns it.
-    public static let runEntries = ["config.json", "checkpoint.json", "last.safetensors", "last.state.safetensors",
-                                    "best.safetensors", "best.state.safetensors", "log.jsonl", "summary.json",
-                                    "report.html", "tb", "eval", ".lock"]
+    /// The files and folders of a run directory (its checkpoint, log, configuration, report and
+    /// evaluations): the one list, which `part train --overwrite` removes exactly and no other
+    /// command writes into unless it owns the file.
+    public static let runFiles = ["config.json", "checkpoint.json", "last.safetensors", "last.state.safetensors",
+                                  "best.safetensors", "last.onnx", "best.onnx", "log.jsonl", "summary.json",
+                                  "report.html", "tb", "eval"]
+
+    /// `runFiles` and the run's lock file.
+    public static let runEntries = runFiles + [".lock"]
 
     /// Whether the directory `url` holds a run (a run's manifest, configuration, log or lock).
     static func isRunDirectory(_ url: URL) -> Bool {

@@ -53,8 +53,7 @@ public final class RunDirectory {
 
     /// The files and folders that make a directory hold a run; `--overwrite` removes exactly
     /// these (and temporary files), never anything else of the folder.
-    public static let runEntries = ["config.json", "checkpoint.json", "last.safetensors", "last.state.safetensors",
-                                    "best.safetensors", "last.onnx", "log.jsonl", "summary.json", "report.html", "tb", "eval"]
+    public static let runEntries = OutputPath.runFiles
 
     /// Whether `url` holds (part of) a run: a file of `runEntries` or a `seed-K` sub-run.
     public static func holdsRun(_ url: URL) -> Bool {

@@ -3,9 +3,9 @@ import PARTData
 
 /// The options of a `part train` process that a resume keeps besides the training
 /// configuration and the data: what it trains on and checks (image limits), how the engine
-/// computes (`--without`, `--precision`), the checkpoint cadence and the run's own outputs
-/// (TensorBoard, report). A resume takes them from the record; a flag given again on the resume
-/// replaces the cadence, engine and output options, and must agree for the image limits.
+/// computes (`--without`, `--precision`, `--sync-bn`), the checkpoint cadence and the run's own
+/// outputs (TensorBoard, report). A resume takes them from the record; a flag given again on the
+/// resume replaces the cadence, engine and output options, and must agree for the image limits.
 public struct RunOptions: Sendable, Codable, Equatable {
     /// `--train-limit`: the first N training images (0: all).
     public var trainLimit = 0
@@ -22,6 +22,9 @@ public struct RunOptions: Sendable, Codable, Equatable {
     public var tensorboard: String?
     public var tensorboardEvery = 20
     public var report = false
+    /// `--sync-bn`: under mpirun, batch norm with the global batch's statistics. Kept on a
+    /// resume, since a resume without the flag would otherwise switch to each rank's own.
+    public var syncBatchNorm = false
 
     public init() {}
 
@@ -38,6 +41,7 @@ public struct RunOptions: Sendable, Codable, Equatable {
         tensorboard = try c.decodeIfPresent(String.self, forKey: .tensorboard)
         tensorboardEvery = try c.decodeIfPresent(Int.self, forKey: .tensorboardEvery) ?? d.tensorboardEvery
         report = try c.decodeIfPresent(Bool.self, forKey: .report) ?? d.report
+        syncBatchNorm = try c.decodeIfPresent(Bool.self, forKey: .syncBatchNorm) ?? d.syncBatchNorm
     }
 
     public var checkpointPolicy: CheckpointPolicy {

@@ -298,7 +298,7 @@ struct Train: ParsableCommand {
             // Other ranks write no TensorBoard files and no report.
             let outputs = try TrainOutputs(printing ? plan.options : RunOptions(), runDirectory: directory, log: progress.log)
             let started = Date()
-            session.parallel = communicator.map { DataParallel(communicator: $0, synchronizedBatchNorm: parallel.syncBatchNorm) }
+            session.parallel = communicator.map { DataParallel(communicator: $0, synchronizedBatchNorm: plan.options.syncBatchNorm) }
             session.log = { line in
                 guard printing else { return }
                 progress.clear()

@@ -93,6 +93,7 @@ extension Train {
         if let tensorboard = reporting.tensorboard { o.tensorboard = URL(fileURLWithPath: tensorboard).standardizedFileURL.path }
         if let every = reporting.givenTensorboardEvery { o.tensorboardEvery = every }
         if reporting.report { o.report = true }
+        if parallel.syncBatchNorm { o.syncBatchNorm = true }
         return o
     }
 

@@ -85,6 +85,11 @@ final class OutputPathCLITests: XCTestCase {
         try assertRefused(["eval", checkpoint.path, "--data", dir.path, "--save-results",
                            other.appendingPathComponent("checkpoint.json").path], "is a file of the run directory")
         XCTAssertFalse(FileManager.default.fileExists(atPath: other.appendingPathComponent("checkpoint.json").path))
+        // The trained graphs of an ONNX run are its files too.
+        for name in ["last.onnx", "best.onnx"] {
+            try assertRefused(["eval", checkpoint.path, "--data", dir.path, "--save-logits",
+                               other.appendingPathComponent(name).path], "is a file of the run directory")
+        }
     }
 
     func testAFileBesideTheInputsIsStillWritten() throws {

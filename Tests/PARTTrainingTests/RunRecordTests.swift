@@ -20,6 +20,7 @@ final class RunRecordTests: XCTestCase {
         options.without = ["fusion"]
         options.precision = "bf16"
         options.checkpointEvery = 5
+        options.syncBatchNorm = true
         return RunPlan(config: config, dataset: request, options: options, seeds: [0, 2])
     }
 

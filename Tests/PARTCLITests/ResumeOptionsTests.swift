@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import PARTData
+import PARTTraining
+import XCTest
+@testable import part
+
+/// The process options a resume keeps from the record and those a flag given again replaces
+/// (`Train.resumedPlan`), without training anything.
+final class ResumeOptionsTests: XCTestCase {
+    func recorded(syncBatchNorm: Bool) throws -> RunPlan {
+        var plan = try Train.parse(["--epochs", "3", "--precision", "fp32"]).newPlan()
+        plan.options.syncBatchNorm = syncBatchNorm
+        plan.options.checkpointMinutes = 10
+        return plan
+    }
+
+    /// A run started with --sync-bn keeps it on a resume that does not repeat the flag (its
+    /// batch norm would otherwise switch to each rank's own statistics half-way); a resume that
+    /// gives it turns it on, as other engine flags replace the recorded ones.
+    func testSyncBatchNormIsKeptOnAResume() throws {
+        let withSync = try recorded(syncBatchNorm: true)
+        XCTAssertTrue(try Train.parse([]).resumedPlan(withSync).options.syncBatchNorm)
+        XCTAssertEqual(try Train.parse([]).resumedPlan(withSync).options.checkpointMinutes, 10)
+        let without = try recorded(syncBatchNorm: false)
+        XCTAssertFalse(try Train.parse([]).resumedPlan(without).options.syncBatchNorm)
+        XCTAssertTrue(try Train.parse(["--sync-bn"]).resumedPlan(without).options.syncBatchNorm)
+        XCTAssertTrue(try Train.parse(["--sync-bn"]).newPlan().options.syncBatchNorm)
+        XCTAssertFalse(try Train.parse([]).newPlan().options.syncBatchNorm)
+        XCTAssertNil(withSync.difference(without), "an engine option does not define the run")
+    }
+
+    /// A record written before the option was recorded reads it as off.
+    func testARecordWithoutTheOptionReadsItAsOff() throws {
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(try recorded(syncBatchNorm: true).options))
+            as! [String: Any]
+        XCTAssertEqual(object["syncBatchNorm"] as? Bool, true)
+        object.removeValue(forKey: "syncBatchNorm")
+        let options = try JSONDecoder().decode(RunOptions.self, from: JSONSerialization.data(withJSONObject: object))
+        XCTAssertFalse(options.syncBatchNorm)
+        XCTAssertEqual(options.checkpointMinutes, 10)
+    }
+}
