@@ -139,7 +139,7 @@ public final class BatchNorm2d: Layer {
 
     public func forward(_ x: Tensor, mode: Mode, tape: Tape?) throws -> Tensor {
         let training = mode == .train
-        if training, let reducer = BatchNorm2d.synchronization.value {
+        if training, let reducer = BatchNorm2d.synchronization?.reducer {
             return try synchronizedForward(anyType: x, reducer: reducer, tape: tape)
         }
         let (y, record) = try op.forward(x, scale: weight.value, shift: bias.value, training: training,

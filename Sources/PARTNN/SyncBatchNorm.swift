@@ -10,11 +10,21 @@ public protocol BatchStatisticsReducer: AnyObject {
     var gradientWeight: Double { get }
 }
 
+/// A reducer as the task-local value `BatchNorm2d.synchronization` holds it. The reducer is
+/// used only by the code that bound it (one training loop, on its own thread), which is why
+/// handing it over as Sendable is sound although the reducer itself is not.
+public struct SynchronizedStatistics: @unchecked Sendable {
+    public let reducer: BatchStatisticsReducer
+    public init(_ reducer: BatchStatisticsReducer) { self.reducer = reducer }
+}
+
 extension BatchNorm2d {
-    /// The reducer of synchronised batch norm (`--sync-bn`): when set, every training-mode batch
-    /// norm of the process normalises with the statistics of the global batch. Nil: per-process
-    /// statistics (PyTorch DDP's default).
-    public static let synchronization = Locked<BatchStatisticsReducer?>(nil)
+    /// The reducer of synchronised batch norm (`--sync-bn`): bound with
+    /// `BatchNorm2d.$synchronization.withValue(...)` around a training loop (the trainer does),
+    /// every training-mode batch norm that loop runs normalises with the statistics of the
+    /// global batch. Nil: per-process statistics (PyTorch DDP's default). A task-local value, so
+    /// no other code of the process (another test, another model) is switched with it.
+    @TaskLocal public static var synchronization: SynchronizedStatistics?
 
     /// Training-mode forward with global batch statistics, as PyTorch's `SyncBatchNorm`:
     ///

@@ -35,16 +35,6 @@ public final class DataParallel: BatchStatisticsReducer {
     /// The rank that writes checkpoints, logs and reports.
     public var isRoot: Bool { communicator.isRoot }
 
-    /// Makes every training-mode batch norm of this process synchronised (with
-    /// `synchronizedBatchNorm`) until `detach()`.
-    public func attach() {
-        if synchronizedBatchNorm { BatchNorm2d.synchronization.value = self }
-    }
-
-    public func detach() {
-        if synchronizedBatchNorm { BatchNorm2d.synchronization.value = nil }
-    }
-
     public func sum(_ values: [Double]) throws -> [Double] { try communicator.allreduceSum(values) }
 
     /// This rank's share of each global batch. Synchronised batch norm needs examples on every

@@ -119,10 +119,22 @@ public final class Trainer {
     ///     and `TrainingInterrupted`.
     ///   - progress: called after every batch with (epoch, batches done, batches in epoch).
     ///   - report: called after every epoch.
+    ///
+    /// With a data-parallel job's synchronised batch norm, the batch norms this call runs use
+    /// the ranks' statistics: the reducer is bound to this call (a task-local value), never
+    /// switched on for the whole process.
     @discardableResult
     public func train(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
                       progress: (Int, Int, Int) -> Void = { _, _, _ in },
                       report: (EpochReport) throws -> Void) throws -> TrainingOutcome {
+        let synchronization = parallel.flatMap { $0.synchronizedBatchNorm ? SynchronizedStatistics($0) : nil }
+        return try BatchNorm2d.$synchronization.withValue(synchronization) {
+            try trainBound(on: data, heldOut: heldOut, runDirectory: runDirectory, progress: progress, report: report)
+        }
+    }
+
+    private func trainBound(on data: ImageDataset, heldOut: ImageDataset, runDirectory: URL,
+                            progress: (Int, Int, Int) -> Void, report: (EpochReport) throws -> Void) throws -> TrainingOutcome {
         if config.budget == .cam, let problem = config.mapRule.channelProblem(channels: data.channels, images: data.name) {
             throw TrainingError(problem)
         }
@@ -130,8 +142,6 @@ public final class Trainer {
         let check = split.validation ?? heldOut
         let isRoot = parallel?.isRoot ?? true
         try parallel?.checkAgreement(configuration: try JSONOutput.line(config), data: data, model: model)
-        parallel?.attach()
-        defer { parallel?.detach() }
         // A resumed run continues its store, position and reports; a new one starts them.
         let store: CheckpointStore
         var start = TrainingPosition()

@@ -28,6 +28,12 @@ final class PrecisionTests: XCTestCase {
             return (g.logits.scalars, g.gradient.scalars, maps.scalars)
         }
         XCTAssertLessThan(relativeErrorOf(r.bf16.0, r.f32.0), 0.03, "\(architecture) logits")
+        // ... and the bf16 passes did run: bfloat16's rounding shows in logits and gradients (a
+        // precision setting that was ignored would give differences of exactly zero). The CAMs of
+        // these small images are maps of 2x2 or 4x4 cells, min-max normalised to 0s and 1s, so
+        // they cannot show it.
+        XCTAssertNotEqual(r.bf16.0, r.f32.0, "\(architecture): the logits were not computed in bf16")
+        XCTAssertNotEqual(r.bf16.1, r.f32.1, "\(architecture): the input gradients were not computed in bf16")
         // Input gradients of an untrained network are sums of many cancelling terms, so bf16's
         // 8-bit mantissa shows (measured: 11% for ResNet-18, 25% for SmallCNN in L2); what an
         // attack in bf16 achieves on a trained model is measured by `part eval --precision bf16`.

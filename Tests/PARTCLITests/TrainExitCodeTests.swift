@@ -45,12 +45,14 @@ final class TrainExitCodeTests: XCTestCase {
         try assertBadArgument(train + ["--out", file.appendingPathComponent("run").path],
                               "\(file.path) is not a directory")
         if getuid() != 0 {
-            // Root writes anywhere; the permission check needs an ordinary user.
             let locked = dir.appendingPathComponent("locked")
             try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: false)
             chmod(locked.path, 0o555)
             defer { chmod(locked.path, 0o755) }
             try assertBadArgument(train + ["--out", locked.path], "is not writable")
+        } else {
+            // Root writes into any mode-555 folder; sysfs refuses it files all the same.
+            try assertBadArgument(train + ["--out", "/sys"], "--out /sys is not writable")
         }
     }
 

@@ -123,8 +123,6 @@ final class MirroredRanks: BatchStatisticsReducer {
 }
 
 final class SyncBatchNormTests: XCTestCase {
-    override func tearDown() { BatchNorm2d.synchronization.value = nil }
-
     /// Forward, input gradient, parameter gradients and running statistics of synchronised batch
     /// norm on x over two mirrored ranks equal plain batch norm on [x; x] with the global loss.
     func testSynchronisedBatchNormEqualsBatchNormOfTheGlobalBatch() throws {
@@ -149,13 +147,14 @@ final class SyncBatchNormTests: XCTestCase {
         // One of two ranks holding x: its loss is the mean over its own half, so its upstream
         // gradient is twice the global one; its gradients come out divided by w = 1/2.
         let synced = layer()
-        BatchNorm2d.synchronization.value = MirroredRanks(copies: 2)
         let rankTape = Tape(parameterGradients: true)
-        let yRank = try synced.forward(x, mode: .train, tape: rankTape)
+        let yRank = try BatchNorm2d.$synchronization.withValue(SynchronizedStatistics(MirroredRanks(copies: 2))) {
+            try synced.forward(x, mode: .train, tape: rankTape)
+        }
         var doubled = upstream
         doubled.scale(by: 2)
+        // The backward pass uses the reducer its forward pass recorded.
         let dxRank = try rankTape.backward(doubled)
-        BatchNorm2d.synchronization.value = nil
 
         XCTAssertLessThan(maxDifference(yRank.scalars, Array(y.scalars.prefix(x.count))), 1e-5)
         XCTAssertLessThan(maxDifference(dxRank.scalars.map { $0 / 2 }, Array(dx.scalars.prefix(x.count))), 1e-5)

@@ -278,25 +278,34 @@ final class BF16TrainingTests: XCTestCase {
     func testSynchronizedBatchNormStepsInBF16() throws {
         try requireBF16()
         final class OneRank: BatchStatisticsReducer {
-            func sum(_ values: [Double]) throws -> [Double] { values }
+            var sums = 0
+            func sum(_ values: [Double]) throws -> [Double] {
+                sums += 1
+                return values
+            }
             var gradientWeight: Double { 1 }
         }
+        let rank = OneRank()
         var rng = RNG(seed: 6)
         let m = try ModelZoo.make("wrn-16-2", numClasses: 10, inChannels: 3, imageSize: 16, rng: &rng)
         let x = Tensor(shape: [4, 16, 16, 3], values: (0..<(4 * 16 * 16 * 3)).map { _ in rng.uniform() })
         func gradients(_ precision: DType, synchronized: Bool) throws -> (Float, [Float]) {
-            BatchNorm2d.synchronization.value = synchronized ? OneRank() : nil
-            defer { BatchNorm2d.synchronization.value = nil }
             m.parameters.forEach { $0.1.zeroGradient() }
-            let step = try AdversarialTraining().accumulateGradients(m, clean: x, adversarial: x, labels: [1, 2, 3, 4],
-                                                                     precision: precision)
+            let step = try BatchNorm2d.$synchronization.withValue(synchronized ? SynchronizedStatistics(rank) : nil) {
+                try AdversarialTraining().accumulateGradients(m, clean: x, adversarial: x, labels: [1, 2, 3, 4],
+                                                              precision: precision)
+            }
             return (step.loss, m.parameters.flatMap(\.1.gradient.scalars))
         }
         let (loss, plain) = try gradients(.bf16, synchronized: false)
+        XCTAssertEqual(rank.sums, 0)
         let (syncLoss, synced) = try gradients(.bf16, synchronized: true)
+        XCTAssertGreaterThan(rank.sums, 0, "the synchronised batch norm did not run")
+        let sumsOfTheSynchronisedStep = rank.sums
         let (_, float32) = try gradients(.f32, synchronized: false)
         XCTAssertEqual(Double(syncLoss), Double(loss), accuracy: Self.lossTolerance * Double(abs(loss)))
         XCTAssertLessThanOrEqual(Self.distance(synced, plain), Self.noiseFactor * Self.distance(float32, plain))
         XCTAssert(synced.allSatisfy(\.isFinite))
+        XCTAssertEqual(rank.sums, sumsOfTheSynchronisedStep, "the reducer stayed bound after its step")
     }
 }

@@ -94,8 +94,17 @@ final class CheckpointStoreTests: XCTestCase {
         try Data("{}".utf8).write(to: second.url.appendingPathComponent("config.json"))
         try Data().write(to: second.url.appendingPathComponent("last.safetensors.tmp-123"))
         let path = second.url.path
-        withExtendedLifetime(first) {}
-        XCTAssertThrowsError(try RunDirectory.claim(path, overwrite: false), "still held")
+        // Held, a directory is refused for that reason (not only because it holds a run), and
+        // nothing of it is touched, even with --overwrite.
+        try withExtendedLifetime((first, second)) {
+            for overwrite in [false, true] {
+                XCTAssertThrowsError(try RunDirectory.claim(path, overwrite: overwrite), "still held") { error in
+                    XCTAssert("\(error)".contains("another part train is writing into"), "\(error)")
+                }
+            }
+        }
+        XCTAssert(FileManager.default.fileExists(atPath: second.url.appendingPathComponent("config.json").path))
+        XCTAssert(FileManager.default.fileExists(atPath: second.url.appendingPathComponent("last.safetensors.tmp-123").path))
     }
 
     func testOverwriteRemovesTheRunAndOnlyTheRun() throws {

@@ -71,6 +71,7 @@ final class TrainPrecisionTests: XCTestCase {
         config.steps = 2
         config.evalSteps = 2
         config.trainPrecision = .bf16
+        let start = rng
         var initRng = rng.split()
         let model = try ModelZoo.make("small-cnn", numClasses: 3, inChannels: 1, imageSize: 16, rng: &initRng)
         let before = model.parameters.map { $0.1.value.scalars }
@@ -89,5 +90,21 @@ final class TrainPrecisionTests: XCTestCase {
         XCTAssert(state.metadata["config"]?.contains("\"trainPrecision\":\"bf16\"") ?? false)
         let checkpoint = try SafetensorsFile.read(from: dir.appendingPathComponent("last.safetensors"))
         XCTAssert(checkpoint.tensors.values.allSatisfy { $0.dtype == .f32 })
+
+        // The same run with fp32 passes from the same weights: the bf16 passes did run (the
+        // weights differ), and they follow the fp32 trajectory up to bf16's rounding.
+        var fp32Rng = start
+        var fp32InitRng = fp32Rng.split()
+        let fp32Model = try ModelZoo.make("small-cnn", numClasses: 3, inChannels: 1, imageSize: 16, rng: &fp32InitRng)
+        XCTAssertEqual(fp32Model.parameters.map { $0.1.value.scalars }, before)
+        config.trainPrecision = .fp32
+        let fp32Dir = dir.appendingPathComponent("fp32")
+        try Trainer(config: config, model: fp32Model, rng: fp32Rng).train(on: data, heldOut: data.prefix(12), runDirectory: fp32Dir) { _ in }
+        let low = model.parameters.flatMap { $0.1.value.scalars }, full = fp32Model.parameters.flatMap { $0.1.value.scalars }
+        XCTAssertNotEqual(low, full, "the bf16 run trained with fp32 passes")
+        let moved = zip(full, before.flatMap { $0 }).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+        let apart = zip(low, full).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+        print("bf16 and fp32 runs: \(apart) apart; the fp32 run moved its weights by \(moved)")
+        XCTAssertLessThan(apart, 0.2 * moved, "bf16 training left the fp32 trajectory")
     }
 }
