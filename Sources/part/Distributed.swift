@@ -122,7 +122,7 @@ struct MPICheck: ParsableCommand {
             guard root == [42] else { throw DistributedError("broadcast gave a wrong value on rank \(rank)") }
             var host = [CChar](repeating: 0, count: 256)
             gethostname(&host, 255)
-            let name = Array(String(cString: host).utf8.prefix(64))
+            let name = Array(host.prefix { $0 != 0 }.map { UInt8(truncatingIfNeeded: $0) }.prefix(64))
             let hosts = try communicator.allgather(name + [UInt8](repeating: 0, count: 64 - name.count)).map {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
