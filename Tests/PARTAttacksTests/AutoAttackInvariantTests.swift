@@ -108,6 +108,7 @@ final class AutoAttackInvariantTests: XCTestCase {
 
     func squareWindowsGiveTheResultOfFullForwardPasses() throws {
         let (model, x, labels) = try trainedModelAndImages(16)
+        XCTAssertNotNil((model as? LocallyComputable)?.localPrefix, "without a local prefix both runs take the full path")
         let map = try data.varyingMap(x.shape, scale: 0.5)
         let attack = Square(queries: 600)
         let windowed = try runAttack(attack, model, images: x, labels: labels, budget: map)

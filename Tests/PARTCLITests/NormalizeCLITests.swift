@@ -19,11 +19,17 @@ extension CLITests {
         let weights = out.appendingPathComponent("last.safetensors")
         XCTAssertEqual(try SafetensorsFile.read(from: weights).metadata["normalize"], "0.5/0.25")
 
-        // eval applies the checkpoint's normalisation without the flag: the same accuracy as with it.
+        // eval applies the checkpoint's normalisation without the flag: the same logits as with
+        // it, and other logits than without normalisation.
         let evalArgs = ["eval", weights.path, "--data", dir.path, "--attacks", "natural", "--limit", "8", "--json", "--quiet"]
-        let implicit = try part(evalArgs), explicit = try part(evalArgs + ["--normalize", "0.5/0.25"])
-        let bare = try part(evalArgs + ["--normalize", "0/1"])
+        let logits = (implicit: dir.appendingPathComponent("implicit.npy"), explicit: dir.appendingPathComponent("explicit.npy"),
+                      bare: dir.appendingPathComponent("bare.npy"))
+        let implicit = try part(evalArgs + ["--save-logits", logits.implicit.path])
+        let explicit = try part(evalArgs + ["--normalize", "0.5/0.25", "--save-logits", logits.explicit.path])
+        let bare = try part(evalArgs + ["--normalize", "0/1", "--save-logits", logits.bare.path])
         for r in [implicit, explicit, bare] { XCTAssertEqual(r.status, 0, r.stderr) }
+        XCTAssertEqual(try Data(contentsOf: logits.implicit), try Data(contentsOf: logits.explicit))
+        XCTAssertNotEqual(try Data(contentsOf: logits.implicit), try Data(contentsOf: logits.bare))
         func json(_ text: String) throws -> [String: Any] {
             try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         }

@@ -133,10 +133,10 @@ final class NumPyTests: XCTestCase {
         for i in stride(from: 100, to: 300, by: 5) { broken[i] ^= 0x3C }
         try write(broken, to: compressed)
         assertFails(try DatasetRegistry.load(self.request(compressed), split: .test), compressed.path)
-        // Keys.
+        // The archive's name does not matter (the split is the request's, not "train" in a name).
         let dir = try makeTemporaryDirectory(self)
         let odd = dir.appendingPathComponent("odd.npz")
-        try write(try bytes(Fixtures.url("data_npy/train.npz")).map { $0 }, to: odd)
+        try write(try bytes(Fixtures.url("data_npy/train.npz")), to: odd)
         XCTAssertNoThrow(try DatasetRegistry.load(request(odd), split: .train))
         assertFails(try DatasetRegistry.load(self.request(dir.appendingPathComponent("x.npy")), split: .train), "no such file")
         try write(npy(descr: "|u1", shape: [1, 2, 2], data: [1, 2, 3, 4]), to: dir.appendingPathComponent("x.npy"))
