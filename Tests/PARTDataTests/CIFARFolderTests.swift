@@ -70,6 +70,34 @@ final class CIFARFolderTests: XCTestCase {
         XCTAssertTrue(DecodedCache.markedReadOnly(root.appendingPathComponent(".part-cache")))
     }
 
+    /// The same as a user meets it: `part data inspect` of a folder copy without write bits
+    /// leaves the folder as it was and writes its decoded-image cache to `$XDG_CACHE_HOME/part`.
+    func testTheCacheOfAReadOnlyFolderGoesToTheUserCache() throws {
+        let data = try makeFolder(classes: CIFAR.cifar10Names, perClass: 1)
+        let cache = try makeTemporaryDirectory(self)
+        func entries(_ url: URL) throws -> [String] {
+            try FileManager.default.subpathsOfDirectory(atPath: url.path).sorted()
+        }
+        let before = try entries(data)
+        let folders = [data] + before.map { data.appendingPathComponent($0) }.filter {
+            var isFolder: ObjCBool = false
+            return FileManager.default.fileExists(atPath: $0.path, isDirectory: &isFolder) && isFolder.boolValue
+        }
+        XCTAssertEqual(folders.count, 1 + 2 + 2 * 10, "the folder, train/ and test/, a folder per class in each")
+        for folder in folders { try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: folder.path) }
+        addTeardownBlock {
+            for folder in folders { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.path) }
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CACHE_HOME"] = cache.path
+        let r = try runProcess(["data", "inspect", "--dataset", "cifar10", "--data", data.path], environment: environment)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try entries(data), before, "the read-only folder was written into")
+        let written = try entries(cache.appendingPathComponent("part"))
+        XCTAssertEqual(written.count, 2, "one cache per split: \(written)")
+        XCTAssert(written.allSatisfy { $0.hasSuffix(".partcache") }, "\(written)")
+    }
+
     func testBalancedIndicesTakeTheFirstOfEachClass() throws {
         // Labels sorted by class, as an image folder's: 0 0 0 0 1 1 1 2 2 2 2 2.
         let labels: [Int32] = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
