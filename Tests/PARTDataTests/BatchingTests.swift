@@ -101,11 +101,22 @@ final class BatcherTests: XCTestCase {
     func testAnAbandonedPrefetcherStops() throws {
         let d = try dataset(count: 400)
         let batches = (0..<100).map { [$0 * 4, $0 * 4 + 1, $0 * 4 + 2, $0 * 4 + 3] }
+        func threads() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0 }
+        _ = Array(Batcher(d, batches: Array(batches.prefix(2)), seed: 1, epoch: 1, prefetch: true))
+        let threadsBefore = threads()
         for _ in 0..<20 {
             let batcher = Batcher(d, batches: batches, seed: 1, epoch: 1, prefetch: true)
             XCTAssertEqual(batcher.next()?.indices, [0, 1, 2, 3])
             // Dropped after one batch: its thread must end rather than wait for ever.
         }
+        // 20 abandoned producers that kept waiting would be 20 more threads of the process.
+        var threadsAfter = threads()
+        for _ in 0..<50 where threadsAfter > threadsBefore + 2 {
+            usleep(100_000)
+            threadsAfter = threads()
+        }
+        XCTAssertGreaterThan(threadsBefore, 0, "/proc/self/task lists the threads")
+        XCTAssertLessThanOrEqual(threadsAfter, threadsBefore + 2, "abandoned prefetchers left their threads running")
         let before = Batcher.waitStatistics.value.batches
         _ = Array(Batcher(d, batches: Array(batches.prefix(3)), seed: 1, epoch: 1, prefetch: true))
         XCTAssertGreaterThanOrEqual(Batcher.waitStatistics.value.batches - before, 2, "all batches but the first are timed")
