@@ -51,14 +51,11 @@ public final class RunDirectory {
 
     deinit { close(lock) }
 
-    /// The files and folders that make a directory hold a run; `--overwrite` removes exactly
-    /// these (and temporary files), never anything else of the folder.
-    public static let runEntries = OutputPath.runFiles
-
-    /// Whether `url` holds (part of) a run: a file of `runEntries` or a `seed-K` sub-run.
+    /// Whether `url` holds (part of) a run: a file of `OutputPath.runFiles` (the one list of a
+    /// run's files, which `--overwrite` removes exactly, with temporary files) or a `seed-K` sub-run.
     public static func holdsRun(_ url: URL) -> Bool {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-        return names.contains { runEntries.contains($0) || $0.hasPrefix("seed-") }
+        return names.contains { OutputPath.runFiles.contains($0) || $0.hasPrefix("seed-") }
     }
 
     /// Claims the directory `path` for a new run. An existing run there is refused unless
@@ -178,7 +175,7 @@ public final class RunDirectory {
 
     /// Whether `name` is an entry of a run (what `--overwrite` sets aside).
     static func isRunEntry(_ name: String) -> Bool {
-        runEntries.contains(name) || name.hasPrefix("seed-") || name.hasSuffix(CheckpointStore.pendingSuffix)
+        OutputPath.runFiles.contains(name) || name.hasPrefix("seed-") || name.hasSuffix(CheckpointStore.pendingSuffix)
     }
 
     /// Moves the run's own entries into `RUN/.replaced` (for `--overwrite`): the old run is
