@@ -160,7 +160,34 @@ public enum CIFAR {
         }
         let tgz = location.appendingPathComponent(archive)
         if fm.fileExists(atPath: tgz.path) { return (try TarSource(url: tgz), tgz) }
+        if let near = nearby(location, variant: variant) {
+            throw DatasetError("\(location.path): no CIFAR files here, but \(near.path) has them: name that folder in --data")
+        }
         throw DatasetError("\(location.path): no CIFAR binary files: expected \(probe) there or in \(folder)/, or \(archive) (download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)\(norFolders)")
+    }
+
+    /// A folder near `location` that holds the dataset, for the error when `location` holds none:
+    /// the copy above a split or class folder the user named (`train/`, `train/cat/`), else the
+    /// first subfolder (by name) that holds one. Only looks; nil when nothing near qualifies.
+    static func nearby(_ location: URL, variant: Variant) -> URL? {
+        let fm = FileManager.default
+        let (folder, archive) = names(variant)
+        let probe = files(variant, split: .test)[0].name
+        func holds(_ c: URL) -> Bool {
+            (variant == .cifar10 && isImageFolder(c)) || FolderSource(directory: c).contains(probe)
+                || FolderSource(directory: c.appendingPathComponent(folder)).contains(probe)
+                || fm.fileExists(atPath: c.appendingPathComponent(archive).path)
+        }
+        let location = location.standardizedFileURL
+        let parent = location.deletingLastPathComponent()
+        for above in [parent, parent.deletingLastPathComponent()] where above.path != location.path && holds(above) {
+            return above
+        }
+        let children = (try? fm.contentsOfDirectory(at: location, includingPropertiesForKeys: [.isDirectoryKey],
+                                                     options: [.skipsHiddenFiles])) ?? []
+        return children.filter { (try? $0.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true }
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+            .first(where: holds)
     }
 
     /// Whether `location` holds CIFAR-10 as an image folder (`train/` beside no binary files),

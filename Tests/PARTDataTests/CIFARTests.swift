@@ -119,6 +119,28 @@ final class CIFARTests: XCTestCase {
                     "no such file or folder", "a folder of train/ and test/")
     }
 
+    /// --data naming a folder next to the copy (one of its split or class folders, or the folder
+    /// above it) says which folder to name instead.
+    func testFolderNextToTheCopyIsNamed() throws {
+        let root = try makeTemporaryDirectory(self)
+        let copy = root.appendingPathComponent("cifar10-jpeg")
+        for split in ["train", "test"] {
+            try FileManager.default.createDirectory(at: copy.appendingPathComponent("\(split)/cat"),
+                                                    withIntermediateDirectories: true)
+        }
+        for named in [copy.appendingPathComponent("train"), copy.appendingPathComponent("train/cat"), root] {
+            assertFails(try DatasetRegistry.load(self.request(.cifar10, named), split: .train),
+                        "\(named.path): no CIFAR files here, but \(copy.path) has them")
+        }
+        // A subfolder holding the binary files is found too.
+        let outer = try makeTemporaryDirectory(self), wrapper = outer.appendingPathComponent("download")
+        try FileManager.default.createDirectory(at: wrapper, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.url("data_cifar10/cifar-10-batches-bin"),
+                                         to: wrapper.appendingPathComponent("cifar-10-batches-bin"))
+        assertFails(try DatasetRegistry.load(self.request(.cifar10, outer), split: .train),
+                    "\(outer.path): no CIFAR files here, but \(wrapper.path) has them")
+    }
+
     func testCorruptArchive() throws {
         let archive = try Fixtures.copy("data_cifar10/cifar-10-binary.tar.gz", into: self)
         let content = try bytes(archive)
