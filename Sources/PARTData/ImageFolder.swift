@@ -124,8 +124,19 @@ public enum ImageFolder {
     static func splitFolder(_ root: URL, split: DatasetSplit) throws -> URL? {
         let names = split == .train ? ["train"] : ["test", "val"]
         for n in names where isDirectory(root.appendingPathComponent(n)) { return root.appendingPathComponent(n) }
-        let any = ["train", "test", "val"].contains { isDirectory(root.appendingPathComponent($0)) }
-        return any ? nil : root
+        return sharesSplits(root) ? root : nil
+    }
+
+    /// Whether the folder `root` serves as every split: it has no `train/`, `test/` or `val/`
+    /// folder, so its test images are its training images.
+    public static func sharesSplits(_ root: URL) -> Bool {
+        !["train", "test", "val"].contains { isDirectory(root.appendingPathComponent($0)) }
+    }
+
+    /// Whether `folder` has a `train/` folder and a `test/` or `val/` one: an image folder itself.
+    static func holdsSplits(_ folder: URL) -> Bool {
+        isDirectory(folder.appendingPathComponent("train"))
+            && (isDirectory(folder.appendingPathComponent("test")) || isDirectory(folder.appendingPathComponent("val")))
     }
 
     /// The labelled file list of a split.
@@ -140,6 +151,10 @@ public enum ImageFolder {
         let classes = try classFolders(trainFolder)
         guard !classes.isEmpty else {
             throw DatasetError("\(trainFolder.path): no class folders; put each class's images in a sub-folder named after it")
+        }
+        // --data named the folder above an image folder: its "class" holds the splits.
+        if trainFolder == root, let copy = classes.first(where: { holdsSplits(root.appendingPathComponent($0)) }) {
+            throw DatasetError("\(root.path): its sub-folder \(copy) holds the split folders (train/ and test/ or val/), so it is the image folder; name \(root.appendingPathComponent(copy).path) in --data")
         }
         let present = try classFolders(folder)
         let reserved = [folder, trainFolder] + classes.map { trainFolder.appendingPathComponent($0) }

@@ -19,13 +19,39 @@ extension RunPlan {
     /// per-epoch check (the first `evalLimit`); warnings go to `warn`.
     public func loadData(warn: (String) -> Void = { _ in }) throws -> (train: ImageDataset, heldOut: ImageDataset) {
         var train = try DatasetRegistry.load(dataset, split: .train, warn: warn)
-        if options.trainLimit > 0 { train = train.prefix(options.trainLimit) }
+        if options.trainLimit > 0 && options.trainLimit < train.count {
+            let all = Set(train.labels)
+            train = train.prefix(options.trainLimit)
+            let kept = Set(train.labels)
+            if kept.count > 1 && kept.count < all.count {
+                let dropped = all.subtracting(kept).sorted().map { train.classNames[Int($0)] }
+                warn("--train-limit \(options.trainLimit) keeps \(kept.count) of the \(all.count) classes of the training images "
+                     + "(drops \(dropped.prefix(5).joined(separator: ", "))\(dropped.count > 5 ? ", ..." : ""))\(limitHint)")
+            }
+        }
         let test = try DatasetRegistry.load(dataset, split: .test, warn: warn)
         // --balanced: the first ceil(N/K) test images of each class (an image folder's test split
         // is sorted by class, so its first N are one class).
         let heldOut = config.balancedCheck == true ? try test.balancedPrefix(options.evalLimit) : test.prefix(options.evalLimit)
         try DatasetRegistry.checkSplitsAgree(train: train, test: heldOut)
+        if checksTrainingImages, let location = dataset.location {
+            warn("\(location.path) has no train/ and test/ (or val/) folders, so its images are both splits: the "
+                 + "per-epoch check measures training images, not held-out ones (--val-split N holds N of them out)")
+        }
         return (train, heldOut)
+    }
+
+    /// Whether the per-epoch check reads the training images themselves: an image folder without
+    /// split folders serves as both splits, and no --val-split holds images out.
+    public var checksTrainingImages: Bool {
+        guard dataset.name == .imagefolder, config.validationSplit == 0, let location = dataset.location else { return false }
+        return ImageFolder.sharesSplits(location)
+    }
+
+    /// Why a --train-limit may miss classes: it takes the first images, which an image folder
+    /// lists class by class.
+    var limitHint: String {
+        options.trainLimit > 0 ? ": --train-limit takes the first images, and an image folder lists them class by class" : ""
     }
 }
 
@@ -78,6 +104,11 @@ public final class TrainingSession {
         let config = plan.config
         guard train.count > 0 else {
             throw DatasetError("the training split of \(train.name) has no images; check --data (and the limit flags)")
+        }
+        let present = Set(train.labels)
+        if present.count < 2, let only = present.first {
+            throw DatasetError("the \(train.count) training images of \(train.name) are all of one class "
+                               + "(\(train.classNames[Int(only)])): a classifier needs two or more\(plan.limitHint)")
         }
         if config.validationSplit == 0 && heldOut.count == 0 {
             throw DatasetError("the test split of \(heldOut.name) has no images; check --data (and the limit flags)")

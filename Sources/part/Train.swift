@@ -284,7 +284,7 @@ struct Train: ParsableCommand {
             try session.check(train: train, heldOut: heldOut)
             let camLayer = try session.camLayer()
             let held = config.validationSplit > 0 ? "\(config.validationSplit) held-out training images"
-                : "\(heldOut.count) held-out test images"
+                : plan.checksTrainingImages ? "checked on \(heldOut.count) of them" : "\(heldOut.count) held-out test images"
             let header = ["PART for Swift: \(config.preset.map { "preset \($0), " } ?? "")\(config.architecture) on "
                           + "\(train.name) (\(train.count - config.validationSplit) training images, \(held)), "
                           + (seedList.map { "seeds \($0.map(String.init).joined(separator: ","))" } ?? "seed \(config.seed)")

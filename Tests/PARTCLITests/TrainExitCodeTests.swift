@@ -75,6 +75,43 @@ final class TrainExitCodeTests: XCTestCase {
         XCTAssert(none.stderr.contains("has no images"), none.stderr)
     }
 
+    /// Image folders that cannot train as given exit 1 before training, naming the fix: images of
+    /// one class, or --data naming the folder above the image folder. A folder without split
+    /// folders trains, with a warning that its check reads training images, and a --train-limit
+    /// that drops classes is named.
+    func testImageFoldersThatCannotTrainAsGiven() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/data_imagefolder")
+        let dir = try makeTemporaryDirectory(self, "part-imagefolder")
+        let fm = FileManager.default
+        let above = dir.appendingPathComponent("above"), one = dir.appendingPathComponent("one")
+        let shared = dir.appendingPathComponent("shared")
+        for d in [above, one, shared] { try fm.createDirectory(at: d, withIntermediateDirectories: true) }
+        try fm.copyItem(at: fixture, to: above.appendingPathComponent("pets"))
+        try fm.copyItem(at: fixture.appendingPathComponent("train/cat"), to: one.appendingPathComponent("cat"))
+        for c in ["cat", "dog", "emu"] {
+            try fm.copyItem(at: fixture.appendingPathComponent("train/\(c)"), to: shared.appendingPathComponent(c))
+        }
+        let train = ["train", "--dataset", "imagefolder", "--method", "at", "--epochs", "1", "--steps", "1",
+                     "--eval-steps", "1", "--batch-size", "2"]
+        let out = dir.appendingPathComponent("run")
+
+        let single = try runPart(train + ["--data", one.path, "--out", out.path])
+        XCTAssertEqual(single.status, 1, single.stderr)
+        XCTAssert(single.stderr.contains("the 4 training images of one are all of one class (cat)"), single.stderr)
+        let high = try runPart(train + ["--data", above.path, "--out", out.path])
+        XCTAssertEqual(high.status, 1, high.stderr)
+        XCTAssert(high.stderr.contains("its sub-folder pets holds the split folders")
+                  && high.stderr.contains("name \(above.appendingPathComponent("pets").path) in --data"), high.stderr)
+        XCTAssertFalse(fm.fileExists(atPath: out.path), "a run that never started leaves no directory")
+
+        let r = try runPart(train + ["--data", shared.path, "--train-limit", "5", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stderr.contains("part: warning: \(shared.path) has no train/ and test/ (or val/) folders"), r.stderr)
+        XCTAssert(r.stderr.contains("--train-limit 5 keeps 2 of the 3 classes of the training images (drops emu): --train-limit takes the first images"), r.stderr)
+        XCTAssert(r.stdout.contains("(5 training images, checked on 7 of them)"), r.stdout)
+    }
+
     /// Two runs started together without --out claim two directories; --overwrite replaces a
     /// run (its log starts again); AT takes --eps below the default --eps-low.
     func testRunDirectoriesAreClaimedOnceAndOverwriteReplaces() throws {

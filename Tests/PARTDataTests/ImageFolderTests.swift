@@ -162,6 +162,17 @@ final class ImageFolderTests: XCTestCase {
         assertFails(try DatasetRegistry.load(self.folder(root, cache: cache, channels: 1), split: .train), colour.path, "colour PNG")
     }
 
+    /// --data naming the folder above an image folder would make one class of everything.
+    func testTheFolderAboveAnImageFolderIsRefused() throws {
+        let cache = try makeTemporaryDirectory(self)
+        let copy = try Fixtures.copy("data_imagefolder", into: self)
+        let above = copy.deletingLastPathComponent()
+        assertFails(try DatasetRegistry.load(self.folder(above, cache: cache), split: .train),
+                    "\(above.path): its sub-folder data_imagefolder holds the split folders", "name \(copy.path) in --data")
+        XCTAssertFalse(ImageFolder.sharesSplits(copy))
+        XCTAssert(ImageFolder.sharesSplits(copy.appendingPathComponent("train")))
+    }
+
     func testImageFolderProblems() throws {
         let cache = try makeTemporaryDirectory(self)
         let root = try Fixtures.copy("data_imagefolder", into: self)
