@@ -154,40 +154,47 @@ public enum CIFAR {
             if location.pathExtension == "bin" { return (FolderSource(directory: location.deletingLastPathComponent()), nil) }
             return (try TarSource(url: location), location)
         }
-        let candidates = [location, location.appendingPathComponent(folder)]
-        for c in candidates where FolderSource(directory: c).contains(probe) {
-            return (FolderSource(directory: c), nil)
+        switch binaryFiles(in: location, variant: variant) {
+        case .folder(let c)?: return (FolderSource(directory: c), nil)
+        case .archive(let tgz)?: return (try TarSource(url: tgz), tgz)
+        case nil: break
         }
-        let tgz = location.appendingPathComponent(archive)
-        if fm.fileExists(atPath: tgz.path) { return (try TarSource(url: tgz), tgz) }
         if let near = nearby(location, variant: variant) {
             throw DatasetError("\(location.path): no CIFAR files here, but \(near.path) has them: name that folder in --data")
         }
         throw DatasetError("\(location.path): no CIFAR binary files: expected \(probe) there or in \(folder)/, or \(archive) (download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)\(norFolders)")
     }
 
+    /// The binary files found in a folder: a folder of `.bin` files, or the official archive.
+    enum BinaryFiles { case folder(URL), archive(URL) }
+
+    /// Where the binary files are in the folder `location`: the folder itself or its official
+    /// sub-folder holding the `.bin` files, else the official `.tar.gz` inside it; nil if none.
+    static func binaryFiles(in location: URL, variant: Variant) -> BinaryFiles? {
+        let (folder, archive) = names(variant)
+        let probe = files(variant, split: .test)[0].name
+        for c in [location, location.appendingPathComponent(folder)] where FolderSource(directory: c).contains(probe) {
+            return .folder(c)
+        }
+        let tgz = location.appendingPathComponent(archive)
+        return FileManager.default.fileExists(atPath: tgz.path) ? .archive(tgz) : nil
+    }
+
     /// A folder near `location` that holds the dataset, for the error when `location` holds none:
     /// the copy above a split or class folder the user named (`train/`, `train/cat/`), else the
     /// first subfolder (by name) that holds one. Only looks; nil when nothing near qualifies.
     static func nearby(_ location: URL, variant: Variant) -> URL? {
-        let fm = FileManager.default
-        let (folder, archive) = names(variant)
-        let probe = files(variant, split: .test)[0].name
         func holds(_ c: URL) -> Bool {
-            (variant == .cifar10 && isImageFolder(c)) || FolderSource(directory: c).contains(probe)
-                || FolderSource(directory: c.appendingPathComponent(folder)).contains(probe)
-                || fm.fileExists(atPath: c.appendingPathComponent(archive).path)
+            (variant == .cifar10 && isImageFolder(c)) || binaryFiles(in: c, variant: variant) != nil
         }
         let location = location.standardizedFileURL
         let parent = location.deletingLastPathComponent()
         for above in [parent, parent.deletingLastPathComponent()] where above.path != location.path && holds(above) {
             return above
         }
-        let children = (try? fm.contentsOfDirectory(at: location, includingPropertiesForKeys: [.isDirectoryKey],
-                                                     options: [.skipsHiddenFiles])) ?? []
-        return children.filter { (try? $0.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true }
-            .sorted { $0.lastPathComponent < $1.lastPathComponent }
-            .first(where: holds)
+        let children = (try? ImageFolder.contents(location)) ?? []
+        return ImageFolder.sortedNames(children).map { location.appendingPathComponent($0) }
+            .first { ImageFolder.isDirectory($0) && holds($0) }
     }
 
     /// Whether `location` holds CIFAR-10 as an image folder (`train/` beside no binary files),
