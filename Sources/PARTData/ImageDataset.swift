@@ -160,6 +160,22 @@ public struct ImageDataset: Sendable {
         return out
     }
 
+    /// The indices of `n` examples (fewer if the dataset has fewer) taken one class at a time:
+    /// the first example of each class, then the second of each, and so on (classes without
+    /// examples skipped), returned in dataset order. For pictures of a few images (a report's CAM
+    /// grid), which should show several classes even when the examples are sorted by class.
+    public func interleavedIndices(_ n: Int) -> [Int] {
+        var byClass = [[Int]](repeating: [], count: classes)
+        for (i, label) in labels.enumerated() { byClass[Int(label)].append(i) }
+        var out: [Int] = []
+        var round = 0
+        while out.count < Swift.min(Swift.max(n, 0), count) {
+            for members in byClass where round < members.count && out.count < n { out.append(members[round]) }
+            round += 1
+        }
+        return out.sorted()
+    }
+
     /// The examples `indices` (in that order) as a dataset of their own, copied; for subsets
     /// that are not a prefix (`--balanced`).
     public func subset(_ indices: [Int]) throws -> ImageDataset {

@@ -113,6 +113,12 @@ public enum OutputPath {
         let inode: UInt64
     }
 
+    /// Whether two paths name the same existing file (through links or other spellings).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        guard let x = identity(a)?.1, let y = identity(b)?.1 else { return false }
+        return x == y
+    }
+
     static func identity(_ path: String) -> (String, FileID)? {
         var info = stat()
         guard !path.isEmpty, stat(path, &info) == 0 else { return nil }

@@ -45,6 +45,8 @@ public struct RunReport {
     public var environment: [(String, String)] = []
     public var epochs: [EpochRecord] = []
     public var evaluations: [EvaluationTable] = []
+    /// The results file of each table of `evaluations`.
+    private var evaluationFiles: [URL] = []
     /// The PNG of a CAM grid and what it shows.
     public var camGrid: (png: Data, caption: String)?
     /// Sentences about what is missing or how to see more.
@@ -109,10 +111,12 @@ public struct RunReport {
         let evalDirectory = runDirectory.appendingPathComponent("eval")
         let files = ((try? fm.contentsOfDirectory(atPath: evalDirectory.path)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
         for file in files {
-            report.evaluations.append(try readEvaluation(evalDirectory.appendingPathComponent(file)))
+            let url = evalDirectory.appendingPathComponent(file)
+            report.evaluations.append(try readEvaluation(url, shownAs: "eval/" + file))
+            report.evaluationFiles.append(url)
         }
         if files.isEmpty {
-            report.notes.append("No evaluation results yet: part eval \(model.relativePath) --save-results "
+            report.notes.append("\(noEvaluationNote): part eval \(model.relativePath) --save-results "
                                 + "\(evalDirectory.appendingPathComponent("NAME.jsonl").relativePath) adds a table here.")
         }
         if fm.fileExists(atPath: runDirectory.appendingPathComponent("tb").path) {
@@ -188,13 +192,30 @@ public struct RunReport {
         }
     }
 
-    static func readEvaluation(_ url: URL) throws -> EvaluationTable {
+    /// Adds the table of a results file kept outside `RUN/eval/` (`part report --results FILE`),
+    /// shown under the path as given. A file already in the report (the same file reached by
+    /// another path) is not added twice.
+    public mutating func addEvaluation(_ url: URL) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ReportError("--results \(url.relativePath): no such file; name a results file of part eval --save-results")
+        }
+        let table = try Self.readEvaluation(url, shownAs: url.relativePath)
+        guard !evaluationFiles.contains(where: { OutputPath.sameFile($0.path, url.path) }) else { return }
+        evaluations.append(table)
+        evaluationFiles.append(url)
+        notes.removeAll { $0.hasPrefix(Self.noEvaluationNote) }
+    }
+
+    static let noEvaluationNote = "No evaluation results yet"
+
+    static func readEvaluation(_ url: URL, shownAs title: String) throws -> EvaluationTable {
         guard let data = FileManager.default.contents(atPath: url.path) else { throw ReportError("\(url.path) cannot be read") }
         // Only whole lines count: an evaluation still running may be writing the last one.
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
         guard let first = lines.first, let header = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any],
               let columns = header["columns"] as? [String] else {
-            throw ReportError("\(url.path) is not a results file of part eval --save-results (no header line); move it out of eval/")
+            throw ReportError("\(url.path) is not a results file of part eval --save-results (no header line)"
+                              + (title.hasPrefix("eval/") ? "; move it out of eval/" : ""))
         }
         var robust = [Int](repeating: 0, count: columns.count), worst = 0, unverified = 0, done = 0
         for line in lines.dropFirst() where !line.isEmpty {
@@ -218,7 +239,7 @@ public struct RunReport {
         let curveKey = ["checkpointSHA256", "architecture", "normalize", "dataset", "split", "count", "columns", "independent",
                         "seed", "precision", "balanced"].map { header[$0].map(scalarText) ?? "" }.joined(separator: "|")
             + "|" + columns.joined(separator: ",")
-        return EvaluationTable(file: url.lastPathComponent, header: fields, columns: columns,
+        return EvaluationTable(file: title, header: fields, columns: columns,
                                descriptions: descriptions.count == columns.count ? descriptions : columns,
                                count: (header["count"] as? Int) ?? done, done: done, robust: robust, worstCase: worst,
                                unverified: unverified, epsilon: number(header["epsilon"]), curveKey: curveKey)
@@ -252,7 +273,7 @@ public struct RunReport {
 
         h += "<h2>Evaluation</h2>\n"
         if evaluations.isEmpty {
-            h += "<p>No results of part eval --save-results in eval/.</p>\n"
+            h += "<p>No results of part eval --save-results in eval/ (or given with --results).</p>\n"
         }
         let curves = robustnessCurves()
         if !curves.isEmpty {
@@ -357,7 +378,7 @@ public struct RunReport {
     }
 
     func evaluationHTML(_ t: EvaluationTable) -> String {
-        var h = "<h3>eval/\(HTML.escape(t.file))</h3>\n<p class=\"meta\">"
+        var h = "<h3>\(HTML.escape(t.file))</h3>\n<p class=\"meta\">"
             + t.header.map { "\(HTML.escape($0.0)) \(HTML.escape($0.1))" }.joined(separator: " &middot; ") + "</p>\n"
         if t.done < t.count {
             h += "<p class=\"note\">Unfinished: \(t.done) of \(t.count) points written; the figures are over those.</p>\n"

@@ -72,7 +72,12 @@ public struct SVGChart {
         if xTicks != nil, let lo = epochs.min(), let hi = epochs.max(), hi > lo {
             (xLo, xHi) = (lo - 0.06 * (hi - lo), hi + 0.06 * (hi - lo))
         }
-        let yTicks = Self.ticks(finite.map(\.1).min() ?? 0, finite.map(\.1).max() ?? 1)
+        var yTicks = Self.ticks(finite.map(\.1).min() ?? 0, finite.map(\.1).max() ?? 1)
+        // Fractions lie in [0, 1]: a flat line at 100% gets no tick above it.
+        if percent {
+            let inside = yTicks.filter { $0 >= -1e-9 && $0 <= 1 + 1e-9 }
+            if inside.count >= 2 { yTicks = inside }
+        }
         let yLo = yTicks.first ?? 0, yHi = yTicks.last ?? 1
         func x(_ e: Double) -> Double { left + (e - xLo) / (xHi - xLo) * plotW }
         func y(_ v: Double) -> Double { top + plotH - (v - yLo) / (yHi - yLo) * plotH }

@@ -72,8 +72,8 @@ final class TrainOutputs {
 }
 
 extension TrainOutputs {
-    /// Writes <run>/report.html when --report was given, with a CAM grid of the first held-out
-    /// images under the trained model.
+    /// Writes <run>/report.html when --report was given, with a CAM grid of held-out images
+    /// (one class at a time) under the trained model.
     /// The grid uses the trainer's CAM budget (the default one when the run had none).
     func finish(trainer: Trainer, heldOut: ImageDataset) throws {
         guard options.report else { return }
@@ -95,19 +95,23 @@ extension TrainOutputs {
     }
 }
 
-/// The CAM grid of a report: the first test images, drawn as `part cam` draws them.
+/// The CAM grid of a report: test images taken one class at a time (`interleavedIndices`, so
+/// that a test split sorted by class, as an image folder's is, does not show one class only),
+/// drawn as `part cam` draws them.
 enum ReportGrid {
     static let rows = 8
 
     static func png(model: ImageClassifier, test: ImageDataset, budget: CAMBudget, epsilon: Float, epsilonLow: Float,
                     rows: Int) throws -> (png: Data, caption: String) {
-        let subset = test.prefix(rows)
+        let indices = test.interleavedIndices(rows)
+        let subset = try test.subset(indices)
         let (images, labels) = subset.batch(Array(0..<subset.count))
-        let panels = try CAMPanels.compute(model, images: images, labels: labels, indices: Array(0..<subset.count),
+        let panels = try CAMPanels.compute(model, images: images, labels: labels, indices: indices,
                                            budget: budget, epsilon: epsilon, epsilonLow: epsilonLow)
         let title = "\(panels.method), \(panels.rule) rule, eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
         let grid = CAMGrid(title: title, classNames: test.classNames, colormap: JetColormap.table)
-        let caption = "The first \(subset.count) \(test.name) test images: the image, its CAM (\(panels.method), predicted "
+        let caption = "\(subset.count) \(test.name) test images taken one class at a time (the first of each class, then "
+            + "the second, ...): the image, its CAM (\(panels.method), predicted "
             + "class) over it, the upsampled and squared map, and the epsilon map of the \(panels.rule) rule (white: eps "
             + "\(CAMGrid.number(epsilon)), dark: eps-low \(CAMGrid.number(epsilonLow)))."
         return (try grid.render(panels).pngData(), caption)
@@ -120,8 +124,9 @@ struct Report: ParsableCommand {
         discussion: """
         The page holds the training curves of <run>/log.jsonl (loss, training adversarial accuracy, \
         clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
-        SVG, the tables of <run>/eval/*.jsonl (part eval --save-results), a CAM grid of the first \
-        test images (of the data <run>/config.json records, unless --dataset or --data is given) \
+        SVG, the tables of <run>/eval/*.jsonl (part eval --save-results) and of the --results \
+        files, a CAM grid of test images taken one class at a time (of the data \
+        <run>/config.json records, unless --dataset or --data is given) \
         under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
         <run>/last.state.safetensors) and the \
         environment. It needs no network and runs no script: open it in any browser, or mail it.
@@ -139,6 +144,11 @@ struct Report: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Test images in the CAM grid (0: no grid).", valueName: "n"))
     var gridRows: Int = ReportGrid.rows
 
+    @Option(name: .customLong("results"), help: ArgumentHelp(
+        "A results file of part eval --save-results kept outside <run-dir>/eval/, added as a table (repeatable).",
+        valueName: "file.jsonl"))
+    var results: [String] = []
+
     func validate() throws {
         try Validation.count(gridRows, "--grid-rows", atLeast: 0)
         var isDirectory: ObjCBool = false
@@ -151,7 +161,7 @@ struct Report: ParsableCommand {
         let evaluations = (try? FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("eval").path)) ?? []
         let inputs = ["config.json", "log.jsonl", "checkpoint.json", "last.safetensors", "last.state.safetensors",
                       "summary.json"].map { run.appendingPathComponent($0).path }
-            + evaluations.map { run.appendingPathComponent("eval").appendingPathComponent($0).path }
+            + evaluations.map { run.appendingPathComponent("eval").appendingPathComponent($0).path } + results
         let own = run.appendingPathComponent("report.html").path
         try checkOutputs([.init("--out", out ?? own)], inputs: inputs + [data.directory, data.cache], owned: [own])
     }
@@ -166,12 +176,13 @@ struct Report: ParsableCommand {
         do {
             let run = URL(fileURLWithPath: runDirectory)
             var report = try RunReport.read(runDirectory: run)
+            for file in results { try report.addEvaluation(URL(fileURLWithPath: file)) }
             report.environment = Environment.describe(toolVersion: PART.configuration.version)
             let checkpoint = run.appendingPathComponent("last.safetensors")
             if gridRows > 0 && FileManager.default.fileExists(atPath: checkpoint.path) {
                 do {
                     let settings = RunSettings(checkpoint: checkpoint)
-                    let test = try data.load(.test, recorded: settings.dataset).prefix(gridRows)
+                    let test = try data.load(.test, recorded: settings.dataset)
                     try CheckpointFit.check(checkpoint, fits: test)
                     var rng = RNG(seed: 0)
                     var (model, _) = try Checkpoint.loadModel(checkpoint, architecture: nil, numClasses: test.classes,

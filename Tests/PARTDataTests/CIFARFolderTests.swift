@@ -115,4 +115,16 @@ final class CIFARFolderTests: XCTestCase {
                                      height: 1, width: 1, channels: 1, classes: 3)
         XCTAssertEqual(mixed.balancedIndices(3), [0, 1, 2])
     }
+
+    func testInterleavedIndicesTakeOneClassAtATime() throws {
+        let labels: [Int32] = [0, 0, 0, 0, 1, 1, 1, 3, 3, 3, 3, 3]   // class 2 has no example
+        let d = try ImageDataset(name: "toy", images: [UInt8](repeating: 0, count: labels.count), labels: labels, height: 1,
+                                 width: 1, channels: 1, classes: 4)
+        XCTAssertEqual(d.interleavedIndices(2), [0, 4], "the first of the first classes")
+        XCTAssertEqual(d.interleavedIndices(3), [0, 4, 7], "an empty class is skipped, not counted")
+        XCTAssertEqual(d.interleavedIndices(8), [0, 1, 2, 4, 5, 6, 7, 8], "rounds: 0 4 7, 1 5 8, 2 6")
+        XCTAssertEqual(d.interleavedIndices(11), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "a class that runs out leaves the rounds")
+        XCTAssertEqual(d.interleavedIndices(50), Array(0..<12))
+        XCTAssertEqual(d.interleavedIndices(0), [])
+    }
 }

@@ -178,12 +178,22 @@ final class ReportCLITests: XCTestCase {
                             "--attacks", "natural,pgd:steps=2", "--save-results", runDir.appendingPathComponent("eval/pgd2.jsonl").path,
                             "--quiet"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
-        let report = try runProcess(["report", runDir.path, "--data", data.path])
+        // Results kept outside the run directory are added with --results.
+        let outside = dir.appendingPathComponent("natural.jsonl")
+        let evalOutside = try runProcess(["eval", runDir.appendingPathComponent("last.safetensors").path, "--data", data.path,
+                                          "--limit", "16", "--attacks", "natural", "--save-results", outside.path, "--quiet"])
+        XCTAssertEqual(evalOutside.status, 0, evalOutside.stderr)
+        let missing = try runProcess(["report", runDir.path, "--data", data.path, "--results", dir.appendingPathComponent("none.jsonl").path])
+        XCTAssertEqual(missing.status, 1, missing.stderr)
+        XCTAssert(missing.stderr.contains("none.jsonl: no such file"), missing.stderr)
+        let report = try runProcess(["report", runDir.path, "--data", data.path, "--results", outside.path])
         XCTAssertEqual(report.status, 0, report.stderr)
         let page = runDir.appendingPathComponent("report.html")
         XCTAssertEqual(report.stdout, page.path + "\n")
         let html = try String(contentsOf: page, encoding: .utf8)
         XCTAssert(html.contains("eval/pgd2.jsonl") && html.contains("worst case"))
+        XCTAssert(html.contains("<h3>\(outside.path)</h3>"), "the --results table")
+        XCTAssert(html.contains("8 data test images taken one class at a time"), "the grid's caption: \(html.components(separatedBy: "<figcaption>").last?.prefix(120) ?? "")")
         XCTAssert(html.contains("data:image/png;base64,"))
         XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4)
 

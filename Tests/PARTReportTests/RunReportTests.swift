@@ -75,6 +75,45 @@ final class RunReportTests: XCTestCase {
         XCTAssertFalse(html.contains("nan,") || html.contains(",nan"))
     }
 
+    func testResultsKeptOutsideTheRunAreAddedOnce() throws {
+        let run = try syntheticRun()
+        let outside = try temporaryDirectory().appendingPathComponent("at-seed0.eval.jsonl")
+        try FileManager.default.moveItem(at: run.appendingPathComponent("eval/pgd20.jsonl"), to: outside)
+        var report = try RunReport.read(runDirectory: run)
+        XCTAssert(report.evaluations.isEmpty)
+        XCTAssert(report.notes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.notes)")
+        try report.addEvaluation(outside)
+        // The same file again, and through a link: still one table.
+        try report.addEvaluation(outside)
+        let link = outside.deletingLastPathComponent().appendingPathComponent("link.jsonl")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: outside)
+        try report.addEvaluation(link)
+        XCTAssertEqual(report.evaluations.map(\.file), [outside.path])
+        XCTAssertEqual(report.evaluations[0].robust, [2, 1])
+        XCTAssertFalse(report.notes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.notes)")
+        XCTAssert(report.html().contains("<h3>\(outside.path)</h3>"))
+        XCTAssertThrowsError(try report.addEvaluation(outside.deletingLastPathComponent().appendingPathComponent("none.jsonl"))) {
+            XCTAssert("\($0)".contains("none.jsonl: no such file"), "\($0)")
+        }
+        let notResults = outside.deletingLastPathComponent().appendingPathComponent("log.jsonl")
+        try Data("{\"epoch\": 1}\n".utf8).write(to: notResults)
+        XCTAssertThrowsError(try report.addEvaluation(notResults)) {
+            XCTAssert("\($0)".contains("is not a results file") && !"\($0)".contains("eval/"), "\($0)")
+        }
+    }
+
+    func testPercentChartsStayWithinZeroAndOneHundred() {
+        let flat = SVGChart(title: "Share", series: [.init(name: "full eps", colour: "#000", points: [(1, 1), (2, 1)])],
+                            percent: true)
+        XCTAssert(flat.svg.contains(">100%<"), flat.svg)
+        XCTAssertFalse(flat.svg.contains("105%") || flat.svg.contains("110%"), "no tick above 100%")
+        let zero = SVGChart(title: "Share", series: [.init(name: "full eps", colour: "#000", points: [(1, 0), (2, 0)])],
+                            percent: true)
+        XCTAssertFalse(zero.svg.contains(">-"), "no negative tick")
+        let plain = SVGChart(title: "Loss", series: [.init(name: "loss", colour: "#000", points: [(1, 1), (2, 1)])])
+        XCTAssert(plain.svg.contains(">1.10<"), "other charts keep their margin")
+    }
+
     func testDirectoriesWithoutARunAreRefusedByName() throws {
         let empty = try temporaryDirectory()
         XCTAssertThrowsError(try RunReport.read(runDirectory: empty.appendingPathComponent("missing"))) {
