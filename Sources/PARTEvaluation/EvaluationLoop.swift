@@ -120,9 +120,11 @@ extension EvaluationRunner {
             func report(_ s: Int) {
                 guard root else { return }
                 let doneCost = stages.prefix(s + 1).reduce(0) { $0 + $1.cost }
+                let batchRobust = current.filter { $0.robust.prefix(s + 1).allSatisfy { $0 } }.count
                 progress?(EvaluationProgress(done: Double(begin) + Double(end - begin) * doneCost / totalCost, total: Double(n),
                                              batch: batchNumber, batches: batches, stage: stages[Swift.min(s + 1, stageCount - 1)].name,
-                                             finished: begin, robust: finishedRobust))
+                                             finished: begin, robust: finishedRobust, batchPoints: end - begin,
+                                             batchRobust: batchRobust, after: stages[s].name))
             }
 
             if let p = pending {

@@ -55,6 +55,11 @@ public struct EvaluationProgress: Sendable {
     /// Points finished and still robust at the end, over all finished batches.
     public let finished: Int
     public let robust: Int
+    /// The batch in progress: its points, and those still robust after its last finished stage
+    /// (`after`). A long evaluation of one batch shows its progress here.
+    public let batchPoints: Int
+    public let batchRobust: Int
+    public let after: String
 }
 
 /// An evaluation's result.

@@ -376,8 +376,9 @@ struct Eval: ParsableCommand {
             runner.log = { p.log("part eval: \($0)") }
             var bar = progress
             runner.progress = { q in
-                bar.update(done: q.done, total: q.total, unit: "points",
-                           "batch \(q.batch)/\(q.batches), \(q.stage); robust \(q.robust)/\(q.finished) so far")
+                let earlier = q.finished > 0 ? "; robust \(q.robust)/\(q.finished) so far" : ""
+                bar.update(done: q.done, total: q.total, unit: "points", "batch \(q.batch)/\(q.batches), \(q.stage)\(earlier); "
+                           + "this batch \(q.batchRobust)/\(q.batchPoints) after \(q.after)")
             }
         }
         let result = try runner.run(communicator: communicator ?? SingleProcess())

@@ -125,6 +125,21 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(r.stderr.contains("initial accuracy:") && r.stderr.contains("robust accuracy after fgsm:"), r.stderr)
     }
 
+    /// The progress line names the batch's own robust count after its last finished stage, so
+    /// that an evaluation of one long batch shows how it goes (the first line is printed at once).
+    func testTheProgressLineCountsTheBatchInProgress() throws {
+        let (dir, checkpoint) = try setUpFiles()
+        let results = dir.appendingPathComponent("r.jsonl")
+        let r = try runPart(["eval", checkpoint.path, "--data", dir.path, "--attacks", "natural,fgsm", "--batch-size", "8",
+                             "--save-results", results.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOf: results, encoding: .utf8).split(separator: "\n").dropFirst()
+        let natural = try lines.prefix(8).filter {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["natural"] as? Bool == true
+        }.count
+        XCTAssert(r.stderr.contains("batch 1/2, fgsm; this batch \(natural)/8 after natural"), r.stderr)
+    }
+
     /// A checkpoint that travels without its run still says its training eps (metadata); the
     /// default eps of 0.1 then draws a warning naming both, and --eps silences it.
     func testTheDefaultEpsIsComparedWithTheTrainingEps() throws {
