@@ -165,10 +165,18 @@ public struct RunReport {
         return nil
     }
 
-    static func readLog(_ url: URL) throws -> [EpochRecord] {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw ReportError("\(url.path) cannot be read")
+    /// The bytes of a file the report reads: a regular file only, so that a FIFO or a device
+    /// named by mistake is an error instead of a wait or an endless read.
+    static func contents(_ url: URL) throws -> Data {
+        do {
+            return Data(try FileInput.read(url))
+        } catch {
+            throw ReportError("\(error)")
         }
+    }
+
+    static func readLog(_ url: URL) throws -> [EpochRecord] {
+        let data = try contents(url)
         var records = [EpochRecord]()
         for (i, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
@@ -209,7 +217,7 @@ public struct RunReport {
     static let noEvaluationNote = "No evaluation results yet"
 
     static func readEvaluation(_ url: URL, shownAs title: String) throws -> EvaluationTable {
-        guard let data = FileManager.default.contents(atPath: url.path) else { throw ReportError("\(url.path) cannot be read") }
+        let data = try contents(url)
         // Only whole lines count: an evaluation still running may be writing the last one.
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
         guard let first = lines.first, let header = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any],

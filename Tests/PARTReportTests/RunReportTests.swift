@@ -95,6 +95,12 @@ final class RunReportTests: XCTestCase {
         XCTAssertThrowsError(try report.addEvaluation(outside.deletingLastPathComponent().appendingPathComponent("none.jsonl"))) {
             XCTAssert("\($0)".contains("none.jsonl: no such file"), "\($0)")
         }
+        // A FIFO is refused at once, not waited on.
+        let fifo = outside.deletingLastPathComponent().appendingPathComponent("fifo.jsonl")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        XCTAssertThrowsError(try report.addEvaluation(fifo)) {
+            XCTAssert("\($0)".contains("fifo.jsonl") && "\($0)".contains("not a regular file"), "\($0)")
+        }
         let notResults = outside.deletingLastPathComponent().appendingPathComponent("log.jsonl")
         try Data("{\"epoch\": 1}\n".utf8).write(to: notResults)
         XCTAssertThrowsError(try report.addEvaluation(notResults)) {
