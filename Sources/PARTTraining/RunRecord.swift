@@ -9,6 +9,11 @@ import PARTData
 public struct RunOptions: Sendable, Codable, Equatable {
     /// `--train-limit`: the first N training images (0: all).
     public var trainLimit = 0
+    /// Whether `--train-limit N` takes the first ceil(N/K) training images of each of the K
+    /// classes instead of the first N: set for a new run with a class-balanced check
+    /// (`--balanced`, or a preset's), since an image folder lists its images class by class.
+    /// False in records written before it, whose runs took the first N and resume so.
+    public var balancedTrainLimit = false
     /// `--eval-limit`: the held-out test images of the per-epoch check.
     public var evalLimit = 1000
     /// `--without`: engine optimisations turned off (results differ by rounding only).
@@ -33,6 +38,7 @@ public struct RunOptions: Sendable, Codable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = RunOptions()
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? d.trainLimit
+        balancedTrainLimit = try c.decodeIfPresent(Bool.self, forKey: .balancedTrainLimit) ?? d.balancedTrainLimit
         evalLimit = try c.decodeIfPresent(Int.self, forKey: .evalLimit) ?? d.evalLimit
         without = try c.decodeIfPresent([String].self, forKey: .without) ?? d.without
         precision = try c.decodeIfPresent(String.self, forKey: .precision) ?? d.precision

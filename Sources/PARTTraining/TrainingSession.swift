@@ -15,13 +15,14 @@ public struct TrainingArgumentError: ExitCoded, CustomStringConvertible {
 }
 
 extension RunPlan {
-    /// The training split (the first `trainLimit` images) and the held-out test images of the
-    /// per-epoch check (the first `evalLimit`); warnings go to `warn`.
+    /// The training split (the first `trainLimit` images, or the first of each class with
+    /// `balancedTrainLimit`) and the held-out test images of the per-epoch check (the first
+    /// `evalLimit`, or the first of each class with a balanced check); warnings go to `warn`.
     public func loadData(warn: (String) -> Void = { _ in }) throws -> (train: ImageDataset, heldOut: ImageDataset) {
         var train = try DatasetRegistry.load(dataset, split: .train, warn: warn)
         if options.trainLimit > 0 && options.trainLimit < train.count {
             let all = Set(train.labels)
-            train = train.prefix(options.trainLimit)
+            train = options.balancedTrainLimit ? try train.balancedPrefix(options.trainLimit) : train.prefix(options.trainLimit)
             let kept = Set(train.labels)
             if kept.count > 1 && kept.count < all.count {
                 let dropped = all.subtracting(kept).sorted().map { train.classNames[Int($0)] }
@@ -49,9 +50,12 @@ extension RunPlan {
     }
 
     /// Why a --train-limit may miss classes: it takes the first images, which an image folder
-    /// lists class by class.
+    /// lists class by class (unless the run is class-balanced).
     var limitHint: String {
-        options.trainLimit > 0 ? ": --train-limit takes the first images, and an image folder lists them class by class" : ""
+        guard options.trainLimit > 0 else { return "" }
+        return options.balancedTrainLimit ? ": --train-limit with --balanced takes the first images of each class"
+            : ": --train-limit takes the first images, and an image folder lists them class by class (--balanced takes the "
+              + "first of each class)"
     }
 }
 

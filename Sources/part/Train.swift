@@ -99,14 +99,16 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Epochs of constant budget before a CAM budget starts. (default: 2)")
     var burnIn: Int?
 
-    @Option(parsing: .unconditional, help: "Use the first N training images (0: all). (default: 0)")
+    @Option(parsing: .unconditional, help: ArgumentHelp("Use the first N training images (0: all; with --balanced, or a "
+                                                        + "preset's balanced check, the first ceil(N/K) of each class). (default: 0)"))
     var trainLimit: Int?
 
     @Option(parsing: .unconditional, help: "Held-out test images for the per-epoch check (it only reads the model: fewer save time and train the same weights). (default: 1000)")
     var evalLimit: Int?
 
     @Flag(help: ArgumentHelp("Check on the first ceil(N/K) test images of each of the K classes (N = --eval-limit) "
-                             + "instead of the first N (image folders are sorted by class)."))
+                             + "instead of the first N, and train on the first ceil(N/K) training images of each class "
+                             + "under --train-limit N (image folders are sorted by class)."))
     var balanced = false
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Hold N training images out of training; they replace the test images in the "

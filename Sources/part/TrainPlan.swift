@@ -105,6 +105,8 @@ extension Train {
         if let name = DatasetName(rawValue: config.dataset) { request.name = name }
         request.augmentation = augmentation.policy
         var options = runOptions(over: RunOptions())
+        // A class-balanced check makes --train-limit class-balanced too (a resume keeps the record's).
+        options.balancedTrainLimit = config.balancedCheck == true
         // A preset's precision of attack and CAM passes, unless --precision says otherwise.
         if engine.givenPrecision == nil, let precision = config.precision { options.precision = precision.rawValue }
         return RunPlan(config: config, dataset: request, options: options, seeds: try parsedSeeds())

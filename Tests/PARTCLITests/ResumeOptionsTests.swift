@@ -40,4 +40,19 @@ final class ResumeOptionsTests: XCTestCase {
         XCTAssertFalse(options.syncBatchNorm)
         XCTAssertEqual(options.checkpointMinutes, 10)
     }
+
+    /// A new run with a class-balanced check takes a class-balanced --train-limit; a resume keeps
+    /// what its record says, and a record from before the option took the first N images.
+    func testTheTrainLimitFollowsTheBalancedCheckOfNewRunsOnly() throws {
+        XCTAssertTrue(try Train.parse(["--balanced", "--train-limit", "10"]).newPlan().options.balancedTrainLimit)
+        XCTAssertTrue(try Train.parse(["--preset", "cifar10-fast-at", "--data", NSTemporaryDirectory()]).newPlan().options.balancedTrainLimit)
+        XCTAssertFalse(try Train.parse(["--train-limit", "10"]).newPlan().options.balancedTrainLimit)
+        var plan = try Train.parse(["--train-limit", "10"]).newPlan()
+        XCTAssertFalse(try Train.parse(["--balanced"]).resumedPlan(plan).options.balancedTrainLimit)
+        plan.options.balancedTrainLimit = true
+        XCTAssertTrue(try Train.parse([]).resumedPlan(plan).options.balancedTrainLimit)
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(plan.options)) as! [String: Any]
+        object.removeValue(forKey: "balancedTrainLimit")
+        XCTAssertFalse(try JSONDecoder().decode(RunOptions.self, from: JSONSerialization.data(withJSONObject: object)).balancedTrainLimit)
+    }
 }

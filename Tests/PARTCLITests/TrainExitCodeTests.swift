@@ -110,6 +110,19 @@ final class TrainExitCodeTests: XCTestCase {
         XCTAssert(r.stderr.contains("part: warning: \(shared.path) has no train/ and test/ (or val/) folders"), r.stderr)
         XCTAssert(r.stderr.contains("--train-limit 5 keeps 2 of the 3 classes of the training images (drops emu): --train-limit takes the first images"), r.stderr)
         XCTAssert(r.stdout.contains("(5 training images, checked on 7 of them)"), r.stdout)
+        XCTAssert(r.stderr.contains("(--balanced takes the first of each class)"), r.stderr)
+
+        // With --balanced, --train-limit 3 takes the first image of each class; the record keeps it.
+        let balanced = dir.appendingPathComponent("balanced")
+        let b = try runPart(train + ["--data", shared.path, "--train-limit", "3", "--balanced", "--out", balanced.path])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        XCTAssertFalse(b.stderr.contains("keeps"), b.stderr)
+        XCTAssert(b.stdout.contains("(3 training images, checked on"), b.stdout)
+        let record = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: balanced.appendingPathComponent("config.json")))
+                                   as? [String: Any])
+        let options = try XCTUnwrap(record["options"] as? [String: Any], "\(record.keys)")
+        XCTAssertEqual(options["balancedTrainLimit"] as? Bool, true)
+        XCTAssertEqual(options["trainLimit"] as? Int, 3)
     }
 
     /// Two runs started together without --out claim two directories; --overwrite replaces a
