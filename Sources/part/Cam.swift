@@ -22,7 +22,7 @@ struct Cam: ParsableCommand {
         it as a heat map, the importance map, and the epsilon map (white: full eps), with the label, \
         the prediction and the share of entries at full eps. --save-maps writes every map of every \
         image as NumPy arrays (.npz): images, cams, importance, eps_maps, labels, predictions, \
-        indices, full_eps_share, eps, eps_low.
+        indices (in the test split, also with --balanced), full_eps_share, eps, eps_low.
 
         Without the flags, budgets and CAM settings come from the run beside the checkpoint \
         (config.json, else the training configuration in <name>.state.safetensors), else the \
@@ -142,7 +142,9 @@ struct Cam: ParsableCommand {
             }
             let settings = RunSettings(checkpoint: url)
             let all = try data.load(.test, recorded: settings.dataset)
-            let test = balanced ? try all.balancedPrefix(limit) : all.prefix(limit)
+            // The test images' indices in the dataset: what the grid, the text, the JSON and the maps number them by.
+            let chosen = balanced ? all.balancedIndices(limit) : Array(0..<min(limit, all.count))
+            let test = balanced ? try all.subset(chosen) : all.prefix(limit)
             // Checked again now that the data's own files are known (a file of a --data folder).
             do {
                 try OutputPath.check([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
@@ -180,11 +182,11 @@ struct Cam: ParsableCommand {
             var progress = Progress(quiet: progressOptions.quiet)
             var parts = [CAMPanels]()
             for start in stride(from: 0, to: test.count, by: batchSize) {
-                let indices = Array(start..<min(test.count, start + batchSize))
-                let (images, labels) = test.batch(indices)
-                parts.append(try CAMPanels.compute(model, images: images, labels: labels, indices: indices, budget: budget,
-                                                   epsilon: eps, epsilonLow: epsLow))
-                let done = start + indices.count
+                let positions = Array(start..<min(test.count, start + batchSize))
+                let (images, labels) = test.batch(positions)
+                parts.append(try CAMPanels.compute(model, images: images, labels: labels, indices: positions.map { chosen[$0] },
+                                                   budget: budget, epsilon: eps, epsilonLow: epsLow))
+                let done = start + positions.count
                 progress.update(done: Double(done), total: Double(test.count), unit: "images",
                                 "part cam: \(done)/\(test.count) images")
             }
@@ -217,7 +219,8 @@ struct Cam: ParsableCommand {
             if json {
                 try printJSON(output)
             } else {
-                print("\(model.architecture) on \(test.name) test, first \(panels.count) images: \(method.rawValue) at \(layer), "
+                let which = balanced ? "\(panels.count) class-balanced images" : "first \(panels.count) images"
+                print("\(model.architecture) on \(test.name) test, \(which): \(method.rawValue) at \(layer), "
                       + "\(rule.rawValue) rule, eps \(CAMGrid.number(eps)), eps-low \(CAMGrid.number(epsLow))")
                 func name(_ c: Int) -> String { c < test.classNames.count ? test.classNames[c] : String(c) }
                 func padded(_ text: String) -> String { text.padding(toLength: max(12, text.count), withPad: " ", startingAt: 0) }

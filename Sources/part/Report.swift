@@ -85,7 +85,9 @@ extension TrainOutputs {
         report.environment = Environment.describe(toolVersion: PART.configuration.version)
         do {
             report.camGrid = try ReportGrid.png(model: model, test: heldOut, budget: camBudget, epsilon: epsilon,
-                                                epsilonLow: epsilonLow, rows: ReportGrid.rows)
+                                                epsilonLow: epsilonLow, rows: ReportGrid.rows,
+                                                images: "held-out images of the per-epoch check (numbered by their place "
+                                                    + "among its \(heldOut.count))")
         } catch {
             report.notes.append("No CAM grid: \(error)")
         }
@@ -101,8 +103,10 @@ extension TrainOutputs {
 enum ReportGrid {
     static let rows = 8
 
+    /// `images` names the images in the caption; by default the test split, whose indices number
+    /// the rows.
     static func png(model: ImageClassifier, test: ImageDataset, budget: CAMBudget, epsilon: Float, epsilonLow: Float,
-                    rows: Int) throws -> (png: Data, caption: String) {
+                    rows: Int, images imagesName: String? = nil) throws -> (png: Data, caption: String) {
         let indices = test.interleavedIndices(rows)
         let subset = try test.subset(indices)
         let (images, labels) = subset.batch(Array(0..<subset.count))
@@ -110,7 +114,8 @@ enum ReportGrid {
                                            budget: budget, epsilon: epsilon, epsilonLow: epsilonLow)
         let title = "\(panels.method), \(panels.rule) rule, eps \(CAMGrid.number(epsilon)), eps-low \(CAMGrid.number(epsilonLow))"
         let grid = CAMGrid(title: title, classNames: test.classNames, colormap: JetColormap.table)
-        let caption = "\(subset.count) \(test.name) test images taken one class at a time (the first of each class, then "
+        let caption = "\(subset.count) \(imagesName ?? "\(test.name) test images (numbered by their index in the split)") "
+            + "taken one class at a time (the first of each class, then "
             + "the second, ...): the image, its CAM (\(panels.method), predicted "
             + "class) over it, the upsampled and squared map, and the epsilon map of the \(panels.rule) rule (white: eps "
             + "\(CAMGrid.number(epsilon)), dark: eps-low \(CAMGrid.number(epsilonLow)))."

@@ -100,6 +100,23 @@ final class ReportCLITests: XCTestCase {
         let object = try JSONSerialization.jsonObject(with: Data(quiet.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(object?["count"] as? Int, 2)
 
+        // --balanced: the images are numbered by their indices in the test split, not by their
+        // place in the subset (here labels sorted by class: 0 0 0 1 1 1 2 2 2).
+        let sorted = dir.appendingPathComponent("sorted")
+        try FileManager.default.createDirectory(at: sorted, withIntermediateDirectories: true)
+        var idx: [UInt8] = [0, 0, 8, 3], labelFile: [UInt8] = [0, 0, 8, 1]
+        for d in [9, 28, 28] { idx += withUnsafeBytes(of: UInt32(d).bigEndian, Array.init) }
+        labelFile += withUnsafeBytes(of: UInt32(9).bigEndian, Array.init)
+        try Data(idx + pixels.prefix(9 * 784)).write(to: sorted.appendingPathComponent("t10k-images-idx3-ubyte"))
+        try Data(labelFile + [0, 0, 0, 1, 1, 1, 2, 2, 2]).write(to: sorted.appendingPathComponent("t10k-labels-idx1-ubyte"))
+        let balanced = try runProcess(["cam", checkpoint.path, "--data", sorted.path, "--limit", "20", "--balanced", "--out", grid.path,
+                                       "--save-maps", maps.path, "--quiet"])
+        XCTAssertEqual(balanced.status, 0, balanced.stderr)
+        XCTAssert(balanced.stdout.contains("6 class-balanced images"), balanced.stdout)
+        XCTAssert(balanced.stdout.contains("  #3 ") && balanced.stdout.contains("  #7 "), balanced.stdout)
+        XCTAssertEqual(try NPZ.read(maps)["indices"]?.int64s, [0, 1, 3, 4, 6, 7], "ceil(20/10) = 2 of each class present")
+        XCTAssertEqual(try NPZ.read(maps)["labels"]?.int64s, [0, 0, 1, 1, 2, 2])
+
         // --layer: the CAMs of another named layer, as the library computes them there.
         let other = try runProcess(["cam", checkpoint.path, "--data", data.path, "--limit", "3", "--layer", "conv2",
                                     "--out", grid.path, "--save-maps", maps.path, "--quiet"])
@@ -173,7 +190,9 @@ final class ReportCLITests: XCTestCase {
         XCTAssertEqual(records.count, 1 + 2 * 8 + 4, "file version, 8 figures per epoch, 4 batch losses")
 
         // part train --report wrote the page; part eval adds a table; part report rewrites it.
-        XCTAssert(FileManager.default.fileExists(atPath: runDir.appendingPathComponent("report.html").path))
+        let trainPage = try String(contentsOf: runDir.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssert(trainPage.contains("8 held-out images of the per-epoch check (numbered by their place among its 16)"),
+                  "the grid of part train --report")
         let eval = try runProcess(["eval", runDir.appendingPathComponent("last.safetensors").path, "--data", data.path, "--limit", "16",
                             "--attacks", "natural,pgd:steps=2", "--save-results", runDir.appendingPathComponent("eval/pgd2.jsonl").path,
                             "--quiet"])
@@ -193,7 +212,7 @@ final class ReportCLITests: XCTestCase {
         let html = try String(contentsOf: page, encoding: .utf8)
         XCTAssert(html.contains("eval/pgd2.jsonl") && html.contains("worst case"))
         XCTAssert(html.contains("<h3>\(outside.path)</h3>"), "the --results table")
-        XCTAssert(html.contains("8 data test images taken one class at a time"), "the grid's caption: \(html.components(separatedBy: "<figcaption>").last?.prefix(120) ?? "")")
+        XCTAssert(html.contains("8 data test images (numbered by their index in the split) taken one class at a time"), "the grid's caption: \(html.components(separatedBy: "<figcaption>").last?.prefix(120) ?? "")")
         XCTAssert(html.contains("data:image/png;base64,"))
         XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4)
 
