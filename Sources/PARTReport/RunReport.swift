@@ -117,7 +117,8 @@ public struct RunReport {
         }
         if files.isEmpty {
             report.notes.append("\(noEvaluationNote): part eval \(model.relativePath) --save-results "
-                                + "\(evalDirectory.appendingPathComponent("NAME.jsonl").relativePath) adds a table here.")
+                                + "\(evalDirectory.appendingPathComponent("NAME.jsonl").relativePath) adds a table here; "
+                                + "part report --results FILE adds a results file kept elsewhere.")
         }
         if fm.fileExists(atPath: runDirectory.appendingPathComponent("tb").path) {
             report.notes.append("TensorBoard: tensorboard --logdir \(runDirectory.appendingPathComponent("tb").relativePath)")
