@@ -6,6 +6,8 @@
 #   DATA=CIFAR10_DIR bash scripts/cifar10_experiment.sh --pilot   # the pilot: cifar10-fast-at with
 #                                                                 # 5 and 10 epochs (PILOT_EPOCHS); its
 #                                                                 # 15-epoch point is the run at-seed0
+#   bash scripts/cifar10_experiment.sh --reports                  # OUT/NAME/report.html of every run,
+#                                                                 # with its evaluations (part report)
 #
 # DATA is CIFAR-10 as `part train --dataset cifar10` reads it (the binary files, or an image
 # folder with train/ and test/). Label every figure of an image-folder copy that is not the
@@ -51,6 +53,19 @@ CHECK_LIMIT=${CHECK_LIMIT:-100}
 PILOT_EPOCHS=${PILOT_EPOCHS:-5 10}
 read -r -a EXTRA <<< "${ARGS:-}"
 mode=${1:-}
+
+if [ "$mode" = "--reports" ]; then   # part report of every run, with the evaluations kept beside it
+  for dir in "$OUT"/*/; do
+    name=$(basename "$dir")
+    [ -f "$dir/log.jsonl" ] || continue
+    results=()
+    for suffix in eval aa; do
+      if [ -s "$OUT/$name.$suffix.jsonl" ]; then results+=(--results "$OUT/$name.$suffix.jsonl"); fi
+    done
+    nice -n "$NICE" "$PART" report "$dir" --threads "$THREADS" ${results[@]+"${results[@]}"}
+  done
+  exit 0
+fi
 
 if [ "$mode" != "--table" ] && [ -z "${DATA:-}" ]; then
   echo "cifar10: set DATA to the CIFAR-10 folder (binary files, or train/ and test/ image folders)" >&2
