@@ -37,7 +37,9 @@ struct PART: ParsableCommand {
 struct DataOptions: ParsableArguments {
     /// nil when --dataset was not given: `part train` then takes a preset's dataset, or a resumed
     /// run's (`dataset` applies the default).
-    @Option(name: .customLong("dataset"), help: ArgumentHelp("The dataset (see docs/datasets.md). (default: fashion-mnist)",
+    @Option(name: .customLong("dataset"), help: ArgumentHelp("The dataset (see docs/datasets.md). (default: a preset's or a resumed "
+                                                                          + "run's; for cam and report, the one the checkpoint's run "
+                                                                          + "recorded; else fashion-mnist)",
                                                              valueName: "name"))
     var givenDataset: DatasetName?
 
