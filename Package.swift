@@ -67,14 +67,15 @@ let package = Package(
                           path: "Examples/Quickstart"),
 
         // What several test targets share: running the built `part`, temporary directories.
-        .target(name: "PARTTestSupport", path: "Tests/PARTTestSupport"),
+        .target(name: "PARTTestSupport", dependencies: ["PARTData", "PARTEngine", "PARTNN", "PARTTraining"],
+                path: "Tests/PARTTestSupport"),
         .testTarget(name: "PARTEngineTests", dependencies: ["PARTEngine", "PARTTestSupport"]),
         // ONNX files exported by PyTorch run on the engine (Tests/Fixtures/onnx).
         .testTarget(name: "PARTONNXTests", dependencies: ["PARTONNX", "PARTNN", "PARTEngine"]),
         .testTarget(name: "PARTNNTests", dependencies: ["PARTNN", "PARTCAM", "PARTTraining"]),
         // Also runs the built `part` for `part data` (one-line errors, exit codes).
         .testTarget(name: "PARTDataTests", dependencies: ["PARTTestSupport", "PARTData", "PARTEvaluation", "part"]),
-        .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining"]),
+        .testTarget(name: "PARTAttacksTests", dependencies: ["PARTAttacks", "PARTTraining", "PARTTestSupport"]),
         .testTarget(name: "PARTTrainingTests", dependencies: ["PARTTraining", "PARTTestSupport", "PARTONNX"]),
         // Also runs the built `part` executable (killed with SIGKILL and resumed).
         .testTarget(name: "PARTEvaluationTests", dependencies: ["PARTTestSupport", "PARTEvaluation", "PARTTraining", "part"]),

@@ -21,10 +21,11 @@ final class MPIEvalTests: XCTestCase {
         launcher = found
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("part-mpi-eval-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let data = try quadrants(count: 256)
+        let data = try QuadrantImages.dataset(count: 256, classes: 10)
         try writeTestSplit(data.prefix(64), to: dir)
         checkpoint = dir.appendingPathComponent("model.safetensors")
-        let model = try trainedModel(on: data)
+        // Accurate, and not robust at eps 0.1.
+        let model = try QuadrantImages.trainedSmallCNN(on: data, learningRate: 0.02, epochs: 10, batchSize: 16)
         try Checkpoint.save(model, to: checkpoint, metadata: Checkpoint.describe(model))
     }
 
@@ -34,42 +35,6 @@ final class MPIEvalTests: XCTestCase {
 
     func mpi(_ ranks: Int) -> [String] {
         ["--oversubscribe", "-np", String(ranks)] + (geteuid() == 0 ? ["--allow-run-as-root"] : []) + [partBinary.path]
-    }
-
-    /// Images whose class is the bright quadrant (20 x 20, one channel; 4 of 10 classes used).
-    func quadrants(count: Int) throws -> ImageDataset {
-        var rng = RNG(seed: 5)
-        var pixels = [UInt8](), labels = [Int32]()
-        for i in 0..<count {
-            let label = i % 4
-            for r in 0..<20 {
-                for c in 0..<20 {
-                    let quadrant = (r < 10 ? 0 : 2) + (c < 10 ? 0 : 1)
-                    pixels.append(UInt8((quadrant == label ? 150 : 50) + Int(rng.uniform() * 60)))
-                }
-            }
-            labels.append(Int32(label))
-        }
-        return try ImageDataset(name: "quadrants", images: pixels, labels: labels, height: 20, width: 20, channels: 1,
-                                classes: 10)
-    }
-
-    /// A SmallCNN trained cleanly on the quadrants: accurate, and not robust at eps 0.1.
-    func trainedModel(on data: ImageDataset) throws -> ImageClassifier {
-        var rng = RNG(seed: 8)
-        let model = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 20, rng: &rng)
-        let sgd = SGD(parameters: model.parameters, learningRate: 0.02, momentum: 0.9)
-        for _ in 0..<10 {
-            for indices in BatchSampler(count: data.count, batchSize: 16, shuffle: true, rng: &rng) {
-                let (x, y) = data.batch(indices)
-                sgd.zeroGradients()
-                let tape = Tape(parameterGradients: true, inputGradient: false)
-                let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
-                try tape.backward(g)
-                sgd.step()
-            }
-        }
-        return model
     }
 
     /// MNIST-format test files (t10k-images/labels-idx*-ubyte).

@@ -4,6 +4,7 @@ import PARTData
 import PARTEngine
 import PARTEvaluation
 import PARTNN
+import PARTTestSupport
 import PARTTraining
 import XCTest
 
@@ -15,36 +16,12 @@ enum Quadrants {
     // that touches this cache.
     nonisolated(unsafe) static var cached: (ImageClassifier, ImageDataset)?
 
-    static func dataset(count: Int) throws -> ImageDataset {
-        var rng = RNG(seed: 5)
-        var pixels = [UInt8](), labels = [Int32]()
-        for i in 0..<count {
-            let label = i % 4
-            for r in 0..<20 { for c in 0..<20 {
-                let quadrant = (r < 10 ? 0 : 2) + (c < 10 ? 0 : 1)
-                pixels.append(UInt8((quadrant == label ? 150 : 50) + Int(rng.uniform() * 60)))
-            } }
-            labels.append(Int32(label))
-        }
-        return try ImageDataset(name: "quadrants", images: pixels, labels: labels, height: 20, width: 20, channels: 1, classes: 10)
-    }
+    static func dataset(count: Int) throws -> ImageDataset { try QuadrantImages.dataset(count: count, classes: 10) }
 
     static func model() throws -> (ImageClassifier, ImageDataset) {
         if let cached { return cached }
-        var rng = RNG(seed: 8)
         let data = try dataset(count: 256)
-        let model = try ModelZoo.make("small-cnn", numClasses: 10, inChannels: 1, imageSize: 20, rng: &rng)
-        let sgd = SGD(parameters: model.parameters, learningRate: 0.02, momentum: 0.9)
-        for _ in 0..<10 {
-            for indices in BatchSampler(count: data.count, batchSize: 32, shuffle: true, rng: &rng) {
-                let (x, y) = data.batch(indices)
-                sgd.zeroGradients()
-                let tape = Tape(parameterGradients: true, inputGradient: false)
-                let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
-                try tape.backward(g)
-                sgd.step()
-            }
-        }
+        let model = try QuadrantImages.trainedSmallCNN(on: data, learningRate: 0.02, epochs: 10, batchSize: 32)
         cached = (model, data)
         return (model, data)
     }
