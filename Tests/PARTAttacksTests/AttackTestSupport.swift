@@ -3,6 +3,7 @@ import PARTAttacks
 import PARTData
 import PARTEngine
 import PARTNN
+import PARTTestSupport
 import PARTTraining
 import XCTest
 
@@ -122,18 +123,7 @@ enum QuadrantModel {
         }
         let data = try ImageDataset(name: "quadrants", images: pixels, labels: labels, height: side, width: side,
                                     channels: 1, classes: 4)
-        let model = try ModelZoo.make("small-cnn", numClasses: 4, inChannels: 1, imageSize: side, rng: &rng)
-        let sgd = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        for _ in 0..<6 {
-            for indices in BatchSampler(count: 256, batchSize: 32, shuffle: true, rng: &rng) {
-                let (x, y) = data.batch(indices)
-                sgd.zeroGradients()
-                let tape = Tape(parameterGradients: true, inputGradient: false)
-                let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
-                try tape.backward(g)
-                sgd.step()
-            }
-        }
+        let model = try trainSmallCNN(on: data, examples: 256, learningRate: 0.05, epochs: 6, batchSize: 32, rng: &rng)
         let (x, y) = data.batch(Array(256..<n))
         return Trained(model: model, images: x, labels: y)
     }

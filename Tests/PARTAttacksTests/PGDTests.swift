@@ -2,6 +2,7 @@ import PARTAttacks
 import PARTData
 import PARTEngine
 import PARTNN
+import PARTTestSupport
 import PARTTraining
 import XCTest
 
@@ -141,18 +142,7 @@ final class PGDTests: XCTestCase {
         }
         let data = try ImageDataset(name: "halves", images: pixels, labels: labels, height: side, width: side,
                                     channels: 1, classes: 2)
-        let model = try ModelZoo.make("small-cnn", numClasses: 2, inChannels: 1, imageSize: side, rng: &rng)
-        let sgd = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        for _ in 0..<4 {
-            for indices in BatchSampler(count: n, batchSize: 32, shuffle: true, rng: &rng) {
-                let (x, y) = data.batch(indices)
-                sgd.zeroGradients()
-                let tape = Tape(parameterGradients: true, inputGradient: false)
-                let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
-                try tape.backward(g)
-                sgd.step()
-            }
-        }
+        let model = try trainSmallCNN(on: data, learningRate: 0.05, epochs: 4, batchSize: 32, rng: &rng)
         let (x, y) = data.batch(Array(0..<64))
         let clean = zip(try model.forward(x, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
         XCTAssertGreaterThan(clean, 60, "the model should learn the easy task")

@@ -32,18 +32,27 @@ public enum QuadrantImages {
     public static func trainedSmallCNN(on data: ImageDataset, learningRate: Float, epochs: Int,
                                        batchSize: Int) throws -> ImageClassifier {
         var rng = RNG(seed: 8)
-        let model = try ModelZoo.make("small-cnn", numClasses: data.classes, inChannels: 1, imageSize: 20, rng: &rng)
-        let sgd = SGD(parameters: model.parameters, learningRate: learningRate, momentum: 0.9)
-        for _ in 0..<epochs {
-            for indices in BatchSampler(count: data.count, batchSize: batchSize, shuffle: true, rng: &rng) {
-                let (x, y) = data.batch(indices)
-                sgd.zeroGradients()
-                let tape = Tape(parameterGradients: true, inputGradient: false)
-                let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
-                try tape.backward(g)
-                sgd.step()
-            }
-        }
-        return model
+        return try trainSmallCNN(on: data, learningRate: learningRate, epochs: epochs, batchSize: batchSize, rng: &rng)
     }
+}
+
+/// A SmallCNN with `data`'s classes and shape, trained on its first `examples` images (all by
+/// default) with plain cross-entropy: SGD with momentum 0.9, shuffled batches; the
+/// initialisation and the order are drawn from `rng`.
+public func trainSmallCNN(on data: ImageDataset, examples: Int? = nil, learningRate: Float, epochs: Int, batchSize: Int,
+                          rng: inout RNG) throws -> ImageClassifier {
+    let model = try ModelZoo.make("small-cnn", numClasses: data.classes, inChannels: data.channels, imageSize: data.height,
+                                  rng: &rng)
+    let sgd = SGD(parameters: model.parameters, learningRate: learningRate, momentum: 0.9)
+    for _ in 0..<epochs {
+        for indices in BatchSampler(count: examples ?? data.count, batchSize: batchSize, shuffle: true, rng: &rng) {
+            let (x, y) = data.batch(indices)
+            sgd.zeroGradients()
+            let tape = Tape(parameterGradients: true, inputGradient: false)
+            let (_, g) = CrossEntropy.forwardBackward(logits: try model.forward(x, mode: .train, tape: tape), labels: y)
+            try tape.backward(g)
+            sgd.step()
+        }
+    }
+    return model
 }
