@@ -172,13 +172,15 @@ def log(name):
     return lines, len(lines) >= json.load(open(config))["config"]["epochs"]
 
 def figures(name, suffix, attack):
-    """(clean, robust) accuracy of a finished `part eval`, None until it finished."""
+    """(clean, robust) accuracy of a finished `part eval`, None until it finished. A composite
+    attack (aa) is reported as its stages: its figure is the worst case after the last of them."""
     path = os.path.join(out, f"{name}.{suffix}.json")
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
     result = json.load(open(path))
     stages = {s["name"]: s for s in result["attacks"]}
-    return result["cleanAccuracy"], stages[attack]["robust"] / result["count"]
+    robust = stages[attack]["robust"] / result["count"] if attack in stages else result["robustAccuracy"]
+    return result["cleanAccuracy"], robust
 
 def hours(lines):
     """Training hours: the wall-clock sum, and beside it the process CPU hours when every epoch
