@@ -162,6 +162,11 @@ import glob, json, os, statistics, sys
 
 out, test_limit, aa_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
+def not_yet(name):
+    """The state of a run without a finished epoch: begun (its config.json written) or not."""
+    begun = os.path.exists(os.path.join(out, name, "config.json"))
+    return "in its first epoch" if begun else "not started"
+
 def log(name):
     """The epochs of a run (all lines of log.jsonl), and whether it finished."""
     directory = os.path.join(out, name)
@@ -227,9 +232,9 @@ for label, prefix in [("AT (cifar10-fast-at)", "at"), ("PART (cifar10-fast-part)
         f = figures(name, "eval", "pgd20")
         aa = figures(name, "aa", "aa") if seed == 0 else None
         if not lines:
-            print(f"| {label} | {seed} | not started | | | |")
+            print(f"| {label} | {seed} | {not_yet(name)} | | | |")
             continue
-        state = f"{hours(lines)}" + ("" if done else f" (epoch {len(lines)}, running)")
+        state = f"{hours(lines)}" + ("" if done else f" ({len(lines)} epochs done, running)")
         aa_text = f"{100 * aa[0]:.2f}% / {100 * aa[1]:.2f}%" if aa else ""
         if f:
             cleans.append(100 * f[0])
@@ -289,9 +294,9 @@ for label, prefix in [("8/255 everywhere (cifar10-fast-at)", "at"), ("6/255 on t
         lines, done = log(name)
         f = figures(name, "eval", "pgd20")
         if not lines:
-            print(f"| {label} | {seed} | not started | | |")
+            print(f"| {label} | {seed} | {not_yet(name)} | | |")
             continue
-        state = f"{hours(lines)}" + ("" if done else f" (epoch {len(lines)}, running)")
+        state = f"{hours(lines)}" + ("" if done else f" ({len(lines)} epochs done, running)")
         print(f"| {label} | {seed} | {state} | " + (f"{100 * f[0]:.2f}% | {100 * f[1]:.2f}% |" if f else " | |"))
         if f:
             arm.append(f)
