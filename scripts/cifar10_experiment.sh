@@ -271,6 +271,30 @@ if done and f and all(l.get("cpuSeconds") is not None for l in lines):
     print(f"time bar (cifar10-fast-at, seed 0): {how} = {machine:.2f} hours of the 2-core machine (bar 3; "
           f"wall-clock sum {wall:.2f} h, CPU {cpu:.2f} h); clean {100 * f[0]:.2f}% (bar 80), PGD-20 {100 * f[1]:.2f}% (bar 43): "
           + ("met" if machine <= 3 and f[0] >= 0.80 and f[1] >= 0.43 else "not met"))
+# AutoAttack against PGD-20 on the same points: the AutoAttack subset is the first
+# ceil(AA_LIMIT / K) test images of each class (`--balanced`); its lines are numbered by their
+# place in it, the 10,000-image evaluation's by test index.
+def points(path):
+    return [json.loads(l) for l in open(path)][1:]
+for prefix in ("at", "part"):
+    name = f"{prefix}-seed0"
+    if not (figures(name, "aa", "aa") and figures(name, "eval", "pgd20")):
+        continue
+    tested, attacked = points(os.path.join(out, f"{name}.eval.jsonl")), points(os.path.join(out, f"{name}.aa.jsonl"))
+    classes = max(r["label"] for r in tested) + 1
+    per_class, taken, subset = -(-len(attacked) // classes), [0] * classes, []
+    for r in tested:
+        if taken[r["label"]] < per_class:
+            taken[r["label"]] += 1
+            subset.append(r)
+    assert [r["label"] for r in subset] == [r["label"] for r in attacked], "the AutoAttack subset is not the balanced one"
+    columns = [k for k in attacked[0] if k not in ("index", "label", "prediction", "brokenBy", "adversarialPrediction", "unverified")]
+    pgd = {i for i, r in enumerate(subset) if r["pgd20"]}
+    aa = {i for i, r in enumerate(attacked) if all(r[c] for c in columns)}
+    first = {i for i, r in enumerate(attacked) if r[columns[0]] and r[columns[1]]}
+    print(f"AutoAttack and PGD-20 on the same {len(attacked)} points ({name}): PGD-20 leaves {len(pgd)} robust, "
+          f"AutoAttack {len(aa)} ({len(aa - pgd)} of them broken by PGD-20, {len(pgd - aa)} more broken by AutoAttack); "
+          f"its first attack ({columns[1]}) leaves {len(first)}, {len(first & pgd)} of them also robust to PGD-20")
 # The paper's claim: clean accuracy up, robustness about the same.
 if all(len(means[p][0]) == 3 for p in ("at", "part")):
     clean, robust = (statistics.mean(means["part"][i]) - statistics.mean(means["at"][i]) for i in (0, 1))

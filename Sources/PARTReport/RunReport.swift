@@ -15,7 +15,9 @@ public struct EpochRecord {
 /// The outcome of one `part eval --save-results` file: its header, and per attack column how
 /// many of the points written so far are still robust.
 public struct EvaluationTable {
+    /// The name shown (`eval/NAME.jsonl`, or the path given to `--results`) and the file read.
     public let file: String
+    public let source: URL
     public let header: [(String, String)]
     public let columns: [String]
     public let descriptions: [String]
@@ -45,8 +47,6 @@ public struct RunReport {
     public var environment: [(String, String)] = []
     public var epochs: [EpochRecord] = []
     public var evaluations: [EvaluationTable] = []
-    /// The results file of each table of `evaluations`.
-    private var evaluationFiles: [URL] = []
     /// The PNG of a CAM grid and what it shows.
     public var camGrid: (png: Data, caption: String)?
     /// Sentences about what is missing or how to see more.
@@ -111,9 +111,7 @@ public struct RunReport {
         let evalDirectory = runDirectory.appendingPathComponent("eval")
         let files = ((try? fm.contentsOfDirectory(atPath: evalDirectory.path)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
         for file in files {
-            let url = evalDirectory.appendingPathComponent(file)
-            report.evaluations.append(try readEvaluation(url, shownAs: "eval/" + file))
-            report.evaluationFiles.append(url)
+            report.evaluations.append(try readEvaluation(evalDirectory.appendingPathComponent(file), shownAs: "eval/" + file))
         }
         if files.isEmpty {
             report.notes.append("\(noEvaluationNote): part eval \(model.relativePath) --save-results "
@@ -208,10 +206,8 @@ public struct RunReport {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ReportError("--results \(url.relativePath): no such file; name a results file of part eval --save-results")
         }
-        let table = try Self.readEvaluation(url, shownAs: url.relativePath)
-        guard !evaluationFiles.contains(where: { OutputPath.sameFile($0.path, url.path) }) else { return }
-        evaluations.append(table)
-        evaluationFiles.append(url)
+        guard !evaluations.contains(where: { OutputPath.sameFile($0.source.path, url.path) }) else { return }
+        evaluations.append(try Self.readEvaluation(url, shownAs: url.relativePath))
         notes.removeAll { $0.hasPrefix(Self.noEvaluationNote) }
     }
 
@@ -248,7 +244,7 @@ public struct RunReport {
         let curveKey = ["checkpointSHA256", "architecture", "normalize", "dataset", "split", "count", "columns", "independent",
                         "seed", "precision", "balanced"].map { header[$0].map(scalarText) ?? "" }.joined(separator: "|")
             + "|" + columns.joined(separator: ",")
-        return EvaluationTable(file: title, header: fields, columns: columns,
+        return EvaluationTable(file: title, source: url, header: fields, columns: columns,
                                descriptions: descriptions.count == columns.count ? descriptions : columns,
                                count: (header["count"] as? Int) ?? done, done: done, robust: robust, worstCase: worst,
                                unverified: unverified, epsilon: number(header["epsilon"]), curveKey: curveKey)

@@ -50,12 +50,11 @@ extension RunPlan {
     }
 
     /// Why a --train-limit may miss classes: it takes the first images, which an image folder
-    /// lists class by class (unless the run is class-balanced).
+    /// lists class by class. A class-balanced limit keeps every class, so it needs no hint.
     var limitHint: String {
-        guard options.trainLimit > 0 else { return "" }
-        return options.balancedTrainLimit ? ": --train-limit with --balanced takes the first images of each class"
-            : ": --train-limit takes the first images, and an image folder lists them class by class (--balanced takes the "
-              + "first of each class)"
+        guard options.trainLimit > 0, !options.balancedTrainLimit else { return "" }
+        return ": --train-limit takes the first images, and an image folder lists them class by class (--balanced takes the "
+            + "first of each class)"
     }
 }
 
