@@ -153,18 +153,39 @@ final class EvalModesCLITests: XCTestCase {
     }
 
     /// AutoAttack standard in full (5,000 Square queries on every point it leaves robust) takes
-    /// minutes per point in a debug build, so the points here are labelled one class off the
-    /// model's prediction: clean accuracy 0, every stage skipped; what is checked is the JSON,
-    /// its agreement with AutoAttack run by hand, and the flag checks.
+    /// minutes per point in a debug build, so no point here may survive it (the target as it is
+    /// keeps every one of these noise images at 8/255). The L-inf protocol
+    /// runs on the target with its last bias moved so that the first point's top two logits
+    /// differ by a thousandth of their gap (`nearly`): that point keeps its label (the
+    /// prediction) and APGD-CE, AutoAttack's first stage, breaks it; the other points are
+    /// labelled one class off. Clean accuracy is 25%, robust accuracy 0, and the later stages are
+    /// skipped. The L2 protocol runs on points all labelled one class off (clean accuracy 0).
+    /// What is checked is the JSON, its agreement with AutoAttack run by hand, and the flag checks.
     func testRobustBenchProtocolPrintsModelInfoWithTheFiguresOfAutoAttack() throws {
         let f = try setUpFiles()
-        let wrong = f.dir.appendingPathComponent("wrong")
-        try FileManager.default.createDirectory(at: wrong, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: f.dir.appendingPathComponent("t10k-images-idx3-ubyte"),
-                                         to: wrong.appendingPathComponent("t10k-images-idx3-ubyte"))
+        let images = f.dir.appendingPathComponent("t10k-images-idx3-ubyte")
         let labels = try Data(contentsOf: f.dir.appendingPathComponent("t10k-labels-idx1-ubyte"))
-        try Data(labels.prefix(8) + labels.dropFirst(8).map { ($0 + 1) % 10 }).write(to: wrong.appendingPathComponent("t10k-labels-idx1-ubyte"))
-        let r = try runPart(["eval", f.target.path, "--data", wrong.path, "--protocol", "robustbench", "--dataset-name",
+        let x = Tensor(shape: [4, 28, 28, 1], values: try Data(contentsOf: images).dropFirst(16).prefix(4 * 784).map { Float($0) / 255 })
+        var rng = RNG(seed: 5)
+        let load = { (url: URL, rng: inout RNG) in
+            try Checkpoint.loadModel(url, architecture: nil, numClasses: 10, inputShape: (28, 28, 1), rng: &rng).0
+        }
+        let logits = try load(f.target, &rng).forward(x, mode: .eval).scalars
+        let firstRow = Array(logits.prefix(10)), top = firstRow.indices.sorted { firstRow[$0] > firstRow[$1] }
+        var nearlyFile = try SafetensorsFile.read(from: f.target)
+        nearlyFile.tensors["fc3.bias"]!.withUnsafeMutableBufferPointer { $0[top[0]] -= 0.999 * (firstRow[top[0]] - firstRow[top[1]]) }
+        let nearly = f.dir.appendingPathComponent("nearly.safetensors")
+        try nearlyFile.write(to: nearly)
+        let predictions = try load(nearly, &rng).forward(x, mode: .eval).argmaxRows()
+        XCTAssertEqual(Int(predictions[0]), top[0])
+        let mixed = f.dir.appendingPathComponent("mixed"), wrong = f.dir.appendingPathComponent("wrong")
+        for (dir, newLabels) in [(mixed, predictions.enumerated().map { i, p in UInt8(i == 0 ? p : (p + 1) % 10) } + labels.dropFirst(8 + 4)),
+                                 (wrong, labels.dropFirst(8).map { ($0 + 1) % 10 })] {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: images, to: dir.appendingPathComponent("t10k-images-idx3-ubyte"))
+            try Data(labels.prefix(8) + newLabels).write(to: dir.appendingPathComponent("t10k-labels-idx1-ubyte"))
+        }
+        let r = try runPart(["eval", nearly.path, "--data", mixed.path, "--protocol", "robustbench", "--dataset-name",
                              "noise-digits", "--limit", "4", "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let info = try json(r.stdout)
@@ -174,12 +195,13 @@ final class EvalModesCLITests: XCTestCase {
         XCTAssertEqual(info["architecture"] as? String, "small-cnn")
         XCTAssertEqual(info["number_forward_passes"] as? Int, 1)
         XCTAssertEqual(info["n_examples"] as? Int, 4)
-        XCTAssertEqual(info["clean_acc"] as? String, "0.00")
+        XCTAssertEqual(info["clean_acc"] as? String, "25.00")
+        XCTAssertEqual(info["autoattack_acc"] as? String, "0.00")
         XCTAssertEqual(info["unreliable"] as? Bool, false)
         XCTAssertEqual((info["attacks"] as? [String])?.map { String($0.prefix { $0 != ":" }) },
                        ["apgd-ce", "apgd-t", "fab-t", "square"], "\(info)")
         // The same figures as AutoAttack standard run by hand at 8/255.
-        let aa = try json(try runPart(["eval", f.target.path, "--data", wrong.path, "--attacks", "aa", "--eps", "8/255",
+        let aa = try json(try runPart(["eval", nearly.path, "--data", mixed.path, "--attacks", "aa", "--eps", "8/255",
                                        "--limit", "4", "--json", "--quiet"]).stdout)
         XCTAssertEqual(info["clean_acc"] as? String, String(format: "%.2f", 100 * (aa["cleanAccuracy"] as! Double)))
         XCTAssertEqual(info["autoattack_acc"] as? String, String(format: "%.2f", 100 * (aa["robustAccuracy"] as! Double)))
@@ -202,6 +224,7 @@ final class EvalModesCLITests: XCTestCase {
         let l2Info = try json(l2.stdout)
         XCTAssertEqual(l2Info["threat_model"] as? String, "L2")
         XCTAssertEqual(l2Info["eps"] as? String, "0.5")
+        XCTAssertEqual(l2Info["clean_acc"] as? String, "0.00")
         XCTAssertEqual((l2Info["attacks"] as? [String])?.map { String($0.prefix { $0 != ":" }) },
                        ["apgd-ce", "apgd-t", "fab-t", "square"], "\(l2Info)")
         XCTAssert((l2Info["attacks"] as? [String])?.allSatisfy { $0.hasSuffix(":norm=l2") } == true, "\(l2Info)")
