@@ -27,7 +27,7 @@ extension RunPlan {
             if kept.count > 1 && kept.count < all.count {
                 let dropped = all.subtracting(kept).sorted().map { train.classNames[Int($0)] }
                 warn("--train-limit \(options.trainLimit) keeps \(kept.count) of the \(all.count) classes of the training images "
-                     + "(drops \(dropped.prefix(5).joined(separator: ", "))\(dropped.count > 5 ? ", ..." : ""))\(limitHint)")
+                     + "(drops \(dropped.prefix(5).joined(separator: ", "))\(dropped.count > 5 ? ", ..." : ""))\(limitHint(train))")
             }
         }
         let test = try DatasetRegistry.load(dataset, split: .test, warn: warn)
@@ -49,12 +49,14 @@ extension RunPlan {
         return ImageFolder.sharesSplits(location)
     }
 
-    /// Why a --train-limit may miss classes: it takes the first images, which an image folder
-    /// lists class by class. A class-balanced limit keeps every class, so it needs no hint.
-    var limitHint: String {
+    /// Why a --train-limit may miss classes: it takes the first images, and data sorted by class
+    /// (as an image folder lists it) puts few classes first; `kept` is what the limit kept. A
+    /// class-balanced limit keeps every class, so it needs no hint.
+    func limitHint(_ kept: ImageDataset) -> String {
         guard options.trainLimit > 0, !options.balancedTrainLimit else { return "" }
-        return ": --train-limit takes the first images, and an image folder lists them class by class (--balanced takes the "
-            + "first of each class)"
+        let sorted = zip(kept.labels, kept.labels.dropFirst()).allSatisfy { $0 <= $1 }
+        return ": --train-limit takes the first images" + (sorted ? ", and these come sorted by class" : "")
+            + " (--balanced takes the first of each class)"
     }
 }
 
@@ -111,7 +113,7 @@ public final class TrainingSession {
         let present = Set(train.labels)
         if present.count < 2, let only = present.first {
             throw DatasetError("the \(train.count) training images of \(train.name) are all of one class "
-                               + "(\(train.classNames[Int(only)])): a classifier needs two or more\(plan.limitHint)")
+                               + "(\(train.classNames[Int(only)])): a classifier needs two or more\(plan.limitHint(train))")
         }
         if config.validationSplit == 0 && heldOut.count == 0 {
             throw DatasetError("the test split of \(heldOut.name) has no images; check --data (and the limit flags)")

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import PARTData
-import PARTTraining
+@testable import PARTTraining
 import XCTest
 @testable import part
 
@@ -54,5 +54,19 @@ final class ResumeOptionsTests: XCTestCase {
         var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(plan.options)) as! [String: Any]
         object.removeValue(forKey: "balancedTrainLimit")
         XCTAssertFalse(try JSONDecoder().decode(RunOptions.self, from: JSONSerialization.data(withJSONObject: object)).balancedTrainLimit)
+    }
+
+    /// The hint of a --train-limit that misses classes says the images come sorted by class only
+    /// when the kept ones do (an image folder), not for data in mixed order (the IDX files).
+    func testTheTrainLimitHintSaysSortedByClassOnlyWhenTheyAre() throws {
+        let plan = try Train.parse(["--train-limit", "4"]).newPlan()
+        func kept(_ labels: [Int32]) throws -> ImageDataset {
+            try ImageDataset(name: "d", images: [UInt8](repeating: 0, count: labels.count), labels: labels, height: 1, width: 1,
+                             channels: 1, classes: 3)
+        }
+        XCTAssertEqual(plan.limitHint(try kept([0, 0, 1, 1])),
+                       ": --train-limit takes the first images, and these come sorted by class (--balanced takes the first of each class)")
+        XCTAssertEqual(plan.limitHint(try kept([1, 0, 1, 0])), ": --train-limit takes the first images (--balanced takes the first of each class)")
+        XCTAssertEqual(try Train.parse(["--train-limit", "4", "--balanced"]).newPlan().limitHint(try kept([0, 0, 1, 1])), "")
     }
 }

@@ -108,7 +108,7 @@ final class TrainExitCodeTests: XCTestCase {
         let r = try runPart(train + ["--data", shared.path, "--train-limit", "5", "--out", out.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssert(r.stderr.contains("part: warning: \(shared.path) has no train/ and test/ (or val/) folders"), r.stderr)
-        XCTAssert(r.stderr.contains("--train-limit 5 keeps 2 of the 3 classes of the training images (drops emu): --train-limit takes the first images"), r.stderr)
+        XCTAssert(r.stderr.contains("--train-limit 5 keeps 2 of the 3 classes of the training images (drops emu): --train-limit takes the first images, and these come sorted by class"), r.stderr)
         XCTAssert(r.stdout.contains("(5 training images, checked on 7 of them)"), r.stdout)
         XCTAssert(r.stderr.contains("(--balanced takes the first of each class)"), r.stderr)
 
