@@ -273,20 +273,26 @@ if done and f and all(l.get("cpuSeconds") is not None for l in lines):
           + ("met" if machine <= 3 and f[0] >= 0.80 and f[1] >= 0.43 else "not met"))
 # AutoAttack against PGD-20 on the same points: the AutoAttack subset is the first
 # ceil(AA_LIMIT / K) test images of each class (`--balanced`); its lines are numbered by their
-# place in it, the 10,000-image evaluation's by test index.
+# place in it, the 10,000-image evaluation's by test index. The header of a newer part eval
+# lists the subset's test indices (splitIndices); an older one's subset is rebuilt from the labels.
 def points(path):
-    return [json.loads(l) for l in open(path)][1:]
+    lines = [json.loads(l) for l in open(path)]
+    return lines[0], lines[1:]
 for prefix in ("at", "part"):
     name = f"{prefix}-seed0"
     if not (figures(name, "aa", "aa") and figures(name, "eval", "pgd20")):
         continue
-    tested, attacked = points(os.path.join(out, f"{name}.eval.jsonl")), points(os.path.join(out, f"{name}.aa.jsonl"))
-    classes = max(r["label"] for r in tested) + 1
-    per_class, taken, subset = -(-len(attacked) // classes), [0] * classes, []
-    for r in tested:
-        if taken[r["label"]] < per_class:
-            taken[r["label"]] += 1
-            subset.append(r)
+    _, tested = points(os.path.join(out, f"{name}.eval.jsonl"))
+    header, attacked = points(os.path.join(out, f"{name}.aa.jsonl"))
+    if header.get("splitIndices"):
+        subset = [tested[i] for i in header["splitIndices"]]
+    else:
+        classes = max(r["label"] for r in tested) + 1
+        per_class, taken, subset = -(-len(attacked) // classes), [0] * classes, []
+        for r in tested:
+            if taken[r["label"]] < per_class:
+                taken[r["label"]] += 1
+                subset.append(r)
     assert [r["label"] for r in subset] == [r["label"] for r in attacked], "the AutoAttack subset is not the balanced one"
     columns = [k for k in attacked[0] if k not in ("index", "label", "prediction", "brokenBy", "adversarialPrediction", "unverified")]
     pgd = {i for i, r in enumerate(subset) if r["pgd20"]}

@@ -54,7 +54,8 @@ public struct Batch: Sendable {
     /// `[n, H, W, C]` Floats in [0, 1], augmented when the batcher augments.
     public let images: Tensor
     public let labels: [Int32]
-    /// The examples' indices in their dataset (keys of every per-example random draw).
+    /// The examples' indices in their split (`ImageDataset.splitIndex(of:)`): the keys of every
+    /// per-example random draw.
     public let indices: [Int]
 }
 
@@ -158,10 +159,10 @@ public final class Batcher: Sequence, IteratorProtocol {
         let dataset = self.dataset, batches = self.batches, seed = self.seed, epoch = self.epoch
         let policy: Augmentation? = augment ? dataset.augmentation : nil
         return { k in
-            let indices = batches[k]
-            let transforms = policy.map { p in indices.map { p.transform(seed: seed, index: $0, epoch: epoch) } }
+            let indices = batches[k], keys = dataset.splitIndex(of: indices)
+            let transforms = policy.map { p in keys.map { p.transform(seed: seed, index: $0, epoch: epoch) } }
             let images = dataset.gather(indices, transforms: transforms, threaded: threaded)
-            return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices)
+            return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: keys)
         }
     }
 

@@ -34,6 +34,10 @@ public struct ImageDataset: Sendable {
     public let classNames: [String]
     /// The augmentation of training batches (the trainer's batcher applies it).
     public var augmentation: Augmentation
+    /// Each example's index in the whole split it was taken from, for a subset that is not a
+    /// prefix (`subset`, `balancedPrefix`); nil when example i is example i of its split. Random
+    /// draws are keyed by this index (`splitIndex(of:)`), so a subset changes no example.
+    public private(set) var splitIndices: [Int]?
 
     /// Validates that there are `labels.count` images of `height x width x channels` bytes
     /// and that every label is in `0..<classes`.
@@ -93,6 +97,13 @@ public struct ImageDataset: Sendable {
         self.classes = classes
         self.classNames = classNames
         self.augmentation = augmentation
+        self.splitIndices = nil
+    }
+
+    /// The split indices of examples `rows`: the keys of their random draws.
+    public func splitIndex(of rows: [Int]) -> [Int] {
+        guard let splitIndices else { return rows }
+        return rows.map { splitIndices[$0] }
     }
 
     /// Values per image.
@@ -142,9 +153,11 @@ public struct ImageDataset: Sendable {
     public func prefix(_ n: Int) -> ImageDataset {
         let k = Swift.max(0, Swift.min(n, count))
         if k == count { return self }
-        return ImageDataset(unchecked: name, storage: storage, pixelType: pixelType, labels: Array(labels[0..<k]),
-                            height: height, width: width, channels: channels, classes: classes,
-                            classNames: classNames, augmentation: augmentation)
+        var first = ImageDataset(unchecked: name, storage: storage, pixelType: pixelType, labels: Array(labels[0..<k]),
+                                 height: height, width: width, channels: channels, classes: classes,
+                                 classNames: classNames, augmentation: augmentation)
+        first.splitIndices = splitIndices.map { Array($0.prefix(k)) }
+        return first
     }
 
     /// The indices of a class-balanced subset of about `n` examples: the first ceil(n / K)
@@ -176,8 +189,8 @@ public struct ImageDataset: Sendable {
         return out.sorted()
     }
 
-    /// The examples `indices` (in that order) as a dataset of their own, copied; for subsets
-    /// that are not a prefix (`--balanced`).
+    /// The examples `indices` (in that order) as a dataset of their own, copied, which keeps
+    /// their split indices; for subsets that are not a prefix (`--balanced`).
     public func subset(_ indices: [Int]) throws -> ImageDataset {
         if indices == Array(0..<count) { return self }
         let stride = imageSize * pixelType.size
@@ -187,9 +200,12 @@ public struct ImageDataset: Sendable {
             copy.mutablePointer.advanced(by: row * stride).copyMemory(from: storage.pointer.advanced(by: i * stride),
                                                                       byteCount: stride)
         }
-        return ImageDataset(unchecked: name, storage: copy, pixelType: pixelType, labels: indices.map { labels[$0] },
-                            height: height, width: width, channels: channels, classes: classes,
-                            classNames: classNames, augmentation: augmentation)
+        var chosen = ImageDataset(unchecked: name, storage: copy, pixelType: pixelType, labels: indices.map { labels[$0] },
+                                  height: height, width: width, channels: channels, classes: classes,
+                                  classNames: classNames, augmentation: augmentation)
+        let keys = splitIndex(of: indices)
+        chosen.splitIndices = keys == Array(0..<keys.count) ? nil : keys
+        return chosen
     }
 
     /// The class-balanced subset of `balancedIndices(n)` (`--balanced` with `--limit N`).

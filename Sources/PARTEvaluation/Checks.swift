@@ -58,7 +58,8 @@ public enum EvaluationChecks {
             let second = try AttackPass.logits(model, x)
             difference = Swift.max(difference, largestNormalisedDifference(first, second))
             probabilities = probabilities && looksLikeProbabilities(first)
-            let batch = AttackBatch(images: x, labels: y, indices: indices, budget: try EpsilonMap.constant(0, shape: x.shape))
+            let batch = AttackBatch(images: x, labels: y, indices: dataset.splitIndex(of: indices),
+                                    budget: try EpsilonMap.constant(0, shape: x.shape))
             zero += zeroRows(try AttackPass.lossGradient(model, at: x, batch: batch, loss: CrossEntropyLoss()).gradient)
             saturated += saturatedRows(first)
         }

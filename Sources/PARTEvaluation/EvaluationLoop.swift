@@ -79,7 +79,7 @@ extension EvaluationRunner {
             var shareBest: Tensor?
             if !mineIndices.isEmpty {
                 let (x, y) = dataset.batch(mineIndices)
-                shareBatch = AttackBatch(images: x, labels: y, indices: mineIndices, budget: try budget(x))
+                shareBatch = AttackBatch(images: x, labels: y, indices: dataset.splitIndex(of: mineIndices), budget: try budget(x))
                 shareBest = saving ? x : nil
             }
             var wholeBest: Tensor? = adversarial == nil ? nil

@@ -26,12 +26,18 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
     public var precision: String
     public var batchSize: Int
     /// true when the points are the class-balanced subset of `--balanced` (the first
-    /// ceil(count/K) of each class; indices are positions in it); absent for the first `count`.
+    /// ceil(count/K) of each class; a line's `index` is its position in it); absent for the first
+    /// `count`.
     public var balanced: Bool?
+    /// The points' indices in the split, when they are not its first `count` (`--balanced`): the
+    /// test images the lines are about, and the keys of their random draws. A file of an older
+    /// `part eval --balanced` has none; its draws were keyed by the position, so it is not resumed.
+    public var splitIndices: [Int]?
 
     public init(checkpoint: String, checkpointSHA256: String, architecture: String, normalize: String?, dataset: String,
                 split: String, count: Int, attacks: [String], columns: [String], independent: Bool, epsilon: Float,
-                alpha: Float, seed: UInt64, precision: String, batchSize: Int, balanced: Bool? = nil) {
+                alpha: Float, seed: UInt64, precision: String, batchSize: Int, balanced: Bool? = nil,
+                splitIndices: [Int]? = nil) {
         self.checkpoint = checkpoint
         self.checkpointSHA256 = checkpointSHA256
         self.architecture = architecture
@@ -48,6 +54,7 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
         self.precision = precision
         self.batchSize = batchSize
         self.balanced = balanced
+        self.splitIndices = splitIndices
     }
 
     /// The SHA-256 of a checkpoint file, as `sha256sum` prints it.
@@ -70,6 +77,16 @@ public struct EvaluationHeader: Codable, Equatable, Sendable {
         check(split, command.split, "the split", { $0 })
         check(count, command.count, "the number of points (--limit)", { String($0) })
         check(balanced ?? false, command.balanced ?? false, "--balanced", { String($0) })
+        if balanced == command.balanced && count == command.count && splitIndices != command.splitIndices {
+            func show(_ indices: [Int]?) -> String {
+                guard let indices else { return "the first \(count) of the split" }
+                return indices.prefix(6).map(String.init).joined(separator: ", ") + (indices.count > 6 ? ", ..." : "")
+            }
+            out.append(balanced == true && splitIndices == nil
+                ? "the file comes from an older part eval, which keyed the random draws of --balanced points by their place in "
+                    + "the subset, not by their index in the test split: start a new --save-results file"
+                : "the points' indices in the split: the file has \(show(splitIndices)), this command \(show(command.splitIndices))")
+        }
         check(columns, command.columns, "--attacks", { $0.joined(separator: ",") })
         check(independent, command.independent, "--independent", { String($0) })
         check(epsilon, command.epsilon, "--eps", { String($0) })

@@ -290,8 +290,8 @@ public final class EvaluationRunner {
                 } else {
                     current[r].unverified.append(s)
                     let reason = !inside[j] ? "outside the budget or [0, 1]" : "correctly classified alone (predicted \(alone))"
-                    refusals[Refusal(index: batch.indices[r], stage: s)] = reason
-                    log?("re-verification: point \(batch.indices[r]), \(stages[s].name): the claimed success is \(reason)")
+                    refusals[Refusal(index: current[r].index, stage: s)] = reason
+                    log?("re-verification: point \(current[r].index), \(stages[s].name): the claimed success is \(reason)")
                 }
             }
         }

@@ -5,26 +5,35 @@ import PARTEngine
 import PARTNN
 
 /// A transfer attack's examples, replayed on another model: row i of `examples` is the example
-/// made for dataset index i. As a stage of an evaluation it goes through the same
-/// re-verification, results file and resume as any attack.
+/// made for point i of the evaluated set, whose split index (the batch's key for it) is
+/// `splitIndices[i]`. As a stage of an evaluation it goes through the same re-verification,
+/// results file and resume as any attack.
 public struct TransferredExamples: Attack {
     /// [N, H, W, C], one row per point of the evaluated set.
     public let examples: Tensor
+    /// The row of each split index.
+    private let rows: [Int: Int]
 
-    public init(examples: Tensor) { self.examples = examples }
+    /// `splitIndices`: the split index of each row (`ImageDataset.splitIndex(of:)` of the
+    /// evaluated set); row i is index i when nil.
+    public init(examples: Tensor, splitIndices: [Int]? = nil) {
+        self.examples = examples
+        let n = examples.shape.first ?? 0
+        rows = Dictionary(uniqueKeysWithValues: (splitIndices ?? Array(0..<n)).prefix(n).enumerated().map { ($1, $0) })
+    }
 
     public var name: String { "transfer" }
 
     public func perturb(_ model: ImageClassifier, _ batch: AttackBatch, seed: UInt64) throws -> Tensor {
-        let n = examples.shape.first ?? 0
-        guard batch.indices.allSatisfy({ (0..<n).contains($0) }) else {
-            throw AttackError("the transferred examples cover points 0..<\(n), the batch asks for \(batch.indices.max() ?? 0)")
+        let wanted = batch.indices.map { rows[$0] }
+        if let missing = zip(batch.indices, wanted).first(where: { $0.1 == nil }) {
+            throw AttackError("the transferred examples hold no example for point \(missing.0) of the split")
         }
-        let rows = examples.gatherRows(batch.indices)
-        guard rows.shape == batch.images.shape else {
-            throw AttackError("the transferred examples have shape \(rows.shape), the batch \(batch.images.shape)")
+        let gathered = examples.gatherRows(wanted.map { $0! })
+        guard gathered.shape == batch.images.shape else {
+            throw AttackError("the transferred examples have shape \(gathered.shape), the batch \(batch.images.shape)")
         }
-        return rows
+        return gathered
     }
 }
 

@@ -134,7 +134,7 @@ public final class DataParallel: BatchStatisticsReducer {
             nonFinite += logits.nonFiniteRows()
             clean += zip(logits.argmaxRows(), y).filter { $0 == $1 }.count
             if let attack {
-                let batch = AttackBatch(images: x, labels: y, indices: indices,
+                let batch = AttackBatch(images: x, labels: y, indices: dataset.splitIndex(of: indices),
                                         budget: try EpsilonMap.constant(epsilon, shape: x.shape))
                 let adversarial = try attack.perturb(model, batch, seed: seed)
                 robust += zip(try model.forward(adversarial, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count

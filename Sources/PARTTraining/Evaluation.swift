@@ -18,7 +18,8 @@ public enum Evaluation {
     /// Clean accuracy and, when `attack` is given, accuracy on its adversarial examples under a
     /// constant `epsilon`, over `dataset` in batches. An example counts as robust when the model
     /// classifies its adversarial version correctly (re-evaluated on the returned examples).
-    /// Random starts are keyed by (seed, dataset index): the result does not depend on `batchSize`.
+    /// Random starts are keyed by (seed, index in the split): the result does not depend on
+    /// `batchSize`, nor on which subset of the split `dataset` is.
     public static func run(_ model: ImageClassifier, on dataset: ImageDataset, attack: Attack?, epsilon: Float,
                            batchSize: Int, seed: UInt64, progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
         var clean = 0, robust = 0, nonFinite = 0
@@ -32,7 +33,7 @@ public enum Evaluation {
             clean += zip(predictions, y).filter { $0 == $1 }.count
             if let attack {
                 let budget = try EpsilonMap.constant(epsilon, shape: x.shape)
-                let batch = AttackBatch(images: x, labels: y, indices: indices, budget: budget)
+                let batch = AttackBatch(images: x, labels: y, indices: dataset.splitIndex(of: indices), budget: budget)
                 let adversarial = try attack.perturb(model, batch, seed: seed)
                 robust += zip(try model.forward(adversarial, mode: .eval).argmaxRows(), y).filter { $0 == $1 }.count
             }

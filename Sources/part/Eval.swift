@@ -327,7 +327,8 @@ struct Eval: ParsableCommand {
                 checkpoint: checkpoint, checkpointSHA256: sha256, architecture: architecture,
                 normalize: normalize, dataset: test.name, split: "test", count: test.count, attacks: stages.map(\.description),
                 columns: stages.map(\.name), independent: independent, epsilon: eps.value, alpha: alpha, seed: output.seed,
-                precision: engine.precision.rawValue, batchSize: batchSize, balanced: balanced && limit > 0 ? true : nil)
+                precision: engine.precision.rawValue, batchSize: batchSize, balanced: balanced && limit > 0 ? true : nil,
+                splitIndices: test.splitIndices)
         }
         let value = eps.value
         let budget: (Tensor) throws -> EpsilonMap = { try EpsilonMap.constant(value, shape: $0.shape) }
@@ -346,7 +347,7 @@ struct Eval: ParsableCommand {
                 batchSize: batchSize, seed: output.seed, budget: budget, log: { logger.log("part eval: source: \($0)") })
             progress.log(String(format: "part eval: source: worst case %.2f%% of %d points; evaluating its examples on %@",
                                 100 * summary.robustAccuracy, summary.count, checkpoint as NSString))
-            stages = transferStages(stages, examples: examples, sourceSHA256: source.sha256)
+            stages = transferStages(stages, examples: examples, splitIndices: test.splitIndices, sourceSHA256: source.sha256)
         } else {
             for note in stages.flatMap({ $0.notes(for: model) }) { progress.log("part eval: \(note)") }
         }

@@ -130,10 +130,11 @@ extension Eval {
     }
 
     /// The stages on the target of a transfer evaluation: natural, then the source's worst cases.
-    func transferStages(_ stages: [AttackCatalog.Stage], examples: Tensor, sourceSHA256: String) -> [AttackCatalog.Stage] {
+    func transferStages(_ stages: [AttackCatalog.Stage], examples: Tensor, splitIndices: [Int]?,
+                        sourceSHA256: String) -> [AttackCatalog.Stage] {
         let attacks = stages.dropFirst().map(\.description).joined(separator: "+")
         let stage = AttackCatalog.Stage(name: "transfer", description: "transfer:source=\(sourceSHA256.prefix(16)):attacks=\(attacks)",
-                                        attack: TransferredExamples(examples: examples), cost: 1)
+                                        attack: TransferredExamples(examples: examples, splitIndices: splitIndices), cost: 1)
         return [stages[0], stage]
     }
 

@@ -73,7 +73,8 @@ final class BatcherTests: XCTestCase {
         XCTAssertTrue(Batcher(d, batches: [[0], [1]], seed: 1, epoch: 1, prefetch: true).prefetches)
     }
 
-    /// An example's augmented image depends on (seed, index, epoch) only, not on its batch.
+    /// An example's augmented image depends on (seed, index, epoch) only, not on its batch nor
+    /// on the subset it was taken in.
     func testAnExampleIsTheSameInAnyBatch() throws {
         let d = try dataset()
         func images(_ batches: [Batch]) -> [Int: [Float]] {
@@ -88,6 +89,12 @@ final class BatcherTests: XCTestCase {
         let large = images(epoch(d, batchSize: 37, prefetch: false))
         XCTAssertEqual(small.count, 37)
         XCTAssertEqual(small, large)
+        // A subset that is not a prefix (a class-balanced --train-limit) changes no example: the
+        // batch names each by its index in the split, and the draws follow it.
+        let chosen = [3, 10, 22, 30]
+        let fromSubset = images(Array(Batcher(try d.subset(chosen), batches: [[2, 0], [3, 1]], seed: 9, epoch: 1)))
+        XCTAssertEqual(fromSubset.keys.sorted(), chosen)
+        for k in chosen { XCTAssertEqual(fromSubset[k], large[k], "example \(k)") }
         let plain = d.batch(Array(0..<37)).images.scalars
         let augmented = (0..<37).flatMap { large[$0]! }
         XCTAssertNotEqual(augmented, plain, "the images are augmented")

@@ -110,6 +110,14 @@ final class CIFARFolderTests: XCTestCase {
         let subset = try d.balancedPrefix(6)
         XCTAssertEqual(subset.labels, [0, 0, 1, 1, 2, 2])
         XCTAssertEqual(subset.images, [0, 1, 4, 5, 7, 8])
+        // A subset keeps each example's index in the split, the key of its random draws.
+        XCTAssertEqual(subset.splitIndices, [0, 1, 4, 5, 7, 8])
+        XCTAssertEqual(subset.splitIndex(of: [2, 5]), [4, 8])
+        XCTAssertEqual(subset.prefix(3).splitIndices, [0, 1, 4])
+        XCTAssertEqual(try subset.subset([1, 3]).splitIndices, [1, 5])
+        XCTAssertNil(d.prefix(5).splitIndices)
+        XCTAssertNil(try d.subset([0, 1, 2]).splitIndices, "a prefix taken as a subset is numbered as the split")
+        XCTAssertEqual(d.splitIndex(of: [3, 1]), [3, 1])
         // Interleaved labels keep dataset order.
         let mixed = try ImageDataset(name: "toy", images: [UInt8](repeating: 0, count: 6), labels: [2, 0, 1, 2, 0, 1],
                                      height: 1, width: 1, channels: 1, classes: 3)

@@ -140,8 +140,27 @@ final class ResumeTests: XCTestCase {
         other = setup
         other.epsilon = 0.05
         XCTAssertThrowsError(try other.run()) { XCTAssert("\($0)".contains("--eps"), "\($0)") }
+        // As many other points (a subset, as --balanced takes) make another evaluation.
+        other = setup
+        other.subset = Array(stride(from: 0, to: 32, by: 2))
+        XCTAssertThrowsError(try other.run()) {
+            XCTAssert("\($0)".contains("the points' indices in the split: the file has the first 16 of the split, this command 0, 2, 4, 6, 8, 10, ..."), "\($0)")
+        }
         // The same command reads the finished file back.
         let again = try setup.run()
         XCTAssertEqual(again.resumed, 16)
+    }
+
+    /// A --balanced results file of an older part eval (no split indices: its draws were keyed by
+    /// the place in the subset) is not resumed with draws keyed otherwise.
+    func testAnOlderBalancedResultsFileIsNotResumed() throws {
+        func header(_ splitIndices: [Int]?) -> EvaluationHeader {
+            EvaluationHeader(checkpoint: "m", checkpointSHA256: "h", architecture: "small-cnn", normalize: nil, dataset: "d",
+                             split: "test", count: 4, attacks: ["natural"], columns: ["natural"], independent: false, epsilon: 0.1,
+                             alpha: 0.025, seed: 0, precision: "fp32", batchSize: 4, balanced: true, splitIndices: splitIndices)
+        }
+        XCTAssertEqual(header(nil).differences(from: header([0, 5, 9, 12])).count, 1)
+        XCTAssert(header(nil).differences(from: header([0, 5, 9, 12]))[0].contains("start a new --save-results file"))
+        XCTAssertEqual(header([0, 5, 9, 12]).differences(from: header([0, 5, 9, 12])), [])
     }
 }

@@ -64,6 +64,30 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(try small.run().outcomes.map(\.robust), try large.run().outcomes.map(\.robust))
     }
 
+    /// The points of a subset that is not a prefix (`--balanced`) draw by their index in the split:
+    /// their outcomes and worst cases are those of the same points evaluated with all the others
+    /// (CONVENTIONS: a subset changes no example). The subset holds points PGD's random start
+    /// broke, whose worst cases differ with any other draw.
+    func testASubsetChangesNoPoint() throws {
+        let dir = try makeTemporaryDirectory(self)
+        var whole = Setup()
+        whole.list = "natural,pgd:steps=4"
+        whole.batchSize = 8
+        whole.adversarial = dir.appendingPathComponent("whole.npy")
+        let all = try whole.run()
+        let broken = all.outcomes.filter { $0.brokenBy != nil }.map(\.index).filter { $0 > 0 }
+        XCTAssertGreaterThanOrEqual(broken.count, 2, "the test needs points PGD breaks")
+        let chosen = (Array(broken.prefix(3)) + [0, all.outcomes.count - 1]).sorted()
+        var part = whole
+        part.subset = chosen
+        part.adversarial = dir.appendingPathComponent("part.npy")
+        let some = try part.run()
+        XCTAssertEqual(some.outcomes.map(\.robust), chosen.map { all.outcomes[$0].robust })
+        XCTAssertEqual(some.outcomes.map(\.adversarialPrediction), chosen.map { all.outcomes[$0].adversarialPrediction })
+        let mine = try NPYFile.read(part.adversarial!), theirs = try NPYFile.read(whole.adversarial!).gatherRows(chosen)
+        XCTAssertLessThan(zip(mine.scalars, theirs.scalars).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+    }
+
     /// An attack that returns points outside the budget: its "successes" are refused, reported
     /// and not counted.
     func testReverificationRefusesAResultOutsideTheBudget() throws {

@@ -31,6 +31,8 @@ enum Quadrants {
 struct Setup {
     var list = "natural,fgsm,pgd:steps=4,cw:steps=4"
     var count = 32
+    /// The points, when they are not the first `count` (a subset as `--balanced` makes).
+    var subset: [Int]?
     var epsilon: Float = 0.15
     var seed: UInt64 = 0
     var batchSize = 16
@@ -49,12 +51,13 @@ struct Setup {
 
     func runner() throws -> EvaluationRunner {
         let (model, data) = try Quadrants.model()
-        let test = data.prefix(count)
+        let test = try subset.map { try data.subset($0) } ?? data.prefix(count)
         let stages = try self.stages()
         let header = EvaluationHeader(checkpoint: "quadrants", checkpointSHA256: "test", architecture: model.architecture,
                                       normalize: nil, dataset: test.name, split: "test", count: test.count,
                                       attacks: stages.map(\.description), columns: stages.map(\.name), independent: independent,
-                                      epsilon: epsilon, alpha: epsilon / 4, seed: seed, precision: "fp32", batchSize: batchSize)
+                                      epsilon: epsilon, alpha: epsilon / 4, seed: seed, precision: "fp32", batchSize: batchSize,
+                                      splitIndices: test.splitIndices)
         let eps = epsilon
         return try EvaluationRunner(model: model, dataset: test, stages: stages, header: header,
                                     options: EvaluationOptions(batchSize: batchSize, seed: seed, independent: independent,
