@@ -111,7 +111,8 @@ public struct APGD: L2Attack, ClassCountNotes {
         for restart in 0..<restarts {
             let remaining = outcome.unfooled(rows)
             if remaining.isEmpty { break }
-            try run.attack(model, batch, rows: remaining, targets: nil, seed: seed, step: restart, outcome: &outcome)
+            try run.attack(model, batch.part(restart, of: restarts), rows: remaining, targets: nil, seed: seed, step: restart,
+                           outcome: &outcome)
         }
         return outcome.images
     }
@@ -197,6 +198,7 @@ struct APGDRun {
             let pass = try lossGradient(model, at: s.x, batch: s.batch, targets: s.targets)
             s.gradient = pass.gradient
             retireFooled(pass.logits, state: s, set: &set, outcome: &outcome)
+            s.batch.progress?.steps(i + 1, of: iterations)
 
             var improved: [Int] = []
             for slot in set.liveSlots {

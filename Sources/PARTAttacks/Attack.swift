@@ -11,11 +11,13 @@ public struct AttackBatch {
     /// [N, H, W, C] in [0, 1].
     public var images: Tensor
     public var labels: [Int32]
-    /// Each row's index in its dataset.
+    /// Each row's index in its split (`ImageDataset.splitIndex(of:)`): the key of its random draws.
     public var indices: [Int]
     public var budget: EpsilonMap
     /// Clean logits [N, K] when a loss compares against them (TRADES generation's KL).
     public var reference: Tensor?
+    /// Where the attack is in its work on this batch, for a progress line (nil: nobody asks).
+    public var progress: AttackProgress?
 
     public init(images: Tensor, labels: [Int32], indices: [Int], budget: EpsilonMap, reference: Tensor? = nil) {
         self.images = images
@@ -27,10 +29,56 @@ public struct AttackBatch {
 
     public var count: Int { labels.count }
 
-    /// Rows `rows` (positions in this batch), in that order.
+    /// Rows `rows` (positions in this batch), in that order, with the same progress.
     public func subset(_ rows: [Int]) -> AttackBatch {
-        AttackBatch(images: images.gatherRows(rows), labels: rows.map { labels[$0] }, indices: rows.map { indices[$0] },
-                    budget: budget.gatherRows(rows), reference: reference?.gatherRows(rows))
+        var out = AttackBatch(images: images.gatherRows(rows), labels: rows.map { labels[$0] }, indices: rows.map { indices[$0] },
+                              budget: budget.gatherRows(rows), reference: reference?.gatherRows(rows))
+        out.progress = progress
+        return out
+    }
+
+    /// This batch with `progress` narrowed to part `k` of `n` (a restart, a target).
+    func part(_ k: Int, of n: Int) -> AttackBatch {
+        var out = self
+        out.progress = progress?.part(k, of: n)
+        return out
+    }
+}
+
+/// How far an attack is on a batch, as a fraction of its whole work: its loops (restarts,
+/// targets, iterations, queries) report on the calling thread, each loop giving its body a share
+/// of its range with `part(_:of:)`. An attack that stops early (every row fooled) reports no
+/// more; its caller reports the end. A long attack (Square's 5,000 queries on a CPU) moves the
+/// progress line of `part eval` instead of leaving it still for an hour.
+public struct AttackProgress {
+    private let report: (Double) -> Void
+    private let offset: Double
+    private let width: Double
+
+    public init(_ report: @escaping (Double) -> Void) {
+        self.init(report, offset: 0, width: 1)
+    }
+
+    private init(_ report: @escaping (Double) -> Void, offset: Double, width: Double) {
+        self.report = report
+        self.offset = offset
+        self.width = width
+    }
+
+    /// Reports that `fraction` (clamped to [0, 1]) of this share of the work is done.
+    public func callAsFunction(_ fraction: Double) {
+        report(offset + width * Swift.min(Swift.max(fraction, 0), 1))
+    }
+
+    /// Reports that `done` of `total` steps of this share are done.
+    public func steps(_ done: Int, of total: Int) {
+        self(total > 0 ? Double(done) / Double(total) : 1)
+    }
+
+    /// Share `k` (0-based) of `n` equal shares of this one.
+    public func part(_ k: Int, of n: Int) -> AttackProgress {
+        let n = Swift.max(n, 1)
+        return AttackProgress(report, offset: offset + width * Double(k) / Double(n), width: width / Double(n))
     }
 }
 

@@ -73,7 +73,7 @@ public struct FABUntargeted: L2Attack {
         for restart in 0..<restarts {
             let remaining = outcome.unfooled(rows)
             if remaining.isEmpty { break }
-            try run.attack(model, batch, rows: remaining, targets: nil, seed: seed, step: restart,
+            try run.attack(model, batch.part(restart, of: restarts), rows: remaining, targets: nil, seed: seed, step: restart,
                            randomStart: restart > 0, outcome: &outcome)
         }
         return outcome.images
@@ -108,8 +108,9 @@ struct FABRun {
                 : APGDKernels.normalizedUniformStart(slots.images, map: slots.budget.values, scale: 0.5, seed: seed,
                                                      indices: slots.indices, step: step, purpose: .fab)
         }
-        for _ in 0..<iterations {
+        for i in 0..<iterations {
             if set.liveCount == 0 { break }
+            defer { slots.progress?.steps(i + 1, of: iterations) }
             if let order = set.compaction() {
                 slots = slots.subset(order)
                 targets = targets?.gathered(order)

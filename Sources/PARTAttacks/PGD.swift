@@ -67,10 +67,11 @@ public struct PGD: Attack {
     public func ascend(_ model: ImageClassifier, _ batch: AttackBatch, from start: Tensor) throws -> Tensor {
         let images = batch.images, map = batch.budget.values
         var x = start
-        for _ in 0..<steps {
+        for step in 0..<steps {
             let g = try AttackPass.lossGradient(model, at: x, batch: batch, loss: loss).gradient
             Perturbation.signStep(&x, gradient: g, alpha: stepSize)
             Perturbation.project(&x, around: images, map: map)
+            batch.progress?.steps(step + 1, of: steps)
         }
         if steps == 0 { Perturbation.project(&x, around: images, map: map) }
         return x

@@ -44,10 +44,11 @@ public struct PGDL2: L2Attack {
             x = L2Ball.randomStart(images, radius: radius, seed: seed, indices: batch.indices)
             L2Ball.project(&x, around: images, radius: radius)
         }
-        for _ in 0..<steps {
+        for step in 0..<steps {
             let g = try AttackPass.lossGradient(model, at: x, batch: batch, loss: loss).gradient
             L2Ball.normalizedStep(&x, gradient: g, alpha: stepSize)
             L2Ball.project(&x, around: images, radius: radius)
+            batch.progress?.steps(step + 1, of: steps)
         }
         return x
     }

@@ -77,10 +77,11 @@ public struct Square: L2Attack {
         for restart in 0..<restarts {
             let remaining = outcome.unfooled(rows)
             if remaining.isEmpty { break }
+            let share = batch.part(restart, of: restarts)
             if norm == .l2 {
-                try attackL2(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+                try attackL2(model, share, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
             } else {
-                try attack(model, batch, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
+                try attack(model, share, rows: remaining, seed: seed, restart: restart, outcome: &outcome)
             }
         }
         return outcome.images
@@ -107,6 +108,7 @@ public struct Square: L2Attack {
         var tops = [Int](), lefts = [Int](), signs = [Float]()
         for i in 0..<queries {
             if r.set.liveCount == 0 { break }
+            defer { r.slots.progress?.steps(i + 1, of: queries) }
             if let order = r.compact() {
                 candidate = r.best
                 querier.gather(order)

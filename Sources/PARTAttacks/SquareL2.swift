@@ -23,6 +23,7 @@ extension Square {
         var patterns = [Int: [Float]]()
         for i in 0..<queries {
             if r.set.liveCount == 0 { break }
+            defer { r.slots.progress?.steps(i + 1, of: queries) }
             r.compact()
             let side = SquareL2Kernels.side(iteration: i, pInit: pInit, height: height, width: width)
             if patterns[side] == nil { patterns[side] = SquareL2Kernels.pattern(side: side) }

@@ -23,8 +23,9 @@ func rankedTargets(cleanLogits: Tensor, labels: [Int32], count: Int) -> [[Int32]
 /// The driver AutoAttack's targeted attacks share (APGD-T, FAB-T): check the settings, attack
 /// only the rows correctly classified when clean, then for each of the min(targets, classes - 1)
 /// highest non-true classes of the clean logits in turn, and each restart, run `body` on the
-/// rows not yet fooled, towards that target. `body` gets those rows, the target of every caller
-/// row, and the step (target rank k, restart r: k * restarts + r) that keys its random draws.
+/// rows not yet fooled, towards that target. `body` gets the batch (its progress narrowed to that
+/// target and restart), those rows, the target of every caller row, and the step (target rank k,
+/// restart r: k * restarts + r) that keys its random draws.
 struct TargetedDriver {
     let name: String
     let targets: Int
@@ -32,7 +33,8 @@ struct TargetedDriver {
     let restarts: Int
 
     func run(_ model: ImageClassifier, _ batch: AttackBatch,
-             body: (_ rows: [Int], _ targetOfRow: [Int32], _ step: Int, _ restart: Int, _ outcome: inout Outcome) throws -> Void)
+             body: (_ batch: AttackBatch, _ rows: [Int], _ targetOfRow: [Int32], _ step: Int, _ restart: Int,
+                    _ outcome: inout Outcome) throws -> Void)
         throws -> Tensor {
         try requireSetting(targets >= 1, name, "targets must be at least 1, got \(targets)")
         try requireSetting(iterations >= 0, name, "iterations must be 0 or more, got \(iterations)")
@@ -49,7 +51,8 @@ struct TargetedDriver {
             for restart in 0..<restarts {
                 let remaining = outcome.unfooled(rows)
                 if remaining.isEmpty { return outcome.images }
-                try body(remaining, targetOfRow, rank * restarts + restart, restart, &outcome)
+                let step = rank * restarts + restart
+                try body(batch.part(step, of: used * restarts), remaining, targetOfRow, step, restart, &outcome)
             }
         }
         return outcome.images
@@ -83,7 +86,7 @@ public struct TargetedAttack<Method: TargetedMethod>: L2Attack, ClassCountNotes 
         let batch = try threatBatch(batch)
         let run = Method.run(iterations: iterations, norm: norm, classes: model.numClasses)
         return try TargetedDriver(name: name, targets: targets, iterations: iterations, restarts: restarts)
-            .run(model, batch) { rows, targetOfRow, step, restart, outcome in
+            .run(model, batch) { batch, rows, targetOfRow, step, restart, outcome in
                 try run.body(model, batch, rows, targetOfRow, seed, step, restart, &outcome)
             }
     }

@@ -117,9 +117,12 @@ extension EvaluationRunner {
                     throw DistributedError("the ranks' outcomes of points \(begin)..<\(end) do not make up the batch")
                 }
             }
-            func report(_ s: Int) {
+            /// Reports stage `s` finished on this batch, or with `within`, that fraction of stage
+            /// s + 1 done (rank 0's share, as its attack reports it).
+            func report(_ s: Int, within: Double = 0) {
                 guard root else { return }
-                let doneCost = stages.prefix(s + 1).reduce(0) { $0 + $1.cost }
+                var doneCost = stages.prefix(s + 1).reduce(0) { $0 + $1.cost }
+                if s + 1 < stageCount { doneCost += stages[s + 1].cost * within }
                 let batchRobust = current.filter { $0.robust.prefix(s + 1).allSatisfy { $0 } }.count
                 progress?(EvaluationProgress(done: Double(begin) + Double(end - begin) * doneCost / totalCost, total: Double(n),
                                              batch: batchNumber, batches: batches, stage: stages[Swift.min(s + 1, stageCount - 1)].name,
@@ -160,7 +163,8 @@ extension EvaluationRunner {
             for s in stagesDone..<stageCount {
                 let t0 = Date()
                 var newly = [Int]()
-                if let batch = shareBatch {
+                if var batch = shareBatch {
+                    if root && progress != nil { batch.progress = AttackProgress { report(s - 1, within: $0) } }
                     let successes = try attack(stage: s, batch: batch, outcomes: &mine, best: &shareBest, sanity: &sanity,
                                                refusals: &refusals)
                     newly = successes.filter { mine[$0].brokenBy == s }

@@ -45,6 +45,26 @@ final class AutoAttackInvariantTests: XCTestCase {
         }
     }
 
+    /// Every attack reports its progress on the batch: fractions that never go back, from its
+    /// loops over restarts, targets, iterations and queries, up to 1 when no row is fooled (a
+    /// budget too small to fool any).
+    func testProgressRisesToTheEnd() throws {
+        let (model, x, labels) = try modelAndImages(4)
+        let attacks: [Attack] = reducedAutoAttack() + [PGD(steps: 5, stepSize: 1e-4), try PGDL2(steps: 5, stepSize: 1e-4),
+                                                      APGD(loss: .ce, iterations: 6, restarts: 2)]
+        for attack in attacks {
+            var reported = [Double]()
+            var batch = AttackBatch(images: x, labels: labels, indices: Array(0..<4), budget: try .constant(1e-4, shape: x.shape))
+            batch.progress = AttackProgress { reported.append($0) }
+            let adversarial = try attack.perturb(model, batch, seed: 5)
+            XCTAssertEqual(try correct(model, adversarial, labels), [true, true, true, true], "\(attack.name) fooled a row")
+            XCTAssertGreaterThan(reported.count, 3, attack.name)
+            XCTAssertEqual(zip(reported, reported.dropFirst()).filter { $0 > $1 }.count, 0, "\(attack.name): \(reported)")
+            XCTAssertEqual(reported.last ?? 0, 1, accuracy: 1e-9, attack.name)
+            XCTAssertGreaterThanOrEqual(reported.first ?? -1, 0, attack.name)
+        }
+    }
+
     func testZeroMapReturnsTheInputBitForBit() throws {
         let (model, x, labels) = try modelAndImages(4)
         for attack in reducedAutoAttack() {

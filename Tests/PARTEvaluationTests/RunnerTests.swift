@@ -64,6 +64,24 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(try small.run().outcomes.map(\.robust), try large.run().outcomes.map(\.robust))
     }
 
+    /// An evaluation's progress moves within a stage (its attack reports each step), never back,
+    /// and ends at the number of points.
+    func testProgressMovesWithinAStage() throws {
+        var setup = Setup()
+        setup.list = "natural,pgd:steps=4"
+        setup.count = 16
+        setup.batchSize = 16
+        let runner = try setup.runner()
+        var done = [Double]()
+        runner.progress = { done.append($0.done) }
+        _ = try runner.run()
+        let costs = runner.stages.map(\.cost), afterNatural = 16 * costs[0] / costs.reduce(0, +)
+        XCTAssertEqual(zip(done, done.dropFirst()).filter { $0 > $1 }.count, 0, "\(done)")
+        XCTAssertEqual(done.last ?? 0, 16, accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(done.filter { $0 > afterNatural + 1e-9 && $0 < 16 - 1e-9 }.count, 3,
+                                    "PGD's steps move the progress: \(done)")
+    }
+
     /// The points of a subset that is not a prefix (`--balanced`) draw by their index in the split:
     /// their outcomes and worst cases are those of the same points evaluated with all the others
     /// (CONVENTIONS: a subset changes no example). The subset holds points PGD's random start
