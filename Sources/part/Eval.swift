@@ -70,7 +70,7 @@ struct Eval: ParsableCommand {
                                + "model's eps, printed as a RobustBench model-info JSON.", valueName: "name"))
     var evaluationProtocol: EvaluationProtocol?
 
-    @Option(help: ArgumentHelp("With --protocol robustbench: Linf (eps 8/255) or L2 (eps 0.5). (default: Linf)", valueName: "norm"))
+    @Option(help: ArgumentHelp("With --protocol robustbench: Linf (eps 8/255) or L2 (eps 0.5).", valueName: "norm"))
     var threatModel: ThreatModel = .linf
 
     @Option(help: ArgumentHelp("With --protocol robustbench (required): the dataset's name as the leaderboard spells it "
@@ -175,8 +175,10 @@ struct Eval: ParsableCommand {
     }
 
     /// The evaluated split: the one place that reads data.
+    /// The test split of --dataset, else of the dataset the checkpoint's run recorded (a
+    /// checkpoint of `part train`, beside its config.json), else Fashion-MNIST.
     func loadTestSplit() throws -> ImageDataset {
-        try data.load(.test)
+        try data.load(.test, recorded: RunSettings(checkpoint: URL(fileURLWithPath: checkpoint)).dataset)
     }
 
     func run() throws {

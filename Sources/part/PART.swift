@@ -38,8 +38,8 @@ struct DataOptions: ParsableArguments {
     /// nil when --dataset was not given: `part train` then takes a preset's dataset, or a resumed
     /// run's (`dataset` applies the default).
     @Option(name: .customLong("dataset"), help: ArgumentHelp("The dataset (see docs/datasets.md). (default: a preset's or a resumed "
-                                                                          + "run's; for cam and report, the one the checkpoint's run "
-                                                                          + "recorded; else fashion-mnist)",
+                                                                          + "run's; for eval, cam and report, the one the checkpoint's "
+                                                                          + "run recorded; else fashion-mnist)",
                                                              valueName: "name"))
     var givenDataset: DatasetName?
 
@@ -108,10 +108,10 @@ struct DataOptions: ParsableArguments {
     }
 
     /// The request of a command that reads a run's checkpoint: the data the run recorded
-    /// (`recorded`, from its config.json) when neither --dataset nor --data is given, with the
-    /// format flags given now over it; else the flags alone.
+    /// (`recorded`, from its config.json) when --dataset is not given, with the flags given now
+    /// over it (--data: the same dataset in another folder); else the flags alone.
     func request(recorded: DatasetRequest?) -> DatasetRequest {
-        guard givenDataset == nil, directory == nil, let recorded else { return request }
+        guard givenDataset == nil, let recorded else { return request }
         var r = overriding(recorded)
         r.augmentation = nil
         return r

@@ -104,6 +104,16 @@ extension CLITests {
         let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(report["method"] as? String, "part-t")
         XCTAssertEqual(report["budget"] as? String, "gradcam/zscore")
+        // part eval of the run's checkpoint reads the data the run recorded (without --dataset,
+        // also with --data naming the folder anew).
+        for data in [[], ["--data", fixtures.path]] {
+            let e = try part(["eval", out.appendingPathComponent("last.safetensors").path, "--limit", "4", "--attacks", "natural",
+                              "--json", "--quiet"] + data)
+            XCTAssertEqual(e.status, 0, "\(data): \(e.stderr)")
+            let summary = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(summary["count"] as? Int, 4, e.stdout)
+            XCTAssert(e.stdout.contains("cifar10"), e.stdout)
+        }
     }
 
     func testPresetsListsEveryPreset() throws {
