@@ -26,8 +26,8 @@ struct Cam: ParsableCommand {
 
         Without the flags, budgets and CAM settings come from the run beside the checkpoint \
         (config.json, else the training configuration in <name>.state.safetensors), else the \
-        checkpoint's metadata, else the defaults; without --dataset and --data, the images are the \
-        test split of the data the run's config.json records.
+        checkpoint's metadata, else the defaults; without --dataset, the images are the test split \
+        of the dataset the run's config.json records (from --data when given, else its folder).
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint: .safetensors, .pt/.pth written by torch.save (told apart by content), or an ONNX model (.onnx).", valueName: "checkpoint"))
@@ -253,7 +253,7 @@ struct RunSettings {
     var epsilonLow: Float?
     /// The normalisation the model was trained with ("MEAN/STD").
     var normalize: String?
-    /// The data the run trained on (its record's dataset request), read when no data flag is given.
+    /// The data the run trained on (its record's dataset request), read when --dataset is not given.
     var dataset: DatasetRequest?
 
     init(checkpoint: URL) {

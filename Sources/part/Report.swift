@@ -131,7 +131,7 @@ struct Report: ParsableCommand {
         clean and PGD accuracy of the held-out check, share of entries at full eps, images/s) as \
         SVG, the tables of <run>/eval/*.jsonl (part eval --save-results) and of the --results \
         files, a CAM grid of test images taken one class at a time (of the data \
-        <run>/config.json records, unless --dataset or --data is given) \
+        <run>/config.json records, unless --dataset is given; --data names another folder of it) \
         under <run>/last.safetensors, the configuration (<run>/config.json, else the one saved in \
         <run>/last.state.safetensors) and the \
         environment. It needs no network and runs no script: open it in any browser, or mail it.
