@@ -49,7 +49,8 @@ public struct RunReport {
     public var evaluations: [EvaluationTable] = []
     /// The PNG of a CAM grid and what it shows.
     public var camGrid: (png: Data, caption: String)?
-    /// Sentences about what is missing or how to see more.
+    /// Sentences about what is missing or how to see more (`shownNotes` adds the hint on
+    /// evaluation tables while there are none).
     public var notes: [String] = []
     public var generated = Date()
 
@@ -112,11 +113,6 @@ public struct RunReport {
         let files = ((try? fm.contentsOfDirectory(atPath: evalDirectory.path)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
         for file in files {
             report.evaluations.append(try readEvaluation(evalDirectory.appendingPathComponent(file), shownAs: "eval/" + file))
-        }
-        if files.isEmpty {
-            report.notes.append("\(noEvaluationNote): part eval \(model.relativePath) --save-results "
-                                + "\(evalDirectory.appendingPathComponent("NAME.jsonl").relativePath) adds a table here; "
-                                + "part report --results FILE adds a results file kept elsewhere.")
         }
         if fm.fileExists(atPath: runDirectory.appendingPathComponent("tb").path) {
             report.notes.append("TensorBoard: tensorboard --logdir \(runDirectory.appendingPathComponent("tb").relativePath)")
@@ -208,10 +204,16 @@ public struct RunReport {
         }
         guard !evaluations.contains(where: { OutputPath.sameFile($0.source.path, url.path) }) else { return }
         evaluations.append(try Self.readEvaluation(url, shownAs: url.relativePath))
-        notes.removeAll { $0.hasPrefix(Self.noEvaluationNote) }
     }
 
-    static let noEvaluationNote = "No evaluation results yet"
+    /// The notes the page shows: while no evaluation table is there, how to add one, then `notes`.
+    public var shownNotes: [String] {
+        guard evaluations.isEmpty else { return notes }
+        let model = runDirectory.appendingPathComponent("last.safetensors")
+        let results = runDirectory.appendingPathComponent("eval").appendingPathComponent("NAME.jsonl")
+        return ["No evaluation results yet: part eval \(model.relativePath) --save-results \(results.relativePath) adds a "
+                + "table here; part report --results FILE adds a results file kept elsewhere."] + notes
+    }
 
     static func readEvaluation(_ url: URL, shownAs title: String) throws -> EvaluationTable {
         let data = try contents(url)
@@ -266,7 +268,7 @@ public struct RunReport {
         if let last = epochs.last {
             h += "<p class=\"summary\">" + HTML.escape(summaryLine(last)) + "</p>\n"
         }
-        for note in notes { h += "<p class=\"note\">\(HTML.escape(note))</p>\n" }
+        for note in shownNotes { h += "<p class=\"note\">\(HTML.escape(note))</p>\n" }
 
         h += "<h2>Training curves</h2>\n"
         if epochs.isEmpty {

@@ -81,7 +81,7 @@ final class RunReportTests: XCTestCase {
         try FileManager.default.moveItem(at: run.appendingPathComponent("eval/pgd20.jsonl"), to: outside)
         var report = try RunReport.read(runDirectory: run)
         XCTAssert(report.evaluations.isEmpty)
-        XCTAssert(report.notes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.notes)")
+        XCTAssert(report.shownNotes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.shownNotes)")
         try report.addEvaluation(outside)
         // The same file again, and through a link: still one table.
         try report.addEvaluation(outside)
@@ -90,7 +90,7 @@ final class RunReportTests: XCTestCase {
         try report.addEvaluation(link)
         XCTAssertEqual(report.evaluations.map(\.file), [outside.path])
         XCTAssertEqual(report.evaluations[0].robust, [2, 1])
-        XCTAssertFalse(report.notes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.notes)")
+        XCTAssertFalse(report.shownNotes.contains { $0.hasPrefix("No evaluation results yet") }, "\(report.shownNotes)")
         XCTAssert(report.html().contains("<h3>\(outside.path)</h3>"))
         XCTAssertThrowsError(try report.addEvaluation(outside.deletingLastPathComponent().appendingPathComponent("none.jsonl"))) {
             XCTAssert("\($0)".contains("none.jsonl: no such file"), "\($0)")
