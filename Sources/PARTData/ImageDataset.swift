@@ -190,9 +190,10 @@ public struct ImageDataset: Sendable {
     }
 
     /// The examples `indices` (in that order) as a dataset of their own, copied, which keeps
-    /// their split indices; for subsets that are not a prefix (`--balanced`).
-    public func subset(_ indices: [Int]) throws -> ImageDataset {
-        if indices == Array(0..<count) { return self }
+    /// their split indices; for subsets that are not a prefix (`--balanced`, `--val-split`).
+    /// `name` renames it (default: this dataset's name).
+    public func subset(_ indices: [Int], name newName: String? = nil) throws -> ImageDataset {
+        if indices == Array(0..<count) && newName == nil { return self }
         let stride = imageSize * pixelType.size
         let copy = try ByteBuffer.allocate(indices.count * stride)
         for (row, i) in indices.enumerated() {
@@ -200,7 +201,7 @@ public struct ImageDataset: Sendable {
             copy.mutablePointer.advanced(by: row * stride).copyMemory(from: storage.pointer.advanced(by: i * stride),
                                                                       byteCount: stride)
         }
-        var chosen = ImageDataset(unchecked: name, storage: copy, pixelType: pixelType, labels: indices.map { labels[$0] },
+        var chosen = ImageDataset(unchecked: newName ?? name, storage: copy, pixelType: pixelType, labels: indices.map { labels[$0] },
                                   height: height, width: width, channels: channels, classes: classes,
                                   classNames: classNames, augmentation: augmentation)
         let keys = splitIndex(of: indices)

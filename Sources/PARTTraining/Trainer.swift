@@ -355,19 +355,9 @@ struct TrainingSplit {
         let held = Array(order.prefix(count)).sorted()
         let heldSet = Set(held)
         train = (0..<data.count).filter { !heldSet.contains($0) }
-        // The held-out images, copied in their pixel type (no augmentation: they are a check).
-        let stride = data.imageSize * data.pixelType.size
-        var bytes = [UInt8](repeating: 0, count: count * stride)
-        bytes.withUnsafeMutableBytes { out in
-            for (row, i) in held.enumerated() {
-                out.baseAddress!.advanced(by: row * stride).copyMemory(from: data.storage.pointer.advanced(by: i * stride),
-                                                                       byteCount: stride)
-            }
-        }
-        validation = try ImageDataset(name: "\(data.name) validation split", storage: try bytes.withUnsafeBytes { try ByteBuffer.copying($0) },
-                                      pixelType: data.pixelType, labels: held.map { data.labels[$0] }, height: data.height,
-                                      width: data.width, channels: data.channels, classes: data.classes,
-                                      classNames: data.classNames, augmentation: .none)
+        // The held-out images, copied (no augmentation: they are a check); as a subset they keep
+        // their indices in the training split, which key the check's random starts.
+        validation = try data.subset(held, name: "\(data.name) validation split").withAugmentation(.none)
     }
 
     /// Dataset indices of a batch of the sampler's positions (the sampler shuffles 0..<train.count).

@@ -4,7 +4,7 @@ import PARTCAM
 import PARTData
 import PARTEngine
 import PARTNN
-import PARTTraining
+@testable import PARTTraining
 import XCTest
 
 /// The family in the trainer: objective x budget x generation, schedules, presets, the validation
@@ -132,6 +132,15 @@ final class FamilyTrainerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: plainDir.appendingPathComponent("best.safetensors").path))
         c.validationSplit = 16
         XCTAssertThrowsError(try train(c)) { XCTAssert("\($0)".contains("--val-split"), "\($0)") }
+        // The held-out images keep their indices in the training split: the keys of the check's draws.
+        let data = try dataset(count: 16)
+        let split = try TrainingSplit(data, validation: 6)
+        let held = Set(0..<16).subtracting(split.train).sorted()
+        XCTAssertEqual(held.count, 6)
+        XCTAssertEqual(split.validation?.splitIndices, held)
+        XCTAssertEqual(split.validation?.images, try data.subset(held).images)
+        XCTAssertEqual(split.validation?.name, "\(data.name) validation split")
+        XCTAssert(split.validation?.augmentation.isIdentity == true)
     }
 
     func testConfigIsWrittenBeforeTheFirstStepAndCheckpointsCarryTheRecipe() throws {
