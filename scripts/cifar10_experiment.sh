@@ -205,17 +205,19 @@ if os.path.isdir(os.path.join(out, "at-seed0")):
 if os.path.isdir(os.path.join(out, "part-seed0")):
     pilots.append("part-seed0")   # PART's curve beside it (the same 1,000-image check)
 if pilots:
-    print("| run | epoch | hours so far | epoch seconds (CPU) | check clean | check PGD-20 | train adv acc |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| run | epoch | hours so far | epoch seconds (CPU) | check clean | check PGD-20 | train adv acc | pixels at full eps |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in pilots:
         lines, done = log(name)
         for i, l in enumerate(lines or []):
             cpu = f" ({l['cpuSeconds']:.0f})" if l.get("cpuSeconds") is not None else ""
+            full = l.get("fullEpsilonFraction")
             print(f"| {name} | {l['epoch']}/{l['epochs']} | {hours(lines[:i + 1])} | {l['seconds']:.0f}{cpu} "
-                  f"| {100 * l['cleanAccuracy']:.2f}% | {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% |")
+                  f"| {100 * l['cleanAccuracy']:.2f}% | {100 * l['robustAccuracy']:.2f}% | {100 * l['trainAccuracy']:.2f}% "
+                  f"| {'' if full is None else f'{100 * full:.1f}%'} |")
         f = figures(name, "eval", "pgd20")
         if f:
-            print(f"| {name} | test set ({test_limit}) | {hours(lines)} | | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | |")
+            print(f"| {name} | test set ({test_limit}) | {hours(lines)} | | {100 * f[0]:.2f}% | {100 * f[1]:.2f}% | | |")
     print()
 
 def spread(values):
