@@ -27,7 +27,8 @@ struct Cam: ParsableCommand {
         Without the flags, budgets and CAM settings come from the run beside the checkpoint \
         (config.json, else the training configuration in <name>.state.safetensors), else the \
         checkpoint's metadata, else the defaults; without --dataset, the images are the test split \
-        of the dataset the run's config.json records (from --data when given, else its folder).
+        of the dataset the run's config.json records (from --data when given, else its folder), \
+        else of the one the checkpoint's metadata names.
         """)
 
     @Argument(help: ArgumentHelp("The checkpoint: .safetensors, .pt/.pth written by torch.save (told apart by content), or an ONNX model (.onnx).", valueName: "checkpoint"))
@@ -253,7 +254,9 @@ struct RunSettings {
     var epsilonLow: Float?
     /// The normalisation the model was trained with ("MEAN/STD").
     var normalize: String?
-    /// The data the run trained on (its record's dataset request), read when --dataset is not given.
+    /// The data the run trained on (its record's dataset request; for a checkpoint away from its
+    /// run, the dataset its metadata names, from --data or its default folder), read when
+    /// --dataset is not given.
     var dataset: DatasetRequest?
 
     init(checkpoint: URL) {
@@ -270,6 +273,9 @@ struct RunSettings {
             config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
         }
         let meta = (try? RunReport.checkpointMetadata(checkpoint)) ?? [:]
+        if dataset == nil, let name = meta[RecipeKey.dataset].flatMap(DatasetName.init(rawValue:)) {
+            dataset = DatasetRequest(name: name)
+        }
         cam = config?.cam ?? meta[RecipeKey.cam].flatMap(CAMMethodName.init(rawValue:))
         mapRule = config?.mapRule ?? meta[RecipeKey.mapRule].flatMap(MapRuleName.init(rawValue:))
         camLayer = record?.camLayer ?? config?.camLayer ?? meta[RecipeKey.camLayer]

@@ -39,7 +39,7 @@ struct DataOptions: ParsableArguments {
     /// run's (`dataset` applies the default).
     @Option(name: .customLong("dataset"), help: ArgumentHelp("The dataset (see docs/datasets.md). (default: a preset's or a resumed "
                                                                           + "run's; for eval, cam and report, the one the checkpoint's "
-                                                                          + "run recorded; else fashion-mnist)",
+                                                                          + "run or metadata records; else fashion-mnist)",
                                                              valueName: "name"))
     var givenDataset: DatasetName?
 

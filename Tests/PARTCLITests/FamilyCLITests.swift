@@ -105,10 +105,14 @@ extension CLITests {
         XCTAssertEqual(report["method"] as? String, "part-t")
         XCTAssertEqual(report["budget"] as? String, "gradcam/zscore")
         // part eval of the run's checkpoint reads the data the run recorded (without --dataset,
-        // also with --data naming the folder anew).
-        for data in [[], ["--data", fixtures.path]] {
-            let e = try part(["eval", out.appendingPathComponent("last.safetensors").path, "--limit", "4", "--attacks", "natural",
-                              "--json", "--quiet"] + data)
+        // also with --data naming the folder anew); a copy away from its run, the dataset its
+        // metadata names, in the folder --data names.
+        let away = try temporaryDirectory().appendingPathComponent("model.safetensors")
+        try FileManager.default.copyItem(at: out.appendingPathComponent("last.safetensors"), to: away)
+        for (checkpoint, data) in [(out.appendingPathComponent("last.safetensors"), [String]()),
+                                   (out.appendingPathComponent("last.safetensors"), ["--data", fixtures.path]),
+                                   (away, ["--data", fixtures.path])] {
+            let e = try part(["eval", checkpoint.path, "--limit", "4", "--attacks", "natural", "--json", "--quiet"] + data)
             XCTAssertEqual(e.status, 0, "\(data): \(e.stderr)")
             let summary = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
             XCTAssertEqual(summary["count"] as? Int, 4, e.stdout)
