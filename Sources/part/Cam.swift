@@ -143,9 +143,9 @@ struct Cam: ParsableCommand {
             }
             let settings = RunSettings(checkpoint: url)
             let all = try data.load(.test, recorded: settings.dataset)
-            // The test images' indices in the dataset: what the grid, the text, the JSON and the maps number them by.
-            let chosen = balanced ? all.balancedIndices(limit) : Array(0..<min(limit, all.count))
-            let test = balanced ? try all.subset(chosen) : all.prefix(limit)
+            // A balanced subset keeps each image's index in the test split (`splitIndex(of:)`): what
+            // the grid, the text, the JSON and the maps number them by.
+            let test = balanced ? try all.balancedPrefix(limit) : all.prefix(limit)
             // Checked again now that the data's own files are known (a file of a --data folder).
             do {
                 try OutputPath.check([.init("--out", out)] + (saveMaps.map { [.init("--save-maps", $0)] } ?? []),
@@ -185,7 +185,7 @@ struct Cam: ParsableCommand {
             for start in stride(from: 0, to: test.count, by: batchSize) {
                 let positions = Array(start..<min(test.count, start + batchSize))
                 let (images, labels) = test.batch(positions)
-                parts.append(try CAMPanels.compute(model, images: images, labels: labels, indices: positions.map { chosen[$0] },
+                parts.append(try CAMPanels.compute(model, images: images, labels: labels, indices: test.splitIndex(of: positions),
                                                    budget: budget, epsilon: eps, epsilonLow: epsLow))
                 let done = start + positions.count
                 progress.update(done: Double(done), total: Double(test.count), unit: "images",
